@@ -1,0 +1,48 @@
+/* sluice — time.
+ *
+ * Time is a parameter: every primitive that depends on time takes `now_ms`
+ * as an argument. Components that need to read the time themselves hold an
+ * sl_clock, which tests replace with a manual one.
+ */
+#ifndef SLUICE_CLOCK_H
+#define SLUICE_CLOCK_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Milliseconds since the Unix epoch (wall clock; deadlines use it). */
+uint64_t sl_time_wall_ms(void);
+
+/** Milliseconds of a monotonic clock (intervals, timeouts). */
+uint64_t sl_time_mono_ms(void);
+
+/** Nanoseconds of a monotonic clock (latency measurement). */
+uint64_t sl_time_mono_ns(void);
+
+/** A source of time. `now_ms` returns wall-clock milliseconds. */
+typedef struct sl_clock {
+    uint64_t (*now_ms)(void *ctx);
+    void *ctx;
+} sl_clock;
+
+/** The system wall clock. */
+const sl_clock *sl_clock_system(void);
+
+/** Read a clock; NULL reads the system clock. */
+uint64_t sl_clock_now_ms(const sl_clock *clk);
+
+/** A clock that only moves when told; for tests. */
+typedef struct sl_manual_clock {
+    sl_clock clock; /* pass &mc.clock where an sl_clock is wanted */
+    uint64_t now_ms;
+} sl_manual_clock;
+
+void sl_manual_clock_init(sl_manual_clock *mc, uint64_t start_ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,112 @@
+/* sluice — the service configuration file (YAML).
+ *
+ * One file describes a service: engine, producer, channels, consumer groups
+ * with their handlers, drain timeout. One declarative option table per
+ * section drives parsing, defaults, validation (errors cite
+ * file:line:column and the key) and the reference documentation
+ * (sl_config_write_reference).
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include "sluice/engine.h"
+#include "sluice/status.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Where a value came from, for later error messages. */
+typedef struct sl_config_pos {
+    int line;   /* 1-based; 0 = not from the file (a default) */
+    int column; /* 1-based */
+} sl_config_pos;
+
+/** A consumer group's handler. `kind` selects which other fields apply. */
+typedef struct sl_config_handler {
+    char *kind;    /* "plugin", "forward", "append", "record", "fail" */
+    char *path;    /* plugin: shared object */
+    char *symbol;  /* plugin: handler function; default "sluice_handle" */
+    char *init;    /* plugin: optional init function; default
+                      "sluice_handler_init" if present in the object */
+    char *config;  /* plugin: string handed to the init function */
+    char *to;      /* forward: target channel */
+    char *file;    /* append: file that receives one event id per line */
+    sl_config_pos pos;
+} sl_config_handler;
+
+typedef struct sl_config_channel {
+    char *name;
+    uint64_t max_length; /* 0 = unbounded */
+    sl_config_pos pos;
+} sl_config_channel;
+
+typedef struct sl_config_consumer {
+    char *channel;
+    char *group;
+    uint32_t prefetch;           /* default 10, 1..100000 */
+    uint32_t concurrency;        /* default = prefetch, <= prefetch */
+    uint64_t handler_timeout_ms; /* default 30000 */
+    uint32_t max_attempts;       /* default 5 */
+    uint64_t *backoff_ms;        /* default 1000, 5000, 10000 */
+    size_t backoff_len;
+    bool idempotency;            /* default false */
+    uint64_t idempotency_ttl_ms; /* default 24 h */
+    sl_config_handler handler;
+    sl_config_pos pos;
+} sl_config_consumer;
+
+typedef struct sl_config {
+    char *path; /* the file, as given */
+    char *service_name;          /* service.name; default "sluice" */
+    /* engine: */
+    char *engine_url;            /* default "embedded:./data" */
+    sl_sync_mode sync;           /* engine.sync: full | normal | off */
+    uint64_t dedup_window_ms;    /* engine.dedup_window; default 2 min */
+    uint64_t max_event_size;     /* engine.max_event_size; default 1 MiB */
+    /* producer: */
+    uint32_t max_in_flight;      /* default 1000 */
+    uint64_t publish_timeout_ms; /* default 5000 */
+    double rate_per_s;           /* producer.rate; 0 = no limit */
+    uint32_t burst;              /* producer.burst; default 2 x rate */
+    uint32_t breaker_failures;   /* producer.breaker.failure_threshold; 0 =
+                                    no breaker */
+    uint64_t breaker_open_ms;    /* producer.breaker.open; default 30 s */
+    /* topology: */
+    sl_config_channel *channels;
+    size_t nchannels;
+    sl_config_consumer *consumers;
+    size_t nconsumers;
+    /* lifecycle: */
+    uint64_t drain_timeout_ms;   /* default 25 s */
+    char *inbox_path;            /* idempotency store; default
+                                    "<data dir>/inbox.db" for embedded URLs,
+                                    "./sluice-inbox.db" otherwise */
+} sl_config;
+
+/** Parse and validate a YAML file. On error @p diag says
+ * "FILE:LINE:COL: KEY: problem". */
+sl_status sl_config_load_file(const char *path, sl_config **out,
+                              sl_diag *diag);
+
+/** Same from memory; @p name stands for the file in messages. */
+sl_status sl_config_load_string(const char *yaml, size_t len,
+                                const char *name, sl_config **out,
+                                sl_diag *diag);
+
+/** NULL is a no-op. */
+void sl_config_free(sl_config *cfg);
+
+/** Write the reference of every option (key, type, default, bounds, doc) as
+ * Markdown, generated from the option tables. */
+void sl_config_write_reference(FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,130 @@
+/* sluice — the consumer: a worker pool that runs a handler per delivery.
+ *
+ * Handler concurrency never exceeds prefetch. Outcomes: ACK (done), RETRY
+ * (redelivered after the group's backoff, without holding a prefetch slot),
+ * REJECT (dead-letter now). A handler that overruns its timeout counts as
+ * RETRY. After max_attempts the event is dead-lettered with reason
+ * max_attempts; an event past its deadline is dead-lettered with reason
+ * expired and never reaches the handler. With idempotency on, processed ids
+ * are recorded (after ACK) in an SQLite inbox and skipped when seen again.
+ *
+ * Thread safety: create/start/stop/destroy from one controlling thread;
+ * handlers run on the consumer's worker threads.
+ */
+#ifndef SLUICE_CONSUMER_H
+#define SLUICE_CONSUMER_H
+
+#include "sluice/engine.h"
+#include "sluice/producer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sl_consumer sl_consumer;
+
+/** What a handler decided. */
+typedef enum sl_outcome {
+    SL_OUTCOME_ACK,
+    SL_OUTCOME_RETRY,
+    SL_OUTCOME_REJECT,
+} sl_outcome;
+
+/** "ack", "retry", "reject". */
+const char *sl_outcome_str(sl_outcome outcome);
+
+/** The handler's view of one delivery; valid only during the call. */
+typedef struct sl_handler_ctx sl_handler_ctx;
+
+const sl_event *sl_handler_event(const sl_handler_ctx *ctx);
+/** 1-based attempt number, crashed attempts included. */
+uint32_t sl_handler_attempt(const sl_handler_ctx *ctx);
+/** Milliseconds left before the handler timeout or the event's deadline,
+ * whichever is sooner. */
+uint64_t sl_handler_remaining_ms(const sl_handler_ctx *ctx);
+/** The group's name and channel. */
+const char *sl_handler_group(const sl_handler_ctx *ctx);
+const char *sl_handler_channel(const sl_handler_ctx *ctx);
+/** Error text recorded with a RETRY or REJECT (dead letters carry it). */
+void sl_handler_set_error(sl_handler_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/** Ask for a specific delay before the next attempt (e.g. Retry-After). */
+void sl_handler_retry_after(sl_handler_ctx *ctx, uint64_t delay_ms);
+/**
+ * Publish an event caused by this one: it becomes the child of the current
+ * event (trace, deadline, correlation), then is published through the
+ * consumer's producer and confirmed before return.
+ * @return SL_UNSUPPORTED when the consumer has no producer; publish errors.
+ */
+sl_status sl_handler_publish(sl_handler_ctx *ctx, const char *channel,
+                             sl_event *ev, sl_diag *diag);
+/** The inbox database (an sqlite3 *) with a transaction open, for handlers
+ * declared transactional: their writes commit with the inbox record, so
+ * their effects happen exactly once. NULL otherwise. */
+void *sl_handler_db(sl_handler_ctx *ctx);
+
+/** A handler: runs on a worker thread; @p user is the consumer's
+ * handler_ctx. Must be thread-safe if concurrency > 1. */
+typedef sl_outcome (*sl_handler_fn)(sl_handler_ctx *ctx, void *user);
+
+/** Options; zero is default. Copied (strings and arrays too). */
+typedef struct sl_consumer_opts {
+    const char *channel; /* required */
+    const char *group;   /* required */
+    uint32_t prefetch;   /* 0 = 10 */
+    uint32_t concurrency; /* worker threads; 0 = prefetch; <= prefetch */
+    uint64_t handler_timeout_ms; /* 0 = 30000 */
+    uint32_t max_attempts;       /* 0 = 5 */
+    const uint64_t *backoff_ms;  /* NULL = 1000, 5000, 10000 (last repeats) */
+    size_t backoff_len;
+    sl_handler_fn handler;       /* required */
+    void *handler_ctx;
+    /* Idempotency: an SQLite inbox at this path (":memory:" allowed); NULL
+     * turns it off. */
+    const char *inbox_path;
+    uint64_t idempotency_ttl_ms; /* 0 = 24 h */
+    bool transactional; /* run the handler inside the inbox transaction */
+    sl_producer *producer; /* for sl_handler_publish; borrowed; optional */
+    const char *service;   /* for logs; NULL = "sluice" */
+} sl_consumer_opts;
+
+/** Counters for metrics. */
+typedef struct sl_consumer_stats {
+    uint64_t acked;
+    uint64_t retried;
+    uint64_t rejected;     /* dead-lettered by REJECT */
+    uint64_t exhausted;    /* dead-lettered after max_attempts */
+    uint64_t expired;      /* dead-lettered for the deadline */
+    uint64_t timed_out;    /* handler overran its timeout */
+    uint64_t duplicates;   /* skipped by the inbox */
+    uint64_t released;     /* given back at shutdown */
+    uint32_t in_flight;    /* handlers running now */
+} sl_consumer_stats;
+
+/** Declares the group if needed, opens the inbox. Does not start. */
+sl_status sl_consumer_create(sl_engine *eng, const sl_consumer_opts *opts,
+                             sl_consumer **out, sl_diag *diag);
+
+/** Start the worker threads. */
+sl_status sl_consumer_start(sl_consumer *c);
+
+/**
+ * Graceful stop: stop fetching, let running handlers finish within
+ * @p drain_timeout_ms, release deliveries not started, then release
+ * deliveries whose handler is still running (their late result is
+ * discarded).
+ * @return SL_OK when every handler finished; SL_TIMEOUT when some were still
+ *         running (destroy then waits for them to return).
+ */
+sl_status sl_consumer_stop(sl_consumer *c, uint64_t drain_timeout_ms);
+
+void sl_consumer_get_stats(sl_consumer *c, sl_consumer_stats *out);
+
+/** Stop (if running) with the default drain, wait for every worker, free.
+ * NULL is a no-op. */
+void sl_consumer_destroy(sl_consumer *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

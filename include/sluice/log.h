@@ -1,0 +1,69 @@
+/* sluice — logging through an installable sink.
+ *
+ * The library never prints. It hands each record to the installed sink; the
+ * default sink discards everything below WARN and writes the rest as JSON
+ * lines to stderr. sl_log_json_sink writes JSON lines to any FILE.
+ */
+#ifndef SLUICE_LOG_H
+#define SLUICE_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sl_log_level {
+    SL_LOG_DEBUG,
+    SL_LOG_INFO,
+    SL_LOG_WARN,
+    SL_LOG_ERROR,
+} sl_log_level;
+
+/** A key/value pair attached to a record (trace_id, event id, ...). */
+typedef struct sl_log_field {
+    const char *key;
+    const char *value;
+} sl_log_field;
+
+/** One log record; every pointer is valid only during the sink call. */
+typedef struct sl_log_record {
+    sl_log_level level;
+    uint64_t time_ms;      /* wall clock */
+    const char *component; /* "engine.embedded", "consumer", ... */
+    const char *msg;
+    const sl_log_field *fields;
+    size_t nfields;
+} sl_log_record;
+
+/** Called on the logging thread, possibly concurrently: must be
+ * thread-safe. */
+typedef void (*sl_log_sink_fn)(const sl_log_record *rec, void *ctx);
+
+/** Install a sink with a minimum level (NULL restores the default). */
+void sl_log_set_sink(sl_log_sink_fn fn, void *ctx, sl_log_level min_level);
+
+/** True when a record at @p level would reach the sink. */
+int sl_log_enabled(sl_log_level level);
+
+/** Log a formatted message without fields. */
+void sl_logf(sl_log_level level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/** Log a message with fields. */
+void sl_log_fields(sl_log_level level, const char *component, const char *msg,
+                   const sl_log_field *fields, size_t nfields);
+
+/** A sink writing one JSON object per line to the FILE * in @p ctx
+ * (keys: ts, level, component, msg, then the fields). */
+void sl_log_json_sink(const sl_log_record *rec, void *ctx);
+
+/** Lower-case name of a level ("warn"). */
+const char *sl_log_level_str(sl_log_level level);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,88 @@
+/* sluice — the producer: publishing with bounded in-flight work.
+ *
+ * A producer holds at most `max_in_flight` unconfirmed publishes. When the
+ * window is full, or the engine refuses (channel at max_length), publish
+ * waits at most its timeout and then fails with SL_FULL; try_publish never
+ * waits. An optional token bucket limits the rate and an optional circuit
+ * breaker stops publishing to an engine that keeps failing.
+ *
+ * Thread safety: every function may be called from any thread.
+ */
+#ifndef SLUICE_PRODUCER_H
+#define SLUICE_PRODUCER_H
+
+#include "sluice/breaker.h"
+#include "sluice/engine.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sl_producer sl_producer;
+
+/** Options; zero is default. Copied. */
+typedef struct sl_producer_opts {
+    uint32_t max_in_flight;      /* unconfirmed publishes; 0 = 1000 */
+    uint64_t publish_timeout_ms; /* 0 = 5000 */
+    double rate_per_s;           /* token bucket; 0 = no limit */
+    double burst;                /* 0 = 2 x rate */
+    const sl_breaker_opts *breaker; /* NULL = no breaker; copied */
+    const sl_clock *clock;          /* NULL = system; for the bucket */
+} sl_producer_opts;
+
+/** Counters for metrics; read with sl_producer_get_stats. */
+typedef struct sl_producer_stats {
+    uint64_t published;    /* confirmed */
+    uint64_t failed;       /* confirm with an error */
+    uint64_t full;         /* refused with SL_FULL */
+    uint64_t rate_limited; /* refused by the token bucket */
+    uint64_t breaker_open; /* refused by the breaker */
+    uint32_t in_flight;    /* unconfirmed now */
+} sl_producer_stats;
+
+/** Create a producer on @p eng (borrowed; must outlive the producer). */
+sl_status sl_producer_create(sl_engine *eng, const sl_producer_opts *opts,
+                             sl_producer **out);
+
+/**
+ * Publish and wait for the confirm, all within the publish timeout.
+ * @return SL_OK once the engine durably accepted the event; SL_FULL when
+ *         the window stayed full or the channel stayed at max_length for
+ *         the whole timeout; SL_RATE_LIMITED; SL_BREAKER_OPEN; SL_TIMEOUT
+ *         when the confirm did not come in time (outcome unknown:
+ *         republish the same id, duplicates are absorbed); engine errors.
+ */
+sl_status sl_producer_publish(sl_producer *p, const char *channel,
+                              sl_event *ev, sl_diag *diag);
+
+/**
+ * Publish without waiting for the confirm; waits for room in the window at
+ * most the publish timeout. @p cb (may be NULL) is called exactly once with
+ * the outcome, on an engine thread, if and only if SL_OK is returned.
+ */
+sl_status sl_producer_publish_async(sl_producer *p, const char *channel,
+                                    sl_event *ev, sl_publish_cb cb,
+                                    void *ctx);
+
+/** Like publish_async, but never waits: SL_FULL at once when the window is
+ * full or the channel is at max_length; SL_RATE_LIMITED when no token. */
+sl_status sl_producer_try_publish(sl_producer *p, const char *channel,
+                                  sl_event *ev, sl_publish_cb cb, void *ctx);
+
+/** Wait up to @p timeout_ms until no publish is unconfirmed.
+ * @return SL_OK or SL_TIMEOUT. */
+sl_status sl_producer_flush(sl_producer *p, uint64_t timeout_ms);
+
+/** Milliseconds until a publish could be admitted (bucket refill, breaker
+ * half-open); 0 when it could now. For Retry-After. */
+uint64_t sl_producer_retry_after_ms(sl_producer *p);
+
+void sl_producer_get_stats(sl_producer *p, sl_producer_stats *out);
+
+/** Flush with the publish timeout, then free. NULL is a no-op. */
+void sl_producer_destroy(sl_producer *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

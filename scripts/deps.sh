@@ -1,0 +1,29 @@
+#!/bin/sh
+# Install the Debian 12 packages sluice needs to build, test and benchmark.
+# Idempotent: installs only what is missing, so it is cheap to re-run.
+set -eu
+
+PACKAGES="build-essential cmake pkg-config clang
+libsqlite3-dev sqlite3 libyaml-dev libjansson-dev libcmocka-dev
+time procps python3"
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+            grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -n "$missing" ]; then
+    echo "deps.sh: installing:$missing"
+    if [ "$(id -u)" -ne 0 ]; then
+        SUDO=sudo
+    else
+        SUDO=
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi

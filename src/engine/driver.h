@@ -1,0 +1,92 @@
+/* The one internal interface every engine implements.
+ *
+ * Everything above it (producer, consumer, gateway, pipelines) sees only the
+ * public sl_engine API in sluice/engine.h, which dispatches through this
+ * table. An engine allocates its own engine, subscription and delivery
+ * structs with the common headers below as their first member.
+ */
+#ifndef SLUICE_ENGINE_DRIVER_H
+#define SLUICE_ENGINE_DRIVER_H
+
+#include "sluice/engine.h"
+
+typedef struct sl_driver sl_driver;
+
+/** Common head of every engine's engine struct. */
+struct sl_engine {
+    const sl_driver *drv;
+};
+
+/** Common head of every engine's subscription struct. */
+struct sl_subscription {
+    const sl_driver *drv;
+};
+
+/** Common head of every engine's delivery struct. The fields are read by the
+ * accessors in engine.c; the engine owns them. */
+struct sl_delivery {
+    const sl_driver *drv;
+    sl_event *ev;
+    uint32_t attempt;
+    const char *channel;
+    const char *group;
+};
+
+/** How a delivery is settled. */
+typedef enum sl_settle_op {
+    SL_SETTLE_ACK,
+    SL_SETTLE_RETRY,
+    SL_SETTLE_DEAD,
+    SL_SETTLE_RELEASE,
+} sl_settle_op;
+
+struct sl_driver {
+    const char *name;
+    /* URL prefix this driver serves ("embedded:"). */
+    const char *scheme;
+    sl_status (*open)(const char *url, const sl_engine_opts *opts,
+                      sl_engine **out, sl_diag *diag);
+    void (*close)(sl_engine *eng);
+    bool (*is_ready)(const sl_engine *eng);
+    sl_status (*declare_channel)(sl_engine *eng, const sl_channel_opts *opts,
+                                 sl_diag *diag);
+    sl_status (*declare_group)(sl_engine *eng, const sl_group_opts *opts,
+                               sl_diag *diag);
+    sl_status (*publish)(sl_engine *eng, const char *channel, sl_event *ev,
+                         unsigned flags, sl_publish_cb cb, void *ctx);
+    sl_status (*subscribe)(sl_engine *eng, const char *channel,
+                           const char *group, const sl_subscribe_opts *opts,
+                           sl_subscription **out, sl_diag *diag);
+    sl_status (*fetch)(sl_subscription *sub, sl_delivery **out, size_t max,
+                       uint64_t timeout_ms, size_t *n);
+    void (*interrupt)(sl_subscription *sub);
+    uint32_t (*in_flight)(const sl_subscription *sub);
+    void (*unsubscribe)(sl_subscription *sub);
+    sl_status (*settle)(sl_delivery *d, sl_settle_op op, uint64_t delay_ms,
+                        sl_dead_reason reason, const char *error);
+    sl_status (*depth)(sl_engine *eng, const char *channel, const char *group,
+                       sl_depth *out);
+    sl_status (*browse)(sl_engine *eng, const char *channel, const char *group,
+                        size_t max, sl_browse_fn fn, void *ctx);
+};
+
+extern const sl_driver sl__embedded_driver;
+
+/** Build the dead-letter copy of @p ev: a clone carrying the dlq*
+ * extensions. Shared by every engine so dead letters look alike. */
+sl_status sl__dead_letter_event(const sl_event *ev, sl_dead_reason reason,
+                                uint32_t attempts, const char *error,
+                                const char *channel, const char *group,
+                                uint64_t now_ms, sl_event **out);
+
+/** "<channel>.<group>.dlq" into @p buf; SL_TOO_LARGE if it does not fit. */
+sl_status sl__dlq_channel_name(const char *channel, const char *group,
+                               char *buf, size_t size);
+
+/** Name of the group that keeps a dead-letter channel's events. */
+#define SL_DLQ_GROUP "dlq"
+
+/** Valid channel or group name: [A-Za-z0-9._-]{1,200}. */
+bool sl__name_is_valid(const char *name);
+
+#endif

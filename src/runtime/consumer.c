@@ -1,0 +1,612 @@
+/* The consumer runtime: workers that fetch, run the handler and settle.
+ *
+ * Each worker owns one engine subscription with its share of the prefetch,
+ * so the sum of unsettled deliveries never exceeds prefetch and handler
+ * concurrency never exceeds the worker count (<= prefetch). A watchdog
+ * thread settles deliveries whose handler overran its time as RETRY; the
+ * handler's late result is then discarded. Handlers hold their own reference
+ * to the event, so a watchdog settle never frees what a handler reads.
+ */
+#include "sluice/consumer.h"
+
+#include "core/waiter.h"
+#include "runtime/inbox.h"
+#include "sluice/alloc.h"
+#include "sluice/log.h"
+#include "sluice/retry.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DEFAULT_PREFETCH 10
+#define DEFAULT_HANDLER_TIMEOUT_MS 30000
+#define DEFAULT_MAX_ATTEMPTS 5
+#define DEFAULT_IDEMPOTENCY_TTL_MS (24ull * 3600 * 1000)
+#define FETCH_WAIT_MS 200
+#define WATCHDOG_TICK_MS 20
+
+typedef struct worker worker;
+
+struct sl_handler_ctx {
+    sl_consumer *c;
+    sl_event *ev; /* own reference */
+    uint32_t attempt;
+    uint64_t timeout_at_mono; /* ms */
+    uint64_t retry_after_ms;  /* 0 = the schedule decides */
+    bool has_retry_after;
+    void *db;
+    char error[512];
+};
+
+struct worker {
+    sl_consumer *c;
+    pthread_t thread;
+    bool started;
+    sl_subscription *sub;
+    uint32_t share; /* of the prefetch */
+    pthread_mutex_t mu; /* cur / abandoned, shared with the watchdog */
+    sl_delivery *cur;
+    uint64_t cur_timeout_at; /* mono ms */
+    bool abandoned;
+    bool exited;
+};
+
+struct sl_consumer {
+    sl_engine *eng;
+    char *channel;
+    char *group;
+    char *service;
+    uint32_t prefetch;
+    uint32_t concurrency;
+    uint64_t handler_timeout_ms;
+    uint32_t max_attempts;
+    sl_handler_fn handler;
+    void *handler_ctx;
+    bool transactional;
+    sl_producer *producer;
+    sl_retry_schedule *retry;
+    sl_inbox *inbox;
+
+    worker *workers;
+    pthread_t watchdog;
+    bool watchdog_started;
+    atomic_bool stopping;
+    bool started;
+    bool stopped;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* a worker exited / the watchdog should stop */
+    uint32_t live_workers;
+
+    _Atomic uint64_t acked, retried, rejected, exhausted, expired, timed_out,
+        duplicates, released;
+    _Atomic uint32_t running;
+};
+
+const char *sl_outcome_str(sl_outcome outcome)
+{
+    switch (outcome) {
+    case SL_OUTCOME_ACK:
+        return "ack";
+    case SL_OUTCOME_RETRY:
+        return "retry";
+    case SL_OUTCOME_REJECT:
+        return "reject";
+    }
+    return "unknown";
+}
+
+/* ---- the handler's view ---------------------------------------------------- */
+
+const sl_event *sl_handler_event(const sl_handler_ctx *ctx)
+{
+    return ctx->ev;
+}
+
+uint32_t sl_handler_attempt(const sl_handler_ctx *ctx)
+{
+    return ctx->attempt;
+}
+
+uint64_t sl_handler_remaining_ms(const sl_handler_ctx *ctx)
+{
+    uint64_t now = sl_time_mono_ms();
+    return ctx->timeout_at_mono > now ? ctx->timeout_at_mono - now : 0;
+}
+
+const char *sl_handler_group(const sl_handler_ctx *ctx)
+{
+    return ctx->c->group;
+}
+
+const char *sl_handler_channel(const sl_handler_ctx *ctx)
+{
+    return ctx->c->channel;
+}
+
+void sl_handler_set_error(sl_handler_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->error, sizeof ctx->error, fmt, ap);
+    va_end(ap);
+}
+
+void sl_handler_retry_after(sl_handler_ctx *ctx, uint64_t delay_ms)
+{
+    ctx->retry_after_ms = delay_ms;
+    ctx->has_retry_after = true;
+}
+
+sl_status sl_handler_publish(sl_handler_ctx *ctx, const char *channel,
+                             sl_event *ev, sl_diag *diag)
+{
+    if (ctx->c->producer == NULL) {
+        return sl_diag_set(diag, SL_UNSUPPORTED,
+                           "consumer %s has no producer to publish with",
+                           ctx->c->group);
+    }
+    sl_status st = sl_event_derive(ev, ctx->ev);
+    if (st != SL_OK) {
+        return sl_diag_set(diag, st, "deriving the child event: %s",
+                           sl_status_str(st));
+    }
+    return sl_producer_publish(ctx->c->producer, channel, ev, diag);
+}
+
+void *sl_handler_db(sl_handler_ctx *ctx)
+{
+    return ctx->db;
+}
+
+/* ---- settling ----------------------------------------------------------------- */
+
+static void log_delivery(sl_consumer *c, sl_log_level level, const char *msg,
+                         const sl_event *ev, uint32_t attempt,
+                         const char *error, uint64_t duration_ms)
+{
+    if (!sl_log_enabled(level)) {
+        return;
+    }
+    char att[16], dur[24], trace[33] = "";
+    char span[17];
+    snprintf(att, sizeof att, "%" PRIu32, attempt);
+    snprintf(dur, sizeof dur, "%" PRIu64, duration_ms);
+    const char *tp = sl_event_get(ev, SL_ATTR_TRACEPARENT);
+    if (tp != NULL) {
+        sl_traceparent_parse(tp, trace, span);
+    }
+    sl_log_field f[] = {
+        {"service", c->service},  {"group", c->group},
+        {"channel", c->channel},  {"event_id", sl_event_id(ev)},
+        {"type", sl_event_type(ev)}, {"trace_id", trace[0] ? trace : NULL},
+        {"attempt", att},         {"duration_ms", dur},
+        {"error", error && error[0] ? error : NULL},
+    };
+    sl_log_fields(level, "consumer", msg, f, sizeof f / sizeof f[0]);
+}
+
+/* RETRY, or the dead letter when attempts are used up. */
+static void settle_retry(sl_consumer *c, sl_delivery **d, uint32_t attempt,
+                         const sl_handler_ctx *ctx, const char *error)
+{
+    if (attempt >= c->max_attempts) {
+        atomic_fetch_add(&c->exhausted, 1);
+        sl_delivery_dead_letter(d, SL_DEAD_MAX_ATTEMPTS, error);
+        return;
+    }
+    uint64_t delay = ctx != NULL && ctx->has_retry_after
+                         ? ctx->retry_after_ms
+                         : sl_retry_delay_ms(c->retry, attempt);
+    atomic_fetch_add(&c->retried, 1);
+    sl_delivery_retry(d, delay, error);
+}
+
+static void process(worker *w, sl_delivery *d)
+{
+    sl_consumer *c = w->c;
+    const sl_event *dev = sl_delivery_event(d);
+    uint32_t attempt = sl_delivery_attempt(d);
+    uint64_t now = sl_time_wall_ms();
+    uint64_t deadline = sl_event_deadline_ms(dev);
+
+    if (deadline != 0 && deadline <= now) {
+        atomic_fetch_add(&c->expired, 1);
+        log_delivery(c, SL_LOG_WARN, "expired before handling", dev, attempt,
+                     NULL, 0);
+        sl_delivery_dead_letter(&d, SL_DEAD_EXPIRED,
+                                "deadline passed before handling");
+        return;
+    }
+    if (c->inbox != NULL && !c->transactional &&
+        sl__inbox_seen(c->inbox, c->group, sl_event_id(dev), now)) {
+        atomic_fetch_add(&c->duplicates, 1);
+        sl_delivery_ack(&d);
+        return;
+    }
+
+    sl_handler_ctx ctx = {.c = c, .attempt = attempt};
+    ctx.ev = sl_event_ref((sl_event *)dev);
+    uint64_t budget = c->handler_timeout_ms;
+    if (deadline != 0 && deadline - now < budget) {
+        budget = deadline - now;
+    }
+    uint64_t start = sl_time_mono_ms();
+    ctx.timeout_at_mono = start + budget;
+
+    pthread_mutex_lock(&w->mu);
+    w->cur = d;
+    w->cur_timeout_at = ctx.timeout_at_mono;
+    w->abandoned = false;
+    pthread_mutex_unlock(&w->mu);
+    atomic_fetch_add(&c->running, 1);
+
+    sl_outcome outcome;
+    bool in_tx = false;
+    bool duplicate = false;
+    if (c->inbox != NULL && c->transactional) {
+        if (sl__inbox_begin(c->inbox) != SL_OK) {
+            outcome = SL_OUTCOME_RETRY;
+            snprintf(ctx.error, sizeof ctx.error, "idempotency inbox failed");
+        } else if (sl__inbox_seen_in_tx(c->inbox, c->group, sl_event_id(dev),
+                                        now)) {
+            sl__inbox_rollback(c->inbox);
+            duplicate = true;
+            outcome = SL_OUTCOME_ACK;
+        } else {
+            in_tx = true;
+            ctx.db = sl__inbox_db(c->inbox);
+            outcome = c->handler(&ctx, c->handler_ctx);
+        }
+    } else {
+        outcome = c->handler(&ctx, c->handler_ctx);
+    }
+    /* Record the id before the engine ack: a crash in between redelivers
+     * and the inbox then absorbs the duplicate. */
+    if (in_tx) {
+        if (outcome == SL_OUTCOME_ACK) {
+            if (sl__inbox_commit_record(c->inbox, c->group, sl_event_id(dev),
+                                        sl_time_wall_ms()) != SL_OK) {
+                outcome = SL_OUTCOME_RETRY;
+                snprintf(ctx.error, sizeof ctx.error,
+                         "idempotency inbox commit failed");
+            }
+        } else {
+            sl__inbox_rollback(c->inbox);
+        }
+    } else if (outcome == SL_OUTCOME_ACK && c->inbox != NULL && !duplicate) {
+        if (sl__inbox_record(c->inbox, c->group, sl_event_id(dev),
+                             sl_time_wall_ms()) != SL_OK) {
+            outcome = SL_OUTCOME_RETRY;
+            snprintf(ctx.error, sizeof ctx.error,
+                     "idempotency inbox write failed");
+        }
+    }
+    uint64_t took = sl_time_mono_ms() - start;
+    atomic_fetch_sub(&c->running, 1);
+
+    pthread_mutex_lock(&w->mu);
+    bool abandoned = w->abandoned;
+    w->cur = NULL;
+    w->abandoned = false;
+    pthread_mutex_unlock(&w->mu);
+
+    if (abandoned) {
+        /* The watchdog (or the drain) settled it already. */
+        log_delivery(c, SL_LOG_WARN, "late handler result discarded", ctx.ev,
+                     attempt, NULL, took);
+    } else if (duplicate) {
+        atomic_fetch_add(&c->duplicates, 1);
+        sl_delivery_ack(&d);
+    } else {
+        switch (outcome) {
+        case SL_OUTCOME_ACK:
+            atomic_fetch_add(&c->acked, 1);
+            sl_delivery_ack(&d);
+            log_delivery(c, SL_LOG_DEBUG, "handled", ctx.ev, attempt, NULL,
+                         took);
+            break;
+        case SL_OUTCOME_RETRY:
+            log_delivery(c, SL_LOG_INFO, "handler asked to retry", ctx.ev,
+                         attempt, ctx.error, took);
+            settle_retry(c, &d, attempt, &ctx,
+                         ctx.error[0] ? ctx.error : "handler returned RETRY");
+            break;
+        case SL_OUTCOME_REJECT:
+            atomic_fetch_add(&c->rejected, 1);
+            log_delivery(c, SL_LOG_WARN, "handler rejected", ctx.ev, attempt,
+                         ctx.error, took);
+            sl_delivery_dead_letter(&d, SL_DEAD_REJECTED,
+                                    ctx.error[0] ? ctx.error
+                                                 : "handler returned REJECT");
+            break;
+        }
+    }
+    sl_event_unref(ctx.ev);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    sl_consumer *c = w->c;
+    sl_delivery *batch[256];
+    size_t cap = w->share < 256 ? w->share : 256;
+
+    while (!atomic_load(&c->stopping)) {
+        size_t n = 0;
+        sl_status st =
+            sl_subscription_fetch(w->sub, batch, cap, FETCH_WAIT_MS, &n);
+        if (st == SL_EMPTY) {
+            continue;
+        }
+        if (st == SL_CLOSED) {
+            break;
+        }
+        if (st != SL_OK) {
+            /* The engine is unavailable: back off instead of spinning. */
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        size_t i = 0;
+        for (; i < n && !atomic_load(&c->stopping); i++) {
+            process(w, batch[i]);
+        }
+        for (; i < n; i++) {
+            /* Fetched but never started: give back, not an attempt. */
+            atomic_fetch_add(&c->released, 1);
+            sl_delivery_release(&batch[i]);
+        }
+    }
+    pthread_mutex_lock(&c->mu);
+    w->exited = true;
+    c->live_workers--;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* Settle deliveries whose handler overran its time. */
+static void *watchdog_main(void *arg)
+{
+    sl_consumer *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stopped) {
+        struct timespec ts;
+        sl__deadline_after(&ts, WATCHDOG_TICK_MS);
+        pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+        pthread_mutex_unlock(&c->mu);
+        uint64_t now = sl_time_mono_ms();
+        for (uint32_t i = 0; i < c->concurrency; i++) {
+            worker *w = &c->workers[i];
+            sl_delivery *d = NULL;
+            pthread_mutex_lock(&w->mu);
+            if (w->cur != NULL && !w->abandoned && now >= w->cur_timeout_at) {
+                d = w->cur;
+                w->abandoned = true;
+            }
+            pthread_mutex_unlock(&w->mu);
+            if (d != NULL) {
+                uint32_t attempt = sl_delivery_attempt(d);
+                atomic_fetch_add(&c->timed_out, 1);
+                log_delivery(c, SL_LOG_WARN, "handler timed out",
+                             sl_delivery_event(d), attempt, NULL,
+                             c->handler_timeout_ms);
+                settle_retry(c, &d, attempt, NULL, "handler timed out");
+            }
+        }
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------ */
+
+sl_status sl_consumer_create(sl_engine *eng, const sl_consumer_opts *opts,
+                             sl_consumer **out, sl_diag *diag)
+{
+    if (eng == NULL || opts == NULL || opts->channel == NULL ||
+        opts->group == NULL || opts->handler == NULL || out == NULL) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "consumer needs an engine, channel, group and "
+                           "handler");
+    }
+    sl_consumer *c = sl_calloc(1, sizeof *c);
+    if (c == NULL) {
+        return SL_NOMEM;
+    }
+    sl_status st = SL_OK;
+    pthread_mutex_init(&c->mu, NULL);
+    sl__cond_init_mono(&c->cv);
+    c->eng = eng;
+    c->prefetch = opts->prefetch ? opts->prefetch : DEFAULT_PREFETCH;
+    c->concurrency = opts->concurrency ? opts->concurrency : c->prefetch;
+    if (c->concurrency > c->prefetch) {
+        st = sl_diag_set(diag, SL_INVALID,
+                         "consumer %s: concurrency %" PRIu32
+                         " exceeds prefetch %" PRIu32,
+                         opts->group, c->concurrency, c->prefetch);
+        goto fail;
+    }
+    c->handler_timeout_ms = opts->handler_timeout_ms
+                                ? opts->handler_timeout_ms
+                                : DEFAULT_HANDLER_TIMEOUT_MS;
+    c->max_attempts =
+        opts->max_attempts ? opts->max_attempts : DEFAULT_MAX_ATTEMPTS;
+    c->handler = opts->handler;
+    c->handler_ctx = opts->handler_ctx;
+    c->transactional = opts->transactional;
+    c->producer = opts->producer;
+    c->channel = sl_strdup(opts->channel);
+    c->group = sl_strdup(opts->group);
+    c->service = sl_strdup(opts->service ? opts->service : "sluice");
+    if (c->channel == NULL || c->group == NULL || c->service == NULL) {
+        st = SL_NOMEM;
+        goto fail;
+    }
+    sl_retry_opts ro = {.ladder_ms = opts->backoff_ms,
+                        .ladder_len = opts->backoff_len};
+    if ((st = sl_retry_create(&ro, &c->retry)) != SL_OK) {
+        sl_diag_set(diag, st, "consumer %s: bad backoff", opts->group);
+        goto fail;
+    }
+    sl_group_opts go = {.channel = opts->channel,
+                        .name = opts->group,
+                        .max_attempts = c->max_attempts};
+    if ((st = sl_engine_declare_group(eng, &go, diag)) != SL_OK) {
+        goto fail;
+    }
+    if (opts->inbox_path != NULL &&
+        (st = sl__inbox_open(opts->inbox_path,
+                             opts->idempotency_ttl_ms
+                                 ? opts->idempotency_ttl_ms
+                                 : DEFAULT_IDEMPOTENCY_TTL_MS,
+                             &c->inbox, diag)) != SL_OK) {
+        goto fail;
+    }
+    c->workers = sl_calloc(c->concurrency, sizeof *c->workers);
+    if (c->workers == NULL) {
+        st = SL_NOMEM;
+        goto fail;
+    }
+    for (uint32_t i = 0; i < c->concurrency; i++) {
+        worker *w = &c->workers[i];
+        w->c = c;
+        pthread_mutex_init(&w->mu, NULL);
+        /* Spread the prefetch; the shares add up to exactly prefetch. */
+        w->share = c->prefetch / c->concurrency +
+                   (i < c->prefetch % c->concurrency ? 1 : 0);
+        sl_subscribe_opts so = {.prefetch = w->share};
+        if ((st = sl_engine_subscribe(eng, c->channel, c->group, &so, &w->sub,
+                                      diag)) != SL_OK) {
+            goto fail;
+        }
+    }
+    *out = c;
+    return SL_OK;
+fail:
+    sl_consumer_destroy(c);
+    return st;
+}
+
+sl_status sl_consumer_start(sl_consumer *c)
+{
+    if (c->started) {
+        return SL_INVALID;
+    }
+    c->started = true;
+    for (uint32_t i = 0; i < c->concurrency; i++) {
+        worker *w = &c->workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            atomic_store(&c->stopping, true);
+            return SL_INTERNAL;
+        }
+        w->started = true;
+        pthread_mutex_lock(&c->mu);
+        c->live_workers++;
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (pthread_create(&c->watchdog, NULL, watchdog_main, c) != 0) {
+        return SL_INTERNAL;
+    }
+    c->watchdog_started = true;
+    return SL_OK;
+}
+
+sl_status sl_consumer_stop(sl_consumer *c, uint64_t drain_timeout_ms)
+{
+    if (c->stopped || !c->started) {
+        c->stopped = true;
+        return SL_OK;
+    }
+    atomic_store(&c->stopping, true);
+    for (uint32_t i = 0; i < c->concurrency; i++) {
+        if (c->workers[i].sub != NULL) {
+            sl_subscription_interrupt(c->workers[i].sub);
+        }
+    }
+    struct timespec until;
+    sl__deadline_after(&until, drain_timeout_ms);
+    pthread_mutex_lock(&c->mu);
+    while (c->live_workers > 0) {
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &until) == ETIMEDOUT) {
+            break;
+        }
+    }
+    bool all_done = c->live_workers == 0;
+    c->stopped = true;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    if (c->watchdog_started) {
+        pthread_join(c->watchdog, NULL);
+        c->watchdog_started = false;
+    }
+    if (!all_done) {
+        /* Handlers still running past the drain: give their deliveries
+         * back for redelivery; their results will be discarded. */
+        for (uint32_t i = 0; i < c->concurrency; i++) {
+            worker *w = &c->workers[i];
+            sl_delivery *d = NULL;
+            pthread_mutex_lock(&w->mu);
+            if (w->cur != NULL && !w->abandoned) {
+                d = w->cur;
+                w->abandoned = true;
+            }
+            pthread_mutex_unlock(&w->mu);
+            if (d != NULL) {
+                atomic_fetch_add(&c->released, 1);
+                sl_delivery_release(&d);
+            }
+        }
+    }
+    return all_done ? SL_OK : SL_TIMEOUT;
+}
+
+void sl_consumer_get_stats(sl_consumer *c, sl_consumer_stats *out)
+{
+    *out = (sl_consumer_stats){
+        .acked = atomic_load(&c->acked),
+        .retried = atomic_load(&c->retried),
+        .rejected = atomic_load(&c->rejected),
+        .exhausted = atomic_load(&c->exhausted),
+        .expired = atomic_load(&c->expired),
+        .timed_out = atomic_load(&c->timed_out),
+        .duplicates = atomic_load(&c->duplicates),
+        .released = atomic_load(&c->released),
+        .in_flight = atomic_load(&c->running),
+    };
+}
+
+void sl_consumer_destroy(sl_consumer *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    if (c->started && !c->stopped) {
+        sl_consumer_stop(c, 25000);
+    }
+    if (c->workers != NULL) {
+        for (uint32_t i = 0; i < c->concurrency; i++) {
+            worker *w = &c->workers[i];
+            if (w->started) {
+                pthread_join(w->thread, NULL);
+            }
+            sl_subscription_close(w->sub);
+            pthread_mutex_destroy(&w->mu);
+        }
+    }
+    sl_free(c->workers);
+    sl__inbox_close(c->inbox);
+    sl_retry_destroy(c->retry);
+    sl_free(c->channel);
+    sl_free(c->group);
+    sl_free(c->service);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    sl_free(c);
+}
