@@ -17,10 +17,13 @@
  *              reset); the first failed probe opens it again.
  *
  * A successful call slower than `slow_call_ms` (when set) counts as a
- * failure. Callers must pair every allowed call with exactly one
- * sl_breaker_record(); a probe that is never recorded keeps its half-open
- * slot taken. Outcomes recorded while OPEN (calls that started before the
- * breaker opened) are ignored.
+ * failure. Callers must follow every allowed call with exactly one
+ * sl_breaker_record(), or sl_breaker_cancel() if the call was not made after
+ * all (e.g. a later admission check refused it). Probes with neither are
+ * presumed lost `open_ms` after the latest probe was admitted, and their
+ * slots given back. Outcomes
+ * recorded while OPEN (calls that started before the breaker opened) are
+ * ignored.
  *
  * Time is passed in as `now_ms` from one monotonic millisecond clock.
  */
@@ -75,6 +78,7 @@ typedef struct sl_breaker_stats {
     uint64_t successes;  /* recorded successes (not slow) */
     uint64_t failures;   /* recorded failures, slow calls included */
     uint64_t slow_calls; /* successes counted as failures for slowness */
+    uint64_t cancelled;  /* sl_breaker_cancel() calls */
 } sl_breaker_stats;
 
 /** A circuit breaker (opaque). */
@@ -122,6 +126,18 @@ bool sl_breaker_allow(sl_breaker *brk, uint64_t now_ms);
  */
 void sl_breaker_record(sl_breaker *brk, bool ok, uint64_t duration_ms,
                        uint64_t now_ms);
+
+/**
+ * Give back a call that sl_breaker_allow() admitted but that was not made
+ * (another admission check refused it, or setting it up failed). Frees its
+ * probe slot in HALF_OPEN; records no outcome.
+ *
+ * @param[in] brk    the breaker.
+ * @param[in] now_ms the current time in ms.
+ *
+ * Thread-safety: internally locked.
+ */
+void sl_breaker_cancel(sl_breaker *brk, uint64_t now_ms);
 
 /**
  * The state at @p now_ms (OPEN turns HALF_OPEN here too once due).

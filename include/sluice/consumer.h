@@ -108,6 +108,11 @@ sl_status sl_consumer_create(sl_engine *eng, const sl_consumer_opts *opts,
 /** Start the worker threads. */
 sl_status sl_consumer_start(sl_consumer *c);
 
+/** First half of a stop: stop fetching now, without waiting. A host with
+ * several consumers calls this on all of them, then sl_consumer_stop on
+ * each, so that they drain in parallel. */
+void sl_consumer_signal_stop(sl_consumer *c);
+
 /**
  * Graceful stop: stop fetching, let running handlers finish within
  * @p drain_timeout_ms, release deliveries not started, then release

@@ -102,12 +102,13 @@ static sl_event *event_alloc(size_t arena_cap)
 
 static bool is_shared(const sl_event *ev)
 {
-    /* Only a holder of a reference calls a setter, and other holders can
-     * only lower the count, so a stale read errs on the side of refusing.
-     * The cast drops const because C11's atomic_load takes a non-const
-     * pointer on some compilers; the load does not write. */
-    return atomic_load_explicit(&((sl_event *)ev)->refs, memory_order_relaxed) >
-           1;
+    /* A count of 1 means the caller holds the only reference, and nobody
+     * can take another without holding one already. Acquire pairs with the
+     * release in sl_event_unref, so the last other holder's reads happen
+     * before our writes. The cast drops const because some compilers'
+     * atomic_load wants a non-const pointer; the load does not write. */
+    atomic_uint *refs = &((sl_event *)ev)->refs;
+    return atomic_load_explicit(refs, memory_order_acquire) > 1;
 }
 
 /* Copy @p len bytes (plus a NUL when @p nul) into the arena or a new block.

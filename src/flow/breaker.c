@@ -14,6 +14,7 @@ struct sl_breaker {
     sl_breaker_opts opts; /* with defaults applied */
     sl_breaker_state state;
     uint64_t opened_at_ms;
+    uint64_t last_probe_ms;        /* HALF_OPEN: latest probe admitted */
     uint32_t consecutive_failures; /* CLOSED */
     uint32_t probes_admitted;      /* HALF_OPEN */
     uint32_t probe_successes;      /* HALF_OPEN */
@@ -55,12 +56,24 @@ static void transition(sl_breaker *brk, sl_breaker_state to, uint64_t now_ms)
     }
 }
 
-/* OPEN becomes HALF_OPEN lazily, when someone looks after open_ms. */
+static bool elapsed(uint64_t since_ms, uint64_t now_ms, uint64_t span_ms)
+{
+    return now_ms >= since_ms && now_ms - since_ms >= span_ms;
+}
+
+/* Time-driven changes, applied lazily whenever someone looks: OPEN becomes
+ * HALF_OPEN after open_ms, and probes with no outcome open_ms after the
+ * latest one was admitted are presumed lost, so that their slots cannot
+ * stay taken forever. */
 static void advance(sl_breaker *brk, uint64_t now_ms)
 {
-    if (brk->state == SL_BREAKER_STATE_OPEN && now_ms >= brk->opened_at_ms &&
-        now_ms - brk->opened_at_ms >= brk->opts.open_ms) {
+    if (brk->state == SL_BREAKER_STATE_OPEN &&
+        elapsed(brk->opened_at_ms, now_ms, brk->opts.open_ms)) {
         transition(brk, SL_BREAKER_STATE_HALF_OPEN, now_ms);
+    } else if (brk->state == SL_BREAKER_STATE_HALF_OPEN &&
+               brk->probes_admitted > brk->probe_successes &&
+               elapsed(brk->last_probe_ms, now_ms, brk->opts.open_ms)) {
+        brk->probes_admitted = brk->probe_successes;
     }
 }
 
@@ -135,6 +148,7 @@ bool sl_breaker_allow(sl_breaker *brk, uint64_t now_ms)
     if (brk->state == SL_BREAKER_STATE_HALF_OPEN &&
         brk->probes_admitted < brk->opts.half_open_probes) {
         brk->probes_admitted++;
+        brk->last_probe_ms = now_ms;
         ok = true;
     }
     if (ok) {
@@ -183,6 +197,21 @@ void sl_breaker_record(sl_breaker *brk, bool ok, uint64_t duration_ms,
     case SL_BREAKER_STATE_OPEN:
         break; /* a call from before the breaker opened: nothing to learn */
     }
+    pthread_mutex_unlock(&brk->mu);
+}
+
+void sl_breaker_cancel(sl_breaker *brk, uint64_t now_ms)
+{
+    if (brk == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&brk->mu);
+    advance(brk, now_ms);
+    if (brk->state == SL_BREAKER_STATE_HALF_OPEN &&
+        brk->probes_admitted > brk->probe_successes) {
+        brk->probes_admitted--;
+    }
+    brk->stats.cancelled++;
     pthread_mutex_unlock(&brk->mu);
 }
 

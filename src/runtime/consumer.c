@@ -518,18 +518,25 @@ sl_status sl_consumer_start(sl_consumer *c)
     return SL_OK;
 }
 
+void sl_consumer_signal_stop(sl_consumer *c)
+{
+    if (atomic_exchange(&c->stopping, true)) {
+        return;
+    }
+    for (uint32_t i = 0; i < c->concurrency; i++) {
+        if (c->workers[i].sub != NULL) {
+            sl_subscription_interrupt(c->workers[i].sub);
+        }
+    }
+}
+
 sl_status sl_consumer_stop(sl_consumer *c, uint64_t drain_timeout_ms)
 {
     if (c->stopped || !c->started) {
         c->stopped = true;
         return SL_OK;
     }
-    atomic_store(&c->stopping, true);
-    for (uint32_t i = 0; i < c->concurrency; i++) {
-        if (c->workers[i].sub != NULL) {
-            sl_subscription_interrupt(c->workers[i].sub);
-        }
-    }
+    sl_consumer_signal_stop(c);
     struct timespec until;
     sl__deadline_after(&until, drain_timeout_ms);
     pthread_mutex_lock(&c->mu);

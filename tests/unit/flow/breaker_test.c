@@ -78,7 +78,7 @@ static void breaker_half_open_admits_one_probe(void **state)
     fail_n(brk, 1, T0);
     assert_true(sl_breaker_allow(brk, T0 + 30000));
     assert_false(sl_breaker_allow(brk, T0 + 30000));
-    assert_false(sl_breaker_allow(brk, T0 + 90000));
+    assert_false(sl_breaker_allow(brk, T0 + 59999)); /* still outstanding */
     sl_breaker_destroy(brk);
 }
 
@@ -123,6 +123,42 @@ static void breaker_probe_failure_reopens_for_a_full_period(void **state)
     assert_int_equal(sl_breaker_state_at(brk, T0 + 150), SL_BREAKER_STATE_OPEN);
     assert_false(sl_breaker_allow(brk, T0 + 249));
     assert_true(sl_breaker_allow(brk, T0 + 250));
+    sl_breaker_destroy(brk);
+}
+
+static void breaker_cancel_gives_back_a_probe_slot(void **state)
+{
+    (void)state;
+    sl_breaker *brk =
+        make(&(sl_breaker_opts){.failure_threshold = 1, .open_ms = 100});
+    fail_n(brk, 1, T0);
+    assert_true(sl_breaker_allow(brk, T0 + 100));
+    assert_false(sl_breaker_allow(brk, T0 + 100));
+    sl_breaker_cancel(brk, T0 + 100); /* the call was not made after all */
+    assert_int_equal(sl_breaker_state_at(brk, T0 + 100),
+                     SL_BREAKER_STATE_HALF_OPEN);
+    succeed_n(brk, 1, T0 + 100);
+    assert_int_equal(sl_breaker_state_at(brk, T0 + 100),
+                     SL_BREAKER_STATE_CLOSED);
+    sl_breaker_stats st;
+    sl_breaker_get_stats(brk, T0 + 100, &st);
+    assert_int_equal(st.cancelled, 1);
+    sl_breaker_destroy(brk);
+}
+
+static void breaker_lost_probe_slot_is_reclaimed_after_open_ms(void **state)
+{
+    (void)state;
+    sl_breaker *brk =
+        make(&(sl_breaker_opts){.failure_threshold = 1, .open_ms = 100});
+    fail_n(brk, 1, T0);
+    /* Looking at the breaker makes it half-open long before a probe. */
+    assert_int_equal(sl_breaker_state_at(brk, T0 + 100),
+                     SL_BREAKER_STATE_HALF_OPEN);
+    assert_true(sl_breaker_allow(brk, T0 + 500)); /* never recorded */
+    assert_false(sl_breaker_allow(brk, T0 + 599));
+    assert_true(sl_breaker_allow(brk, T0 + 600));
+    assert_false(sl_breaker_allow(brk, T0 + 600));
     sl_breaker_destroy(brk);
 }
 
@@ -401,6 +437,8 @@ int main(void)
         cmocka_unit_test(breaker_half_open_admits_at_most_k_probes),
         cmocka_unit_test(breaker_all_probes_succeeding_closes),
         cmocka_unit_test(breaker_probe_failure_reopens_for_a_full_period),
+        cmocka_unit_test(breaker_cancel_gives_back_a_probe_slot),
+        cmocka_unit_test(breaker_lost_probe_slot_is_reclaimed_after_open_ms),
         cmocka_unit_test(breaker_closing_forgets_earlier_failures),
         cmocka_unit_test(breaker_retry_after_counts_down_open_time),
         cmocka_unit_test(breaker_window_opens_on_failure_rate),

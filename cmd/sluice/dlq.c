@@ -1,0 +1,282 @@
+/* sluice dlq list|show|replay: a group's dead letters. */
+#include "cli.h"
+
+#include "engine/driver.h"
+#include "sluice/alloc.h"
+#include "sluice/producer.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char dlq_usage[] =
+    "usage: sluice dlq list|show|replay [OPTIONS] --channel CH --group G\n"
+    "\n"
+    "Dead letters of group G on channel CH live in the channel\n"
+    "CH.G.dlq, each with its reason (rejected, max_attempts, expired), the\n"
+    "attempt count, the last error and its origin.\n"
+    "\n"
+    "  list      one line per dead letter: id, reason, attempts, time, error\n"
+    "  show      the dead letters as CloudEvents JSON (--id for one)\n"
+    "  replay    publish dead letters back to their original channel,\n"
+    "            keeping their ids, at a bounded rate, then remove them\n"
+    "\n"
+    "  -e, --engine URL     engine (default: the config's, else\n"
+    "                       embedded:./data)\n"
+    "  -c, --config FILE    take the engine URL from a service config\n"
+    "  -C, --channel NAME   the group's channel (required)\n"
+    "  -g, --group NAME     the group (required)\n"
+    "  -i, --id ID          only this event\n"
+    "  -n, --limit N        at most N dead letters (default: list 100,\n"
+    "                       replay all)\n"
+    "  -r, --rate R         replay at most R events per second (default 100)\n"
+    "  -h, --help           this text\n"
+    "\n"
+    "With the embedded engine, the store must not be in use by a running\n"
+    "service (stop it first, or read its dead letters with list/show on a\n"
+    "copy).\n";
+
+typedef struct dlq_args {
+    const char *engine;
+    const char *config;
+    const char *channel;
+    const char *group;
+    const char *id;
+    double limit;
+    double rate;
+} dlq_args;
+
+static const char *ext_or(const sl_event *ev, const char *name)
+{
+    const char *v = sl_event_get_ext(ev, name);
+    return v ? v : "-";
+}
+
+typedef struct visit {
+    const dlq_args *a;
+    bool json;
+    size_t shown;
+    int rc;
+} visit;
+
+static bool visit_one(const sl_event *ev, uint32_t attempts, void *ctx)
+{
+    (void)attempts;
+    visit *v = ctx;
+    if (v->a->id != NULL && strcmp(v->a->id, sl_event_id(ev)) != 0) {
+        return true;
+    }
+    if (v->json) {
+        char *json = NULL;
+        if (sl_event_to_json(ev, &json) == SL_OK) {
+            printf("%s\n", json);
+            sl_free(json);
+        }
+    } else {
+        printf("%s  %-12s attempts=%-3s %s  %s\n", sl_event_id(ev),
+               ext_or(ev, "dlqreason"), ext_or(ev, "dlqattempts"),
+               ext_or(ev, "dlqtime"), ext_or(ev, "dlqerror"));
+    }
+    v->shown++;
+    return v->a->limit <= 0 || v->shown < (size_t)v->a->limit;
+}
+
+/* Strip the dead-letter extensions: the replayed event is the original. */
+static sl_status undead(const sl_event *dead, sl_event **out)
+{
+    sl_event *ev = NULL;
+    sl_status st = sl_event_clone(dead, &ev);
+    static const char *const exts[] = {"dlqreason",  "dlqattempts",
+                                       "dlqerror",   "dlqchannel",
+                                       "dlqgroup",   "dlqtime"};
+    for (size_t i = 0; st == SL_OK && i < sizeof exts / sizeof exts[0]; i++) {
+        st = sl_event_set_ext(ev, exts[i], NULL);
+    }
+    if (st != SL_OK) {
+        sl_event_unref(ev);
+        return st;
+    }
+    *out = ev;
+    return SL_OK;
+}
+
+static int replay(sl_engine *eng, const dlq_args *a, const char *dlq)
+{
+    sl_subscription *sub = NULL;
+    sl_diag diag = {0};
+    sl_subscribe_opts so = {.prefetch = 1};
+    if (sl_engine_subscribe(eng, dlq, SL_DLQ_GROUP, &so, &sub, &diag) !=
+        SL_OK) {
+        cli_error("%s", diag.msg);
+        return CLI_ERROR;
+    }
+    uint64_t gap_ns = (uint64_t)(1e9 / a->rate);
+    uint64_t start = sl_time_mono_ns();
+    uint64_t replayed = 0, skipped = 0;
+    int rc = CLI_OK;
+    /* Each dead letter is fetched once; one that is not replayed (--id
+     * filter) is released and the loop stops when it comes back. */
+    char first_skipped[256] = "";
+    while (a->limit <= 0 || replayed < (uint64_t)a->limit) {
+        sl_delivery *d = NULL;
+        size_t n = 0;
+        sl_status st = sl_subscription_fetch(sub, &d, 1, 0, &n);
+        if (st != SL_OK) {
+            break;
+        }
+        const sl_event *dead = sl_delivery_event(d);
+        if (strcmp(first_skipped, sl_event_id(dead)) == 0) {
+            sl_delivery_release(&d);
+            break;
+        }
+        if (a->id != NULL && strcmp(a->id, sl_event_id(dead)) != 0) {
+            if (first_skipped[0] == '\0') {
+                snprintf(first_skipped, sizeof first_skipped, "%s",
+                         sl_event_id(dead));
+            }
+            skipped++;
+            sl_delivery_release(&d);
+            continue;
+        }
+        const char *origin = sl_event_get_ext(dead, "dlqchannel");
+        sl_event *ev = NULL;
+        if (origin == NULL || undead(dead, &ev) != SL_OK) {
+            cli_error("dead letter %s has no origin channel; left in place",
+                      sl_event_id(dead));
+            sl_delivery_release(&d);
+            rc = CLI_ERROR;
+            break;
+        }
+        cli_sleep_until_ns(start + replayed * gap_ns);
+        /* Same id, past the dedup window: the original was consumed. */
+        st = sl_engine_publish(eng, origin, ev, SL_PUBLISH_NO_DEDUP, 5000,
+                               &diag);
+        sl_event_unref(ev);
+        if (st != SL_OK) {
+            sl_delivery_release(&d);
+            cli_error("replaying %s to %s: %s", sl_event_id(dead), origin,
+                      diag.msg);
+            rc = st == SL_FULL ? CLI_FULL : CLI_ERROR;
+            break;
+        }
+        printf("%s -> %s\n", sl_event_id(dead), origin);
+        sl_delivery_ack(&d);
+        replayed++;
+    }
+    sl_subscription_close(sub);
+    fprintf(stderr, "sluice: replayed %" PRIu64 " dead letter(s) from %s\n",
+            replayed, dlq);
+    (void)skipped;
+    return rc;
+}
+
+int cmd_dlq(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"engine", required_argument, NULL, 'e'},
+        {"config", required_argument, NULL, 'c'},
+        {"channel", required_argument, NULL, 'C'},
+        {"group", required_argument, NULL, 'g'},
+        {"id", required_argument, NULL, 'i'},
+        {"limit", required_argument, NULL, 'n'},
+        {"rate", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        fputs(dlq_usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_USAGE : CLI_OK;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "list") != 0 && strcmp(sub, "show") != 0 &&
+        strcmp(sub, "replay") != 0) {
+        cli_error("dlq: unknown subcommand '%s' (list, show, replay)", sub);
+        return CLI_USAGE;
+    }
+    dlq_args a = {.rate = 100, .limit = -1};
+    int c, rc;
+    optind = 1;
+    while ((c = getopt_long(argc - 1, argv + 1, "e:c:C:g:i:n:r:h", opts,
+                            NULL)) != -1) {
+        switch (c) {
+        case 'e':
+            a.engine = optarg;
+            break;
+        case 'c':
+            a.config = optarg;
+            break;
+        case 'C':
+            a.channel = optarg;
+            break;
+        case 'g':
+            a.group = optarg;
+            break;
+        case 'i':
+            a.id = optarg;
+            break;
+        case 'n':
+            if ((rc = cli_number("--limit", optarg, 1, 1e12, &a.limit))) {
+                return rc;
+            }
+            break;
+        case 'r':
+            if ((rc = cli_number("--rate", optarg, 0.001, 1e6, &a.rate))) {
+                return rc;
+            }
+            break;
+        case 'h':
+            fputs(dlq_usage, stdout);
+            return CLI_OK;
+        default:
+            fputs(dlq_usage, stderr);
+            return CLI_USAGE;
+        }
+    }
+    if (a.channel == NULL || a.group == NULL) {
+        cli_error("dlq %s: --channel and --group are required", sub);
+        return CLI_USAGE;
+    }
+    char dlq[512];
+    if (sl__dlq_channel_name(a.channel, a.group, dlq, sizeof dlq) != SL_OK) {
+        cli_error("dlq: names too long");
+        return CLI_USAGE;
+    }
+    const char *url = NULL;
+    sl_config *cfg = NULL;
+    if ((rc = cli_engine_url(a.engine, a.config, &url, &cfg)) != CLI_OK) {
+        return rc;
+    }
+    sl_engine *eng = NULL;
+    if ((rc = cli_open_engine(url, &eng)) != CLI_OK) {
+        sl_config_free(cfg);
+        return rc;
+    }
+    if (strcmp(sub, "replay") == 0) {
+        rc = replay(eng, &a, dlq);
+    } else {
+        bool json = strcmp(sub, "show") == 0;
+        dlq_args la = a;
+        if (!json && la.limit <= 0) {
+            la.limit = 100;
+        }
+        visit v = {&la, json, 0, CLI_OK};
+        sl_status st = sl_engine_browse(eng, dlq, SL_DLQ_GROUP, 0, visit_one,
+                                        &v);
+        if (st == SL_NOT_FOUND) {
+            cli_error("no group '%s' on channel '%s' in this engine",
+                      a.group, a.channel);
+            rc = CLI_USAGE;
+        } else if (a.id != NULL && v.shown == 0) {
+            cli_error("no dead letter with id '%s' in %s", a.id, dlq);
+            rc = CLI_ERROR;
+        } else {
+            rc = v.rc;
+        }
+    }
+    sl_engine_close(eng);
+    sl_config_free(cfg);
+    return rc;
+}
