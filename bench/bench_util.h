@@ -1,7 +1,7 @@
 /* sluice benchmarks — helpers shared by the programs in bench/.
  *
- * Header-only on purpose: CMake turns every bench/*.c into a program of its
- * own, so shared code cannot live in a .c file of its own.
+ * Header-only on purpose: CMake turns every .c file in bench/ into a program
+ * of its own, so shared code cannot live in a .c file of its own.
  *
  * Conventions. Time is read with sl_time_mono_ns (CLOCK_MONOTONIC) and waits
  * are absolute (clock_nanosleep with TIMER_ABSTIME on the same clock), so a
@@ -17,7 +17,7 @@
 #include "sluice/status.h"
 
 #include <errno.h>
-#include <ftw.h>
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -197,22 +197,34 @@ static inline void bench_tmpdir_make(char *buf, size_t size)
     }
 }
 
-static inline int bench_rm_entry(const char *path, const struct stat *sb,
-                                 int flag, struct FTW *ftw)
+/* Remove @p path and, for a directory, everything under it; symbolic
+ * links are removed, never followed. */
+static inline void bench_tmpdir_remove(const char *path)
 {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
+    struct stat sb;
+    if (lstat(path, &sb) != 0) {
+        return;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *de;
+        while (d != NULL && (de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+                continue;
+            }
+            char child[4096];
+            if (snprintf(child, sizeof child, "%s/%s", path, de->d_name) <
+                (int)sizeof child) {
+                bench_tmpdir_remove(child);
+            }
+        }
+        if (d != NULL) {
+            closedir(d);
+        }
+    }
     if (remove(path) != 0) {
         fprintf(stderr, "bench: remove %s: %s\n", path, strerror(errno));
     }
-    return 0;
-}
-
-/* Remove a directory made by bench_tmpdir_make and everything in it. */
-static inline void bench_tmpdir_remove(const char *dir)
-{
-    nftw(dir, bench_rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 /* ---- printing ---------------------------------------------------------------------- */

@@ -18,6 +18,7 @@
 #include "core/waiter.h"
 #include "engine/dedup.h"
 #include "engine/driver.h"
+#include "engine/embedded_ingress.h"
 #include "engine/embedded_store.h"
 #include "sluice/alloc.h"
 #include "sluice/log.h"
@@ -136,6 +137,12 @@ struct emb_engine {
     uint64_t batch_next; /* batch that takes changes made now */
     uint64_t batch_done; /* last committed batch */
     sl_status store_err; /* sticky: the store failed */
+
+    /* Events other processes published while we own the store. */
+    emb_ingress *ingress;
+    pthread_t ingress_thread;
+    bool ingress_started;
+    pthread_cond_t ingress_cv; /* wakes the poller at close */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -1271,6 +1278,111 @@ static sl_status load_message_chain(int64_t seq, const char *channel,
     return load_message(seq, channel, body, len, ctx);
 }
 
+/* ---- ingress (store mode) ------------------------------------------------------- */
+
+#define INGRESS_BATCH 256
+#define INGRESS_IDLE_MS 20
+
+/* Confirms of one ingress batch. */
+typedef struct ingress_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t pending;
+    bool failed;
+} ingress_wait;
+
+static void ingress_confirm(sl_status st, void *ctx)
+{
+    ingress_wait *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    w->pending--;
+    w->failed |= st != SL_OK;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static sl_status emb_publish(sl_engine *base, const char *channel,
+                             sl_event *ev, unsigned flags, sl_publish_cb cb,
+                             void *ctx);
+
+/* Move events from the ingress into the channels, oldest first. A row is
+ * deleted only after the store committed its event; a crash in between
+ * re-ingests it, and the dedup window (recovered ids included) drops it. */
+static void *ingress_main(void *arg)
+{
+    emb_engine *e = arg;
+    emb_ingress_row rows[INGRESS_BATCH];
+    ingress_wait w = {.pending = 0};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        bool closing = e->closing;
+        pthread_mutex_unlock(&e->mu);
+        if (closing) {
+            break;
+        }
+        size_t n = 0;
+        emb_ingress_read(e->ingress, rows, INGRESS_BATCH, &n);
+        size_t done = 0;
+        bool full = false;
+        for (; done < n; done++) {
+            sl_event *ev = NULL;
+            sl_diag diag = {0};
+            if (sl_event_decode(rows[done].body, rows[done].len, &ev,
+                                &diag) != SL_OK) {
+                sl_logf(SL_LOG_ERROR, "engine.embedded",
+                        "ingress row %" PRId64 " unreadable (%s): dropped",
+                        rows[done].seq, diag.msg);
+                continue;
+            }
+            pthread_mutex_lock(&w.mu);
+            w.pending++;
+            pthread_mutex_unlock(&w.mu);
+            sl_status st = emb_publish(&e->base, rows[done].channel, ev,
+                                       rows[done].flags, ingress_confirm, &w);
+            sl_event_unref(ev);
+            if (st != SL_OK) {
+                pthread_mutex_lock(&w.mu);
+                w.pending--;
+                pthread_mutex_unlock(&w.mu);
+            }
+            if (st == SL_FULL || st == SL_CLOSED || st == SL_UNAVAILABLE) {
+                full = true; /* leave it for later, in order */
+                break;
+            }
+            if (st != SL_OK) {
+                sl_logf(SL_LOG_ERROR, "engine.embedded",
+                        "ingress event for %s refused: %s; dropped",
+                        rows[done].channel, sl_status_str(st));
+            }
+        }
+        pthread_mutex_lock(&w.mu);
+        while (w.pending > 0) {
+            pthread_cond_wait(&w.cv, &w.mu);
+        }
+        bool failed = w.failed;
+        w.failed = false;
+        pthread_mutex_unlock(&w.mu);
+        if (done > 0 && !failed) {
+            emb_ingress_delete_upto(e->ingress, rows[done - 1].seq);
+        }
+        emb_ingress_rows_free(rows, n);
+        if (n < INGRESS_BATCH || full || failed) {
+            struct timespec ts;
+            sl__deadline_after(&ts, INGRESS_IDLE_MS);
+            pthread_mutex_lock(&e->mu);
+            if (!e->closing) {
+                pthread_cond_timedwait(&e->ingress_cv, &e->mu, &ts);
+            }
+            pthread_mutex_unlock(&e->mu);
+        }
+    }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return NULL;
+}
+
 /* ---- open / close ------------------------------------------------------------ */
 
 static void emb_close(sl_engine *base);
@@ -1333,6 +1445,7 @@ static sl_status emb_open(const char *url, const sl_engine_opts *opts,
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->writer_cv, NULL);
     pthread_cond_init(&e->commit_cv, NULL);
+    pthread_cond_init(&e->ingress_cv, NULL);
 
     char *dir = NULL;
     sl_status st = parse_url(url, e, &dir, diag);
@@ -1348,6 +1461,15 @@ static sl_status emb_open(const char *url, const sl_engine_opts *opts,
     }
     if (dir != NULL) {
         st = emb_store_open(dir, e->opts.sync, &e->store, diag);
+        if (st == SL_EXISTS) {
+            /* Another process owns the store: publish through its ingress
+             * and read what it committed. */
+            sl_engine_opts co = e->opts;
+            emb_close(&e->base);
+            st = sl__embedded_client_open(dir, &co, out, diag);
+            sl_free(dir);
+            return st;
+        }
         if (st != SL_OK) {
             goto fail;
         }
@@ -1372,6 +1494,14 @@ static sl_status emb_open(const char *url, const sl_engine_opts *opts,
             goto fail;
         }
         e->writer_started = true;
+        if ((st = emb_ingress_open(dir, &e->ingress, diag)) != SL_OK) {
+            goto fail;
+        }
+        if (pthread_create(&e->ingress_thread, NULL, ingress_main, e) != 0) {
+            st = sl_diag_set(diag, SL_INTERNAL, "cannot start ingress thread");
+            goto fail;
+        }
+        e->ingress_started = true;
     }
     sl_free(dir);
     *out = &e->base;
@@ -1416,7 +1546,12 @@ static void emb_close(sl_engine *base)
             pthread_cond_broadcast(&e->channels[i]->groups[j]->cv);
         }
     }
+    pthread_cond_broadcast(&e->ingress_cv);
     pthread_mutex_unlock(&e->mu);
+    if (e->ingress_started) {
+        pthread_join(e->ingress_thread, NULL);
+    }
+    emb_ingress_close(e->ingress);
     if (e->writer_started) {
         pthread_join(e->writer, NULL); /* writes what is left */
     }
@@ -1454,6 +1589,7 @@ static void emb_close(sl_engine *base)
     emb_store_close(e->store);
     pthread_cond_destroy(&e->writer_cv);
     pthread_cond_destroy(&e->commit_cv);
+    pthread_cond_destroy(&e->ingress_cv);
     pthread_mutex_destroy(&e->mu);
     sl_free(e);
 }
