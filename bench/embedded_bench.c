@@ -15,7 +15,10 @@
  *
  * Usage: embedded_bench [--quick] [--rounds N] [--seconds S]
  *                       [--latency-rate R] [--latency-seconds S]
- *                       [--summary FILE]
+ *                       [--summary FILE] [--engine NAME]
+ *
+ * --engine runs the throughput of one engine only (memory, sync=normal or
+ * sync=full) and skips the latency section: for profiling.
  */
 #include "bench_util.h"
 
@@ -64,6 +67,7 @@ typedef struct bench_opts {
     double latency_seconds;
     double latency_warmup_seconds; /* offered but not counted */
     const char *summary_path;
+    const char *only; /* one engine's throughput, for profiling; NULL = all */
 } bench_opts;
 
 /* ---- the pipeline under test --------------------------------------------- */

@@ -1,0 +1,52 @@
+#!/bin/sh
+# Run every benchmark in one go and end with one summary table.
+#
+#   sh bench/run.sh [BUILD_DIR]        (what `make bench` runs)
+#
+# BENCH_QUICK=1     a short check of everything (about 20 s instead of ~2 min)
+# BENCH_SECONDS=S   seconds of load per overload scenario (default 30)
+# BENCH_TMPDIR=DIR  where the temporary SQLite stores go (default $TMPDIR or
+#                   /tmp); they are removed after each run
+#
+# The machine is shared and noisy: compare the ratios printed side by side in
+# one run rather than absolute numbers across runs. See docs/benchmarks.md.
+set -eu
+
+build=${1:-build}
+quick=${BENCH_QUICK:-0}
+
+for prog in embedded_bench overload_bench; do
+    if [ ! -x "$build/$prog" ]; then
+        echo "bench/run.sh: $build/$prog not found; build first (make build)" >&2
+        exit 1
+    fi
+done
+
+summary=$(mktemp "${TMPDIR:-/tmp}/sluice-bench-summary.XXXXXX")
+trap 'rm -f "$summary"' EXIT INT TERM
+
+if [ "$quick" = 1 ]; then
+    set -- --quick
+    echo "BENCH_QUICK=1: short runs, for checking that everything works"
+else
+    set --
+fi
+seconds=${BENCH_SECONDS:-}
+if [ -n "$seconds" ]; then
+    overload_seconds="--seconds $seconds"
+else
+    overload_seconds=
+fi
+
+echo "sluice benchmarks: $(uname -m), $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo
+
+"$build/embedded_bench" "$@" --summary "$summary"
+# shellcheck disable=SC2086
+"$build/overload_bench" "$@" $overload_seconds --summary "$summary"
+
+echo "== summary (ratio = measured / target) =="
+awk -F '\t' '
+    BEGIN { printf "%-36s %16s %16s %8s\n", "figure", "measured", "target", "ratio" }
+    { printf "%-36s %16s %16s %8s\n", $1, $2, $3, $4 }
+' "$summary"
