@@ -189,8 +189,7 @@ static void *tp_produce(void *arg)
 }
 
 /* One run on a fresh engine; returns events/s. */
-static double tp_once(const engine_spec *spec, double seconds,
-                      uint64_t *events)
+static double tp_once(const engine_spec *spec, double seconds)
 {
     static tp_run run; /* large enough not to belong on the stack */
     memset(&run, 0, sizeof run);
@@ -218,14 +217,18 @@ static double tp_once(const engine_spec *spec, double seconds,
     uint64_t handled = atomic_load(&run.handled);
     uint64_t span = atomic_load(&run.last_ns) - run.first_ns;
     rig_close(&run.r);
-    *events = handled;
     return span > 0 ? (double)handled * 1e9 / (double)span : 0;
+}
+
+static bool engine_selected(const bench_opts *o, size_t e)
+{
+    return o->only == NULL || strcmp(o->only, engines[e].name) == 0;
 }
 
 static void run_throughput(const bench_opts *o, bench_summary *sum)
 {
     double rates[NENGINES][16];
-    uint64_t events[NENGINES] = {0};
+    double med[NENGINES] = {0};
     char a[32];
 
     printf("== 1. throughput: publish -> consume -> ack, %u-byte events ==\n",
@@ -246,51 +249,61 @@ static void run_throughput(const bench_opts *o, bench_summary *sum)
     printf(")\nevents/s from first publish to last ack:\n\n");
     printf("%-8s", "round");
     for (size_t e = 0; e < NENGINES; e++) {
-        printf(" %14s", engines[e].name);
+        if (engine_selected(o, e)) {
+            printf(" %14s", engines[e].name);
+        }
     }
     printf("\n");
     fflush(stdout);
 
+    /* Alternate the engines within each round: drift hits them alike. */
     for (unsigned r = 0; r < o->rounds; r++) {
         printf("%-8u", r + 1);
         fflush(stdout);
         for (size_t e = 0; e < NENGINES; e++) {
-            uint64_t n = 0;
-            rates[e][r] = tp_once(&engines[e], o->seconds, &n);
-            events[e] += n;
-            printf(" %14s", bench_fmt_count(rates[e][r], a));
-            fflush(stdout);
+            if (engine_selected(o, e)) {
+                rates[e][r] = tp_once(&engines[e], o->seconds);
+                printf(" %14s", bench_fmt_count(rates[e][r], a));
+                fflush(stdout);
+            }
         }
         printf("\n");
     }
 
-    double med[NENGINES];
     for (size_t e = 0; e < NENGINES; e++) {
-        med[e] = bench_median(rates[e], o->rounds);
+        if (engine_selected(o, e)) {
+            med[e] = bench_median(rates[e], o->rounds);
+        }
     }
     printf("%-8s", "median");
     for (size_t e = 0; e < NENGINES; e++) {
-        printf(" %14s", bench_fmt_count(med[e], a));
+        if (engine_selected(o, e)) {
+            printf(" %14s", bench_fmt_count(med[e], a));
+        }
     }
     printf("\n%-8s", "target");
     for (size_t e = 0; e < NENGINES; e++) {
-        printf(" %14s", engines[e].target[0] ? engines[e].target : "-");
+        if (engine_selected(o, e)) {
+            printf(" %14s", engines[e].target[0] ? engines[e].target : "-");
+        }
     }
     printf("\n%-8s", "/target");
     for (size_t e = 0; e < NENGINES; e++) {
+        if (!engine_selected(o, e)) {
+            continue;
+        }
         if (engines[e].target_per_s > 0) {
             printf(" %14.2f", med[e] / engines[e].target_per_s);
         } else {
             printf(" %14s", "-");
         }
     }
-    double mem_normal = med[1] > 0 ? med[0] / med[1] : 0;
-    double normal_full = med[2] > 0 ? med[1] / med[2] : 0;
-    printf("\n\nmemory / sync=normal = %.1fx, sync=normal / sync=full = "
-           "%.1fx\n\n",
-           mem_normal, normal_full);
+    printf("\n\n");
 
     for (size_t e = 0; e < NENGINES; e++) {
+        if (!engine_selected(o, e)) {
+            continue;
+        }
         char fig[64], ratio[16] = "";
         snprintf(fig, sizeof fig, "throughput %s (ev/s)", engines[e].name);
         if (engines[e].target_per_s > 0) {
@@ -300,6 +313,14 @@ static void run_throughput(const bench_opts *o, bench_summary *sum)
         bench_summary_add(sum, fig, bench_fmt_count(med[e], a),
                           engines[e].target, ratio);
     }
+    if (o->only != NULL || med[1] <= 0 || med[2] <= 0) {
+        return;
+    }
+    double mem_normal = med[0] / med[1];
+    double normal_full = med[1] / med[2];
+    printf("memory / sync=normal = %.1fx, sync=normal / sync=full = "
+           "%.1fx\n\n",
+           mem_normal, normal_full);
     char v[32];
     snprintf(v, sizeof v, "%.1fx", mem_normal);
     bench_summary_add(sum, "throughput memory / sync=normal", v, "", "");
@@ -442,7 +463,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: embedded_bench [--quick] [--rounds N] [--seconds S]\n"
             "                      [--latency-rate R] [--latency-seconds S]\n"
-            "                      [--summary FILE]\n");
+            "                      [--summary FILE] [--engine NAME]\n");
     exit(2);
 }
 
@@ -479,18 +500,26 @@ int main(int argc, char **argv)
             o.latency_seconds = atof(val);
         } else if (strcmp(arg, "--summary") == 0) {
             o.summary_path = val;
+        } else if (strcmp(arg, "--engine") == 0) {
+            o.only = val;
         } else {
             usage();
         }
     }
-    if (o.rounds < 1 || o.rounds > 16 || o.seconds <= 0 ||
+    bool known = o.only == NULL;
+    for (size_t e = 0; e < NENGINES && !known; e++) {
+        known = strcmp(o.only, engines[e].name) == 0;
+    }
+    if (!known || o.rounds < 1 || o.rounds > 16 || o.seconds <= 0 ||
         o.latency_rate_per_s <= 0 || o.latency_seconds <= 0) {
         usage();
     }
 
     bench_summary sum = {0};
     run_throughput(&o, &sum);
-    run_latency(&o, &sum);
+    if (o.only == NULL) {
+        run_latency(&o, &sum);
+    }
     bench_summary_finish(&sum, o.summary_path);
     return 0;
 }

@@ -27,7 +27,8 @@ typedef struct sl_config_pos {
     int column; /* 1-based */
 } sl_config_pos;
 
-/** A consumer group's handler. `kind` selects which other fields apply. */
+/** A consumer group's handler. `kind` selects which other fields apply;
+ * the fields of other kinds are NULL. */
 typedef struct sl_config_handler {
     char *kind;    /* "plugin", "forward", "append", "record", "fail" */
     char *path;    /* plugin: shared object */
@@ -73,7 +74,8 @@ typedef struct sl_config {
     uint32_t max_in_flight;      /* default 1000 */
     uint64_t publish_timeout_ms; /* default 5000 */
     double rate_per_s;           /* producer.rate; 0 = no limit */
-    uint32_t burst;              /* producer.burst; default 2 x rate */
+    uint32_t burst;              /* producer.burst; default 2 x rate,
+                                    rounded up (0 while rate is 0) */
     uint32_t breaker_failures;   /* producer.breaker.failure_threshold; 0 =
                                     no breaker */
     uint64_t breaker_open_ms;    /* producer.breaker.open; default 30 s */
@@ -84,17 +86,35 @@ typedef struct sl_config {
     size_t nconsumers;
     /* lifecycle: */
     uint64_t drain_timeout_ms;   /* default 25 s */
-    char *inbox_path;            /* idempotency store; default
-                                    "<data dir>/inbox.db" for embedded URLs,
+    char *inbox_path;            /* idempotency store; never NULL. Default
+                                    "DIR/inbox.db" for "embedded:DIR",
+                                    ":memory:" for "embedded::memory:",
                                     "./sluice-inbox.db" otherwise */
 } sl_config;
 
-/** Parse and validate a YAML file. On error @p diag says
- * "FILE:LINE:COL: KEY: problem". */
+/**
+ * Parse and validate a YAML file and fill in every default.
+ *
+ * On error @p diag says "FILE:LINE:COL: KEY: problem" (LINE and COL
+ * 1-based; KEY such as "consumers[1].prefetch"). Errors that belong to no
+ * key (YAML syntax, an empty file, a top level that is not a mapping) read
+ * "FILE:LINE:COL: problem".
+ *
+ * @param[in]  path the file; also copied into the result's `path`.
+ * @param[out] out  the configuration, owned by the caller (sl_config_free);
+ *                  written only on SL_OK.
+ * @param[out] diag optional detail.
+ * @return SL_OK; SL_CONFIG for an invalid file; SL_IO when it cannot be
+ *         read; SL_NOMEM; SL_INVALID for NULL arguments.
+ *
+ * Thread-safety: callable from any thread.
+ */
 sl_status sl_config_load_file(const char *path, sl_config **out,
                               sl_diag *diag);
 
-/** Same from memory; @p name stands for the file in messages. */
+/** Same from memory (@p yaml need not be NUL-terminated); @p name stands
+ * for the file in messages and in the result's `path` (NULL: "<string>").
+ * Returns as sl_config_load_file, without SL_IO. */
 sl_status sl_config_load_string(const char *yaml, size_t len,
                                 const char *name, sl_config **out,
                                 sl_diag *diag);
@@ -103,7 +123,8 @@ sl_status sl_config_load_string(const char *yaml, size_t len,
 void sl_config_free(sl_config *cfg);
 
 /** Write the reference of every option (key, type, default, bounds, doc) as
- * Markdown, generated from the option tables. */
+ * Markdown, generated from the option tables (docs/configuration.md embeds
+ * it). NULL is a no-op. */
 void sl_config_write_reference(FILE *out);
 
 #ifdef __cplusplus

@@ -44,7 +44,7 @@
 _Static_assert(sizeof(sl_sync_mode) == sizeof(int),
                "enum options are stored as int");
 
-/* ---- option tables ------------------------------------------------------ */
+/* ---- option tables ------------------------------------------------------- */
 
 typedef enum opt_type {
     OPT_STRING,        /* char *, owned */
@@ -88,23 +88,23 @@ typedef struct opt_desc {
     const char *def_doc; /* reference text for a computed default */
     uint64_t min;        /* numbers, durations (ms), sizes (bytes) */
     uint64_t max;
-    size_t max_items;              /* lists */
-    const opt_choice *choices;     /* OPT_ENUM, or allowed strings; ends
-                                      with {NULL, 0} */
-    const struct opt_table *sub;   /* OPT_SECTION, OPT_LIST */
-    const char *kind;              /* handler option: the kind it serves */
-    const char *doc;               /* one line for the reference */
+    size_t max_items;            /* lists */
+    const opt_choice *choices;   /* OPT_ENUM, or allowed strings; ends
+                                    with {NULL, 0} */
+    const struct opt_table *sub; /* OPT_SECTION, OPT_LIST */
+    const char *kind;            /* handler option: the kind it serves */
+    const char *doc;             /* one line for the reference */
 } opt_desc;
 
 #define NO_POS SIZE_MAX
 
 typedef struct opt_table {
-    const char *path;      /* "consumers[].handler"; "" is the top level */
-    const char *doc;       /* paragraph for the reference */
+    const char *path; /* "consumers[].handler"; "" is the top level */
+    const char *doc;  /* paragraph for the reference */
     const opt_desc *opts;
     size_t nopts;
-    size_t elem_size;      /* element size when used by an OPT_LIST */
-    size_t pos_offset;     /* sl_config_pos of the mapping, or NO_POS */
+    size_t elem_size;  /* element size when used by an OPT_LIST */
+    size_t pos_offset; /* sl_config_pos of the mapping, or NO_POS */
 } opt_table;
 
 static const opt_choice sync_choices[] = {
@@ -382,8 +382,9 @@ static const opt_desc engine_opts[] = {
      .offset = offsetof(sl_config, max_event_size),
      .def = "1MiB",
      .min = 1024,
-     .max = 256u * 1024u * 1024u,
-     .doc = "Largest encoded event; larger ones are refused with "
+     .max = 1024u * 1024u,
+     .doc = "Largest encoded event, at most 1MiB (larger payloads: store "
+            "them elsewhere and send a link); larger ones are refused with "
             "TOO_LARGE."},
 };
 
@@ -468,7 +469,7 @@ static const char *const url_schemes[] = {
     "embedded:", "amqp://", "amqps://", "nats://", "tls://", "kafka://",
 };
 
-/* ---- small text helpers ------------------------------------------------- */
+/* ---- small text helpers -------------------------------------------------- */
 
 /* A fixed buffer that truncates instead of overflowing. */
 typedef struct textbuf {
@@ -571,8 +572,7 @@ static void format_choices(textbuf *tb, const opt_choice *choices,
                            const char *quote)
 {
     for (const opt_choice *c = choices; c->name != NULL; c++) {
-        tb_add(tb, "%s%s%s%s", c == choices ? "" : ", ", quote, c->name,
-               quote);
+        tb_add(tb, "%s%s%s%s", c == choices ? "" : ", ", quote, c->name, quote);
     }
 }
 
@@ -587,8 +587,7 @@ static void describe_expected(textbuf *tb, const opt_desc *o, bool syntax)
             tb_add(tb, "one of ");
             format_choices(tb, o->choices, "");
         } else if (o->flags & OPT_NAME) {
-            tb_add(tb,
-                   "a name of 1 to %d letters, digits, '.', '_' and '-'",
+            tb_add(tb, "a name of 1 to %d letters, digits, '.', '_' and '-'",
                    NAME_MAX_LEN);
         } else {
             tb_add(tb, "a string");
@@ -601,8 +600,7 @@ static void describe_expected(textbuf *tb, const opt_desc *o, bool syntax)
         } else if (o->max == type_max(o)) {
             tb_add(tb, "an integer >= %" PRIu64, o->min);
         } else {
-            tb_add(tb, "an integer in %" PRIu64 "..%" PRIu64, o->min,
-                   o->max);
+            tb_add(tb, "an integer in %" PRIu64 "..%" PRIu64, o->min, o->max);
         }
         break;
     case OPT_DOUBLE:
@@ -740,7 +738,7 @@ static bool is_name(const char *s)
     return n >= 1 && n <= NAME_MAX_LEN;
 }
 
-/* ---- scalar parsing, shared by file values and built-in defaults -------- */
+/* ---- scalar parsing, shared by file values and built-in defaults --------- */
 
 typedef enum parse_result {
     PARSE_OK,
@@ -755,8 +753,7 @@ static bool is_digit(char c)
 }
 
 /* Decimal digits only; a sign or blank is a syntax error. */
-static parse_result parse_u64(const char *text, const char **end,
-                              uint64_t *out)
+static parse_result parse_u64(const char *text, const char **end, uint64_t *out)
 {
     const char *p = text;
     uint64_t v = 0;
@@ -820,7 +817,7 @@ static parse_result parse_duration(const opt_desc *o, const char *text,
         const char *end = NULL;
         uint64_t ignored = 0;
         return parse_u64(text, &end, &ignored) == PARSE_RANGE ? PARSE_RANGE
-                                                                : PARSE_SYNTAX;
+                                                              : PARSE_SYNTAX;
     }
     if (ms < o->min || ms > o->max) {
         return PARSE_RANGE;
@@ -1029,8 +1026,8 @@ fail(parse_ctx *ctx, sl_config_pos at, const char *path, const char *fmt, ...)
         return sl_diag_set(ctx->diag, SL_CONFIG, "%s:%d:%d: %s: %s", ctx->name,
                            at.line, at.column, path, msg);
     }
-    return sl_diag_set(ctx->diag, SL_CONFIG, "%s:%d:%d: %s", ctx->name,
-                       at.line, at.column, msg);
+    return sl_diag_set(ctx->diag, SL_CONFIG, "%s:%d:%d: %s", ctx->name, at.line,
+                       at.column, msg);
 }
 
 static sl_status fail_nomem(parse_ctx *ctx)
@@ -1128,8 +1125,8 @@ static sl_status fail_expected(parse_ctx *ctx, const opt_desc *o,
     describe_got(&tg, node);
     const char *hint = NULL;
     if (syntax && o->choices != NULL && node->type == YAML_SCALAR_NODE) {
-        hint = closest(scalar_text(node), o->choices,
-                       choice_count(o->choices), choice_at);
+        hint = closest(scalar_text(node), o->choices, choice_count(o->choices),
+                       choice_at);
     }
     if (hint != NULL) {
         return fail(ctx, node_pos(node), path,
@@ -1139,8 +1136,7 @@ static sl_status fail_expected(parse_ctx *ctx, const opt_desc *o,
     return fail(ctx, node_pos(node), path, "expected %s, got %s", want, got);
 }
 
-static const yaml_node_pair_t *find_pair(parse_ctx *ctx,
-                                         const yaml_node_t *map,
+static const yaml_node_pair_t *find_pair(parse_ctx *ctx, const yaml_node_t *map,
                                          const char *key)
 {
     for (const yaml_node_pair_t *p = map->data.mapping.pairs.start;
@@ -1199,8 +1195,7 @@ static sl_status apply_list(parse_ctx *ctx, const opt_desc *o,
                         got);
         }
         void *elem = (char *)arr + i * o->sub->elem_size;
-        sl_status st =
-            walk_table(ctx, o->sub, item, node_pos(item), elem, sub);
+        sl_status st = walk_table(ctx, o->sub, item, node_pos(item), elem, sub);
         if (st != SL_OK) {
             return st;
         }
@@ -1229,8 +1224,7 @@ static sl_status apply_duration_list(parse_ctx *ctx, const opt_desc *o,
     }
     if (n > o->max_items) {
         return fail(ctx, node_pos(val), path,
-                    "expected at most %zu durations, got %zu", o->max_items,
-                    n);
+                    "expected at most %zu durations, got %zu", o->max_items, n);
     }
     uint64_t *arr = sl_calloc(n, sizeof *arr);
     if (arr == NULL) {
@@ -1643,7 +1637,7 @@ static sl_status finish(parse_ctx *ctx, sl_config *cfg)
     return derive_inbox(ctx, cfg);
 }
 
-/* ---- loading ---------------------------------------------------------- */
+/* ---- loading ------------------------------------------------------------- */
 
 static sl_config_pos offset_pos(const char *text, size_t len, size_t offset)
 {
@@ -1705,9 +1699,8 @@ static const char *node_kind(const yaml_node_t *node)
     return node->type == YAML_SEQUENCE_NODE ? "a list" : "a scalar";
 }
 
-sl_status sl_config_load_string(const char *yaml, size_t len,
-                                const char *name, sl_config **out,
-                                sl_diag *diag)
+sl_status sl_config_load_string(const char *yaml, size_t len, const char *name,
+                                sl_config **out, sl_diag *diag)
 {
     if ((yaml == NULL && len != 0) || out == NULL) {
         return sl_diag_set(diag, SL_INVALID,
@@ -1776,8 +1769,7 @@ cleanup_parser:
     return st;
 }
 
-sl_status sl_config_load_file(const char *path, sl_config **out,
-                              sl_diag *diag)
+sl_status sl_config_load_file(const char *path, sl_config **out, sl_diag *diag)
 {
     if (path == NULL || out == NULL) {
         return sl_diag_set(diag, SL_INVALID,
@@ -1914,8 +1906,8 @@ static void write_type(FILE *out, const opt_desc *o)
         tb_add(&tb, "mapping, see `%s`", o->sub->path);
         break;
     case OPT_LIST:
-        tb_add(&tb, "list of mappings (at most %zu), see `%s`",
-               o->max_items, o->sub->path);
+        tb_add(&tb, "list of mappings (at most %zu), see `%s`", o->max_items,
+               o->sub->path);
         break;
     }
     fputs(buf, out);

@@ -102,23 +102,20 @@ static void on_confirm(sl_status st, void *ctx)
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Admission: breaker, bucket, window slot. Waits up to the time left
- * before @p deadline_ms (monotonic), never when @p wait is false. */
+/* Admission: bucket, window slot, then the breaker last, so that a call
+ * the breaker allowed (possibly its one half-open probe) is always made or
+ * given back. Waits up to @p deadline_ms (monotonic), never when @p wait is
+ * false. */
 static sl_status admit(sl_producer *p, bool wait, uint64_t deadline_ms)
 {
     uint64_t now = sl_clock_now_ms(p->clock);
-    if (p->brk != NULL && !sl_breaker_allow(p->brk, now)) {
-        pthread_mutex_lock(&p->mu);
-        p->stats.breaker_open++;
-        pthread_mutex_unlock(&p->mu);
-        return SL_BREAKER_OPEN;
-    }
     pthread_mutex_lock(&p->mu);
     if (p->bucket != NULL) {
         while (!sl_token_bucket_try_take(p->bucket, 1, now)) {
             uint64_t wait_ms = sl_token_bucket_wait_ms(p->bucket, 1, now);
             uint64_t mono = sl_time_mono_ms();
-            if (!wait || mono + wait_ms > deadline_ms) {
+            if (!wait || wait_ms == UINT64_MAX ||
+                mono + wait_ms > deadline_ms) {
                 p->stats.rate_limited++;
                 pthread_mutex_unlock(&p->mu);
                 return SL_RATE_LIMITED;
@@ -139,6 +136,11 @@ static sl_status admit(sl_producer *p, bool wait, uint64_t deadline_ms)
         struct timespec ts;
         sl__deadline_after(&ts, deadline_ms - mono);
         pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+    }
+    if (p->brk != NULL && !sl_breaker_allow(p->brk, now)) {
+        p->stats.breaker_open++;
+        pthread_mutex_unlock(&p->mu);
+        return SL_BREAKER_OPEN;
     }
     p->in_flight++;
     pthread_mutex_unlock(&p->mu);
@@ -168,6 +170,9 @@ static sl_status publish(sl_producer *p, const char *channel, sl_event *ev,
     }
     pending *pd = sl_malloc(sizeof *pd);
     if (pd == NULL) {
+        if (p->brk != NULL) {
+            sl_breaker_cancel(p->brk, sl_clock_now_ms(p->clock));
+        }
         give_back(p, SL_NOMEM);
         return SL_NOMEM;
     }
@@ -187,6 +192,16 @@ static sl_status publish(sl_producer *p, const char *channel, sl_event *ev,
     }
     if (st != SL_OK) {
         sl_free(pd);
+        if (p->brk != NULL) {
+            /* Only an engine that fails counts against the breaker; a
+             * refusal (full, unknown channel, bad event) is given back. */
+            uint64_t now = sl_clock_now_ms(p->clock);
+            if (st == SL_IO || st == SL_UNAVAILABLE) {
+                sl_breaker_record(p->brk, false, 0, now);
+            } else {
+                sl_breaker_cancel(p->brk, now);
+            }
+        }
         give_back(p, st);
     }
     return st;
