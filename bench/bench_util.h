@@ -16,8 +16,8 @@
 #include "sluice/event.h"
 #include "sluice/status.h"
 
-#include <errno.h>
 #include <dirent.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,7 +34,7 @@
 
 #define BENCH_NS_PER_S 1000000000ull
 
-/* ---- failing ------------------------------------------------------------ */
+/* ---- failing ------------------------------------------------------------- */
 
 static inline void bench_die(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn));
@@ -81,7 +81,7 @@ static inline void bench_sleep_ms(uint64_t ms)
     bench_sleep_until_ns(sl_time_mono_ns() + ms * 1000000ull);
 }
 
-/* ---- events ---------------------------------------------------------------- */
+/* ---- events -------------------------------------------------------------- */
 
 /* The data of a benchmark event: a sequence number and a monotonic stamp
  * (what a latency measurement needs), then filler up to 512 bytes. */
@@ -119,7 +119,7 @@ static inline bool bench_event_stamp(const sl_event *ev, bench_stamp *out)
     return true;
 }
 
-/* ---- statistics -------------------------------------------------------------- */
+/* ---- statistics ---------------------------------------------------------- */
 
 static inline int bench_cmp_double(const void *a, const void *b)
 {
@@ -155,7 +155,7 @@ static inline uint64_t bench_percentile(const uint64_t *sorted, size_t n,
     return sorted[rank - 1];
 }
 
-/* ---- the process ----------------------------------------------------------------- */
+/* ---- the process --------------------------------------------------------- */
 
 /* A "Name:  1234 kB" field of /proc/self/status in KiB (VmHWM, VmRSS); 0
  * when unavailable. */
@@ -227,7 +227,7 @@ static inline void bench_tmpdir_remove(const char *path)
     }
 }
 
-/* ---- printing ---------------------------------------------------------------------- */
+/* ---- printing ------------------------------------------------------------ */
 
 /* @p v rounded, with thousands separators ("1,234,567"), into @p buf. */
 static inline const char *bench_fmt_count(double v, char buf[32])

@@ -138,7 +138,7 @@ static bool wait_count(_Atomic uint64_t *counter, uint64_t want)
     return true;
 }
 
-/* ---- 1. throughput ---------------------------------------------------------- */
+/* ---- 1. throughput ------------------------------------------------------- */
 
 typedef struct tp_run {
     rig r;
@@ -158,10 +158,9 @@ static sl_outcome tp_handler(sl_handler_ctx *ctx, void *user)
     uint64_t seen = atomic_load_explicit(&run->last_ns, memory_order_relaxed);
     (void)ctx;
     /* A maximum, so that it stays right with more than one worker. */
-    while (seen < now &&
-           !atomic_compare_exchange_weak_explicit(&run->last_ns, &seen, now,
-                                                  memory_order_relaxed,
-                                                  memory_order_relaxed)) {
+    while (seen < now && !atomic_compare_exchange_weak_explicit(
+                             &run->last_ns, &seen, now, memory_order_relaxed,
+                             memory_order_relaxed)) {
     }
     atomic_fetch_add_explicit(&run->handled, 1, memory_order_release);
     return SL_OUTCOME_ACK;
@@ -191,9 +190,7 @@ static void *tp_produce(void *arg)
 /* One run on a fresh engine; returns events/s. */
 static double tp_once(const engine_spec *spec, double seconds)
 {
-    static tp_run run; /* large enough not to belong on the stack */
-    memset(&run, 0, sizeof run);
-    run.max_events = spec->max_events;
+    tp_run run = {.max_events = spec->max_events};
     rig_open(&run.r, spec, tp_handler, &run);
 
     pthread_t producer;
@@ -202,11 +199,10 @@ static double tp_once(const engine_spec *spec, double seconds)
         bench_die("cannot start the producer thread");
     }
     pthread_join(producer, NULL);
-    bench_check(sl_producer_flush(run.r.prod, DRAIN_LIMIT_MS),
-                "producer flush", NULL);
+    bench_check(sl_producer_flush(run.r.prod, DRAIN_LIMIT_MS), "producer flush",
+                NULL);
     if (!wait_count(&run.handled, run.published)) {
-        bench_die("%s: only %llu of %llu events handled after %d s",
-                  spec->name,
+        bench_die("%s: only %llu of %llu events handled after %d s", spec->name,
                   (unsigned long long)atomic_load(&run.handled),
                   (unsigned long long)run.published, DRAIN_LIMIT_MS / 1000);
     }
@@ -328,7 +324,7 @@ static void run_throughput(const bench_opts *o, bench_summary *sum)
     bench_summary_add(sum, "throughput sync=normal / sync=full", v, "", "");
 }
 
-/* ---- 2. latency at a fixed rate ----------------------------------------------- */
+/* ---- 2. latency at a fixed rate ------------------------------------------ */
 
 typedef struct lat_run {
     rig r;
@@ -344,7 +340,8 @@ static sl_outcome lat_handler(sl_handler_ctx *ctx, void *user)
     lat_run *run = user;
     uint64_t now = sl_time_mono_ns();
     bench_stamp stamp;
-    if (bench_event_stamp(sl_handler_event(ctx), &stamp) && stamp.seq < run->n) {
+    if (bench_event_stamp(sl_handler_event(ctx), &stamp) &&
+        stamp.seq < run->n) {
         run->lat_ns[stamp.seq] = now - stamp.mono_ns;
     }
     atomic_fetch_add_explicit(&run->handled, 1, memory_order_release);
@@ -378,12 +375,10 @@ typedef struct lat_result {
 static void lat_once(const engine_spec *spec, const bench_opts *o,
                      lat_result *out)
 {
-    static lat_run run;
-    memset(&run, 0, sizeof run);
+    lat_run run = {0};
     uint64_t warmup =
         (uint64_t)(o->latency_rate_per_s * o->latency_warmup_seconds);
-    run.n = warmup +
-            (uint64_t)(o->latency_rate_per_s * o->latency_seconds);
+    run.n = warmup + (uint64_t)(o->latency_rate_per_s * o->latency_seconds);
     run.period_ns = (uint64_t)(1e9 / o->latency_rate_per_s);
     run.lat_ns = calloc(run.n, sizeof *run.lat_ns);
     if (run.lat_ns == NULL) {
@@ -398,8 +393,8 @@ static void lat_once(const engine_spec *spec, const bench_opts *o,
         bench_die("cannot start the producer thread");
     }
     pthread_join(producer, NULL);
-    bench_check(sl_producer_flush(run.r.prod, DRAIN_LIMIT_MS),
-                "producer flush", NULL);
+    bench_check(sl_producer_flush(run.r.prod, DRAIN_LIMIT_MS), "producer flush",
+                NULL);
     if (!wait_count(&run.handled, run.published)) {
         bench_die("%s: latency run did not drain", spec->name);
     }
@@ -433,8 +428,8 @@ static void run_latency(const bench_opts *o, bench_summary *sum)
            o->latency_warmup_seconds);
     printf("latency = handler entry - scheduled send time; same producer "
            "and consumer settings\n\n");
-    printf("%-12s %10s %10s %10s %10s %10s\n", "engine", "events",
-           "p50 us", "p99 us", "p99.9 us", "max us");
+    printf("%-12s %10s %10s %10s %10s %10s\n", "engine", "events", "p50 us",
+           "p99 us", "p99.9 us", "max us");
 
     /* The memory engine and the realistic default store. */
     for (size_t e = 0; e < 2; e++) {
@@ -447,8 +442,7 @@ static void run_latency(const bench_opts *o, bench_summary *sum)
         fflush(stdout);
 
         char fig[64], v[32];
-        snprintf(fig, sizeof fig, "latency %s p50 / p99 (us)",
-                 engines[e].name);
+        snprintf(fig, sizeof fig, "latency %s p50 / p99 (us)", engines[e].name);
         snprintf(v, sizeof v, "%.0f / %.0f", (double)lr.p50 / 1e3,
                  (double)lr.p99 / 1e3);
         bench_summary_add(sum, fig, v, "", "");
@@ -456,7 +450,7 @@ static void run_latency(const bench_opts *o, bench_summary *sum)
     printf("\n");
 }
 
-/* ---- main ----------------------------------------------------------------------- */
+/* ---- main ---------------------------------------------------------------- */
 
 static void usage(void)
 {

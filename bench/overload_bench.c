@@ -41,9 +41,9 @@
 #define HIGH_LOAD 10
 
 typedef struct overload_opts {
-    double seconds;       /* of load, per scenario */
+    double seconds;        /* of load, per scenario */
     double capacity_per_s; /* the consumer's: C */
-    uint64_t max_length;  /* of the channel */
+    uint64_t max_length;   /* of the channel */
     const char *summary_path;
 } overload_opts;
 
@@ -61,7 +61,7 @@ typedef struct child_result {
     "acked=%llu depth=%llu hwm_kb=%lu rss_early_kb=%lu rss_end_kb=%lu "        \
     "seconds=%lf"
 
-/* ---- the child: one scenario ------------------------------------------------ */
+/* ---- the child: one scenario --------------------------------------------- */
 
 /* The paced handler's state; one worker calls it (CONCURRENCY 1). */
 typedef struct pace {
@@ -73,9 +73,10 @@ static sl_outcome paced_handler(sl_handler_ctx *ctx, void *user)
 {
     pace *pc = user;
     uint64_t now = sl_time_mono_ns();
-    uint64_t floor = now - BURST_MS * 1000000ull;
+    uint64_t earliest = now - BURST_MS * 1000000ull;
     (void)ctx;
-    pc->next_ns = (pc->next_ns > floor ? pc->next_ns : floor) + pc->period_ns;
+    pc->next_ns =
+        (pc->next_ns > earliest ? pc->next_ns : earliest) + pc->period_ns;
     if (pc->next_ns > now) {
         bench_sleep_until_ns(pc->next_ns);
     }
@@ -165,7 +166,7 @@ static int run_child(const overload_opts *o, double load, const char *dir)
     return 0;
 }
 
-/* ---- the parent: both scenarios, side by side -------------------------------- */
+/* ---- the parent: both scenarios, side by side ---------------------------- */
 
 /* Run one scenario in a child; fills @p res and @p maxrss_kb. */
 static void run_scenario(const overload_opts *o, const char *self, int load,
@@ -254,8 +255,7 @@ static int run_parent(const overload_opts *o)
     self[n] = '\0';
 
     char a[32], b[32];
-    printf("== 3. memory under overload: %dx vs %dx ==\n", HIGH_LOAD,
-           LOW_LOAD);
+    printf("== 3. memory under overload: %dx vs %dx ==\n", HIGH_LOAD, LOW_LOAD);
     printf("engine embedded:DIR?sync=normal; channel max_length %s; "
            "consumer prefetch %d, concurrency %d,\n",
            bench_fmt_count((double)o->max_length, a), PREFETCH, CONCURRENCY);
@@ -266,7 +266,8 @@ static int run_parent(const overload_opts *o)
            "process\n\n",
            o->seconds);
     printf("%4s %11s %11s %11s %9s %9s %9s %s\n", "load", "offered/s",
-           "accepted/s", "acked/s", "depth", "VmHWM MiB", "maxrss", "VmRSS "
+           "accepted/s", "acked/s", "depth", "VmHWM MiB", "maxrss",
+           "VmRSS "
            "MiB 1/4 -> end");
     fflush(stdout);
 
@@ -281,16 +282,15 @@ static int run_parent(const overload_opts *o)
     double s = high.seconds > 0 ? high.seconds : 1;
     double ratio = low.hwm_kb ? (double)high.hwm_kb / (double)low.hwm_kb : 0;
     double ratio_ru = low_rss ? (double)high_rss / (double)low_rss : 0;
-    double per_event =
-        high.depth > low.depth
-            ? ((double)high.hwm_kb - (double)low.hwm_kb) * 1024.0 /
-                  (double)(high.depth - low.depth)
-            : 0;
+    double per_event = high.depth > low.depth
+                           ? ((double)high.hwm_kb - (double)low.hwm_kb) *
+                                 1024.0 / (double)(high.depth - low.depth)
+                           : 0;
     printf("\n%dx refused %s offers/s with SL_FULL (%.0f%% of offers)\n",
            HIGH_LOAD, bench_fmt_count((double)high.refused_full / s, a),
-           high.offered ? 100.0 * (double)high.refused_full /
-                              (double)high.offered
-                        : 0);
+           high.offered
+               ? 100.0 * (double)high.refused_full / (double)high.offered
+               : 0);
     printf("peak RSS %dx / %dx: VmHWM %.2f, ru_maxrss %.2f (target <= "
            "1.10)\n",
            HIGH_LOAD, LOW_LOAD, ratio, ratio_ru);
@@ -310,7 +310,7 @@ static int run_parent(const overload_opts *o)
     return 0;
 }
 
-/* ---- main ----------------------------------------------------------------------- */
+/* ---- main ---------------------------------------------------------------- */
 
 static void usage(void)
 {

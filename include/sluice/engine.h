@@ -179,6 +179,11 @@ const char *sl_delivery_group(const sl_delivery *d);
 /** Done: the event leaves the group. */
 sl_status sl_delivery_ack(sl_delivery **d);
 
+/** Ack @p n deliveries in one go (one lock or one round trip where the
+ * engine can). Takes every ds[i] and sets it to NULL. Returns the first
+ * failure, after trying all. */
+sl_status sl_delivery_ack_many(sl_delivery **ds, size_t n);
+
 /** Redeliver after @p delay_ms without holding prefetch credit meanwhile.
  * The caller decides when attempts are exhausted (then: dead_letter). */
 sl_status sl_delivery_retry(sl_delivery **d, uint64_t delay_ms,

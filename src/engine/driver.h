@@ -64,6 +64,8 @@ struct sl_driver {
     void (*unsubscribe)(sl_subscription *sub);
     sl_status (*settle)(sl_delivery *d, sl_settle_op op, uint64_t delay_ms,
                         sl_dead_reason reason, const char *error);
+    /* Optional: ack several deliveries of one subscription at once. */
+    sl_status (*ack_many)(sl_delivery **ds, size_t n);
     sl_status (*depth)(sl_engine *eng, const char *channel, const char *group,
                        sl_depth *out);
     sl_status (*browse)(sl_engine *eng, const char *channel, const char *group,

@@ -35,7 +35,7 @@
 #define DEFAULT_PREFETCH 10
 #define DEFAULT_MAX_ATTEMPTS 5
 #define DEFAULT_DEDUP_WINDOW_MS 120000
-#define DEFAULT_DEDUP_MAX_IDS 200000
+#define DEFAULT_DEDUP_MAX_IDS 100000
 
 typedef struct emb_engine emb_engine;
 typedef struct emb_channel emb_channel;
@@ -43,20 +43,6 @@ typedef struct emb_group emb_group;
 typedef struct emb_msg emb_msg;
 typedef struct emb_entry emb_entry;
 typedef struct emb_sub emb_sub;
-
-struct emb_msg {
-    sl_event *ev;
-    emb_channel *ch;
-    int64_t seq;
-    uint32_t refs;      /* live entries */
-    uint8_t *body;      /* encoded event until its row is written */
-    size_t body_len;
-    sl_publish_cb cb;   /* confirm, fired once by the writer */
-    void *cb_ctx;
-    bool in_db;
-    bool dirty;
-    emb_msg *dirty_next;
-};
 
 typedef enum entry_where {
     AT_READY,
@@ -78,6 +64,22 @@ struct emb_entry {
     bool in_db;
     bool dirty;
     emb_entry *dirty_next;
+};
+
+struct emb_msg {
+    sl_event *ev;
+    emb_channel *ch;
+    int64_t seq;
+    uint32_t refs;      /* live entries */
+    uint8_t *body;      /* encoded event until its row is written */
+    size_t body_len;
+    sl_publish_cb cb;   /* confirm, fired once by the writer */
+    void *cb_ctx;
+    bool in_db;
+    bool dirty;
+    emb_msg *dirty_next;
+    uint32_t nslots;    /* entries allocated below */
+    emb_entry entries[]; /* one per group; live as long as the message */
 };
 
 typedef struct entry_list {
@@ -124,6 +126,8 @@ struct emb_engine {
     sl_dedup *dedup;
     int64_t next_seq;
     int64_t next_gid; /* memory mode; the store assigns its own */
+    emb_msg *graveyard; /* memory mode: consumed, freed by the next publish */
+    size_t ngraveyard;
     bool closing;
 
     /* Store mode only. */
@@ -290,6 +294,8 @@ static void mark_entry(emb_engine *e, emb_entry *en)
     pthread_cond_signal(&e->writer_cv);
 }
 
+/* Entries live inside their message's allocation: one malloc per published
+ * event however many groups it goes to, and no per-entry free. */
 static void msg_free(emb_msg *m)
 {
     sl_event_unref(m->ev);
@@ -297,8 +303,40 @@ static void msg_free(emb_msg *m)
     sl_free(m);
 }
 
-/* An entry leaves its group for good. */
-static void entry_done(emb_engine *e, emb_entry *en)
+/* Free a list of messages linked through dirty_next. */
+static void free_msgs(emb_msg *m)
+{
+    while (m != NULL) {
+        emb_msg *next = m->dirty_next;
+        msg_free(m);
+        m = next;
+    }
+}
+
+/* Memory mode: a message nobody references any more. Consumers free what
+ * producers allocated; done on the consumer's thread, every free would take
+ * the producer's malloc arena lock against the producer's own mallocs. So
+ * the message waits in a graveyard that the next publish frees on its own
+ * thread. The graveyard is bounded: past GRAVEYARD_MAX the caller gets the
+ * whole list to free itself (after the lock). */
+#define GRAVEYARD_MAX 4096
+
+static emb_msg *bury(emb_engine *e, emb_msg *m)
+{
+    m->dirty_next = e->graveyard;
+    e->graveyard = m;
+    if (++e->ngraveyard < GRAVEYARD_MAX) {
+        return NULL;
+    }
+    emb_msg *all = e->graveyard;
+    e->graveyard = NULL;
+    e->ngraveyard = 0;
+    return all;
+}
+
+/* An entry leaves its group for good. Returns a list of messages to free
+ * once the lock is released (memory mode), else NULL. */
+static emb_msg *entry_done_deferred(emb_engine *e, emb_entry *en)
 {
     en->where = AT_DONE;
     emb_msg *m = en->m;
@@ -308,12 +346,14 @@ static void entry_done(emb_engine *e, emb_entry *en)
         if (m->refs == 0) {
             mark_msg(e, m);
         }
-        return;
+        return NULL;
     }
-    sl_free(en);
-    if (m->refs == 0) {
-        msg_free(m);
-    }
+    return m->refs == 0 ? bury(e, m) : NULL;
+}
+
+static void entry_done(emb_engine *e, emb_entry *en)
+{
+    free_msgs(entry_done_deferred(e, en));
 }
 
 /* ---- lookup -------------------------------------------------------------- */
@@ -521,31 +561,11 @@ static sl_status enqueue_locked(emb_engine *e, emb_channel *ch, sl_event *ev,
             return SL_FULL;
         }
     }
-    emb_msg *m = sl_calloc(1, sizeof *m);
+    emb_msg *m = sl_calloc(1, sizeof *m + ch->ngroups * sizeof(emb_entry));
     if (m == NULL) {
         return SL_NOMEM;
     }
-    emb_entry **ens = NULL;
-    if (ch->ngroups > 0) {
-        /* One block for all the entries would tie their lifetimes together;
-         * each entry is settled on its own, so each is its own allocation. */
-        ens = sl_calloc(ch->ngroups, sizeof *ens);
-        if (ens == NULL) {
-            sl_free(m);
-            return SL_NOMEM;
-        }
-        for (size_t i = 0; i < ch->ngroups; i++) {
-            ens[i] = sl_calloc(1, sizeof *ens[i]);
-            if (ens[i] == NULL) {
-                for (size_t j = 0; j < i; j++) {
-                    sl_free(ens[j]);
-                }
-                sl_free(ens);
-                sl_free(m);
-                return SL_NOMEM;
-            }
-        }
-    }
+    m->nslots = (uint32_t)ch->ngroups;
     m->ev = sl_event_ref(ev);
     m->ch = ch;
     m->seq = e->next_seq++;
@@ -559,7 +579,7 @@ static sl_status enqueue_locked(emb_engine *e, emb_channel *ch, sl_event *ev,
     }
     for (size_t i = 0; i < ch->ngroups; i++) {
         emb_group *g = ch->groups[i];
-        emb_entry *en = ens[i];
+        emb_entry *en = &m->entries[i];
         en->base.drv = &sl__embedded_driver;
         en->base.ev = m->ev;
         en->base.channel = ch->name;
@@ -571,7 +591,6 @@ static sl_status enqueue_locked(emb_engine *e, emb_channel *ch, sl_event *ev,
         mark_entry(e, en);
         pthread_cond_signal(&g->cv);
     }
-    sl_free(ens);
     if (e->store != NULL) {
         mark_msg(e, m);
     } else if (m->refs == 0) {
@@ -596,6 +615,7 @@ static sl_status emb_publish(sl_engine *base, const char *channel,
         return st;
     }
     bool confirm_now = false;
+    uint64_t now = now_ms(e);
     pthread_mutex_lock(&e->mu);
     emb_channel *ch = find_channel(e, channel);
     if (e->closing) {
@@ -605,19 +625,22 @@ static sl_status emb_publish(sl_engine *base, const char *channel,
     } else if (ch == NULL) {
         st = SL_NOT_FOUND;
     } else if (!(flags & SL_PUBLISH_NO_DEDUP) &&
-               sl__dedup_contains(e->dedup, ch, sl_event_id(ev),
-                                  now_ms(e))) {
+               sl__dedup_contains(e->dedup, ch, sl_event_id(ev), now)) {
         /* Already accepted: confirm again without enqueueing. */
         confirm_now = true;
     } else {
         st = enqueue_locked(e, ch, ev, &body, body_len,
                             e->store ? cb : NULL, ctx);
         if (st == SL_OK) {
-            sl__dedup_add(e->dedup, ch, sl_event_id(ev), now_ms(e));
+            sl__dedup_add(e->dedup, ch, sl_event_id(ev), now);
         }
         confirm_now = st == SL_OK && e->store == NULL;
     }
+    emb_msg *graveyard = e->graveyard;
+    e->graveyard = NULL;
+    e->ngraveyard = 0;
     pthread_mutex_unlock(&e->mu);
+    free_msgs(graveyard);
     sl_free(body);
     if (confirm_now && cb != NULL) {
         cb(SL_OK, ctx);
@@ -848,12 +871,13 @@ static sl_status emb_settle(sl_delivery *d, sl_settle_op op, uint64_t delay_ms,
     emb_engine *e = s->eng;
     emb_group *g = en->g;
     sl_status st = SL_OK;
+    emb_msg *gone = NULL;
     pthread_mutex_lock(&e->mu);
     switch (op) {
     case SL_SETTLE_ACK:
         list_remove(&s->flight, en);
         g->in_flight--;
-        entry_done(e, en);
+        gone = entry_done_deferred(e, en);
         break;
     case SL_SETTLE_DEAD:
         list_remove(&s->flight, en);
@@ -889,6 +913,43 @@ static sl_status emb_settle(sl_delivery *d, sl_settle_op op, uint64_t delay_ms,
         break;
     }
     pthread_mutex_unlock(&e->mu);
+    free_msgs(gone);
+    return st;
+}
+
+static sl_status emb_ack_many(sl_delivery **ds, size_t n)
+{
+    emb_entry *first = (emb_entry *)ds[0];
+    if (first->sub == NULL) {
+        return SL_INVALID;
+    }
+    emb_engine *e = first->sub->eng;
+    sl_status st = SL_OK;
+    /* Messages are freed after the lock is released, in chunks, to keep the
+     * critical section to list operations. */
+    enum { CHUNK = 64 };
+    emb_msg *gone[CHUNK];
+    for (size_t i = 0; i < n;) {
+        size_t ngone = 0;
+        pthread_mutex_lock(&e->mu);
+        for (; i < n && ngone < CHUNK; i++) {
+            emb_entry *en = (emb_entry *)ds[i];
+            if (en == NULL || en->where != AT_FLIGHT || en->sub == NULL) {
+                st = SL_INVALID;
+                continue;
+            }
+            list_remove(&en->sub->flight, en);
+            en->g->in_flight--;
+            emb_msg *m = entry_done_deferred(e, en);
+            if (m != NULL) {
+                gone[ngone++] = m;
+            }
+        }
+        pthread_mutex_unlock(&e->mu);
+        for (size_t j = 0; j < ngone; j++) {
+            free_msgs(gone[j]);
+        }
+    }
     return st;
 }
 
@@ -1058,16 +1119,11 @@ static sl_status snapshot(emb_engine *e, batch *b)
     return SL_OK;
 }
 
-/* After the commit: free settled entries that no later batch needs. Lock
- * held. Messages are handled by the caller after it took their confirms. */
+/* After the commit: drop bodies now in the database. Lock held. Settled
+ * entries go with their message, which the caller frees once unreferenced
+ * and after it took the confirms. */
 static void settle_batch(batch *b)
 {
-    for (size_t i = 0; i < b->nentries; i++) {
-        emb_entry *en = b->entries[i];
-        if (en->where == AT_DONE && !en->dirty) {
-            sl_free(en);
-        }
-    }
     for (size_t i = 0; i < b->nmsgs; i++) {
         emb_msg *m = b->msgs[i];
         if (m->in_db) {
@@ -1211,11 +1267,12 @@ static sl_status load_message(int64_t seq, const char *channel,
                 "skipping unreadable stored message %" PRId64, seq);
         return SL_OK;
     }
-    emb_msg *m = sl_calloc(1, sizeof *m);
+    emb_msg *m = sl_calloc(1, sizeof *m + ch->ngroups * sizeof(emb_entry));
     if (m == NULL) {
         sl_event_unref(ev);
         return SL_NOMEM;
     }
+    m->nslots = (uint32_t)ch->ngroups;
     m->ev = ev;
     m->ch = ch;
     m->seq = seq;
@@ -1233,13 +1290,11 @@ static sl_status load_entry(int64_t seq, int64_t gid, uint32_t attempts,
     load_ctx *lc = ctx;
     emb_msg *m = lc->cur;
     emb_group *g = find_gid(lc->e, gid);
-    if (m == NULL || m->seq != seq || g == NULL || g->ch != m->ch) {
+    if (m == NULL || m->seq != seq || g == NULL || g->ch != m->ch ||
+        m->refs == m->nslots) {
         return SL_OK;
     }
-    emb_entry *en = sl_calloc(1, sizeof *en);
-    if (en == NULL) {
-        return SL_NOMEM;
-    }
+    emb_entry *en = &m->entries[m->refs];
     en->base.drv = &sl__embedded_driver;
     en->base.ev = m->ev;
     en->base.channel = m->ch->name;
@@ -1442,10 +1497,16 @@ static sl_status emb_open(const char *url, const sl_engine_opts *opts,
     e->batch_next = 1; /* batch 0 is "nothing yet", already done */
     e->dirty_msgs_tail = &e->dirty_msgs;
     e->dirty_entries_tail = &e->dirty_entries;
-    pthread_mutex_init(&e->mu, NULL);
+    /* Critical sections are short and contended by producer and consumer
+     * threads: spin briefly before sleeping in the kernel. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&e->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     pthread_cond_init(&e->writer_cv, NULL);
     pthread_cond_init(&e->commit_cv, NULL);
-    pthread_cond_init(&e->ingress_cv, NULL);
+    sl__cond_init_mono(&e->ingress_cv); /* timed waits use CLOCK_MONOTONIC */
 
     char *dir = NULL;
     sl_status st = parse_url(url, e, &dir, diag);
@@ -1520,14 +1581,12 @@ static void free_group(emb_engine *e, emb_group *g)
         if (--en->m->refs == 0) {
             msg_free(en->m);
         }
-        sl_free(en);
     }
     for (size_t i = 0; i < g->heap_n; i++) {
         emb_entry *en = g->heap[i];
         if (--en->m->refs == 0) {
             msg_free(en->m);
         }
-        sl_free(en);
     }
     sl_free(g->heap);
     pthread_cond_destroy(&g->cv);
@@ -1558,11 +1617,7 @@ static void emb_close(sl_engine *base)
     /* Anything still on the dirty lists (the store failed) is only memory. */
     for (emb_entry *en = e->dirty_entries, *next; en; en = next) {
         next = en->dirty_next;
-        if (en->where == AT_DONE) {
-            sl_free(en);
-        } else {
-            en->dirty = false;
-        }
+        en->dirty = false;
     }
     for (emb_msg *m = e->dirty_msgs, *next; m; m = next) {
         next = m->dirty_next;
@@ -1585,6 +1640,7 @@ static void emb_close(sl_engine *base)
         sl_free(ch);
     }
     sl_free(e->channels);
+    free_msgs(e->graveyard);
     sl__dedup_destroy(e->dedup);
     emb_store_close(e->store);
     pthread_cond_destroy(&e->writer_cv);
@@ -1609,6 +1665,7 @@ const sl_driver sl__embedded_driver = {
     .in_flight = emb_in_flight,
     .unsubscribe = emb_unsubscribe,
     .settle = emb_settle,
+    .ack_many = emb_ack_many,
     .depth = emb_depth,
     .browse = emb_browse,
 };

@@ -202,6 +202,32 @@ sl_status sl_delivery_ack(sl_delivery **d)
     return settle(d, SL_SETTLE_ACK, 0, SL_DEAD_REJECTED, NULL);
 }
 
+sl_status sl_delivery_ack_many(sl_delivery **ds, size_t n)
+{
+    if (n == 0) {
+        return SL_OK;
+    }
+    if (ds == NULL || ds[0] == NULL) {
+        return SL_INVALID;
+    }
+    const sl_driver *drv = ds[0]->drv;
+    if (drv->ack_many != NULL) {
+        sl_status st = drv->ack_many(ds, n);
+        for (size_t i = 0; i < n; i++) {
+            ds[i] = NULL;
+        }
+        return st;
+    }
+    sl_status first = SL_OK;
+    for (size_t i = 0; i < n; i++) {
+        sl_status st = sl_delivery_ack(&ds[i]);
+        if (first == SL_OK) {
+            first = st;
+        }
+    }
+    return first;
+}
+
 sl_status sl_delivery_retry(sl_delivery **d, uint64_t delay_ms,
                             const char *error)
 {

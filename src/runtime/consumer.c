@@ -29,6 +29,10 @@
 #define DEFAULT_IDEMPOTENCY_TTL_MS (24ull * 3600 * 1000)
 #define FETCH_WAIT_MS 200
 #define WATCHDOG_TICK_MS 20
+/* Acks are sent in batches of up to ACK_BATCH, and never held longer than
+ * ACK_LINGER_MS: one engine round trip (or lock) for many deliveries. */
+#define ACK_BATCH 64
+#define ACK_LINGER_MS 5
 
 typedef struct worker worker;
 
@@ -54,6 +58,9 @@ struct worker {
     uint64_t cur_timeout_at; /* mono ms */
     bool abandoned;
     bool exited;
+    sl_delivery *acks[ACK_BATCH]; /* handled, ack not yet sent */
+    size_t nacks;
+    uint64_t first_ack_mono;
 };
 
 struct sl_consumer {
@@ -206,13 +213,38 @@ static void settle_retry(sl_consumer *c, sl_delivery **d, uint32_t attempt,
     sl_delivery_retry(d, delay, error);
 }
 
+static void flush_acks(worker *w)
+{
+    if (w->nacks > 0) {
+        sl_delivery_ack_many(w->acks, w->nacks);
+        w->nacks = 0;
+    }
+}
+
+/* Queue an ack; the id is already in the inbox if the group has one. */
+static void queue_ack(worker *w, sl_delivery *d, uint64_t now_mono)
+{
+    if (w->nacks == 0) {
+        w->first_ack_mono = now_mono;
+    }
+    w->acks[w->nacks++] = d;
+    if (w->nacks == ACK_BATCH) {
+        flush_acks(w);
+    }
+}
+
 static void process(worker *w, sl_delivery *d)
 {
     sl_consumer *c = w->c;
     const sl_event *dev = sl_delivery_event(d);
     uint32_t attempt = sl_delivery_attempt(d);
-    uint64_t now = sl_time_wall_ms();
     uint64_t deadline = sl_event_deadline_ms(dev);
+    uint64_t start = sl_time_mono_ms();
+    /* The wall clock only matters for deadlines and inbox times. */
+    uint64_t now = deadline != 0 || c->inbox != NULL ? sl_time_wall_ms() : 0;
+    if (w->nacks > 0 && start - w->first_ack_mono >= ACK_LINGER_MS) {
+        flush_acks(w);
+    }
 
     if (deadline != 0 && deadline <= now) {
         atomic_fetch_add(&c->expired, 1);
@@ -225,7 +257,7 @@ static void process(worker *w, sl_delivery *d)
     if (c->inbox != NULL && !c->transactional &&
         sl__inbox_seen(c->inbox, c->group, sl_event_id(dev), now)) {
         atomic_fetch_add(&c->duplicates, 1);
-        sl_delivery_ack(&d);
+        queue_ack(w, d, start);
         return;
     }
 
@@ -235,7 +267,6 @@ static void process(worker *w, sl_delivery *d)
     if (deadline != 0 && deadline - now < budget) {
         budget = deadline - now;
     }
-    uint64_t start = sl_time_mono_ms();
     ctx.timeout_at_mono = start + budget;
 
     pthread_mutex_lock(&w->mu);
@@ -286,7 +317,6 @@ static void process(worker *w, sl_delivery *d)
                      "idempotency inbox write failed");
         }
     }
-    uint64_t took = sl_time_mono_ms() - start;
     atomic_fetch_sub(&c->running, 1);
 
     pthread_mutex_lock(&w->mu);
@@ -295,18 +325,22 @@ static void process(worker *w, sl_delivery *d)
     w->abandoned = false;
     pthread_mutex_unlock(&w->mu);
 
+    /* Durations only for the logs that print them. */
+    uint64_t took = outcome != SL_OUTCOME_ACK || sl_log_enabled(SL_LOG_DEBUG)
+                        ? sl_time_mono_ms() - start
+                        : 0;
     if (abandoned) {
         /* The watchdog (or the drain) settled it already. */
         log_delivery(c, SL_LOG_WARN, "late handler result discarded", ctx.ev,
                      attempt, NULL, took);
     } else if (duplicate) {
         atomic_fetch_add(&c->duplicates, 1);
-        sl_delivery_ack(&d);
+        queue_ack(w, d, start);
     } else {
         switch (outcome) {
         case SL_OUTCOME_ACK:
             atomic_fetch_add(&c->acked, 1);
-            sl_delivery_ack(&d);
+            queue_ack(w, d, start);
             log_delivery(c, SL_LOG_DEBUG, "handled", ctx.ev, attempt, NULL,
                          took);
             break;
@@ -356,6 +390,7 @@ static void *worker_main(void *arg)
         for (; i < n && !atomic_load(&c->stopping); i++) {
             process(w, batch[i]);
         }
+        flush_acks(w);
         for (; i < n; i++) {
             /* Fetched but never started: give back, not an attempt. */
             atomic_fetch_add(&c->released, 1);

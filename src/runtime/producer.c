@@ -1,17 +1,28 @@
+/* The producer: a window of unconfirmed publishes, a publish timeout, an
+ * optional token bucket and an optional circuit breaker.
+ *
+ * The window count and the counters are atomics so that the common path —
+ * room in the window, no bucket, no breaker — takes no lock: a publish and
+ * its confirm each touch one atomic. Threads that must wait (window full,
+ * bucket empty, flush) sleep on `cv` under `mu`, and a confirm takes the
+ * lock to wake them only when someone is waiting.
+ */
 #include "sluice/producer.h"
 
 #include "core/waiter.h"
 #include "sluice/alloc.h"
 #include "sluice/token_bucket.h"
 
-#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #define DEFAULT_MAX_IN_FLIGHT 1000
 #define DEFAULT_PUBLISH_TIMEOUT_MS 5000
 /* How often a publish blocked on a full channel tries again. */
 #define FULL_RETRY_MS 5
+/* Longest sleep before a waiter re-checks the window by itself. */
+#define WAIT_SLICE_MS 10
 
 struct sl_producer {
     sl_engine *eng;
@@ -21,9 +32,10 @@ struct sl_producer {
     sl_token_bucket *bucket; /* guarded by mu */
     sl_breaker *brk;         /* internally locked */
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* a window slot was freed */
-    uint32_t in_flight;
-    sl_producer_stats stats;
+    pthread_cond_t cv;        /* a window slot was freed */
+    _Atomic uint32_t waiters; /* threads asleep on cv */
+    _Atomic uint32_t in_flight;
+    _Atomic uint64_t published, failed, full, rate_limited, breaker_open;
 };
 
 /* Carries one publish from the window to its confirm. */
@@ -31,7 +43,7 @@ typedef struct pending {
     sl_producer *p;
     sl_publish_cb cb;
     void *ctx;
-    uint64_t start_ms;
+    uint64_t start_ms; /* for the breaker's slow-call rule */
 } pending;
 
 sl_status sl_producer_create(sl_engine *eng, const sl_producer_opts *opts,
@@ -73,91 +85,125 @@ sl_status sl_producer_create(sl_engine *eng, const sl_producer_opts *opts,
     return SL_OK;
 }
 
+/* Sleep on cv until @p until (or a wake-up). mu held. */
+static void sleep_locked(sl_producer *p, const struct timespec *until)
+{
+    atomic_fetch_add(&p->waiters, 1);
+    pthread_cond_timedwait(&p->cv, &p->mu, until);
+    atomic_fetch_sub(&p->waiters, 1);
+}
+
+/* Give a window slot back. The decrement is the last touch of @p when
+ * nobody waits, so that a flush that sees the window empty may free the
+ * producer at once; when someone waits, it happens under the lock the
+ * waiter must take back. A waiter that registers just after the check
+ * misses this wake-up and finds the slot at its next slice (WAIT_SLICE_MS).
+ */
+static void release_slot(sl_producer *p)
+{
+    if (atomic_load(&p->waiters) > 0) {
+        pthread_mutex_lock(&p->mu);
+        atomic_fetch_sub(&p->in_flight, 1);
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    } else {
+        atomic_fetch_sub(&p->in_flight, 1);
+    }
+}
+
 static void on_confirm(sl_status st, void *ctx)
 {
     pending *pd = ctx;
     sl_producer *p = pd->p;
-    uint64_t now = sl_clock_now_ms(p->clock);
     if (p->brk != NULL) {
+        uint64_t now = sl_clock_now_ms(p->clock);
         /* Refusals for capacity are backpressure, not failures. */
         sl_breaker_record(p->brk, st == SL_OK || st == SL_FULL,
                           now - pd->start_ms, now);
     }
+    atomic_fetch_add(st == SL_OK ? &p->published : &p->failed, 1);
     /* The user's callback runs before the slot is given back, so that a
      * flush (and destroy) returns only after every callback finished. */
-    pthread_mutex_lock(&p->mu);
-    if (st == SL_OK) {
-        p->stats.published++;
-    } else {
-        p->stats.failed++;
-    }
-    pthread_mutex_unlock(&p->mu);
     if (pd->cb != NULL) {
         pd->cb(st, pd->ctx);
     }
     sl_free(pd);
-    pthread_mutex_lock(&p->mu);
-    p->in_flight--;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    release_slot(p);
+}
+
+/* Take a window slot without waiting. */
+static bool try_slot(sl_producer *p)
+{
+    uint32_t n = atomic_load(&p->in_flight);
+    while (n < p->max_in_flight) {
+        if (atomic_compare_exchange_weak(&p->in_flight, &n, n + 1)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Admission: bucket, window slot, then the breaker last, so that a call
  * the breaker allowed (possibly its one half-open probe) is always made or
- * given back. Waits up to @p deadline_ms (monotonic), never when @p wait is
+ * given back. Waits until @p deadline_ms (monotonic), never when @p wait is
  * false. */
 static sl_status admit(sl_producer *p, bool wait, uint64_t deadline_ms)
 {
-    uint64_t now = sl_clock_now_ms(p->clock);
-    pthread_mutex_lock(&p->mu);
     if (p->bucket != NULL) {
+        pthread_mutex_lock(&p->mu);
+        uint64_t now = sl_clock_now_ms(p->clock);
         while (!sl_token_bucket_try_take(p->bucket, 1, now)) {
             uint64_t wait_ms = sl_token_bucket_wait_ms(p->bucket, 1, now);
-            uint64_t mono = sl_time_mono_ms();
             if (!wait || wait_ms == UINT64_MAX ||
-                mono + wait_ms > deadline_ms) {
-                p->stats.rate_limited++;
+                sl_time_mono_ms() + wait_ms > deadline_ms) {
                 pthread_mutex_unlock(&p->mu);
+                atomic_fetch_add(&p->rate_limited, 1);
                 return SL_RATE_LIMITED;
             }
             struct timespec ts;
             sl__deadline_after(&ts, wait_ms ? wait_ms : 1);
-            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+            sleep_locked(p, &ts);
             now = sl_clock_now_ms(p->clock);
         }
+        pthread_mutex_unlock(&p->mu);
     }
-    while (p->in_flight >= p->max_in_flight) {
-        uint64_t mono = sl_time_mono_ms();
-        if (!wait || mono >= deadline_ms) {
-            p->stats.full++;
-            pthread_mutex_unlock(&p->mu);
+    if (!try_slot(p)) {
+        if (!wait) {
+            atomic_fetch_add(&p->full, 1);
             return SL_FULL;
         }
-        struct timespec ts;
-        sl__deadline_after(&ts, deadline_ms - mono);
-        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-    }
-    if (p->brk != NULL && !sl_breaker_allow(p->brk, now)) {
-        p->stats.breaker_open++;
+        pthread_mutex_lock(&p->mu);
+        while (!try_slot(p)) {
+            uint64_t mono = sl_time_mono_ms();
+            if (mono >= deadline_ms) {
+                pthread_mutex_unlock(&p->mu);
+                atomic_fetch_add(&p->full, 1);
+                return SL_FULL;
+            }
+            /* Registered as a waiter before re-checking, so a confirm in
+             * between either sees us or frees a slot we then take. */
+            atomic_fetch_add(&p->waiters, 1);
+            if (!try_slot(p)) {
+                struct timespec ts;
+                uint64_t left = deadline_ms - mono;
+                sl__deadline_after(&ts, left < WAIT_SLICE_MS ? left
+                                                            : WAIT_SLICE_MS);
+                pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+                atomic_fetch_sub(&p->waiters, 1);
+                continue;
+            }
+            atomic_fetch_sub(&p->waiters, 1);
+            break;
+        }
         pthread_mutex_unlock(&p->mu);
+    }
+    if (p->brk != NULL &&
+        !sl_breaker_allow(p->brk, sl_clock_now_ms(p->clock))) {
+        atomic_fetch_add(&p->breaker_open, 1);
+        release_slot(p);
         return SL_BREAKER_OPEN;
     }
-    p->in_flight++;
-    pthread_mutex_unlock(&p->mu);
     return SL_OK;
-}
-
-static void give_back(sl_producer *p, sl_status why)
-{
-    pthread_mutex_lock(&p->mu);
-    p->in_flight--;
-    if (why == SL_FULL) {
-        p->stats.full++;
-    } else {
-        p->stats.failed++;
-    }
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
 }
 
 static sl_status publish(sl_producer *p, const char *channel, sl_event *ev,
@@ -170,13 +216,10 @@ static sl_status publish(sl_producer *p, const char *channel, sl_event *ev,
     }
     pending *pd = sl_malloc(sizeof *pd);
     if (pd == NULL) {
-        if (p->brk != NULL) {
-            sl_breaker_cancel(p->brk, sl_clock_now_ms(p->clock));
-        }
-        give_back(p, SL_NOMEM);
-        return SL_NOMEM;
+        st = SL_NOMEM;
+        goto refused;
     }
-    *pd = (pending){p, cb, ctx, sl_clock_now_ms(p->clock)};
+    *pd = (pending){p, cb, ctx, p->brk ? sl_clock_now_ms(p->clock) : 0};
     for (;;) {
         st = sl_engine_publish_async(p->eng, channel, ev, 0, on_confirm, pd);
         /* A channel at max_length drains as consumers ack: poll it until
@@ -187,23 +230,26 @@ static sl_status publish(sl_producer *p, const char *channel, sl_event *ev,
         struct timespec ts;
         sl__deadline_after(&ts, FULL_RETRY_MS);
         pthread_mutex_lock(&p->mu);
-        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        sleep_locked(p, &ts);
         pthread_mutex_unlock(&p->mu);
     }
-    if (st != SL_OK) {
-        sl_free(pd);
-        if (p->brk != NULL) {
-            /* Only an engine that fails counts against the breaker; a
-             * refusal (full, unknown channel, bad event) is given back. */
-            uint64_t now = sl_clock_now_ms(p->clock);
-            if (st == SL_IO || st == SL_UNAVAILABLE) {
-                sl_breaker_record(p->brk, false, 0, now);
-            } else {
-                sl_breaker_cancel(p->brk, now);
-            }
-        }
-        give_back(p, st);
+    if (st == SL_OK) {
+        return SL_OK;
     }
+    sl_free(pd);
+refused:
+    if (p->brk != NULL) {
+        /* Only an engine that fails counts against the breaker; a refusal
+         * (full, unknown channel, bad event) is given back. */
+        uint64_t now = sl_clock_now_ms(p->clock);
+        if (st == SL_IO || st == SL_UNAVAILABLE) {
+            sl_breaker_record(p->brk, false, 0, now);
+        } else {
+            sl_breaker_cancel(p->brk, now);
+        }
+    }
+    atomic_fetch_add(st == SL_FULL ? &p->full : &p->failed, 1);
+    release_slot(p);
     return st;
 }
 
@@ -246,15 +292,26 @@ sl_status sl_producer_publish(sl_producer *p, const char *channel,
 
 sl_status sl_producer_flush(sl_producer *p, uint64_t timeout_ms)
 {
-    struct timespec ts;
-    sl__deadline_after(&ts, timeout_ms);
+    uint64_t deadline = sl_time_mono_ms() + timeout_ms;
     pthread_mutex_lock(&p->mu);
-    while (p->in_flight > 0) {
-        if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT) {
+    for (;;) {
+        atomic_fetch_add(&p->waiters, 1);
+        if (atomic_load(&p->in_flight) == 0) {
+            atomic_fetch_sub(&p->waiters, 1);
             break;
         }
+        uint64_t now = sl_time_mono_ms();
+        if (now >= deadline) {
+            atomic_fetch_sub(&p->waiters, 1);
+            break;
+        }
+        struct timespec ts;
+        uint64_t left = deadline - now;
+        sl__deadline_after(&ts, left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS);
+        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        atomic_fetch_sub(&p->waiters, 1);
     }
-    sl_status st = p->in_flight == 0 ? SL_OK : SL_TIMEOUT;
+    sl_status st = atomic_load(&p->in_flight) == 0 ? SL_OK : SL_TIMEOUT;
     pthread_mutex_unlock(&p->mu);
     return st;
 }
@@ -266,21 +323,25 @@ uint64_t sl_producer_retry_after_ms(sl_producer *p)
     if (p->brk != NULL) {
         wait = sl_breaker_retry_after_ms(p->brk, now);
     }
-    pthread_mutex_lock(&p->mu);
     if (p->bucket != NULL) {
+        pthread_mutex_lock(&p->mu);
         uint64_t b = sl_token_bucket_wait_ms(p->bucket, 1, now);
+        pthread_mutex_unlock(&p->mu);
         wait = b > wait ? b : wait;
     }
-    pthread_mutex_unlock(&p->mu);
     return wait;
 }
 
 void sl_producer_get_stats(sl_producer *p, sl_producer_stats *out)
 {
-    pthread_mutex_lock(&p->mu);
-    *out = p->stats;
-    out->in_flight = p->in_flight;
-    pthread_mutex_unlock(&p->mu);
+    *out = (sl_producer_stats){
+        .published = atomic_load(&p->published),
+        .failed = atomic_load(&p->failed),
+        .full = atomic_load(&p->full),
+        .rate_limited = atomic_load(&p->rate_limited),
+        .breaker_open = atomic_load(&p->breaker_open),
+        .in_flight = atomic_load(&p->in_flight),
+    };
 }
 
 void sl_producer_destroy(sl_producer *p)
@@ -288,14 +349,10 @@ void sl_producer_destroy(sl_producer *p)
     if (p == NULL) {
         return;
     }
-    sl_producer_flush(p, p->timeout_ms);
-    /* A confirm still outstanding would touch freed memory: wait for it,
-     * since the engine guarantees exactly one callback per publish. */
-    pthread_mutex_lock(&p->mu);
-    while (p->in_flight > 0) {
-        pthread_cond_wait(&p->cv, &p->mu);
+    /* A confirm still outstanding would touch freed memory: wait for all of
+     * them, since the engine guarantees exactly one callback per publish. */
+    while (sl_producer_flush(p, p->timeout_ms) != SL_OK) {
     }
-    pthread_mutex_unlock(&p->mu);
     sl_token_bucket_destroy(p->bucket);
     sl_breaker_destroy(p->brk);
     pthread_cond_destroy(&p->cv);

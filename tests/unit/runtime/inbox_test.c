@@ -1,0 +1,242 @@
+/* The idempotency inbox: processed ids in SQLite, with a TTL, shared by
+ * path within a process. */
+#include "runtime/inbox.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define T0 1700000000000ull
+#define TTL 60000
+
+typedef struct fx {
+    char dir[256];
+    char path[300];
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    if (f == NULL) {
+        return -1;
+    }
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof f->dir, "%s/sluice-inbox-test.XXXXXX",
+             tmp ? tmp : "/tmp");
+    if (mkdtemp(f->dir) == NULL) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof f->path, "%s/inbox.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < 4; i++) {
+        char p[320];
+        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static sl_inbox *open_inbox(const char *path, uint64_t ttl_ms)
+{
+    sl_inbox *in = NULL;
+    sl_diag diag = {0};
+    sl_status st = sl__inbox_open(path, ttl_ms, &in, &diag);
+    if (st != SL_OK) {
+        fail_msg("inbox %s: %s (%s)", path, sl_status_str(st), diag.msg);
+    }
+    return in;
+}
+
+static void inbox_sees_an_id_only_after_it_was_recorded(void **state)
+{
+    fx *f = *state;
+    sl_inbox *in = open_inbox(f->path, TTL);
+    assert_false(sl__inbox_seen(in, "billing", "evt-1", T0));
+    assert_int_equal(sl__inbox_record(in, "billing", "evt-1", T0), SL_OK);
+    assert_true(sl__inbox_seen(in, "billing", "evt-1", T0));
+    assert_false(sl__inbox_seen(in, "billing", "evt-2", T0));
+    sl__inbox_close(in);
+}
+
+static void inbox_keeps_groups_apart(void **state)
+{
+    fx *f = *state;
+    sl_inbox *in = open_inbox(f->path, TTL);
+    assert_int_equal(sl__inbox_record(in, "billing", "evt-1", T0), SL_OK);
+    assert_false(sl__inbox_seen(in, "shipping", "evt-1", T0));
+    sl__inbox_close(in);
+}
+
+static void inbox_forgets_ids_after_the_ttl(void **state)
+{
+    fx *f = *state;
+    sl_inbox *in = open_inbox(f->path, TTL);
+    assert_int_equal(sl__inbox_record(in, "billing", "evt-1", T0), SL_OK);
+    assert_true(sl__inbox_seen(in, "billing", "evt-1", T0 + TTL - 1));
+    assert_false(sl__inbox_seen(in, "billing", "evt-1", T0 + TTL));
+    /* Recording again starts a new TTL. */
+    assert_int_equal(sl__inbox_record(in, "billing", "evt-1", T0 + TTL),
+                     SL_OK);
+    assert_true(sl__inbox_seen(in, "billing", "evt-1", T0 + 2 * TTL - 1));
+    sl__inbox_close(in);
+}
+
+static void inbox_survives_a_reopen(void **state)
+{
+    fx *f = *state;
+    sl_inbox *in = open_inbox(f->path, TTL);
+    assert_int_equal(sl__inbox_record(in, "billing", "evt-1", T0), SL_OK);
+    sl__inbox_close(in);
+    in = open_inbox(f->path, TTL);
+    assert_true(sl__inbox_seen(in, "billing", "evt-1", T0 + 1));
+    sl__inbox_close(in);
+}
+
+static void inbox_is_shared_by_path(void **state)
+{
+    fx *f = *state;
+    sl_inbox *a = open_inbox(f->path, TTL);
+    sl_inbox *b = open_inbox(f->path, TTL);
+    assert_ptr_equal(a, b);
+    assert_int_equal(sl__inbox_record(a, "billing", "evt-1", T0), SL_OK);
+    assert_true(sl__inbox_seen(b, "billing", "evt-1", T0));
+    /* Closing one user leaves the inbox open for the other. */
+    sl__inbox_close(a);
+    assert_true(sl__inbox_seen(b, "billing", "evt-1", T0));
+    assert_int_equal(sl__inbox_record(b, "billing", "evt-2", T0), SL_OK);
+    assert_true(sl__inbox_seen(b, "billing", "evt-2", T0));
+    sl__inbox_close(b);
+}
+
+static void memory_inboxes_are_not_shared(void **state)
+{
+    (void)state;
+    sl_inbox *a = open_inbox(":memory:", TTL);
+    sl_inbox *b = open_inbox(":memory:", TTL);
+    assert_ptr_not_equal(a, b);
+    assert_int_equal(sl__inbox_record(a, "billing", "evt-1", T0), SL_OK);
+    assert_true(sl__inbox_seen(a, "billing", "evt-1", T0));
+    assert_false(sl__inbox_seen(b, "billing", "evt-1", T0));
+    sl__inbox_close(a);
+    sl__inbox_close(b);
+}
+
+static void inbox_that_cannot_be_opened_is_an_io_error_naming_the_path(
+    void **state)
+{
+    fx *f = *state;
+    char path[400];
+    snprintf(path, sizeof path, "%s/no/such/dir/inbox.db", f->dir);
+    sl_inbox *in = NULL;
+    sl_diag diag = {0};
+    assert_int_equal(sl__inbox_open(path, TTL, &in, &diag), SL_IO);
+    assert_null(in);
+    assert_non_null(strstr(diag.msg, path));
+    /* A failed open leaves nothing behind to share. */
+    in = open_inbox(f->path, TTL);
+    sl__inbox_close(in);
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+static int count(sl_inbox *in, const char *sql)
+{
+    sqlite3 *db = sl__inbox_db(in);
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return n;
+}
+
+static void inbox_commit_records_the_id_with_the_handlers_writes(void **state)
+{
+    fx *f = *state;
+    sl_inbox *in = open_inbox(f->path, TTL);
+    assert_int_equal(sqlite3_exec(sl__inbox_db(in),
+                                  "CREATE TABLE effects(id TEXT)", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    assert_int_equal(sl__inbox_begin(in), SL_OK);
+    assert_false(sl__inbox_seen_in_tx(in, "billing", "evt-1", T0));
+    assert_int_equal(sqlite3_exec(sl__inbox_db(in),
+                                  "INSERT INTO effects VALUES('evt-1')", NULL,
+                                  NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sl__inbox_commit_record(in, "billing", "evt-1", T0),
+                     SL_OK);
+    assert_true(sl__inbox_seen(in, "billing", "evt-1", T0));
+    assert_int_equal(count(in, "SELECT count(*) FROM effects"), 1);
+
+    /* In the next transaction the id is already seen. */
+    assert_int_equal(sl__inbox_begin(in), SL_OK);
+    assert_true(sl__inbox_seen_in_tx(in, "billing", "evt-1", T0));
+    sl__inbox_rollback(in);
+    sl__inbox_close(in);
+}
+
+static void inbox_rollback_discards_the_handlers_writes(void **state)
+{
+    fx *f = *state;
+    sl_inbox *in = open_inbox(f->path, TTL);
+    assert_int_equal(sqlite3_exec(sl__inbox_db(in),
+                                  "CREATE TABLE effects(id TEXT)", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    assert_int_equal(sl__inbox_begin(in), SL_OK);
+    assert_int_equal(sqlite3_exec(sl__inbox_db(in),
+                                  "INSERT INTO effects VALUES('evt-1')", NULL,
+                                  NULL, NULL),
+                     SQLITE_OK);
+    sl__inbox_rollback(in);
+    assert_int_equal(count(in, "SELECT count(*) FROM effects"), 0);
+    assert_false(sl__inbox_seen(in, "billing", "evt-1", T0));
+    /* The inbox is usable again at once. */
+    assert_int_equal(sl__inbox_record(in, "billing", "evt-1", T0), SL_OK);
+    sl__inbox_close(in);
+}
+
+static void inbox_close_null_is_noop(void **state)
+{
+    (void)state;
+    sl__inbox_close(NULL);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(inbox_sees_an_id_only_after_it_was_recorded),
+        T(inbox_keeps_groups_apart),
+        T(inbox_forgets_ids_after_the_ttl),
+        T(inbox_survives_a_reopen),
+        T(inbox_is_shared_by_path),
+        T(memory_inboxes_are_not_shared),
+        T(inbox_that_cannot_be_opened_is_an_io_error_naming_the_path),
+        T(inbox_commit_records_the_id_with_the_handlers_writes),
+        T(inbox_rollback_discards_the_handlers_writes),
+        T(inbox_close_null_is_noop),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,680 @@
+/* The producer: rate limit, circuit breaker, confirm window, flush, stats.
+ *
+ * Most cases run against a scripted engine (a driver table of our own):
+ * the test decides when each publish is confirmed and with what status,
+ * which no real engine lets it do. One case checks the breaker end to end
+ * on the embedded engine, with a store whose writes are made to fail.
+ */
+#include "sluice/producer.h"
+
+#include "engine/driver.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CH "payments.requested"
+#define T0 1700000000000ull
+
+/* ---- a scripted engine --------------------------------------------------- */
+
+#define MAX_PENDING 64
+
+typedef struct fake_engine {
+    sl_engine base;
+    pthread_mutex_t mu;
+    sl_publish_cb cbs[MAX_PENDING];
+    void *ctxs[MAX_PENDING];
+    size_t npending;
+    size_t published; /* calls that were accepted */
+    sl_status refuse; /* SL_OK: accept; else refuse publishes at once */
+} fake_engine;
+
+static sl_status fake_publish(sl_engine *eng, const char *channel,
+                              sl_event *ev, unsigned flags, sl_publish_cb cb,
+                              void *ctx)
+{
+    (void)channel;
+    (void)ev;
+    (void)flags;
+    fake_engine *fe = (fake_engine *)eng;
+    pthread_mutex_lock(&fe->mu);
+    sl_status st = fe->refuse;
+    if (st == SL_OK && fe->npending == MAX_PENDING) {
+        st = SL_INTERNAL;
+    }
+    if (st == SL_OK) {
+        fe->cbs[fe->npending] = cb;
+        fe->ctxs[fe->npending] = ctx;
+        fe->npending++;
+        fe->published++;
+    }
+    pthread_mutex_unlock(&fe->mu);
+    return st;
+}
+
+static bool fake_is_ready(const sl_engine *eng)
+{
+    (void)eng;
+    return true;
+}
+
+static const sl_driver fake_driver = {
+    .name = "fake",
+    .scheme = "fake:",
+    .is_ready = fake_is_ready,
+    .publish = fake_publish,
+};
+
+static void fake_init(fake_engine *fe)
+{
+    memset(fe, 0, sizeof *fe);
+    fe->base.drv = &fake_driver;
+    pthread_mutex_init(&fe->mu, NULL);
+}
+
+/* Deliver the oldest pending confirm with @p st. */
+static void fake_confirm(fake_engine *fe, sl_status st)
+{
+    pthread_mutex_lock(&fe->mu);
+    assert_true(fe->npending > 0);
+    sl_publish_cb cb = fe->cbs[0];
+    void *ctx = fe->ctxs[0];
+    fe->npending--;
+    memmove(fe->cbs, fe->cbs + 1, fe->npending * sizeof fe->cbs[0]);
+    memmove(fe->ctxs, fe->ctxs + 1, fe->npending * sizeof fe->ctxs[0]);
+    pthread_mutex_unlock(&fe->mu);
+    cb(st, ctx);
+}
+
+static size_t fake_pending(fake_engine *fe)
+{
+    pthread_mutex_lock(&fe->mu);
+    size_t n = fe->npending;
+    pthread_mutex_unlock(&fe->mu);
+    return n;
+}
+
+static void fake_fini(fake_engine *fe)
+{
+    while (fake_pending(fe) > 0) {
+        fake_confirm(fe, SL_OK);
+    }
+    pthread_mutex_destroy(&fe->mu);
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static sl_event *new_event(void)
+{
+    sl_event *ev = NULL;
+    assert_int_equal(sl_event_create_new("/test", "payment.requested", &ev),
+                     SL_OK);
+    return ev;
+}
+
+static sl_status try_publish(sl_producer *p)
+{
+    sl_event *ev = new_event();
+    sl_status st = sl_producer_try_publish(p, CH, ev, NULL, NULL);
+    sl_event_unref(ev);
+    return st;
+}
+
+static sl_status publish_async(sl_producer *p)
+{
+    sl_event *ev = new_event();
+    sl_status st = sl_producer_publish_async(p, CH, ev, NULL, NULL);
+    sl_event_unref(ev);
+    return st;
+}
+
+static sl_producer *make(sl_engine *eng, const sl_producer_opts *po)
+{
+    sl_producer *p = NULL;
+    assert_int_equal(sl_producer_create(eng, po, &p), SL_OK);
+    return p;
+}
+
+static sl_producer_stats stats_of(sl_producer *p)
+{
+    sl_producer_stats ps;
+    sl_producer_get_stats(p, &ps);
+    return ps;
+}
+
+/* ---- rate limit ------------------------------------------------------------ */
+
+static void rate_limit_refuses_when_the_bucket_is_empty(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_producer_opts po = {.rate_per_s = 10, .burst = 2, .clock = &mc.clock};
+    sl_producer *p = make(&fe.base, &po);
+
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(try_publish(p), SL_RATE_LIMITED);
+    assert_int_equal(fe.published, 2); /* the engine never saw the third */
+    assert_int_equal(stats_of(p).rate_limited, 1);
+
+    /* One token every 100 ms. */
+    mc.now_ms += 99;
+    assert_int_equal(try_publish(p), SL_RATE_LIMITED);
+    mc.now_ms += 1;
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(try_publish(p), SL_RATE_LIMITED);
+    assert_int_equal(stats_of(p).rate_limited, 3);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void retry_after_reports_the_bucket_refill_time(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_producer_opts po = {.rate_per_s = 4, .burst = 1, .clock = &mc.clock};
+    sl_producer *p = make(&fe.base, &po);
+
+    assert_int_equal(sl_producer_retry_after_ms(p), 0);
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(sl_producer_retry_after_ms(p), 250);
+    mc.now_ms += 100;
+    assert_int_equal(sl_producer_retry_after_ms(p), 150);
+    mc.now_ms += 150;
+    assert_int_equal(sl_producer_retry_after_ms(p), 0);
+    assert_int_equal(try_publish(p), SL_OK);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void publish_does_not_wait_for_a_token_beyond_its_timeout(
+    void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    /* The next token is 1 s away, the timeout 50 ms: refuse at once. */
+    sl_producer_opts po = {.rate_per_s = 1,
+                           .burst = 1,
+                           .publish_timeout_ms = 50,
+                           .clock = &mc.clock};
+    sl_producer *p = make(&fe.base, &po);
+    assert_int_equal(publish_async(p), SL_OK);
+    uint64_t t0 = sl_time_mono_ms();
+    sl_diag diag = {0};
+    sl_event *ev = new_event();
+    assert_int_equal(sl_producer_publish(p, CH, ev, &diag), SL_RATE_LIMITED);
+    sl_event_unref(ev);
+    assert_true(sl_time_mono_ms() - t0 < 50);
+    assert_non_null(strstr(diag.msg, CH));
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+/* ---- circuit breaker ---------------------------------------------------------- */
+
+static void breaker_opens_after_failed_confirms(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_breaker_opts bo = {.failure_threshold = 3, .open_ms = 10000};
+    sl_producer_opts po = {.breaker = &bo, .clock = &mc.clock};
+    sl_producer *p = make(&fe.base, &po);
+
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(try_publish(p), SL_OK);
+        fake_confirm(&fe, SL_IO);
+    }
+    assert_int_equal(try_publish(p), SL_BREAKER_OPEN);
+    assert_int_equal(publish_async(p), SL_BREAKER_OPEN);
+    assert_int_equal(fe.published, 3);
+    sl_producer_stats ps = stats_of(p);
+    assert_int_equal(ps.failed, 3);
+    assert_int_equal(ps.breaker_open, 2);
+    assert_int_equal(sl_producer_retry_after_ms(p), 10000);
+    mc.now_ms += 4000;
+    assert_int_equal(sl_producer_retry_after_ms(p), 6000);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void breaker_ignores_full_confirms(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_breaker_opts bo = {.failure_threshold = 1};
+    sl_producer_opts po = {.breaker = &bo, .clock = &mc.clock};
+    sl_producer *p = make(&fe.base, &po);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(try_publish(p), SL_OK);
+        fake_confirm(&fe, SL_FULL); /* backpressure, not a failure */
+    }
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(sl_producer_retry_after_ms(p), 0);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void breaker_closes_after_a_successful_probe(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_breaker_opts bo = {.failure_threshold = 1, .open_ms = 1000};
+    sl_producer_opts po = {.breaker = &bo, .clock = &mc.clock};
+    sl_producer *p = make(&fe.base, &po);
+    assert_int_equal(try_publish(p), SL_OK);
+    fake_confirm(&fe, SL_IO);
+    assert_int_equal(try_publish(p), SL_BREAKER_OPEN);
+
+    mc.now_ms += 1000;
+    assert_int_equal(try_publish(p), SL_OK);         /* the probe */
+    assert_int_equal(try_publish(p), SL_BREAKER_OPEN); /* one at a time */
+    fake_confirm(&fe, SL_OK);
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(stats_of(p).breaker_open, 2);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void breaker_probe_refused_by_the_engine_is_given_back(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_breaker_opts bo = {.failure_threshold = 1, .open_ms = 1000};
+    sl_producer_opts po = {.breaker = &bo, .clock = &mc.clock};
+    sl_producer *p = make(&fe.base, &po);
+    assert_int_equal(try_publish(p), SL_OK);
+    fake_confirm(&fe, SL_IO);
+    mc.now_ms += 1000;
+    /* The probe goes to a channel the engine does not know: that says
+     * nothing about the engine's health, and the probe slot comes back. */
+    fe.refuse = SL_NOT_FOUND;
+    assert_int_equal(try_publish(p), SL_NOT_FOUND);
+    fe.refuse = SL_OK;
+    assert_int_equal(try_publish(p), SL_OK);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void breaker_probe_is_not_spent_on_a_rate_limited_publish(
+    void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_breaker_opts bo = {.failure_threshold = 1, .open_ms = 1000};
+    sl_producer_opts po = {.breaker = &bo,
+                           .rate_per_s = 0.5,
+                           .burst = 1,
+                           .clock = &mc.clock};
+    sl_producer *p = make(&fe.base, &po);
+    assert_int_equal(try_publish(p), SL_OK);
+    fake_confirm(&fe, SL_IO);
+    mc.now_ms += 1000; /* half open; half a token */
+    assert_int_equal(try_publish(p), SL_RATE_LIMITED);
+    mc.now_ms += 1000; /* a whole token */
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(stats_of(p).breaker_open, 0);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void breaker_opens_on_an_engine_that_refuses_as_unavailable(
+    void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_breaker_opts bo = {.failure_threshold = 3, .open_ms = 1000};
+    sl_producer_opts po = {.breaker = &bo, .clock = &mc.clock};
+    sl_producer *p = make(&fe.base, &po);
+    fe.refuse = SL_UNAVAILABLE;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(try_publish(p), SL_UNAVAILABLE);
+    }
+    assert_int_equal(try_publish(p), SL_BREAKER_OPEN);
+    assert_int_equal(stats_of(p).in_flight, 0);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+/* End to end on the embedded engine: the store's tables vanish under it,
+ * so its next commit fails and every confirm in it reports SL_IO. */
+static void rm_rf(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0) {
+        return;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *dir = opendir(path);
+        struct dirent *de;
+        while (dir != NULL && (de = readdir(dir)) != NULL) {
+            if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+                char child[1024];
+                snprintf(child, sizeof child, "%s/%s", path, de->d_name);
+                rm_rf(child);
+            }
+        }
+        if (dir != NULL) {
+            closedir(dir);
+        }
+    }
+    remove(path);
+}
+
+static void breaker_opens_when_the_embedded_store_fails(void **state)
+{
+    (void)state;
+    char dir[256];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/sluice-producer-test.XXXXXX",
+             tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    char url[300];
+    snprintf(url, sizeof url, "embedded:%s", dir);
+    sl_engine *eng = NULL;
+    assert_int_equal(sl_engine_open(url, NULL, &eng, NULL), SL_OK);
+    sl_channel_opts co = {.name = CH};
+    assert_int_equal(sl_engine_declare_channel(eng, &co, NULL), SL_OK);
+    sl_group_opts go = {.channel = CH, .name = "ledger"};
+    assert_int_equal(sl_engine_declare_group(eng, &go, NULL), SL_OK);
+
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_breaker_opts bo = {.failure_threshold = 1, .open_ms = 30000};
+    sl_producer_opts po = {.breaker = &bo, .clock = &mc.clock};
+    sl_producer *p = make(eng, &po);
+    sl_event *ev = new_event();
+    assert_int_equal(sl_producer_publish(p, CH, ev, NULL), SL_OK);
+    sl_event_unref(ev);
+
+    char db_path[300];
+    snprintf(db_path, sizeof db_path, "%s/sluice.db", dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(
+        sqlite3_exec(db, "DROP TABLE entries; DROP TABLE messages;", NULL,
+                     NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    ev = new_event();
+    assert_int_equal(sl_producer_publish(p, CH, ev, NULL), SL_IO);
+    assert_int_equal(sl_producer_publish(p, CH, ev, NULL), SL_BREAKER_OPEN);
+    sl_event_unref(ev);
+    sl_producer_stats ps = stats_of(p);
+    assert_int_equal(ps.published, 1);
+    assert_int_equal(ps.failed, 1);
+    assert_int_equal(ps.breaker_open, 1);
+    assert_int_equal(sl_producer_retry_after_ms(p), 30000);
+    assert_false(sl_engine_is_ready(eng));
+    sl_producer_destroy(p);
+    sl_engine_close(eng);
+    rm_rf(dir);
+}
+
+/* ---- window, flush, timeouts ------------------------------------------------------ */
+
+static void try_publish_refuses_at_once_when_the_window_is_full(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_producer_opts po = {.max_in_flight = 2};
+    sl_producer *p = make(&fe.base, &po);
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(try_publish(p), SL_FULL);
+    assert_int_equal(stats_of(p).in_flight, 2);
+    fake_confirm(&fe, SL_OK);
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(stats_of(p).full, 1);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void publish_async_gives_up_with_full_after_its_timeout(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_producer_opts po = {.max_in_flight = 1, .publish_timeout_ms = 80};
+    sl_producer *p = make(&fe.base, &po);
+    assert_int_equal(publish_async(p), SL_OK);
+    uint64_t t0 = sl_time_mono_ms();
+    assert_int_equal(publish_async(p), SL_FULL);
+    uint64_t waited = sl_time_mono_ms() - t0;
+    assert_true(waited >= 70); /* it did wait for room */
+    assert_true(waited < 5000);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void publish_times_out_when_no_confirm_comes(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_producer_opts po = {.publish_timeout_ms = 50};
+    sl_producer *p = make(&fe.base, &po);
+    sl_event *ev = new_event();
+    sl_diag diag = {0};
+    assert_int_equal(sl_producer_publish(p, CH, ev, &diag), SL_TIMEOUT);
+    sl_event_unref(ev);
+    assert_int_equal(stats_of(p).in_flight, 1);
+    /* The late confirm is still counted and frees the slot. */
+    fake_confirm(&fe, SL_OK);
+    sl_producer_stats ps = stats_of(p);
+    assert_int_equal(ps.in_flight, 0);
+    assert_int_equal(ps.published, 1);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void flush_times_out_while_a_confirm_is_outstanding(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_producer *p = make(&fe.base, NULL);
+    assert_int_equal(publish_async(p), SL_OK);
+    uint64_t t0 = sl_time_mono_ms();
+    assert_int_equal(sl_producer_flush(p, 50), SL_TIMEOUT);
+    assert_true(sl_time_mono_ms() - t0 >= 40);
+    fake_confirm(&fe, SL_OK);
+    assert_int_equal(sl_producer_flush(p, 0), SL_OK);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+typedef struct confirmer {
+    fake_engine *fe;
+    size_t n;
+} confirmer;
+
+static void *confirm_all(void *arg)
+{
+    confirmer *cf = arg;
+    for (size_t i = 0; i < cf->n; i++) {
+        fake_confirm(cf->fe, SL_OK);
+    }
+    return NULL;
+}
+
+static void flush_returns_once_the_last_confirm_arrives(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_producer *p = make(&fe.base, NULL);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(publish_async(p), SL_OK);
+    }
+    confirmer cf = {&fe, 5};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, confirm_all, &cf), 0);
+    assert_int_equal(sl_producer_flush(p, 10000), SL_OK);
+    assert_int_equal(stats_of(p).published, 5);
+    pthread_join(t, NULL);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+/* ---- stats and callbacks ------------------------------------------------------------ */
+
+typedef struct outcome {
+    int calls;
+    sl_status st;
+} outcome;
+
+static void record_outcome(sl_status st, void *ctx)
+{
+    outcome *o = ctx;
+    o->calls++;
+    o->st = st;
+}
+
+static void stats_count_every_outcome(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_producer_opts po = {.max_in_flight = 3, .rate_per_s = 1, .burst = 3,
+                           .clock = &mc.clock};
+    sl_producer *p = make(&fe.base, &po);
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(stats_of(p).in_flight, 3);
+    assert_int_equal(try_publish(p), SL_RATE_LIMITED); /* 3 tokens used */
+    mc.now_ms += 1000;
+    assert_int_equal(try_publish(p), SL_FULL); /* the window */
+    fake_confirm(&fe, SL_OK);
+    fake_confirm(&fe, SL_OK);
+    fake_confirm(&fe, SL_IO);
+    mc.now_ms += 1000;
+    fe.refuse = SL_FULL; /* the channel is at max_length */
+    assert_int_equal(try_publish(p), SL_FULL);
+    sl_producer_stats ps = stats_of(p);
+    assert_int_equal(ps.published, 2);
+    assert_int_equal(ps.failed, 1);
+    assert_int_equal(ps.full, 2);
+    assert_int_equal(ps.rate_limited, 1);
+    assert_int_equal(ps.breaker_open, 0);
+    assert_int_equal(ps.in_flight, 0);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void callback_runs_once_with_the_confirm_status(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_producer *p = make(&fe.base, NULL);
+    outcome ok = {0}, failed = {0};
+    sl_event *ev = new_event();
+    assert_int_equal(
+        sl_producer_publish_async(p, CH, ev, record_outcome, &ok), SL_OK);
+    assert_int_equal(
+        sl_producer_publish_async(p, CH, ev, record_outcome, &failed), SL_OK);
+    assert_int_equal(ok.calls, 0);
+    fake_confirm(&fe, SL_OK);
+    fake_confirm(&fe, SL_IO);
+    assert_int_equal(ok.calls, 1);
+    assert_int_equal(ok.st, SL_OK);
+    assert_int_equal(failed.calls, 1);
+    assert_int_equal(failed.st, SL_IO);
+    /* A refused publish never calls back. */
+    outcome refused = {0};
+    fe.refuse = SL_NOT_FOUND;
+    assert_int_equal(
+        sl_producer_try_publish(p, CH, ev, record_outcome, &refused),
+        SL_NOT_FOUND);
+    assert_int_equal(refused.calls, 0);
+    assert_int_equal(stats_of(p).in_flight, 0);
+    sl_event_unref(ev);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void create_refuses_a_negative_rate(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_producer *p = NULL;
+    sl_producer_opts po = {.rate_per_s = -1};
+    assert_int_equal(sl_producer_create(&fe.base, &po, &p), SL_INVALID);
+    assert_null(p);
+    fake_fini(&fe);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rate_limit_refuses_when_the_bucket_is_empty),
+        cmocka_unit_test(retry_after_reports_the_bucket_refill_time),
+        cmocka_unit_test(publish_does_not_wait_for_a_token_beyond_its_timeout),
+        cmocka_unit_test(breaker_opens_after_failed_confirms),
+        cmocka_unit_test(breaker_ignores_full_confirms),
+        cmocka_unit_test(breaker_closes_after_a_successful_probe),
+        cmocka_unit_test(breaker_probe_refused_by_the_engine_is_given_back),
+        cmocka_unit_test(
+            breaker_probe_is_not_spent_on_a_rate_limited_publish),
+        cmocka_unit_test(
+            breaker_opens_on_an_engine_that_refuses_as_unavailable),
+        cmocka_unit_test(breaker_opens_when_the_embedded_store_fails),
+        cmocka_unit_test(try_publish_refuses_at_once_when_the_window_is_full),
+        cmocka_unit_test(publish_async_gives_up_with_full_after_its_timeout),
+        cmocka_unit_test(publish_times_out_when_no_confirm_comes),
+        cmocka_unit_test(flush_times_out_while_a_confirm_is_outstanding),
+        cmocka_unit_test(flush_returns_once_the_last_confirm_arrives),
+        cmocka_unit_test(stats_count_every_outcome),
+        cmocka_unit_test(callback_runs_once_with_the_confirm_status),
+        cmocka_unit_test(create_refuses_a_negative_rate),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
