@@ -54,6 +54,12 @@ struct sl_event {
     uint32_t attr_owned; /* bit per sl_attr: value is a separate block */
     bool data_owned;
     size_t n_ext;
+    /* Extension slots live in the arena (packed events) or in their own
+     * block (ext_owned), sized to what is used: most events carry none, and
+     * a queued event should not pay for SL_EVENT_MAX_EXTENSIONS slots. */
+    ext_slot *ext;
+    size_t ext_cap;
+    bool ext_owned;
     size_t arena_cap;  /* bytes in arena[] */
     size_t arena_used; /* bytes handed out; never given back */
     const char *attr[SL_ATTR_COUNT_];
@@ -62,7 +68,6 @@ struct sl_event {
     uint64_t deadline_ms; /* ms since the epoch; 0 = none */
     const uint8_t *data;  /* NULL when there is no data */
     size_t data_len;
-    ext_slot ext[SL_EVENT_MAX_EXTENSIONS];
     char arena[];
 };
 
@@ -152,6 +157,32 @@ static const char *pack(sl_event *ev, const void *src, size_t len, bool nul)
     }
     ev->arena_used += len + (nul ? 1 : 0);
     return p;
+}
+
+/* Carve @p n zeroed extension slots from the arena, aligned. The caller
+ * made sure they fit (ext_arena_bytes, or ext_fits). */
+static void carve_ext(sl_event *ev, size_t n)
+{
+    size_t align = _Alignof(ext_slot);
+    ev->arena_used = (ev->arena_used + align - 1) / align * align;
+    ev->ext = (ext_slot *)(void *)(ev->arena + ev->arena_used);
+    memset(ev->ext, 0, n * sizeof(ext_slot));
+    ev->arena_used += n * sizeof(ext_slot);
+    ev->ext_cap = n;
+    ev->ext_owned = false;
+}
+
+/* True if @p n slots fit in what is left of the arena. */
+static bool ext_fits(const sl_event *ev, size_t n)
+{
+    size_t align = _Alignof(ext_slot);
+    size_t at = (ev->arena_used + align - 1) / align * align;
+    return at <= ev->arena_cap && n * sizeof(ext_slot) <= ev->arena_cap - at;
+}
+
+static size_t ext_arena_bytes(size_t n)
+{
+    return n == 0 ? 0 : n * sizeof(ext_slot) + _Alignof(ext_slot);
 }
 
 static void release(bool owned, const void *p)
@@ -294,6 +325,7 @@ void sl_event_unref(sl_event *ev)
         release(ev->ext[i].owned & EXT_NAME_OWNED, ev->ext[i].name);
         release(ev->ext[i].owned & EXT_VALUE_OWNED, ev->ext[i].value);
     }
+    release(ev->ext_owned, ev->ext);
     sl_free(ev);
 }
 
@@ -316,9 +348,13 @@ sl_status sl_event_clone(const sl_event *ev, sl_event **out)
     if (ev == NULL || out == NULL) {
         return SL_INVALID;
     }
-    sl_event *cp = event_alloc(packed_bytes(ev) + CLONE_SLACK_BYTES);
+    sl_event *cp = event_alloc(packed_bytes(ev) + ext_arena_bytes(ev->n_ext) +
+                               CLONE_SLACK_BYTES);
     if (cp == NULL) {
         return SL_NOMEM;
+    }
+    if (ev->n_ext > 0) {
+        carve_ext(cp, ev->n_ext);
     }
     for (int i = 0; i < SL_ATTR_COUNT_; i++) {
         if (ev->attr[i] != NULL) {
@@ -568,6 +604,29 @@ sl_status sl_event_set_ext(sl_event *ev, const char *name, const char *value)
     }
     if (!exists && ev->n_ext == SL_EVENT_MAX_EXTENSIONS) {
         return SL_FULL;
+    }
+    if (!exists && ev->n_ext == ev->ext_cap) {
+        size_t cap = ev->ext_cap ? ev->ext_cap * 2 : 4;
+        if (cap > SL_EVENT_MAX_EXTENSIONS) {
+            cap = SL_EVENT_MAX_EXTENSIONS;
+        }
+        ext_slot *old = ev->ext;
+        bool old_owned = ev->ext_owned;
+        if (!old_owned && ext_fits(ev, cap)) {
+            carve_ext(ev, cap); /* the old slots stay as unused arena */
+        } else {
+            ext_slot *slots = sl_malloc(cap * sizeof *slots);
+            if (slots == NULL) {
+                return SL_NOMEM;
+            }
+            ev->ext = slots;
+            ev->ext_cap = cap;
+            ev->ext_owned = true;
+        }
+        if (ev->n_ext > 0) {
+            memcpy(ev->ext, old, ev->n_ext * sizeof *old);
+        }
+        release(old_owned, old);
     }
 
     char *vcopy;
@@ -1082,9 +1141,12 @@ sl_status sl_event_decode(const uint8_t *buf, size_t len, sl_event **out,
     for (size_t i = 0; i < ps.n_ext; i++) {
         need += ps.name[i].n + 1 + ps.value[i].n + 1;
     }
-    sl_event *ev = event_alloc(need);
+    sl_event *ev = event_alloc(need + ext_arena_bytes(ps.n_ext));
     if (ev == NULL) {
         return sl_diag_set(diag, SL_NOMEM, "out of memory");
+    }
+    if (ps.n_ext > 0) {
+        carve_ext(ev, ps.n_ext);
     }
 
     for (int i = 0; i < SL_ATTR_COUNT_; i++) {

@@ -610,9 +610,19 @@ static sl_status emb_publish(sl_engine *base, const char *channel,
     }
     uint8_t *body = NULL;
     size_t body_len = 0;
-    if (e->store != NULL &&
-        (st = sl_event_encode(ev, &body, &body_len)) != SL_OK) {
-        return st;
+    sl_event *stored = NULL;
+    if (e->store != NULL) {
+        /* The store keeps its own copy, decoded from the bytes it writes:
+         * one exact-size block, so a queued event costs what it carries and
+         * not the publisher's build buffers. */
+        if ((st = sl_event_encode(ev, &body, &body_len)) != SL_OK) {
+            return st;
+        }
+        if ((st = sl_event_decode(body, body_len, &stored, NULL)) != SL_OK) {
+            sl_free(body);
+            return st;
+        }
+        ev = stored;
     }
     bool confirm_now = false;
     uint64_t now = now_ms(e);
@@ -642,6 +652,7 @@ static sl_status emb_publish(sl_engine *base, const char *channel,
     pthread_mutex_unlock(&e->mu);
     free_msgs(graveyard);
     sl_free(body);
+    sl_event_unref(stored);
     if (confirm_now && cb != NULL) {
         cb(SL_OK, ctx);
     }

@@ -116,6 +116,11 @@ sl_status emb_store_open(const char *dir, sl_sync_mode sync, emb_store **out,
         sqlite3_exec(st->db, sync_sql, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(st->db, "PRAGMA busy_timeout=5000;", NULL, NULL, NULL) !=
             SQLITE_OK ||
+        /* The store is written behind and read only at recovery: a small
+         * page cache keeps memory from growing with the backlog, which is
+         * held in memory by the engine anyway. */
+        sqlite3_exec(st->db, "PRAGMA cache_size=-256;", NULL, NULL, NULL) !=
+            SQLITE_OK ||
         sqlite3_exec(st->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
         rc = db_fail(st, diag, "schema");
         goto fail;

@@ -104,6 +104,42 @@ static void dedup_bound_holds_across_many_ids(void **state)
     sl__dedup_destroy(dd);
 }
 
+/* Adds at irregular times, with expiry and eviction interleaved, checked
+ * against the definition: an id is known iff it is among the last max_ids
+ * added and younger than the window. Exercises lookups across removals
+ * from a crowded index. */
+static void dedup_agrees_with_its_definition_over_many_adds(void **state)
+{
+    (void)state;
+    enum { MAX = 64, STEPS = 3000, CHECK = 100 };
+    const uint64_t window = 40;
+    sl_dedup *dd = make(MAX, window);
+    static uint64_t added_at[STEPS];
+    uint64_t now = T0;
+    uint32_t rng = 12345;
+    char id[32];
+    for (int i = 0; i < STEPS; i++) {
+        rng = rng * 1103515245u + 12345u;
+        now += (rng >> 16) % 3; /* 0, 1 or 2 ms apart */
+        snprintf(id, sizeof id, "evt-%d", i);
+        sl__dedup_add(dd, i % 2 ? &channel_a : &channel_b, id, now);
+        added_at[i] = now;
+        for (int j = i; j >= 0 && j > i - CHECK; j--) {
+            snprintf(id, sizeof id, "evt-%d", j);
+            bool want = j > i - MAX && added_at[j] + window > now;
+            bool got =
+                sl__dedup_contains(dd, j % 2 ? &channel_a : &channel_b, id,
+                                   now);
+            if (got != want) {
+                fail_msg("step %d: evt-%d known=%d, want %d", i, j, got,
+                         want);
+            }
+        }
+        assert_true(sl__dedup_size(dd) <= MAX);
+    }
+    sl__dedup_destroy(dd);
+}
+
 static void dedup_scope_separates_channels(void **state)
 {
     (void)state;
@@ -144,6 +180,7 @@ int main(void)
         cmocka_unit_test(
             dedup_holds_at_most_max_ids_forgetting_the_oldest_first),
         cmocka_unit_test(dedup_bound_holds_across_many_ids),
+        cmocka_unit_test(dedup_agrees_with_its_definition_over_many_adds),
         cmocka_unit_test(dedup_scope_separates_channels),
         cmocka_unit_test(dedup_zero_max_ids_still_remembers_the_latest_id),
         cmocka_unit_test(dedup_destroy_null_is_noop),
