@@ -4,10 +4,13 @@
 BUILD      ?= build
 BUILD_SAN  ?= build-san
 BUILD_TSAN ?= build-tsan
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 10
 JOBS       ?= 2
 CMAKE_ARGS ?=
 
-.PHONY: all deps build build-san build-tsan run test bench clean
+.PHONY: all deps build build-san build-tsan build-fuzz run test fuzz bench \
+        clean
 
 all: build
 
@@ -29,12 +32,24 @@ build-tsan: deps
 	    -DSLUICE_TSAN=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(BUILD_TSAN) -j$(JOBS)
 
+# The libFuzzer targets need clang; only they (and the library) are built.
+build-fuzz: deps
+	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug \
+	    -DSLUICE_WERROR=ON -DSLUICE_FUZZ=ON \
+	    -DSLUICE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD_FUZZ) -j$(JOBS) --target config_fuzz \
+	    event_decode_fuzz event_json_fuzz
+
+# A short smoke of every fuzz target (make fuzz FUZZ_SECONDS=600 for more).
+fuzz: build-fuzz
+	@ctest --test-dir $(BUILD_FUZZ) --output-on-failure -j$(JOBS) -L fuzz
+
 run: build
 	@sh examples/hello/run.sh $(BUILD)
 
 # The release build's tests (unit, conformance, integration), then the same
 # unit and conformance tests under ASan+UBSan and under TSan.
-test: build build-san build-tsan
+test: build build-san build-tsan build-fuzz
 	@ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ctest --test-dir $(BUILD_SAN) --output-on-failure -j$(JOBS) \
@@ -42,9 +57,10 @@ test: build build-san build-tsan
 	@TSAN_OPTIONS=halt_on_error=1 \
 	    ctest --test-dir $(BUILD_TSAN) --output-on-failure -j$(JOBS) \
 	    -L sanitize
+	@ctest --test-dir $(BUILD_FUZZ) --output-on-failure -j$(JOBS) -L fuzz
 
 bench: build
 	@sh bench/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_TSAN)
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_TSAN) $(BUILD_FUZZ)

@@ -3,9 +3,11 @@
 # Idempotent: installs only what is missing, so it is cheap to re-run.
 set -eu
 
-PACKAGES="build-essential cmake pkg-config clang
+# clang and libclang-rt-14-dev: the libFuzzer targets; sqlite3: the crash
+# test reads the inbox; time and procps: benchmarks and scripts.
+PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
 libsqlite3-dev sqlite3 libyaml-dev libjansson-dev libcmocka-dev
-time procps python3"
+time procps"
 
 missing=""
 for p in $PACKAGES; do
