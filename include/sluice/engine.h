@@ -43,6 +43,10 @@ typedef struct sl_engine_opts {
     size_t max_event_size;       /* encoded; 0 = SL_EVENT_MAX_SIZE_DEFAULT */
     uint64_t dedup_window_ms;    /* republished ids dropped; 0 = 120000 */
     const sl_clock *clock;       /* NULL = system clock; borrowed */
+    /* Store-backed engines: bytes of queued events kept in memory. Beyond
+     * it, committed events live only in the store and are read back when
+     * delivered, so a backlog costs little memory. 0 = 256 KiB. */
+    size_t memory_budget;
 } sl_engine_opts;
 
 /**

@@ -18,6 +18,7 @@
 #include "core/waiter.h"
 #include "engine/dedup.h"
 #include "engine/driver.h"
+#include "engine/embedded.h"
 #include "engine/embedded_ingress.h"
 #include "engine/embedded_store.h"
 #include "sluice/alloc.h"
@@ -79,6 +80,7 @@ struct emb_msg {
     bool dirty;
     emb_msg *dirty_next;
     uint32_t nslots;    /* entries allocated below */
+    uint32_t ev_bytes;  /* encoded size, while ev is resident (store mode) */
     emb_entry entries[]; /* one per group; live as long as the message */
 };
 
@@ -126,6 +128,8 @@ struct emb_engine {
     sl_dedup *dedup;
     int64_t next_seq;
     int64_t next_gid; /* memory mode; the store assigns its own */
+    size_t resident; /* store mode: encoded bytes of events in memory */
+    size_t budget;   /* beyond it, committed events are spilled */
     emb_msg *graveyard; /* memory mode: consumed, freed by the next publish */
     size_t ngraveyard;
     bool closing;
@@ -576,6 +580,8 @@ static sl_status enqueue_locked(emb_engine *e, emb_channel *ch, sl_event *ev,
         m->body = *body;
         m->body_len = body_len;
         *body = NULL;
+        m->ev_bytes = (uint32_t)body_len;
+        e->resident += body_len;
     }
     for (size_t i = 0; i < ch->ngroups; i++) {
         emb_group *g = ch->groups[i];
@@ -689,12 +695,73 @@ static sl_status emb_subscribe(sl_engine *base, const char *channel,
     return SL_OK;
 }
 
+/* ---- spilling (store mode) ------------------------------------------------
+ *
+ * Past the memory budget, a committed message whose entries are all waiting
+ * (none in flight) drops its event and keeps only what ordering and
+ * accounting need; the event is read back from the store when one of its
+ * entries is delivered, browsed or dead-lettered. */
+
+static void set_event(emb_msg *m, sl_event *ev)
+{
+    m->ev = ev;
+    for (uint32_t i = 0; i < m->nslots; i++) {
+        m->entries[i].base.ev = ev;
+    }
+}
+
+static bool spillable(const emb_msg *m)
+{
+    if (m->ev == NULL || !m->in_db || m->refs == 0 || m->dirty) {
+        return false;
+    }
+    for (uint32_t i = 0; i < m->nslots; i++) {
+        if (m->entries[i].where == AT_FLIGHT) {
+            return false; /* a handler may be reading it */
+        }
+    }
+    return true;
+}
+
+static void spill(emb_engine *e, emb_msg *m)
+{
+    e->resident -= m->ev_bytes;
+    sl_event_unref(m->ev);
+    set_event(m, NULL);
+}
+
+/* Make @p m's event resident. Lock held. */
+static sl_status ensure_loaded(emb_engine *e, emb_msg *m)
+{
+    if (m->ev != NULL) {
+        return SL_OK;
+    }
+    uint8_t *body = NULL;
+    size_t len = 0;
+    sl_event *ev = NULL;
+    sl_status st = emb_store_read_body(e->store, m->seq, &body, &len);
+    if (st == SL_OK) {
+        st = sl_event_decode(body, len, &ev, NULL);
+    }
+    sl_free(body);
+    if (st != SL_OK) {
+        sl_logf(SL_LOG_ERROR, "engine.embedded",
+                "reading stored event %" PRId64 " back: %s", m->seq,
+                sl_status_str(st));
+        return st;
+    }
+    set_event(m, ev);
+    m->ev_bytes = (uint32_t)len;
+    e->resident += len;
+    return SL_OK;
+}
+
 /* Move a settled-by-engine entry to the dead-letter channel. Lock held. */
 static void dead_letter_locked(emb_engine *e, emb_entry *en,
                                sl_dead_reason reason, const char *error)
 {
     emb_group *g = en->g;
-    if (g->dlq != NULL) {
+    if (g->dlq != NULL && ensure_loaded(e, en->m) == SL_OK) {
         sl_event *dead = NULL;
         uint8_t *body = NULL;
         size_t len = 0;
@@ -761,6 +828,10 @@ static sl_status emb_fetch(sl_subscription *base, sl_delivery **out,
         while (got < max && got < credit && g->ready.head != NULL) {
             emb_entry *en = g->ready.head;
             list_remove(&g->ready, en);
+            if (ensure_loaded(e, en->m) != SL_OK) {
+                entry_done(e, en); /* unreadable: logged, dropped */
+                continue;
+            }
             uint64_t deadline = sl_event_deadline_ms(en->m->ev);
             if (deadline != 0 && deadline <= now) {
                 dead_letter_locked(e, en, SL_DEAD_EXPIRED,
@@ -1005,12 +1076,16 @@ static sl_status emb_browse(sl_engine *base, const char *channel,
     size_t n = 0;
     if (evs != NULL && att != NULL) {
         for (emb_entry *en = g->ready.head; en && n < cap; en = en->next) {
-            att[n] = en->attempts;
-            evs[n++] = sl_event_ref(en->m->ev);
+            if (ensure_loaded(e, en->m) == SL_OK) {
+                att[n] = en->attempts;
+                evs[n++] = sl_event_ref(en->m->ev);
+            }
         }
         for (size_t i = 0; i < g->heap_n && n < cap; i++) {
-            att[n] = g->heap[i]->attempts;
-            evs[n++] = sl_event_ref(g->heap[i]->m->ev);
+            if (ensure_loaded(e, g->heap[i]->m) == SL_OK) {
+                att[n] = g->heap[i]->attempts;
+                evs[n++] = sl_event_ref(g->heap[i]->m->ev);
+            }
         }
     }
     pthread_mutex_unlock(&e->mu);
@@ -1191,11 +1266,18 @@ static void *writer_main(void *arg)
             }
         }
         settle_batch(&b);
-        /* Free messages no entry references and no dirty list holds. */
-        for (size_t i = 0; i < b.nmsgs; i++) {
+        /* Free messages no entry references and no dirty list holds; past
+         * the budget, spill the newest committed ones. */
+        for (size_t i = b.nmsgs; i-- > 0;) {
             emb_msg *m = b.msgs[i];
             if (m->refs == 0 && !m->dirty) {
+                if (m->ev != NULL) {
+                    e->resident -= m->ev_bytes;
+                }
                 msg_free(m);
+            } else if (st == SL_OK && e->resident > e->budget &&
+                       spillable(m)) {
+                spill(e, m);
             }
         }
         if (st != SL_OK) {
@@ -1285,6 +1367,8 @@ static sl_status load_message(int64_t seq, const char *channel,
     }
     m->nslots = (uint32_t)ch->ngroups;
     m->ev = ev;
+    m->ev_bytes = (uint32_t)len;
+    lc->e->resident += len;
     m->ch = ch;
     m->seq = seq;
     m->in_db = true;
@@ -1505,6 +1589,7 @@ static sl_status emb_open(const char *url, const sl_engine_opts *opts,
     e->clock = opts->clock ? opts->clock : sl_clock_system();
     e->next_seq = 1;
     e->next_gid = 1;
+    e->budget = opts->memory_budget ? opts->memory_budget : 256 * 1024;
     e->batch_next = 1; /* batch 0 is "nothing yet", already done */
     e->dirty_msgs_tail = &e->dirty_msgs;
     e->dirty_entries_tail = &e->dirty_entries;
@@ -1659,6 +1744,18 @@ static void emb_close(sl_engine *base)
     pthread_cond_destroy(&e->ingress_cv);
     pthread_mutex_destroy(&e->mu);
     sl_free(e);
+}
+
+size_t sl__embedded_resident_bytes(sl_engine *base)
+{
+    if (base->drv != &sl__embedded_driver) {
+        return 0;
+    }
+    emb_engine *e = (emb_engine *)base;
+    pthread_mutex_lock(&e->mu);
+    size_t n = e->resident;
+    pthread_mutex_unlock(&e->mu);
+    return n;
 }
 
 const sl_driver sl__embedded_driver = {

@@ -13,6 +13,9 @@
 
 struct emb_store {
     sqlite3 *db;
+    sqlite3 *reader;          /* second connection: reads while the writer
+                                 writes (WAL) */
+    sqlite3_stmt *body_read;
     int lock_fd;
     sqlite3_stmt *msg_insert;
     sqlite3_stmt *msg_delete;
@@ -119,7 +122,7 @@ sl_status emb_store_open(const char *dir, sl_sync_mode sync, emb_store **out,
         /* The store is written behind and read only at recovery: a small
          * page cache keeps memory from growing with the backlog, which is
          * held in memory by the engine anyway. */
-        sqlite3_exec(st->db, "PRAGMA cache_size=-256;", NULL, NULL, NULL) !=
+        sqlite3_exec(st->db, "PRAGMA cache_size=-128;", NULL, NULL, NULL) !=
             SQLITE_OK ||
         sqlite3_exec(st->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
         rc = db_fail(st, diag, "schema");
@@ -140,10 +143,49 @@ sl_status emb_store_open(const char *dir, sl_sync_mode sync, emb_store **out,
                       &st->entry_delete, diag)) != SL_OK) {
         goto fail;
     }
+    if (sqlite3_open_v2(path, &st->reader,
+                        SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK ||
+        /* Point reads of recent rows: the OS page cache has them. */
+        sqlite3_exec(st->reader, "PRAGMA cache_size=-64;", NULL, NULL,
+                     NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(st->reader,
+                           "SELECT body FROM messages WHERE seq = ?1", -1,
+                           SQLITE_PREPARE_PERSISTENT, &st->body_read,
+                           NULL) != SQLITE_OK) {
+        rc = sl_diag_set(diag, SL_IO, "embedded store: reader: %s",
+                         st->reader ? sqlite3_errmsg(st->reader)
+                                    : "cannot open");
+        goto fail;
+    }
     *out = st;
     return SL_OK;
 fail:
     emb_store_close(st);
+    return rc;
+}
+
+sl_status emb_store_read_body(emb_store *st, int64_t seq, uint8_t **body,
+                              size_t *len)
+{
+    sl_status rc = SL_NOT_FOUND;
+    sqlite3_bind_int64(st->body_read, 1, seq);
+    int r = sqlite3_step(st->body_read);
+    if (r == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(st->body_read, 0);
+        uint8_t *b = sl_malloc(n);
+        if (b == NULL) {
+            rc = SL_NOMEM;
+        } else {
+            memcpy(b, sqlite3_column_blob(st->body_read, 0), n);
+            *body = b;
+            *len = n;
+            rc = SL_OK;
+        }
+    } else if (r != SQLITE_DONE) {
+        rc = SL_IO;
+    }
+    sqlite3_reset(st->body_read);
     return rc;
 }
 
@@ -157,6 +199,8 @@ void emb_store_close(emb_store *st)
     sqlite3_finalize(st->entry_insert);
     sqlite3_finalize(st->entry_update);
     sqlite3_finalize(st->entry_delete);
+    sqlite3_finalize(st->body_read);
+    sqlite3_close(st->reader);
     sqlite3_close(st->db);
     if (st->lock_fd >= 0) {
         close(st->lock_fd); /* releases the flock */

@@ -42,6 +42,11 @@ typedef struct emb_op {
     size_t len;
 } emb_op;
 
+/** Read a committed message's body (a reader connection, for spilled
+ * events). *body is sl_malloc'd. SL_NOT_FOUND if absent. */
+sl_status emb_store_read_body(emb_store *st, int64_t seq, uint8_t **body,
+                              size_t *len);
+
 /** Apply @p ops in one transaction. */
 sl_status emb_store_apply(emb_store *st, const emb_op *ops, size_t n,
                           sl_diag *diag);

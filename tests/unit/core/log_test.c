@@ -135,7 +135,7 @@ static void level_names_are_lower_case(void **state)
     assert_string_equal(sl_log_level_str((sl_log_level)99), "unknown");
 }
 
-/* ---- the JSON-lines sink ----------------------------------------------- */
+/* ---- the JSON-lines sink ------------------------------------------------- */
 
 /* Every line of @p fp, parsed; fails on a line that is not one object. */
 static size_t read_json_lines(FILE *fp, json_t **out, size_t max)
@@ -163,8 +163,7 @@ static const char *str_of(json_t *obj, const char *key)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static void json_sink_writes_one_object_per_line_with_the_fields(
-    void **state)
+static void json_sink_writes_one_object_per_line_with_the_fields(void **state)
 {
     (void)state;
     FILE *fp = tmpfile();

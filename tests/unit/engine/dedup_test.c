@@ -61,8 +61,8 @@ static void dedup_window_is_counted_from_each_ids_own_time(void **state)
     sl__dedup_destroy(dd);
 }
 
-static void dedup_holds_at_most_max_ids_forgetting_the_oldest_first(
-    void **state)
+static void
+dedup_holds_at_most_max_ids_forgetting_the_oldest_first(void **state)
 {
     (void)state;
     sl_dedup *dd = make(3, WINDOW);
@@ -127,12 +127,10 @@ static void dedup_agrees_with_its_definition_over_many_adds(void **state)
         for (int j = i; j >= 0 && j > i - CHECK; j--) {
             snprintf(id, sizeof id, "evt-%d", j);
             bool want = j > i - MAX && added_at[j] + window > now;
-            bool got =
-                sl__dedup_contains(dd, j % 2 ? &channel_a : &channel_b, id,
-                                   now);
+            bool got = sl__dedup_contains(dd, j % 2 ? &channel_a : &channel_b,
+                                          id, now);
             if (got != want) {
-                fail_msg("step %d: evt-%d known=%d, want %d", i, j, got,
-                         want);
+                fail_msg("step %d: evt-%d known=%d, want %d", i, j, got, want);
             }
         }
         assert_true(sl__dedup_size(dd) <= MAX);

@@ -24,7 +24,7 @@
 #define GROUP "billing"
 #define T0 1700000000000ull /* manual clock start, wall ms */
 
-/* ---- fixture: a fresh directory and a manual clock per test ------------ */
+/* ---- fixture: a fresh directory and a manual clock per test -------------- */
 
 typedef struct fx {
     char dir[256];
@@ -108,8 +108,7 @@ static void declare_on(sl_engine *eng, const char *channel, const char *group)
     }
 }
 
-static sl_status publish_on(sl_engine *eng, const char *channel,
-                            const char *id)
+static sl_status publish_on(sl_engine *eng, const char *channel, const char *id)
 {
     sl_event *ev = NULL;
     assert_int_equal(sl_event_create_new("/test", "test.event", &ev), SL_OK);
@@ -119,8 +118,7 @@ static sl_status publish_on(sl_engine *eng, const char *channel,
     return st;
 }
 
-static sl_depth depth_on(sl_engine *eng, const char *channel,
-                         const char *group)
+static sl_depth depth_on(sl_engine *eng, const char *channel, const char *group)
 {
     sl_depth d = {0};
     assert_int_equal(sl_engine_depth(eng, channel, group, &d), SL_OK);
@@ -269,7 +267,7 @@ static void retry_without_delay_goes_behind_waiting_events(void **state)
     sl_subscription_close(sub);
 }
 
-/* ---- inspection ------------------------------------------------------------ */
+/* ---- inspection ---------------------------------------------------------- */
 
 static void browse_visits_pending_events_in_publish_order(void **state)
 {
@@ -397,8 +395,7 @@ static void depth_counts_ready_delayed_and_in_flight(void **state)
     sl_subscription_close(sub);
 }
 
-static void release_gives_back_first_without_counting_the_attempt(
-    void **state)
+static void release_gives_back_first_without_counting_the_attempt(void **state)
 {
     fx *f = *state;
     f->eng = open_url(f, "embedded::memory:");
@@ -418,7 +415,7 @@ static void release_gives_back_first_without_counting_the_attempt(
     sl_subscription_close(sub);
 }
 
-/* ---- channels without groups --------------------------------------------------- */
+/* ---- channels without groups --------------------------------------------- */
 
 static void check_publish_without_groups_is_dropped(fx *f, const char *url)
 {
@@ -438,8 +435,8 @@ static void publish_without_groups_is_confirmed_and_dropped(void **state)
     check_publish_without_groups_is_dropped(*state, "embedded::memory:");
 }
 
-static void publish_without_groups_is_confirmed_and_dropped_by_a_store(
-    void **state)
+static void
+publish_without_groups_is_confirmed_and_dropped_by_a_store(void **state)
 {
     fx *f = *state;
     check_publish_without_groups_is_dropped(f, f->url);
@@ -453,7 +450,7 @@ static void publish_without_groups_is_confirmed_and_dropped_by_a_store(
     assert_string_equal(s.ids[0], "heard");
 }
 
-/* ---- URL errors ------------------------------------------------------------------ */
+/* ---- URL errors ---------------------------------------------------------- */
 
 static void check_url_refused(const char *url, const char *also)
 {
@@ -493,8 +490,7 @@ static void engine_url_with_unknown_scheme_is_invalid(void **state)
     check_url_refused("carrier-pigeon://loft", NULL);
 }
 
-static void store_directory_that_cannot_be_created_is_an_io_error(
-    void **state)
+static void store_directory_that_cannot_be_created_is_an_io_error(void **state)
 {
     fx *f = *state;
     /* A regular file where a directory should be. */
@@ -514,7 +510,7 @@ static void store_directory_that_cannot_be_created_is_an_io_error(
     }
 }
 
-/* ---- a second open of an owned store: client mode ---------------------------------- */
+/* ---- a second open of an owned store: client mode ------------------------ */
 
 typedef struct owner_probe {
     sl_engine *eng;
@@ -571,8 +567,7 @@ static void client_publish_lands_in_the_owners_channel(void **state)
     sl_engine_close(client);
 }
 
-static void client_publish_to_an_undeclared_channel_is_not_found(
-    void **state)
+static void client_publish_to_an_undeclared_channel_is_not_found(void **state)
 {
     fx *f = *state;
     sl_engine *client = open_client(f);
@@ -641,7 +636,7 @@ static void client_depth_and_browse_read_committed_state(void **state)
     sl_engine_close(client);
 }
 
-/* ---- recovery ---------------------------------------------------------------------- */
+/* ---- recovery ------------------------------------------------------------ */
 
 static void recovery_keeps_a_delayed_retry_delayed(void **state)
 {

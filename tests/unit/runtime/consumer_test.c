@@ -58,7 +58,7 @@ typedef struct probe {
     bool reject;        /* handler: REJECT */
     const char *error;  /* handler: error text to set */
     uint64_t retry_after_ms;
-    bool db_seen;   /* sl_handler_db was not NULL */
+    bool db_seen; /* sl_handler_db was not NULL */
     int db_failures;
 } probe;
 
@@ -120,7 +120,7 @@ static bool wait_until(bool (*pred)(void *), void *arg, uint64_t timeout_ms)
     return true;
 }
 
-/* ---- fixture ------------------------------------------------------------ */
+/* ---- fixture ------------------------------------------------------------- */
 
 typedef struct fx {
     test_clock clock;
@@ -271,7 +271,7 @@ static dead_letter dead_letters(fx *f)
     return dl;
 }
 
-/* ---- handlers ---------------------------------------------------------------- */
+/* ---- handlers ------------------------------------------------------------ */
 
 /* Attempt 1 overruns its timeout: it returns only after attempt 2 ran. */
 static sl_outcome stuck_once(sl_handler_ctx *ctx, void *user)
@@ -352,7 +352,7 @@ static bool one_delayed(void *arg)
     return sl_engine_depth(f->eng, CH, GROUP, &d) == SL_OK && d.delayed == 1;
 }
 
-/* ---- timeouts -------------------------------------------------------------------- */
+/* ---- timeouts ------------------------------------------------------------ */
 
 static void handler_timeout_retries_and_discards_the_late_result(void **state)
 {
@@ -387,7 +387,7 @@ static void handler_timeout_retries_and_discards_the_late_result(void **state)
     assert_int_equal(dead_letters(f).count, 0);
 }
 
-/* ---- rejects --------------------------------------------------------------------- */
+/* ---- rejects ------------------------------------------------------------- */
 
 static void reject_error_text_reaches_the_dead_letter(void **state)
 {
@@ -423,7 +423,7 @@ static void reject_without_error_text_says_the_handler_rejected(void **state)
     assert_string_equal(dl.error, "handler returned REJECT");
 }
 
-/* ---- the handler's retry delay ------------------------------------------------------ */
+/* ---- the handler's retry delay ------------------------------------------- */
 
 static void retry_after_overrides_the_backoff(void **state)
 {
@@ -476,7 +476,7 @@ static void retry_uses_the_backoff_without_a_retry_after(void **state)
     assert_int_equal(stop(f).acked, 1);
 }
 
-/* ---- options ------------------------------------------------------------------------- */
+/* ---- options ------------------------------------------------------------- */
 
 static void concurrency_above_prefetch_is_refused(void **state)
 {
@@ -505,18 +505,16 @@ static void consumer_without_handler_is_refused(void **state)
 static void consumer_on_an_undeclared_channel_is_not_found(void **state)
 {
     fx *f = *state;
-    sl_consumer_opts co = {.channel = "no.such.channel",
-                           .group = GROUP,
-                           .handler = scripted};
+    sl_consumer_opts co = {
+        .channel = "no.such.channel", .group = GROUP, .handler = scripted};
     sl_consumer *c = NULL;
     sl_diag diag = {0};
-    assert_int_equal(sl_consumer_create(f->eng, &co, &c, &diag),
-                     SL_NOT_FOUND);
+    assert_int_equal(sl_consumer_create(f->eng, &co, &c, &diag), SL_NOT_FOUND);
     assert_null(c);
     assert_non_null(strstr(diag.msg, "no.such.channel"));
 }
 
-/* ---- the transactional inbox ------------------------------------------------------------ */
+/* ---- the transactional inbox --------------------------------------------- */
 
 static void inbox_path(fx *f, char *out, size_t size)
 {
@@ -577,8 +575,7 @@ static void transactional_write_commits_with_the_ack(void **state)
     assert_int_equal(f->pr.db_failures, 0);
     assert_int_equal(stats.acked, 1);
     assert_int_equal(
-        count_rows(path, "SELECT count(*) FROM effects WHERE id = 'pay-1'"),
-        1);
+        count_rows(path, "SELECT count(*) FROM effects WHERE id = 'pay-1'"), 1);
     assert_int_equal(count_rows(path, "SELECT count(*) FROM inbox WHERE grp = "
                                       "'" GROUP "' AND id = 'pay-1'"),
                      1);
@@ -624,9 +621,8 @@ static void handler_db_is_null_unless_transactional(void **state)
 {
     fx *f = *state;
     publish(f, "plain");
-    sl_consumer_opts co = {.prefetch = 1,
-                           .handler = write_effect,
-                           .inbox_path = ":memory:"};
+    sl_consumer_opts co = {
+        .prefetch = 1, .handler = write_effect, .inbox_path = ":memory:"};
     start(f, &co);
     assert_true(probe_wait_attempt(&f->pr, 1, WAIT_MS));
     stop(f);

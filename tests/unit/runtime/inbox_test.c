@@ -94,8 +94,7 @@ static void inbox_forgets_ids_after_the_ttl(void **state)
     assert_true(sl__inbox_seen(in, "billing", "evt-1", T0 + TTL - 1));
     assert_false(sl__inbox_seen(in, "billing", "evt-1", T0 + TTL));
     /* Recording again starts a new TTL. */
-    assert_int_equal(sl__inbox_record(in, "billing", "evt-1", T0 + TTL),
-                     SL_OK);
+    assert_int_equal(sl__inbox_record(in, "billing", "evt-1", T0 + TTL), SL_OK);
     assert_true(sl__inbox_seen(in, "billing", "evt-1", T0 + 2 * TTL - 1));
     sl__inbox_close(in);
 }
@@ -140,8 +139,8 @@ static void memory_inboxes_are_not_shared(void **state)
     sl__inbox_close(b);
 }
 
-static void inbox_that_cannot_be_opened_is_an_io_error_naming_the_path(
-    void **state)
+static void
+inbox_that_cannot_be_opened_is_an_io_error_naming_the_path(void **state)
 {
     fx *f = *state;
     char path[400];
@@ -156,7 +155,7 @@ static void inbox_that_cannot_be_opened_is_an_io_error_naming_the_path(
     sl__inbox_close(in);
 }
 
-/* ---- transactions ------------------------------------------------------- */
+/* ---- transactions -------------------------------------------------------- */
 
 static int count(sl_inbox *in, const char *sql)
 {
