@@ -70,6 +70,8 @@ typedef struct sl_config {
     sl_sync_mode sync;           /* engine.sync: full | normal | off */
     uint64_t dedup_window_ms;    /* engine.dedup_window; default 2 min */
     uint64_t max_event_size;     /* engine.max_event_size; default 1 MiB */
+    uint64_t memory_budget;      /* engine.memory_budget; default 256 KiB */
+    uint64_t commit_interval_ms; /* engine.commit_interval; default 0 */
     /* producer: */
     uint32_t max_in_flight;      /* default 1000 */
     uint64_t publish_timeout_ms; /* default 5000 */

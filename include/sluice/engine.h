@@ -39,7 +39,10 @@ typedef enum sl_sync_mode {
 /** Options for sl_engine_open; zero is default. Copied. */
 typedef struct sl_engine_opts {
     sl_sync_mode sync;
-    uint32_t commit_interval_ms; /* longest wait to batch a commit; 0 = 2 */
+    uint32_t commit_interval_ms; /* wait this long after the first change
+                                    to gather a larger commit; 0 = commit
+                                    at once (group commit still batches
+                                    whatever arrives during a commit) */
     size_t max_event_size;       /* encoded; 0 = SL_EVENT_MAX_SIZE_DEFAULT */
     uint64_t dedup_window_ms;    /* republished ids dropped; 0 = 120000 */
     const sl_clock *clock;       /* NULL = system clock; borrowed */

@@ -377,6 +377,24 @@ static const opt_desc engine_opts[] = {
      .min = 1,
      .max = 168 * HOUR_MS,
      .doc = "A republished event id within this window is dropped."},
+    {.key = "memory_budget",
+     .type = OPT_SIZE,
+     .offset = offsetof(sl_config, memory_budget),
+     .def = "256KiB",
+     .min = 1024,
+     .max = 64ull * 1024 * 1024 * 1024,
+     .doc = "Embedded store: bytes of queued events kept in memory; past "
+            "it, events live only in the store and are read back when "
+            "delivered, so a backlog costs little memory."},
+    {.key = "commit_interval",
+     .type = OPT_DURATION,
+     .offset = offsetof(sl_config, commit_interval_ms),
+     .def = "0",
+     .min = 0,
+     .max = 10000,
+     .doc = "Embedded store: wait this long after a change to gather a "
+            "larger commit (fewer fsyncs with `sync: full`, more latency); "
+            "0 commits at once, batching what arrives meanwhile."},
     {.key = "max_event_size",
      .type = OPT_SIZE,
      .offset = offsetof(sl_config, max_event_size),

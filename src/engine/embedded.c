@@ -140,6 +140,7 @@ struct emb_engine {
     bool writer_started;
     pthread_cond_t writer_cv; /* work for the writer */
     pthread_cond_t commit_cv; /* a batch committed */
+    pthread_cond_t commit_wait_cv; /* commit_interval_ms sleeps; close */
     emb_msg *dirty_msgs, **dirty_msgs_tail;
     emb_entry *dirty_entries, **dirty_entries_tail;
     uint64_t batch_next; /* batch that takes changes made now */
@@ -1239,6 +1240,12 @@ static void *writer_main(void *arg)
         if (e->dirty_msgs == NULL && e->dirty_entries == NULL) {
             break; /* closing, nothing left to write */
         }
+        if (e->opts.commit_interval_ms > 0 && !e->closing) {
+            /* Trade latency for fewer, larger commits (fsyncs). */
+            struct timespec ts;
+            sl__deadline_after(&ts, e->opts.commit_interval_ms);
+            pthread_cond_timedwait(&e->commit_wait_cv, &e->mu, &ts);
+        }
         uint64_t this_batch = e->batch_next++;
         sl_status st = snapshot(e, &b);
         pthread_mutex_unlock(&e->mu);
@@ -1603,6 +1610,7 @@ static sl_status emb_open(const char *url, const sl_engine_opts *opts,
     pthread_cond_init(&e->writer_cv, NULL);
     pthread_cond_init(&e->commit_cv, NULL);
     sl__cond_init_mono(&e->ingress_cv); /* timed waits use CLOCK_MONOTONIC */
+    sl__cond_init_mono(&e->commit_wait_cv);
 
     char *dir = NULL;
     sl_status st = parse_url(url, e, &dir, diag);
@@ -1702,6 +1710,7 @@ static void emb_close(sl_engine *base)
         }
     }
     pthread_cond_broadcast(&e->ingress_cv);
+    pthread_cond_broadcast(&e->commit_wait_cv);
     pthread_mutex_unlock(&e->mu);
     if (e->ingress_started) {
         pthread_join(e->ingress_thread, NULL);
@@ -1742,6 +1751,7 @@ static void emb_close(sl_engine *base)
     pthread_cond_destroy(&e->writer_cv);
     pthread_cond_destroy(&e->commit_cv);
     pthread_cond_destroy(&e->ingress_cv);
+    pthread_cond_destroy(&e->commit_wait_cv);
     pthread_mutex_destroy(&e->mu);
     sl_free(e);
 }

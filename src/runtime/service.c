@@ -48,9 +48,13 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
         return SL_NOMEM;
     }
     svc->cfg = cfg;
-    sl_engine_opts eo = {.sync = cfg->sync,
-                         .max_event_size = cfg->max_event_size,
-                         .dedup_window_ms = cfg->dedup_window_ms};
+    sl_engine_opts eo = {
+        .sync = cfg->sync,
+        .commit_interval_ms = (uint32_t)cfg->commit_interval_ms,
+        .max_event_size = cfg->max_event_size,
+        .dedup_window_ms = cfg->dedup_window_ms,
+        .memory_budget = cfg->memory_budget,
+    };
     sl_status st = sl_engine_open(cfg->engine_url, &eo, &svc->eng, diag);
     if (st != SL_OK) {
         goto fail;

@@ -189,6 +189,8 @@ static void config_omitted_keys_take_defaults(void **state)
     assert_int_equal(cfg->sync, SL_SYNC_NORMAL);
     assert_int_equal(cfg->dedup_window_ms, 120000);
     assert_int_equal(cfg->max_event_size, 1024 * 1024);
+    assert_int_equal(cfg->memory_budget, 256 * 1024);
+    assert_int_equal(cfg->commit_interval_ms, 0);
     assert_int_equal(cfg->max_in_flight, 1000);
     assert_int_equal(cfg->publish_timeout_ms, 5000);
     assert_true(cfg->rate_per_s == 0.0);
