@@ -70,9 +70,10 @@ int cli_engine_url(const char *engine, const char *config_path,
 int cli_open_engine(const char *url, sl_engine **out)
 {
     sl_diag diag = {0};
-    if (sl_engine_open(url, NULL, out, &diag) != SL_OK) {
+    sl_status st = sl_engine_open(url, NULL, out, &diag);
+    if (st != SL_OK) {
         cli_error("%s", diag.msg);
-        return CLI_ERROR;
+        return st == SL_INVALID ? CLI_USAGE : CLI_ERROR;
     }
     return CLI_OK;
 }

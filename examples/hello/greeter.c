@@ -9,8 +9,10 @@
  */
 #include <sluice/plugin.h>
 
+#include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,13 +28,31 @@ sl_status sluice_handler_init(const char *config, void **user);
 sl_outcome sluice_handle(sl_handler_ctx *ctx, void *user);
 void sluice_handler_fini(void *user);
 
+/* mkdir -p of the directories leading to @p path. */
+static void make_parents(const char *path)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", path);
+    for (char *p = dir + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+                return;
+            }
+            *p = '/';
+        }
+    }
+}
+
 sl_status sluice_handler_init(const char *config, void **user)
 {
     greeter *g = calloc(1, sizeof *g);
     if (g == NULL) {
         return SL_NOMEM;
     }
-    g->out = fopen(config != NULL ? config : "greetings.log", "a");
+    const char *path = config != NULL ? config : "greetings.log";
+    make_parents(path);
+    g->out = fopen(path, "a");
     if (g->out == NULL) {
         free(g);
         return SL_IO;

@@ -7,6 +7,7 @@
 #ifndef SLUICE_CLOCK_H
 #define SLUICE_CLOCK_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -37,7 +38,7 @@ uint64_t sl_clock_now_ms(const sl_clock *clk);
 /** A clock that only moves when told; for tests. */
 typedef struct sl_manual_clock {
     sl_clock clock; /* pass &mc.clock where an sl_clock is wanted */
-    uint64_t now_ms;
+    _Atomic uint64_t now_ms; /* set or advance it from any thread */
 } sl_manual_clock;
 
 void sl_manual_clock_init(sl_manual_clock *mc, uint64_t start_ms);

@@ -33,7 +33,8 @@ typedef struct sl_producer_opts {
 /** Counters for metrics; read with sl_producer_get_stats. */
 typedef struct sl_producer_stats {
     uint64_t published;    /* confirmed */
-    uint64_t failed;       /* confirm with an error */
+    uint64_t failed;       /* confirmed with an error, or refused by the
+                              engine for another reason than full */
     uint64_t full;         /* refused with SL_FULL */
     uint64_t rate_limited; /* refused by the token bucket */
     uint64_t breaker_open; /* refused by the breaker */

@@ -44,12 +44,12 @@ uint64_t sl_clock_now_ms(const sl_clock *clk)
 
 static uint64_t manual_now(void *ctx)
 {
-    return ((sl_manual_clock *)ctx)->now_ms;
+    return atomic_load(&((sl_manual_clock *)ctx)->now_ms);
 }
 
 void sl_manual_clock_init(sl_manual_clock *mc, uint64_t start_ms)
 {
     mc->clock.now_ms = manual_now;
     mc->clock.ctx = mc;
-    mc->now_ms = start_ms;
+    atomic_init(&mc->now_ms, start_ms);
 }

@@ -5,7 +5,10 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static struct {
     sl_log_sink_fn fn;
@@ -72,6 +75,35 @@ void sl_logf(sl_log_level level, const char *component, const char *fmt, ...)
     sl_log_fields(level, component, buf, NULL, 0);
 }
 
+/* A JSON string for any bytes: text that is not valid UTF-8 (an error
+ * message quoting bad input) is kept, with its invalid bytes as '?', rather
+ * than lost. */
+static json_t *text_value(const char *s)
+{
+    json_t *v = json_string(s);
+    if (v != NULL) {
+        return v;
+    }
+    size_t n = strlen(s);
+    char *copy = malloc(n + 1);
+    if (copy == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i <= n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        copy[i] = c < 0x80 ? (char)c : '?';
+    }
+    v = json_string(copy);
+    free(copy);
+    return v;
+}
+
+static bool is_record_key(const char *key)
+{
+    return strcmp(key, "ts") == 0 || strcmp(key, "level") == 0 ||
+           strcmp(key, "component") == 0 || strcmp(key, "msg") == 0;
+}
+
 void sl_log_json_sink(const sl_log_record *rec, void *ctx)
 {
     FILE *out = ctx != NULL ? (FILE *)ctx : stderr;
@@ -85,11 +117,12 @@ void sl_log_json_sink(const sl_log_record *rec, void *ctx)
     if (rec->component != NULL) {
         json_object_set_new(obj, "component", json_string(rec->component));
     }
-    json_object_set_new(obj, "msg", json_string(rec->msg ? rec->msg : ""));
+    json_object_set_new(obj, "msg", text_value(rec->msg ? rec->msg : ""));
     for (size_t i = 0; i < rec->nfields; i++) {
-        if (rec->fields[i].key != NULL && rec->fields[i].value != NULL) {
-            json_object_set_new(obj, rec->fields[i].key,
-                                json_string(rec->fields[i].value));
+        const sl_log_field *f = &rec->fields[i];
+        /* A field never replaces the record's own keys. */
+        if (f->key != NULL && f->value != NULL && !is_record_key(f->key)) {
+            json_object_set_new(obj, f->key, text_value(f->value));
         }
     }
     char *line = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);

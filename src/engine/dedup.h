@@ -25,9 +25,9 @@ bool sl__dedup_contains(sl_dedup *dd, const void *scope, const char *id,
                         uint64_t now_ms);
 
 /** Record (@p scope, @p id); call only once the event was accepted, so that
- * a refused publish can be retried with the same id. Out of memory leaves
- * it unrecorded (a duplicate slipping through is absorbed by the consumer
- * inbox). */
+ * a refused publish can be retried with the same id. Never allocates: when
+ * max_ids are held the oldest id is forgotten (a duplicate slipping through
+ * is absorbed by the consumer inbox). */
 void sl__dedup_add(sl_dedup *dd, const void *scope, const char *id,
                    uint64_t now_ms);
 

@@ -1055,6 +1055,16 @@ static sl_status emb_depth(sl_engine *base, const char *channel,
     return g ? SL_OK : SL_NOT_FOUND;
 }
 
+static int by_due_time(const void *a, const void *b)
+{
+    const emb_entry *x = *(emb_entry *const *)a;
+    const emb_entry *y = *(emb_entry *const *)b;
+    if (x->visible_at != y->visible_at) {
+        return x->visible_at < y->visible_at ? -1 : 1;
+    }
+    return x->m->seq < y->m->seq ? -1 : x->m->seq > y->m->seq;
+}
+
 static sl_status emb_browse(sl_engine *base, const char *channel,
                             const char *group, size_t max, sl_browse_fn fn,
                             void *ctx)
@@ -1082,12 +1092,20 @@ static sl_status emb_browse(sl_engine *base, const char *channel,
                 evs[n++] = sl_event_ref(en->m->ev);
             }
         }
-        for (size_t i = 0; i < g->heap_n && n < cap; i++) {
-            if (ensure_loaded(e, g->heap[i]->m) == SL_OK) {
-                att[n] = g->heap[i]->attempts;
-                evs[n++] = sl_event_ref(g->heap[i]->m->ev);
+        /* Delayed retries in the order they come due (the heap array is
+         * not in order). */
+        emb_entry **due = sl_calloc(g->heap_n ? g->heap_n : 1, sizeof *due);
+        if (due != NULL) {
+            memcpy(due, g->heap, g->heap_n * sizeof *due);
+            qsort(due, g->heap_n, sizeof *due, by_due_time);
+        }
+        for (size_t i = 0; due != NULL && i < g->heap_n && n < cap; i++) {
+            if (ensure_loaded(e, due[i]->m) == SL_OK) {
+                att[n] = due[i]->attempts;
+                evs[n++] = sl_event_ref(due[i]->m->ev);
             }
         }
+        sl_free(due);
     }
     pthread_mutex_unlock(&e->mu);
     if (evs == NULL || att == NULL) {

@@ -118,14 +118,14 @@ static sl_outcome fail_handle(sl_handler_ctx *ctx, void *user)
 /* ---- plugin ------------------------------------------------------------- */
 
 static sl_status bind_plugin(const sl_config *cfg,
-                             const sl_config_handler *hc,
+                             const sl_config_handler *hc, const char *key,
                              sl_bound_handler *out, sl_diag *diag)
 {
     const char *where = cfg->path ? cfg->path : "config";
     void *dl = dlopen(hc->path, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
-        return sl_diag_set(diag, SL_CONFIG, "%s:%d:%d: handler.path: %s",
-                           where, hc->pos.line, hc->pos.column, dlerror());
+        return sl_diag_set(diag, SL_CONFIG, "%s:%d:%d: %s.path: %s",
+                           where, hc->pos.line, hc->pos.column, key, dlerror());
     }
     int (*abi)(void) = NULL;
     const char *symbol = hc->symbol ? hc->symbol : "sluice_handle";
@@ -135,17 +135,17 @@ static sl_status bind_plugin(const sl_config *cfg,
     if (abi == NULL || abi() != SLUICE_PLUGIN_ABI) {
         dlclose(dl);
         return sl_diag_set(diag, SL_CONFIG,
-                           "%s:%d:%d: handler.path: %s was not built for "
+                           "%s:%d:%d: %s.path: %s was not built for "
                            "plugin ABI %d (missing or different "
                            "sluice_plugin_abi; use SLUICE_PLUGIN_DECLARE())",
-                           where, hc->pos.line, hc->pos.column, hc->path,
+                           where, hc->pos.line, hc->pos.column, key, hc->path,
                            SLUICE_PLUGIN_ABI);
     }
     if (fn == NULL) {
         dlclose(dl);
         return sl_diag_set(diag, SL_CONFIG,
-                           "%s:%d:%d: handler.symbol: %s has no function '%s'",
-                           where, hc->pos.line, hc->pos.column, hc->path,
+                           "%s:%d:%d: %s.symbol: %s has no function '%s'",
+                           where, hc->pos.line, hc->pos.column, key, hc->path,
                            symbol);
     }
     sl_plugin_init_fn init = NULL;
@@ -155,8 +155,8 @@ static sl_status bind_plugin(const sl_config *cfg,
     if (hc->init != NULL && init == NULL) {
         dlclose(dl);
         return sl_diag_set(diag, SL_CONFIG,
-                           "%s:%d:%d: handler.init: %s has no function '%s'",
-                           where, hc->pos.line, hc->pos.column, hc->path,
+                           "%s:%d:%d: %s.init: %s has no function '%s'",
+                           where, hc->pos.line, hc->pos.column, key, hc->path,
                            hc->init);
     }
     void *user = NULL;
@@ -165,8 +165,8 @@ static sl_status bind_plugin(const sl_config *cfg,
         if (st != SL_OK) {
             dlclose(dl);
             return sl_diag_set(diag, SL_CONFIG,
-                               "%s:%d:%d: handler: %s: %s() failed: %s",
-                               where, hc->pos.line, hc->pos.column, hc->path,
+                               "%s:%d:%d: %s: %s: %s() failed: %s",
+                               where, hc->pos.line, hc->pos.column, key, hc->path,
                                init_name, sl_status_str(st));
         }
     }
@@ -185,8 +185,13 @@ sl_status sl__handler_bind(const sl_config *cfg, const sl_config_consumer *cc,
     const char *kind = hc->kind ? hc->kind : "";
     sl_bound_handler h = {0};
     sl_status st = SL_OK;
+    /* Errors name the handler as the config does: consumers[N].handler,
+     * at the position of its mapping. */
+    char key[48];
+    snprintf(key, sizeof key, "consumers[%zu].handler",
+             (size_t)(cc - cfg->consumers));
     if (strcmp(kind, "plugin") == 0) {
-        st = bind_plugin(cfg, hc, &h, diag);
+        st = bind_plugin(cfg, hc, key, &h, diag);
     } else if (strcmp(kind, "forward") == 0) {
         h.fn = forward_handle;
         h.user = sl_strdup(hc->to);
@@ -201,8 +206,8 @@ sl_status sl__handler_bind(const sl_config *cfg, const sl_config_consumer *cc,
                      0644);
         if (s->fd < 0) {
             sl_free(s);
-            return sl_diag_set(diag, SL_CONFIG, "%s:%d:%d: handler.file: %s: %s",
-                               where, hc->pos.line, hc->pos.column, hc->file,
+            return sl_diag_set(diag, SL_CONFIG, "%s:%d:%d: %s.file: %s: %s",
+                               where, hc->pos.line, hc->pos.column, key, hc->file,
                                strerror(errno));
         }
         h.fn = append_handle;
@@ -211,9 +216,9 @@ sl_status sl__handler_bind(const sl_config *cfg, const sl_config_consumer *cc,
     } else if (strcmp(kind, "record") == 0) {
         if (!cc->idempotency) {
             return sl_diag_set(diag, SL_CONFIG,
-                               "%s:%d:%d: handler.kind: 'record' writes in "
+                               "%s:%d:%d: %s.kind: 'record' writes in "
                                "the idempotency inbox: set idempotency: true",
-                               where, hc->pos.line, hc->pos.column);
+                               where, hc->pos.line, hc->pos.column, key);
         }
         h.fn = record_handle;
         h.transactional = true;
@@ -221,9 +226,9 @@ sl_status sl__handler_bind(const sl_config *cfg, const sl_config_consumer *cc,
         h.fn = fail_handle;
     } else {
         return sl_diag_set(diag, SL_CONFIG,
-                           "%s:%d:%d: handler.kind: unknown kind '%s' "
+                           "%s:%d:%d: %s.kind: unknown kind '%s' "
                            "(plugin, forward, append, record, fail)",
-                           where, hc->pos.line, hc->pos.column, kind);
+                           where, hc->pos.line, hc->pos.column, key, kind);
     }
     if (st == SL_OK) {
         *out = h;

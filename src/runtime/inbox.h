@@ -15,7 +15,8 @@
 typedef struct sl_inbox sl_inbox;
 
 /** Open (or share an already open) inbox at @p path. Reference-counted by
- * path within the process. */
+ * path within the process; the first opener's @p ttl_ms applies to all who
+ * share it (one table, one purge). */
 sl_status sl__inbox_open(const char *path, uint64_t ttl_ms, sl_inbox **out,
                          sl_diag *diag);
 void sl__inbox_close(sl_inbox *in);

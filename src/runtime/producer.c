@@ -143,65 +143,87 @@ static bool try_slot(sl_producer *p)
     return false;
 }
 
-/* Admission: bucket, window slot, then the breaker last, so that a call
- * the breaker allowed (possibly its one half-open probe) is always made or
- * given back. Waits until @p deadline_ms (monotonic), never when @p wait is
- * false. */
-static sl_status admit(sl_producer *p, bool wait, uint64_t deadline_ms)
+/* Take a window slot, waiting until @p deadline_ms (monotonic) unless
+ * @p wait is false. */
+static sl_status take_slot(sl_producer *p, bool wait, uint64_t deadline_ms)
 {
-    if (p->bucket != NULL) {
-        pthread_mutex_lock(&p->mu);
-        uint64_t now = sl_clock_now_ms(p->clock);
-        while (!sl_token_bucket_try_take(p->bucket, 1, now)) {
-            uint64_t wait_ms = sl_token_bucket_wait_ms(p->bucket, 1, now);
-            if (!wait || wait_ms == UINT64_MAX ||
-                sl_time_mono_ms() + wait_ms > deadline_ms) {
-                pthread_mutex_unlock(&p->mu);
-                atomic_fetch_add(&p->rate_limited, 1);
-                return SL_RATE_LIMITED;
-            }
-            struct timespec ts;
-            sl__deadline_after(&ts, wait_ms ? wait_ms : 1);
-            sleep_locked(p, &ts);
-            now = sl_clock_now_ms(p->clock);
-        }
-        pthread_mutex_unlock(&p->mu);
+    if (try_slot(p)) {
+        return SL_OK;
     }
-    if (!try_slot(p)) {
-        if (!wait) {
+    if (!wait) {
+        atomic_fetch_add(&p->full, 1);
+        return SL_FULL;
+    }
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        uint64_t mono = sl_time_mono_ms();
+        if (mono >= deadline_ms) {
+            pthread_mutex_unlock(&p->mu);
             atomic_fetch_add(&p->full, 1);
             return SL_FULL;
         }
-        pthread_mutex_lock(&p->mu);
-        while (!try_slot(p)) {
-            uint64_t mono = sl_time_mono_ms();
-            if (mono >= deadline_ms) {
-                pthread_mutex_unlock(&p->mu);
-                atomic_fetch_add(&p->full, 1);
-                return SL_FULL;
-            }
-            /* Registered as a waiter before re-checking, so a confirm in
-             * between either sees us or frees a slot we then take. */
-            atomic_fetch_add(&p->waiters, 1);
-            if (!try_slot(p)) {
-                struct timespec ts;
-                uint64_t left = deadline_ms - mono;
-                sl__deadline_after(&ts, left < WAIT_SLICE_MS ? left
-                                                            : WAIT_SLICE_MS);
-                pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-                atomic_fetch_sub(&p->waiters, 1);
-                continue;
-            }
+        /* Registered as a waiter before re-checking, so a confirm in
+         * between either sees us or frees a slot we then take. */
+        atomic_fetch_add(&p->waiters, 1);
+        if (try_slot(p)) {
             atomic_fetch_sub(&p->waiters, 1);
             break;
         }
-        pthread_mutex_unlock(&p->mu);
+        struct timespec ts;
+        uint64_t left = deadline_ms - mono;
+        sl__deadline_after(&ts, left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS);
+        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        atomic_fetch_sub(&p->waiters, 1);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return SL_OK;
+}
+
+/* Take a token, waiting as above. */
+static sl_status take_token(sl_producer *p, bool wait, uint64_t deadline_ms)
+{
+    pthread_mutex_lock(&p->mu);
+    uint64_t now = sl_clock_now_ms(p->clock);
+    while (!sl_token_bucket_try_take(p->bucket, 1, now)) {
+        uint64_t wait_ms = sl_token_bucket_wait_ms(p->bucket, 1, now);
+        if (!wait || wait_ms == UINT64_MAX ||
+            sl_time_mono_ms() + wait_ms > deadline_ms) {
+            pthread_mutex_unlock(&p->mu);
+            atomic_fetch_add(&p->rate_limited, 1);
+            return SL_RATE_LIMITED;
+        }
+        struct timespec ts;
+        sl__deadline_after(&ts, wait_ms ? wait_ms : 1);
+        sleep_locked(p, &ts);
+        now = sl_clock_now_ms(p->clock);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return SL_OK;
+}
+
+/* Admission: window slot, breaker, then token. Each step gives back what
+ * the earlier ones took when it refuses, so a refusal costs no token and
+ * no breaker probe (a half-open breaker's one probe is always made or
+ * given back). */
+static sl_status admit(sl_producer *p, bool wait, uint64_t deadline_ms)
+{
+    sl_status st = take_slot(p, wait, deadline_ms);
+    if (st != SL_OK) {
+        return st;
     }
     if (p->brk != NULL &&
         !sl_breaker_allow(p->brk, sl_clock_now_ms(p->clock))) {
         atomic_fetch_add(&p->breaker_open, 1);
         release_slot(p);
         return SL_BREAKER_OPEN;
+    }
+    if (p->bucket != NULL &&
+        (st = take_token(p, wait, deadline_ms)) != SL_OK) {
+        if (p->brk != NULL) {
+            sl_breaker_cancel(p->brk, sl_clock_now_ms(p->clock));
+        }
+        release_slot(p);
+        return st;
     }
     return SL_OK;
 }

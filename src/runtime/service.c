@@ -48,6 +48,24 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
         return SL_NOMEM;
     }
     svc->cfg = cfg;
+    sl_status st = SL_OK;
+    /* Handlers first: a plugin that does not load is a configuration error
+     * that should leave nothing behind, not even an empty store. */
+    svc->consumers = sl_calloc(cfg->nconsumers ? cfg->nconsumers : 1,
+                               sizeof *svc->consumers);
+    if (svc->consumers == NULL) {
+        st = SL_NOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->nconsumers; i++) {
+        svc->consumers[i].cc = &cfg->consumers[i];
+        svc->nconsumers = i + 1;
+        if ((st = sl__handler_bind(cfg, &cfg->consumers[i],
+                                   &svc->consumers[i].handler, diag)) !=
+            SL_OK) {
+            goto fail;
+        }
+    }
     sl_engine_opts eo = {
         .sync = cfg->sync,
         .commit_interval_ms = (uint32_t)cfg->commit_interval_ms,
@@ -55,8 +73,8 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
         .dedup_window_ms = cfg->dedup_window_ms,
         .memory_budget = cfg->memory_budget,
     };
-    sl_status st = sl_engine_open(cfg->engine_url, &eo, &svc->eng, diag);
-    if (st != SL_OK) {
+    if ((st = sl_engine_open(cfg->engine_url, &eo, &svc->eng, diag)) !=
+        SL_OK) {
         goto fail;
     }
     if ((st = declare_topology(svc, diag)) != SL_OK) {
@@ -73,20 +91,9 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
         sl_diag_set(diag, st, "producer: %s", sl_status_str(st));
         goto fail;
     }
-    svc->consumers = sl_calloc(cfg->nconsumers ? cfg->nconsumers : 1,
-                               sizeof *svc->consumers);
-    if (svc->consumers == NULL) {
-        st = SL_NOMEM;
-        goto fail;
-    }
     for (size_t i = 0; i < cfg->nconsumers; i++) {
         const sl_config_consumer *cc = &cfg->consumers[i];
         bound_consumer *bc = &svc->consumers[i];
-        bc->cc = cc;
-        svc->nconsumers = i + 1;
-        if ((st = sl__handler_bind(cfg, cc, &bc->handler, diag)) != SL_OK) {
-            goto fail;
-        }
         sl_consumer_opts co = {
             .channel = cc->channel,
             .group = cc->group,

@@ -226,6 +226,38 @@ static void json_sink_leaves_out_fields_without_a_value(void **state)
     fclose(fp);
 }
 
+static void json_sink_fields_never_replace_the_record_keys(void **state)
+{
+    (void)state;
+    FILE *fp = tmpfile();
+    assert_non_null(fp);
+    sl_log_set_sink(sl_log_json_sink, fp, SL_LOG_DEBUG);
+    sl_log_field fields[] = {{"msg", "spoofed"}, {"level", "debug"}};
+    sl_log_fields(SL_LOG_ERROR, "consumer", "real", fields, 2);
+    json_t *objs[2];
+    assert_int_equal(read_json_lines(fp, objs, 2), 1);
+    assert_string_equal(str_of(objs[0], "msg"), "real");
+    assert_string_equal(str_of(objs[0], "level"), "error");
+    json_decref(objs[0]);
+    fclose(fp);
+}
+
+static void json_sink_keeps_text_that_is_not_utf8(void **state)
+{
+    (void)state;
+    FILE *fp = tmpfile();
+    assert_non_null(fp);
+    sl_log_set_sink(sl_log_json_sink, fp, SL_LOG_DEBUG);
+    sl_log_field fields[] = {{"error", "bad byte \xff here"}};
+    sl_log_fields(SL_LOG_WARN, "consumer", "msg \xfe", fields, 1);
+    json_t *objs[2];
+    assert_int_equal(read_json_lines(fp, objs, 2), 1);
+    assert_string_equal(str_of(objs[0], "msg"), "msg ?");
+    assert_string_equal(str_of(objs[0], "error"), "bad byte ? here");
+    json_decref(objs[0]);
+    fclose(fp);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_teardown(fn, restore_default_sink)
@@ -238,6 +270,8 @@ int main(void)
         T(json_sink_writes_one_object_per_line_with_the_fields),
         T(json_sink_keeps_a_multi_line_message_on_one_line),
         T(json_sink_leaves_out_fields_without_a_value),
+        T(json_sink_fields_never_replace_the_record_keys),
+        T(json_sink_keeps_text_that_is_not_utf8),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -583,13 +583,13 @@ static void stats_count_every_outcome(void **state)
     assert_int_equal(try_publish(p), SL_OK);
     assert_int_equal(try_publish(p), SL_OK);
     assert_int_equal(stats_of(p).in_flight, 3);
-    assert_int_equal(try_publish(p), SL_RATE_LIMITED); /* 3 tokens used */
-    mc.now_ms += 1000;
-    assert_int_equal(try_publish(p), SL_FULL); /* the window */
+    /* The window is checked first: a refusal for it costs no token. */
+    assert_int_equal(try_publish(p), SL_FULL);
     fake_confirm(&fe, SL_OK);
+    assert_int_equal(try_publish(p), SL_RATE_LIMITED); /* 3 tokens used */
     fake_confirm(&fe, SL_OK);
     fake_confirm(&fe, SL_IO);
-    mc.now_ms += 1000;
+    mc.now_ms += 2000;
     fe.refuse = SL_FULL; /* the channel is at max_length */
     assert_int_equal(try_publish(p), SL_FULL);
     sl_producer_stats ps = stats_of(p);
@@ -599,6 +599,25 @@ static void stats_count_every_outcome(void **state)
     assert_int_equal(ps.rate_limited, 1);
     assert_int_equal(ps.breaker_open, 0);
     assert_int_equal(ps.in_flight, 0);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void window_refusal_costs_no_token(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_producer_opts po = {
+        .max_in_flight = 1, .rate_per_s = 1, .burst = 2, .clock = &mc.clock};
+    sl_producer *p = make(&fe.base, &po);
+    assert_int_equal(try_publish(p), SL_OK);
+    assert_int_equal(try_publish(p), SL_FULL); /* the window, not a token */
+    fake_confirm(&fe, SL_OK);
+    assert_int_equal(try_publish(p), SL_OK); /* the second token is there */
+    fake_confirm(&fe, SL_OK);
     fake_fini(&fe);
     sl_producer_destroy(p);
 }
@@ -667,6 +686,7 @@ int main(void)
         cmocka_unit_test(flush_times_out_while_a_confirm_is_outstanding),
         cmocka_unit_test(flush_returns_once_the_last_confirm_arrives),
         cmocka_unit_test(stats_count_every_outcome),
+        cmocka_unit_test(window_refusal_costs_no_token),
         cmocka_unit_test(callback_runs_once_with_the_confirm_status),
         cmocka_unit_test(create_refuses_a_negative_rate),
     };
