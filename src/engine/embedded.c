@@ -1095,7 +1095,7 @@ static sl_status emb_browse(sl_engine *base, const char *channel,
         /* Delayed retries in the order they come due (the heap array is
          * not in order). */
         emb_entry **due = sl_calloc(g->heap_n ? g->heap_n : 1, sizeof *due);
-        if (due != NULL) {
+        if (due != NULL && g->heap_n > 0) {
             memcpy(due, g->heap, g->heap_n * sizeof *due);
             qsort(due, g->heap_n, sizeof *due, by_due_time);
         }
