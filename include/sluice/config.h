@@ -38,8 +38,44 @@ typedef struct sl_config_handler {
     char *config;  /* plugin: string handed to the init function */
     char *to;      /* forward: target channel */
     char *file;    /* append: file that receives one event id per line */
+    char *url;     /* http: where each event is POSTed (binary mode) */
+    uint64_t timeout_ms;       /* http: request timeout, capped by the
+                                  event's remaining deadline; default 30 s */
+    uint32_t max_concurrency;  /* http: requests in flight; default 16 */
+    bool adaptive;             /* http: adaptive concurrency limit */
+    uint32_t breaker_failures; /* http: breaker threshold; default 5 */
+    uint64_t breaker_open_ms;  /* http: open period; default 30 s */
     sl_config_pos pos;
 } sl_config_handler;
+
+/** One validation rule of a gateway route: a field of the JSON body. */
+typedef struct sl_config_field {
+    char *name;          /* top-level key, or a dotted path "customer.id" */
+    char *type;          /* string, integer, number, boolean, object,
+                            array */
+    bool required;
+    double minimum;      /* numbers: when has_minimum */
+    bool has_minimum;
+    double maximum;      /* numbers: when has_maximum */
+    bool has_maximum;
+    uint64_t min_length; /* strings and arrays */
+    uint64_t max_length; /* 0 = no limit */
+    char **enum_values;  /* strings: the allowed values */
+    size_t nenum;
+    sl_config_pos pos;
+} sl_config_field;
+
+/** A gateway route: requests to method + path become events on channel. */
+typedef struct sl_config_route {
+    char *method;  /* default POST */
+    char *path;    /* "/orders" */
+    char *channel; /* a declared channel */
+    char *type;    /* CloudEvents type of JSON bodies */
+    char *source;  /* CloudEvents source; default "/gateway" */
+    sl_config_field *fields;
+    size_t nfields;
+    sl_config_pos pos;
+} sl_config_route;
 
 typedef struct sl_config_channel {
     char *name;
@@ -86,6 +122,26 @@ typedef struct sl_config {
     size_t nchannels;
     sl_config_consumer *consumers;
     size_t nconsumers;
+    /* gateway (HTTP ingest), present when gateway.routes is non-empty: */
+    char *gateway_listen;          /* default 127.0.0.1:8080 */
+    uint64_t gateway_max_body;     /* default 1 MiB */
+    uint32_t gateway_threads;      /* default 8 */
+    double gateway_client_rate;    /* per client, events/s; 0 = off */
+    double gateway_client_burst;   /* default 2 x rate */
+    char *gateway_client_header;   /* client key header; default X-API-Key,
+                                      else the remote address */
+    uint32_t gateway_max_clients;  /* keyed bucket bound; default 10000 */
+    uint64_t gateway_idempotency_ttl_ms; /* default 24 h */
+    char *gateway_state;           /* idempotency keys and statuses;
+                                      default next to the inbox */
+    sl_config_route *routes;
+    size_t nroutes;
+    /* admin listener (metrics, health, scaling): */
+    bool admin_enabled;            /* default true */
+    char *admin_listen;            /* default 127.0.0.1:9090 */
+    uint64_t scale_target;         /* ready events per replica; 5000 */
+    uint32_t scale_min;            /* default 2 */
+    uint32_t scale_max;            /* default 20 */
     /* lifecycle: */
     uint64_t drain_timeout_ms;   /* default 25 s */
     char *inbox_path;            /* idempotency store; never NULL. Default

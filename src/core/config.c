@@ -59,6 +59,9 @@ typedef enum opt_type {
     OPT_SECTION,       /* mapping applied with `sub` to base + offset */
     OPT_LIST,          /* list of mappings: element array at offset,
                           size_t count at count_offset, elements `sub` */
+    OPT_NUMBER,        /* double, any finite value, no default; bool at
+                          count_offset says whether it was given */
+    OPT_STRING_LIST,   /* char ** at offset, size_t at count_offset */
 } opt_type;
 
 enum {
@@ -115,8 +118,8 @@ static const opt_choice sync_choices[] = {
 };
 
 static const opt_choice kind_choices[] = {
-    {"plugin", 0}, {"forward", 0}, {"append", 0},
-    {"record", 0}, {"fail", 0},    {NULL, 0},
+    {"plugin", 0}, {"forward", 0}, {"append", 0}, {"record", 0},
+    {"fail", 0},   {"http", 0},    {NULL, 0},
 };
 
 #define HOUR_MS UINT64_C(3600000)
@@ -129,8 +132,10 @@ static const opt_desc handler_opts[] = {
      .choices = kind_choices,
      .doc = "What handles each delivery: `plugin` (a C function in a shared "
             "object), `forward` (publish to another channel), `append` "
-            "(write the event id to a file), `record` (keep the events in "
-            "memory; for tests), `fail` (fail every delivery; for tests)."},
+            "(write the event id to a file), `record` (record the id in the "
+            "idempotency inbox's transaction: exactly-once effects), `fail` "
+            "(retry every delivery; for tests), `http` (POST each event to "
+            "a URL)."},
     {.key = "path",
      .type = OPT_STRING,
      .flags = OPT_KIND_REQUIRED,
@@ -168,6 +173,51 @@ static const opt_desc handler_opts[] = {
      .kind = "append",
      .offset = offsetof(sl_config_handler, file),
      .doc = "File that receives one event id per line."},
+    {.key = "url",
+     .type = OPT_STRING,
+     .flags = OPT_KIND_REQUIRED,
+     .kind = "http",
+     .offset = offsetof(sl_config_handler, url),
+     .doc = "URL each event is POSTed to, in CloudEvents binary mode."},
+    {.key = "timeout",
+     .type = OPT_DURATION,
+     .kind = "http",
+     .offset = offsetof(sl_config_handler, timeout_ms),
+     .def = "30s",
+     .min = 1,
+     .max = 24 * HOUR_MS,
+     .doc = "Request timeout; never beyond the event's remaining deadline."},
+    {.key = "max_concurrency",
+     .type = OPT_UINT32,
+     .kind = "http",
+     .offset = offsetof(sl_config_handler, max_concurrency),
+     .def = "16",
+     .min = 1,
+     .max = 10000,
+     .doc = "Requests in flight to the target at most (the upper bound when "
+            "`adaptive`)."},
+    {.key = "adaptive",
+     .type = OPT_BOOL,
+     .kind = "http",
+     .offset = offsetof(sl_config_handler, adaptive),
+     .def = "false",
+     .doc = "Adapt the concurrency limit to the target's latency."},
+    {.key = "breaker_failures",
+     .type = OPT_UINT32,
+     .kind = "http",
+     .offset = offsetof(sl_config_handler, breaker_failures),
+     .def = "5",
+     .min = 1,
+     .max = 1000000,
+     .doc = "Consecutive failures that open the target's circuit breaker."},
+    {.key = "breaker_open",
+     .type = OPT_DURATION,
+     .kind = "http",
+     .offset = offsetof(sl_config_handler, breaker_open_ms),
+     .def = "30s",
+     .min = 1,
+     .max = 24 * HOUR_MS,
+     .doc = "How long the breaker stays open before a probe."},
 };
 
 static const opt_table handler_table = {
@@ -431,6 +481,241 @@ static const opt_table service_table = {
     .pos_offset = NO_POS,
 };
 
+static const opt_choice json_type_choices[] = {
+    {"string", 0},  {"integer", 0}, {"number", 0}, {"boolean", 0},
+    {"object", 0},  {"array", 0},   {NULL, 0},
+};
+
+static const opt_desc field_opts[] = {
+    {.key = "name",
+     .type = OPT_STRING,
+     .flags = OPT_REQUIRED,
+     .offset = offsetof(sl_config_field, name),
+     .doc = "Field of the JSON body: a top-level key or a dotted path "
+            "(`customer.id`)."},
+    {.key = "type",
+     .type = OPT_STRING,
+     .flags = OPT_REQUIRED,
+     .offset = offsetof(sl_config_field, type),
+     .choices = json_type_choices,
+     .doc = "JSON type the value must have."},
+    {.key = "required",
+     .type = OPT_BOOL,
+     .offset = offsetof(sl_config_field, required),
+     .def = "false",
+     .doc = "The field must be present."},
+    {.key = "minimum",
+     .type = OPT_NUMBER,
+     .offset = offsetof(sl_config_field, minimum),
+     .count_offset = offsetof(sl_config_field, has_minimum),
+     .doc = "Numbers: smallest value allowed."},
+    {.key = "maximum",
+     .type = OPT_NUMBER,
+     .offset = offsetof(sl_config_field, maximum),
+     .count_offset = offsetof(sl_config_field, has_maximum),
+     .doc = "Numbers: largest value allowed."},
+    {.key = "min_length",
+     .type = OPT_UINT64,
+     .offset = offsetof(sl_config_field, min_length),
+     .def = "0",
+     .max = UINT32_MAX,
+     .doc = "Strings (characters) and arrays (items): shortest allowed."},
+    {.key = "max_length",
+     .type = OPT_UINT64,
+     .offset = offsetof(sl_config_field, max_length),
+     .def = "0",
+     .max = UINT32_MAX,
+     .doc = "Strings and arrays: longest allowed; 0 = no limit."},
+    {.key = "enum",
+     .type = OPT_STRING_LIST,
+     .offset = offsetof(sl_config_field, enum_values),
+     .count_offset = offsetof(sl_config_field, nenum),
+     .max_items = 256,
+     .doc = "Strings: the values allowed."},
+};
+
+static const opt_table field_table = {
+    .path = "gateway.routes[].fields[]",
+    .doc = "A rule on one field of a route's JSON body; a request that "
+           "breaks one is answered 422 and publishes nothing.",
+    .opts = field_opts,
+    .nopts = ARRAY_LEN(field_opts),
+    .elem_size = sizeof(sl_config_field),
+    .pos_offset = offsetof(sl_config_field, pos),
+};
+
+static const opt_choice method_choices[] = {
+    {"POST", 0}, {"PUT", 0}, {"PATCH", 0}, {NULL, 0},
+};
+
+static const opt_desc route_opts[] = {
+    {.key = "method",
+     .type = OPT_STRING,
+     .offset = offsetof(sl_config_route, method),
+     .def = "POST",
+     .choices = method_choices,
+     .doc = "HTTP method."},
+    {.key = "path",
+     .type = OPT_STRING,
+     .flags = OPT_REQUIRED,
+     .offset = offsetof(sl_config_route, path),
+     .doc = "Request path, e.g. `/orders`."},
+    {.key = "channel",
+     .type = OPT_STRING,
+     .flags = OPT_REQUIRED | OPT_NAME,
+     .offset = offsetof(sl_config_route, channel),
+     .doc = "Declared channel the events go to."},
+    {.key = "type",
+     .type = OPT_STRING,
+     .flags = OPT_REQUIRED,
+     .offset = offsetof(sl_config_route, type),
+     .doc = "CloudEvents `type` of events made from JSON bodies."},
+    {.key = "source",
+     .type = OPT_STRING,
+     .offset = offsetof(sl_config_route, source),
+     .def = "/gateway",
+     .doc = "CloudEvents `source` of events made from JSON bodies."},
+    {.key = "fields",
+     .type = OPT_LIST,
+     .offset = offsetof(sl_config_route, fields),
+     .count_offset = offsetof(sl_config_route, nfields),
+     .max_items = 256,
+     .sub = &field_table,
+     .doc = "Validation rules for JSON bodies."},
+};
+
+static const opt_table route_table = {
+    .path = "gateway.routes[]",
+    .doc = "One HTTP route: requests become events on a channel, answered "
+           "202 once the engine confirmed them.",
+    .opts = route_opts,
+    .nopts = ARRAY_LEN(route_opts),
+    .elem_size = sizeof(sl_config_route),
+    .pos_offset = offsetof(sl_config_route, pos),
+};
+
+static const opt_desc gateway_opts[] = {
+    {.key = "listen",
+     .type = OPT_STRING,
+     .offset = offsetof(sl_config, gateway_listen),
+     .def = "127.0.0.1:8080",
+     .doc = "Address and port of the HTTP gateway."},
+    {.key = "max_body",
+     .type = OPT_SIZE,
+     .offset = offsetof(sl_config, gateway_max_body),
+     .def = "1MiB",
+     .min = 1,
+     .max = 1024u * 1024u,
+     .doc = "Largest request body; larger ones are answered 413."},
+    {.key = "threads",
+     .type = OPT_UINT32,
+     .offset = offsetof(sl_config, gateway_threads),
+     .def = "8",
+     .min = 1,
+     .max = 1024,
+     .doc = "Requests handled at once (each waits for its publish "
+            "confirm)."},
+    {.key = "client_rate",
+     .type = OPT_DOUBLE,
+     .offset = offsetof(sl_config, gateway_client_rate),
+     .def = "0",
+     .max = 1000000000,
+     .doc = "Requests per second per client (token bucket); beyond it 429 "
+            "with Retry-After; 0 = no limit."},
+    {.key = "client_burst",
+     .type = OPT_DOUBLE,
+     .offset = offsetof(sl_config, gateway_client_burst),
+     .def = "0",
+     .def_doc = "2 x `client_rate`",
+     .max = 1000000000,
+     .doc = "Token-bucket capacity per client."},
+    {.key = "client_header",
+     .type = OPT_STRING,
+     .offset = offsetof(sl_config, gateway_client_header),
+     .def = "X-API-Key",
+     .doc = "Header that identifies a client; without it, the remote "
+            "address does."},
+    {.key = "max_clients",
+     .type = OPT_UINT32,
+     .offset = offsetof(sl_config, gateway_max_clients),
+     .def = "10000",
+     .min = 1,
+     .max = 10000000,
+     .doc = "Clients tracked by the rate limiter at most (least recently "
+            "seen forgotten first)."},
+    {.key = "idempotency_ttl",
+     .type = OPT_DURATION,
+     .offset = offsetof(sl_config, gateway_idempotency_ttl_ms),
+     .def = "24h",
+     .min = 1000,
+     .max = 8760 * HOUR_MS,
+     .doc = "How long an `Idempotency-Key` answer is kept."},
+    {.key = "state",
+     .type = OPT_STRING,
+     .offset = offsetof(sl_config, gateway_state),
+     .def_doc = "`DIR/gateway.db` for `embedded:DIR`, else "
+                "`./sluice-gateway.db`",
+     .doc = "SQLite file of idempotency keys and the status projection."},
+    {.key = "routes",
+     .type = OPT_LIST,
+     .offset = offsetof(sl_config, routes),
+     .count_offset = offsetof(sl_config, nroutes),
+     .max_items = 256,
+     .sub = &route_table,
+     .doc = "Routes; the gateway starts when there is at least one."},
+};
+
+static const opt_table gateway_table = {
+    .path = "gateway",
+    .doc = "The HTTP front end that turns requests into events.",
+    .opts = gateway_opts,
+    .nopts = ARRAY_LEN(gateway_opts),
+    .pos_offset = NO_POS,
+};
+
+static const opt_desc admin_opts[] = {
+    {.key = "enabled",
+     .type = OPT_BOOL,
+     .offset = offsetof(sl_config, admin_enabled),
+     .def = "true",
+     .doc = "Serve the admin endpoints."},
+    {.key = "listen",
+     .type = OPT_STRING,
+     .offset = offsetof(sl_config, admin_listen),
+     .def = "127.0.0.1:9090",
+     .doc = "Address and port of `/metrics`, `/healthz`, `/readyz` and "
+            "`/scale`."},
+    {.key = "scale_target",
+     .type = OPT_UINT64,
+     .offset = offsetof(sl_config, scale_target),
+     .def = "5000",
+     .min = 1,
+     .max = UINT32_MAX,
+     .doc = "Ready events one replica should have: `/scale` answers "
+            "ceil(depth / scale_target) replicas."},
+    {.key = "scale_min",
+     .type = OPT_UINT32,
+     .offset = offsetof(sl_config, scale_min),
+     .def = "2",
+     .max = 10000,
+     .doc = "Fewest replicas `/scale` asks for."},
+    {.key = "scale_max",
+     .type = OPT_UINT32,
+     .offset = offsetof(sl_config, scale_max),
+     .def = "20",
+     .min = 1,
+     .max = 10000,
+     .doc = "Most replicas `/scale` asks for."},
+};
+
+static const opt_table admin_table = {
+    .path = "admin",
+    .doc = "The admin listener: metrics, health, readiness, scaling signal.",
+    .opts = admin_opts,
+    .nopts = ARRAY_LEN(admin_opts),
+    .pos_offset = NO_POS,
+};
+
 static const opt_desc root_opts[] = {
     {.key = "service",
      .type = OPT_SECTION,
@@ -458,6 +743,14 @@ static const opt_desc root_opts[] = {
      .max_items = 1000,
      .sub = &consumer_table,
      .doc = "Consumer groups to run."},
+    {.key = "gateway",
+     .type = OPT_SECTION,
+     .sub = &gateway_table,
+     .doc = "HTTP gateway."},
+    {.key = "admin",
+     .type = OPT_SECTION,
+     .sub = &admin_table,
+     .doc = "Admin listener."},
     {.key = "drain_timeout",
      .type = OPT_DURATION,
      .offset = offsetof(sl_config, drain_timeout_ms),
@@ -659,6 +952,12 @@ static void describe_expected(textbuf *tb, const opt_desc *o, bool syntax)
         break;
     case OPT_LIST:
         tb_add(tb, "a list of mappings");
+        break;
+    case OPT_NUMBER:
+        tb_add(tb, "a number");
+        break;
+    case OPT_STRING_LIST:
+        tb_add(tb, "a list of strings such as [a, b]");
         break;
     }
 }
@@ -961,9 +1260,28 @@ static parse_result parse_scalar(const opt_desc *o, const char *text,
         memcpy(field, &c->value, sizeof c->value);
         return PARSE_OK;
     }
+    case OPT_NUMBER: {
+        /* Like OPT_DOUBLE but signed and unbounded (validation limits). */
+        if (text[0] == '\0' ||
+            strspn(text, "0123456789.eE+-") != strlen(text)) {
+            return PARSE_SYNTAX;
+        }
+        char *e = NULL;
+        errno = 0;
+        double v = strtod(text, &e);
+        if (e == text || *e != '\0') {
+            return PARSE_SYNTAX;
+        }
+        if (errno == ERANGE || !isfinite(v)) {
+            return PARSE_RANGE;
+        }
+        *(double *)field = v;
+        return PARSE_OK;
+    }
     case OPT_DURATION_LIST:
     case OPT_SECTION:
     case OPT_LIST:
+    case OPT_STRING_LIST:
         break;
     }
     return PARSE_SYNTAX;
@@ -1269,6 +1587,42 @@ static sl_status apply_duration_list(parse_ctx *ctx, const opt_desc *o,
     return remember_pos(ctx, slot, node_pos(val));
 }
 
+static sl_status apply_string_list(parse_ctx *ctx, const opt_desc *o,
+                                   const yaml_node_t *val, void *base,
+                                   const char *path)
+{
+    if (val->type != YAML_SEQUENCE_NODE) {
+        return fail_expected(ctx, o, val, path, true);
+    }
+    const yaml_node_item_t *items = val->data.sequence.items.start;
+    size_t n = (size_t)(val->data.sequence.items.top - items);
+    if (n == 0 || n > o->max_items) {
+        return fail(ctx, node_pos(val), path,
+                    "expected 1 to %zu strings, got %zu", o->max_items, n);
+    }
+    char **arr = sl_calloc(n, sizeof *arr);
+    if (arr == NULL) {
+        return fail_nomem(ctx);
+    }
+    /* Handed over at once: sl_config_free cleans up a half-filled list. */
+    char ***slot = field_at(base, o->offset);
+    *slot = arr;
+    *(size_t *)field_at(base, o->count_offset) = n;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = yaml_document_get_node(ctx->doc, items[i]);
+        if (item->type != YAML_SCALAR_NODE || is_null(item)) {
+            char sub[PATH_MAX_LEN];
+            textbuf ts = tb_init(sub, sizeof sub);
+            tb_add(&ts, "%s[%zu]", path, i);
+            return fail_expected(ctx, o, item, sub, true);
+        }
+        if ((arr[i] = sl_strdup(scalar_text(item))) == NULL) {
+            return fail_nomem(ctx);
+        }
+    }
+    return remember_pos(ctx, slot, node_pos(val));
+}
+
 /* Apply one value from the file. */
 static sl_status apply_value(parse_ctx *ctx, const opt_desc *o,
                              const yaml_node_t *val, void *base,
@@ -1288,6 +1642,11 @@ static sl_status apply_value(parse_ctx *ctx, const opt_desc *o,
         return apply_list(ctx, o, val, base, path);
     case OPT_DURATION_LIST:
         return apply_duration_list(ctx, o, val, base, path);
+    case OPT_STRING_LIST:
+        return apply_string_list(ctx, o, val, base, path);
+    case OPT_NUMBER:
+        *(bool *)field_at(base, o->count_offset) = true;
+        break;
     default:
         break;
     }
@@ -1527,7 +1886,7 @@ static sl_status check_handler(parse_ctx *ctx, const sl_config *cfg,
         if (o->kind == NULL) {
             continue;
         }
-        char **field = field_at(h, o->offset);
+        void *field = field_at(h, o->offset);
         char sub[PATH_MAX_LEN];
         textbuf ts = tb_init(sub, sizeof sub);
         tb_add(&ts, "%s.handler.%s", path, o->key);
@@ -1538,9 +1897,12 @@ static sl_status check_handler(parse_ctx *ctx, const sl_config *cfg,
                             o->kind);
             }
             /* Defaults of other kinds ("symbol") would only mislead. */
-            sl_free(*field);
-            *field = NULL;
-        } else if ((o->flags & OPT_KIND_REQUIRED) && *field == NULL) {
+            if (o->type == OPT_STRING) {
+                sl_free(*(char **)field);
+                *(char **)field = NULL;
+            }
+        } else if ((o->flags & OPT_KIND_REQUIRED) && o->type == OPT_STRING &&
+                   *(char **)field == NULL) {
             return fail(ctx, h->pos, sub,
                         "missing required key (kind %s needs it)", h->kind);
         }
@@ -1636,6 +1998,81 @@ static sl_status derive_inbox(parse_ctx *ctx, sl_config *cfg)
     return SL_OK;
 }
 
+static sl_status check_routes(parse_ctx *ctx, sl_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        sl_config_route *r = &cfg->routes[i];
+        char sub[PATH_MAX_LEN];
+        textbuf ts = tb_init(sub, sizeof sub);
+        tb_add(&ts, "gateway.routes[%zu].path", i);
+        if (r->path[0] != '/') {
+            return fail(ctx, pos_of(ctx, &r->path, r->pos), sub,
+                        "a path starts with '/', got \"%s\"", r->path);
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(cfg->routes[j].path, r->path) == 0 &&
+                strcmp(cfg->routes[j].method, r->method) == 0) {
+                return fail(ctx, pos_of(ctx, &r->path, r->pos), sub,
+                            "duplicate route %s %s (first at "
+                            "gateway.routes[%zu])",
+                            r->method, r->path, j);
+            }
+        }
+        if (find_channel(cfg, r->channel) == NULL) {
+            textbuf tc = tb_init(sub, sizeof sub);
+            tb_add(&tc, "gateway.routes[%zu].channel", i);
+            return fail_undeclared(ctx, cfg,
+                                   pos_of(ctx, &r->channel, r->pos), sub,
+                                   r->channel);
+        }
+        for (size_t k = 0; k < r->nfields; k++) {
+            sl_config_field *f = &r->fields[k];
+            if (f->has_minimum && f->has_maximum &&
+                f->minimum > f->maximum) {
+                textbuf tf = tb_init(sub, sizeof sub);
+                tb_add(&tf, "gateway.routes[%zu].fields[%zu].maximum", i, k);
+                return fail(ctx, pos_of(ctx, &f->maximum, f->pos), sub,
+                            "maximum %g is below minimum %g", f->maximum,
+                            f->minimum);
+            }
+        }
+    }
+    if (cfg->scale_min > cfg->scale_max) {
+        return fail(ctx, pos_of(ctx, &cfg->scale_min, (sl_config_pos){0, 0}),
+                    "admin.scale_min",
+                    "%" PRIu32 " is above scale_max %" PRIu32, cfg->scale_min,
+                    cfg->scale_max);
+    }
+    return SL_OK;
+}
+
+/* The gateway's SQLite state goes next to the inbox. */
+static sl_status derive_gateway_state(parse_ctx *ctx, sl_config *cfg)
+{
+    if (cfg->gateway_state != NULL) {
+        return SL_OK;
+    }
+    const char *inbox = cfg->inbox_path;
+    const char *slash = strrchr(inbox, '/');
+    char *state = NULL;
+    if (strcmp(inbox, ":memory:") == 0) {
+        state = sl_strdup(":memory:");
+    } else if (slash != NULL) {
+        size_t dir = (size_t)(slash - inbox) + 1;
+        size_t size = dir + strlen("gateway.db") + 1;
+        if ((state = sl_malloc(size)) != NULL) {
+            snprintf(state, size, "%.*sgateway.db", (int)dir, inbox);
+        }
+    } else {
+        state = sl_strdup("./sluice-gateway.db");
+    }
+    if (state == NULL) {
+        return fail_nomem(ctx);
+    }
+    cfg->gateway_state = state;
+    return SL_OK;
+}
+
 static sl_status finish(parse_ctx *ctx, sl_config *cfg)
 {
     sl_status st = check_engine(ctx, cfg);
@@ -1645,6 +2082,9 @@ static sl_status finish(parse_ctx *ctx, sl_config *cfg)
     for (size_t i = 0; i < cfg->nconsumers && st == SL_OK; i++) {
         st = check_consumer(ctx, cfg, i);
     }
+    if (st == SL_OK) {
+        st = check_routes(ctx, cfg);
+    }
     if (st != SL_OK) {
         return st;
     }
@@ -1652,7 +2092,13 @@ static sl_status finish(parse_ctx *ctx, sl_config *cfg)
         /* rate <= 1e9, so 2 x rate fits in 32 bits. */
         cfg->burst = (uint32_t)ceil(2.0 * cfg->rate_per_s);
     }
-    return derive_inbox(ctx, cfg);
+    if (cfg->gateway_client_burst == 0) {
+        cfg->gateway_client_burst = 2.0 * cfg->gateway_client_rate;
+    }
+    if ((st = derive_inbox(ctx, cfg)) != SL_OK) {
+        return st;
+    }
+    return derive_gateway_state(ctx, cfg);
 }
 
 /* ---- loading ------------------------------------------------------------- */
@@ -1850,6 +2296,15 @@ static void free_table(const opt_table *tab, void *base)
         case OPT_DURATION_LIST:
             sl_free(*(uint64_t **)field);
             break;
+        case OPT_STRING_LIST: {
+            char **arr = *(char ***)field;
+            size_t n = *(size_t *)field_at(base, o->count_offset);
+            for (size_t j = 0; arr != NULL && j < n; j++) {
+                sl_free(arr[j]);
+            }
+            sl_free(arr);
+            break;
+        }
         case OPT_SECTION:
             free_table(o->sub, field);
             break;
@@ -1926,6 +2381,12 @@ static void write_type(FILE *out, const opt_desc *o)
     case OPT_LIST:
         tb_add(&tb, "list of mappings (at most %zu), see `%s`", o->max_items,
                o->sub->path);
+        break;
+    case OPT_NUMBER:
+        tb_add(&tb, "number");
+        break;
+    case OPT_STRING_LIST:
+        tb_add(&tb, "list of 1 to %zu strings", o->max_items);
         break;
     }
     fputs(buf, out);

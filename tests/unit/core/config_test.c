@@ -383,8 +383,8 @@ static void config_unknown_key_without_near_match(void **state)
     (void)state;
     assert_config_error("engine:\n  colour: blue\n",
                         "service.yaml:2:3: engine.colour: unknown key");
-    assert_config_error("gateway: {port: 8080}\n",
-                        "service.yaml:1:1: gateway: unknown key");
+    assert_config_error("frontdoor: {port: 8080}\n",
+                        "service.yaml:1:1: frontdoor: unknown key");
 }
 
 static void config_missing_required_key_is_refused(void **state)
@@ -499,10 +499,10 @@ static void config_bad_enum_suggests_nearest(void **state)
     assert_config_error(BASE_CHANNELS "consumers:\n"
                                       "  - channel: orders.created\n"
                                       "    group: billing\n"
-                                      "    handler: {kind: http}\n",
+                                      "    handler: {kind: grpc}\n",
                         "service.yaml:6:21: consumers[0].handler.kind: "
                         "expected one of plugin, forward, append, record, "
-                        "fail, got \"http\"");
+                        "fail, http, got \"grpc\"");
 }
 
 static void config_bad_name_is_refused(void **state)
@@ -958,6 +958,90 @@ static void config_reference_in_docs_is_current(void **state)
     }
 }
 
+static void config_gateway_routes_carry_their_validation_rules(void **state)
+{
+    (void)state;
+    sl_config *cfg = load_ok(
+        BASE_CHANNELS
+        "gateway:\n"
+        "  listen: 127.0.0.1:18080\n"
+        "  client_rate: 50\n"
+        "  routes:\n"
+        "    - path: /orders\n"
+        "      channel: orders.created\n"
+        "      type: order.created\n"
+        "      fields:\n"
+        "        - {name: qty, type: integer, required: true, minimum: 1}\n"
+        "        - {name: delta, type: number, minimum: -10.5, maximum: 3}\n"
+        "        - {name: currency, type: string, enum: [EUR, USD]}\n"
+        "admin:\n"
+        "  listen: 127.0.0.1:19090\n");
+    assert_string_equal(cfg->gateway_listen, "127.0.0.1:18080");
+    assert_true(cfg->gateway_client_burst == 100.0);
+    assert_int_equal(cfg->nroutes, 1);
+    const sl_config_route *r = &cfg->routes[0];
+    assert_string_equal(r->method, "POST");
+    assert_string_equal(r->source, "/gateway");
+    assert_int_equal(r->nfields, 3);
+    assert_true(r->fields[0].required && r->fields[0].has_minimum);
+    assert_false(r->fields[0].has_maximum);
+    assert_true(r->fields[0].minimum == 1.0);
+    assert_true(r->fields[1].minimum == -10.5 && r->fields[1].maximum == 3.0);
+    assert_int_equal(r->fields[2].nenum, 2);
+    assert_string_equal(r->fields[2].enum_values[1], "USD");
+    assert_string_equal(cfg->admin_listen, "127.0.0.1:19090");
+    assert_true(cfg->admin_enabled);
+    assert_string_equal(cfg->gateway_state, "./data/gateway.db");
+    sl_config_free(cfg);
+}
+
+static void config_route_to_undeclared_channel_is_refused(void **state)
+{
+    (void)state;
+    assert_config_error(BASE_CHANNELS
+                        "gateway:\n"
+                        "  routes:\n"
+                        "    - {path: /orders, channel: orders.craeted, "
+                        "type: t}\n",
+                        "service.yaml:5:32: gateway.routes[0].channel: "
+                        "channel \"orders.craeted\" is not declared in "
+                        "channels (did you mean \"orders.created\"?)");
+}
+
+static void config_duplicate_route_is_refused(void **state)
+{
+    (void)state;
+    assert_config_error(BASE_CHANNELS
+                        "gateway:\n"
+                        "  routes:\n"
+                        "    - {path: /o, channel: orders.created, type: t}\n"
+                        "    - {path: /o, channel: orders.created, type: u}\n",
+                        "service.yaml:6:14: gateway.routes[1].path: "
+                        "duplicate route POST /o (first at "
+                        "gateway.routes[0])");
+}
+
+static void config_http_handler_needs_a_url(void **state)
+{
+    (void)state;
+    assert_config_error(BASE_CHANNELS "consumers:\n"
+                                      "  - channel: orders.created\n"
+                                      "    group: billing\n"
+                                      "    handler: {kind: http}\n",
+                        "service.yaml:6:14: consumers[0].handler.url: "
+                        "missing required key (kind http needs it)");
+    sl_config *cfg = load_ok(BASE_CHANNELS
+                             "consumers:\n"
+                             "  - channel: orders.created\n"
+                             "    group: billing\n"
+                             "    handler: {kind: http, url: "
+                             "\"http://127.0.0.1:1/x\", timeout: 2s}\n");
+    assert_int_equal(cfg->consumers[0].handler.timeout_ms, 2000);
+    assert_int_equal(cfg->consumers[0].handler.max_concurrency, 16);
+    assert_int_equal(cfg->consumers[0].handler.breaker_failures, 5);
+    sl_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -984,6 +1068,10 @@ int main(void)
         cmocka_unit_test(config_bad_duration_cites_value_position),
         cmocka_unit_test(config_bad_size_cites_value_position),
         cmocka_unit_test(config_bad_enum_suggests_nearest),
+        cmocka_unit_test(config_gateway_routes_carry_their_validation_rules),
+        cmocka_unit_test(config_route_to_undeclared_channel_is_refused),
+        cmocka_unit_test(config_duplicate_route_is_refused),
+        cmocka_unit_test(config_http_handler_needs_a_url),
         cmocka_unit_test(config_bad_name_is_refused),
         cmocka_unit_test(config_empty_backoff_is_refused),
         cmocka_unit_test(config_zero_backoff_step_is_refused),
