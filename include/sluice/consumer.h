@@ -15,6 +15,7 @@
 #define SLUICE_CONSUMER_H
 
 #include "sluice/engine.h"
+#include "sluice/metrics.h"
 #include "sluice/producer.h"
 
 #ifdef __cplusplus
@@ -86,6 +87,10 @@ typedef struct sl_consumer_opts {
     bool transactional; /* run the handler inside the inbox transaction */
     sl_producer *producer; /* for sl_handler_publish; borrowed; optional */
     const char *service;   /* for logs; NULL = "sluice" */
+    /* Metrics (docs/observability.md): deliveries by outcome, handler
+     * duration, timeouts and handlers in flight, labelled with channel and
+     * group. NULL = none; borrowed, must outlive the consumer. */
+    sl_metrics *metrics;
 } sl_consumer_opts;
 
 /** Counters for metrics. */

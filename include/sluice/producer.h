@@ -13,6 +13,7 @@
 
 #include "sluice/breaker.h"
 #include "sluice/engine.h"
+#include "sluice/metrics.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,6 +29,10 @@ typedef struct sl_producer_opts {
     double burst;                /* 0 = 2 x rate */
     const sl_breaker_opts *breaker; /* NULL = no breaker; copied */
     const sl_clock *clock;          /* NULL = system; for the bucket */
+    /* Metrics (docs/observability.md): published events by channel and
+     * outcome, confirm latency, rate-limit refusals, breaker state and
+     * window use. NULL = none; borrowed, must outlive the producer. */
+    sl_metrics *metrics;
 } sl_producer_opts;
 
 /** Counters for metrics; read with sl_producer_get_stats. */

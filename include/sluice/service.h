@@ -12,6 +12,7 @@
 #include "sluice/config.h"
 #include "sluice/consumer.h"
 #include "sluice/engine.h"
+#include "sluice/metrics.h"
 #include "sluice/producer.h"
 
 #ifdef __cplusplus
@@ -32,6 +33,10 @@ sl_status sl_service_start(sl_service *svc, sl_diag *diag);
 /** True while started, the engine is ready and not draining. */
 bool sl_service_is_ready(const sl_service *svc);
 
+/** Why the service is not ready ("not started", "draining", "engine not
+ * connected"), or NULL when it is. Static text. Any thread. */
+const char *sl_service_not_ready_reason(const sl_service *svc);
+
 /**
  * Graceful stop: readiness false, consumers stop fetching, in-flight
  * handlers get the configured drain_timeout, unfinished deliveries are
@@ -43,6 +48,11 @@ sl_status sl_service_stop(sl_service *svc);
 
 sl_engine *sl_service_engine(sl_service *svc);
 sl_producer *sl_service_producer(sl_service *svc);
+
+/** The service's metrics registry: its producer and consumers report into
+ * it; the admin listener renders it; the gateway and applications may add
+ * their own families. Owned by the service. Any thread. */
+sl_metrics *sl_service_metrics(sl_service *svc);
 
 /** Number of consumers and their stats, for metrics and the CLI. */
 size_t sl_service_consumer_count(const sl_service *svc);

@@ -10,6 +10,7 @@
 #include "sluice/consumer.h"
 
 #include "core/waiter.h"
+#include "obs/std_metrics.h"
 #include "runtime/inbox.h"
 #include "sluice/alloc.h"
 #include "sluice/log.h"
@@ -92,6 +93,15 @@ struct sl_consumer {
     _Atomic uint64_t acked, retried, rejected, exhausted, expired, timed_out,
         duplicates, released;
     _Atomic uint32_t running;
+
+    /* Metrics, when opts.metrics was set: series resolved once, so the
+     * hot path only adds (every update accepts NULL). */
+    sl_metrics *reg;
+    sl_std_metrics sm;
+    struct {
+        sl_metric *acked, *retried, *rejected, *exhausted, *expired,
+            *duplicates, *released, *timed_out, *duration, *in_flight;
+    } m;
 };
 
 const char *sl_outcome_str(sl_outcome outcome)
@@ -203,6 +213,7 @@ static void settle_retry(sl_consumer *c, sl_delivery **d, uint32_t attempt,
 {
     if (attempt >= c->max_attempts) {
         atomic_fetch_add(&c->exhausted, 1);
+        sl_counter_inc(c->m.exhausted);
         sl_delivery_dead_letter(d, SL_DEAD_MAX_ATTEMPTS, error);
         return;
     }
@@ -210,6 +221,7 @@ static void settle_retry(sl_consumer *c, sl_delivery **d, uint32_t attempt,
                          ? ctx->retry_after_ms
                          : sl_retry_delay_ms(c->retry, attempt);
     atomic_fetch_add(&c->retried, 1);
+    sl_counter_inc(c->m.retried);
     sl_delivery_retry(d, delay, error);
 }
 
@@ -248,6 +260,7 @@ static void process(worker *w, sl_delivery *d)
 
     if (deadline != 0 && deadline <= now) {
         atomic_fetch_add(&c->expired, 1);
+        sl_counter_inc(c->m.expired);
         log_delivery(c, SL_LOG_WARN, "expired before handling", dev, attempt,
                      NULL, 0);
         sl_delivery_dead_letter(&d, SL_DEAD_EXPIRED,
@@ -257,6 +270,7 @@ static void process(worker *w, sl_delivery *d)
     if (c->inbox != NULL && !c->transactional &&
         sl__inbox_seen(c->inbox, c->group, sl_event_id(dev), now)) {
         atomic_fetch_add(&c->duplicates, 1);
+        sl_counter_inc(c->m.duplicates);
         queue_ack(w, d, start);
         return;
     }
@@ -275,6 +289,7 @@ static void process(worker *w, sl_delivery *d)
     w->abandoned = false;
     pthread_mutex_unlock(&w->mu);
     atomic_fetch_add(&c->running, 1);
+    double started_s = c->m.duration != NULL ? sl__obs_now_s() : 0;
 
     sl_outcome outcome;
     bool in_tx = false;
@@ -318,6 +333,9 @@ static void process(worker *w, sl_delivery *d)
         }
     }
     atomic_fetch_sub(&c->running, 1);
+    if (c->m.duration != NULL && !duplicate) {
+        sl_histogram_observe(c->m.duration, sl__obs_now_s() - started_s);
+    }
 
     pthread_mutex_lock(&w->mu);
     bool abandoned = w->abandoned;
@@ -335,11 +353,13 @@ static void process(worker *w, sl_delivery *d)
                      attempt, NULL, took);
     } else if (duplicate) {
         atomic_fetch_add(&c->duplicates, 1);
+        sl_counter_inc(c->m.duplicates);
         queue_ack(w, d, start);
     } else {
         switch (outcome) {
         case SL_OUTCOME_ACK:
             atomic_fetch_add(&c->acked, 1);
+            sl_counter_inc(c->m.acked);
             queue_ack(w, d, start);
             log_delivery(c, SL_LOG_DEBUG, "handled", ctx.ev, attempt, NULL,
                          took);
@@ -352,6 +372,7 @@ static void process(worker *w, sl_delivery *d)
             break;
         case SL_OUTCOME_REJECT:
             atomic_fetch_add(&c->rejected, 1);
+            sl_counter_inc(c->m.rejected);
             log_delivery(c, SL_LOG_WARN, "handler rejected", ctx.ev, attempt,
                          ctx.error, took);
             sl_delivery_dead_letter(&d, SL_DEAD_REJECTED,
@@ -394,6 +415,7 @@ static void *worker_main(void *arg)
         for (; i < n; i++) {
             /* Fetched but never started: give back, not an attempt. */
             atomic_fetch_add(&c->released, 1);
+            sl_counter_inc(c->m.released);
             sl_delivery_release(&batch[i]);
         }
     }
@@ -428,6 +450,7 @@ static void *watchdog_main(void *arg)
             if (d != NULL) {
                 uint32_t attempt = sl_delivery_attempt(d);
                 atomic_fetch_add(&c->timed_out, 1);
+                sl_counter_inc(c->m.timed_out);
                 log_delivery(c, SL_LOG_WARN, "handler timed out",
                              sl_delivery_event(d), attempt, NULL,
                              c->handler_timeout_ms);
@@ -441,6 +464,41 @@ static void *watchdog_main(void *arg)
 }
 
 /* ---- lifecycle ------------------------------------------------------------------ */
+
+static void collect(sl_metrics *reg, void *ctx)
+{
+    sl_consumer *c = ctx;
+    sl_gauge_set(c->m.in_flight, (double)atomic_load(&c->running));
+}
+
+/* Resolve the consumer's series once; they live as long as the registry. */
+static sl_status bind_metrics(sl_consumer *c, sl_metrics *reg, sl_diag *diag)
+{
+    sl_status st = sl__std_metrics_declare(reg, &c->sm, diag);
+    if (st != SL_OK) {
+        return st;
+    }
+    sl_metric_family *out = c->sm.consumed;
+    const char *ch = c->channel;
+    const char *g = c->group;
+    c->m.acked = sl_metric_get(out, SL_LABELS(ch, g, "ack"));
+    c->m.retried = sl_metric_get(out, SL_LABELS(ch, g, "retry"));
+    c->m.rejected = sl_metric_get(out, SL_LABELS(ch, g, "rejected"));
+    c->m.exhausted = sl_metric_get(out, SL_LABELS(ch, g, "max_attempts"));
+    c->m.expired = sl_metric_get(out, SL_LABELS(ch, g, "expired"));
+    c->m.duplicates = sl_metric_get(out, SL_LABELS(ch, g, "duplicate"));
+    c->m.released = sl_metric_get(out, SL_LABELS(ch, g, "released"));
+    c->m.timed_out =
+        sl_metric_get(c->sm.handler_timeouts, SL_LABELS(ch, g));
+    c->m.duration = sl_metric_get(c->sm.handler_seconds, SL_LABELS(ch, g));
+    c->m.in_flight =
+        sl_metric_get(c->sm.handlers_in_flight, SL_LABELS(ch, g));
+    if ((st = sl_metrics_add_collector(reg, collect, c)) != SL_OK) {
+        return st;
+    }
+    c->reg = reg;
+    return SL_OK;
+}
 
 sl_status sl_consumer_create(sl_engine *eng, const sl_consumer_opts *opts,
                              sl_consumer **out, sl_diag *diag)
@@ -482,6 +540,10 @@ sl_status sl_consumer_create(sl_engine *eng, const sl_consumer_opts *opts,
     c->service = sl_strdup(opts->service ? opts->service : "sluice");
     if (c->channel == NULL || c->group == NULL || c->service == NULL) {
         st = SL_NOMEM;
+        goto fail;
+    }
+    if (opts->metrics != NULL &&
+        (st = bind_metrics(c, opts->metrics, diag)) != SL_OK) {
         goto fail;
     }
     sl_retry_opts ro = {.ladder_ms = opts->backoff_ms,
@@ -602,6 +664,7 @@ sl_status sl_consumer_stop(sl_consumer *c, uint64_t drain_timeout_ms)
             pthread_mutex_unlock(&w->mu);
             if (d != NULL) {
                 atomic_fetch_add(&c->released, 1);
+                sl_counter_inc(c->m.released);
                 sl_delivery_release(&d);
             }
         }
@@ -641,6 +704,9 @@ void sl_consumer_destroy(sl_consumer *c)
             sl_subscription_close(w->sub);
             pthread_mutex_destroy(&w->mu);
         }
+    }
+    if (c->reg != NULL) {
+        sl_metrics_remove_collector(c->reg, collect, c);
     }
     sl_free(c->workers);
     sl__inbox_close(c->inbox);

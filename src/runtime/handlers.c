@@ -1,5 +1,6 @@
 #include "runtime/handlers.h"
 
+#include "runtime/http_handler.h"
 #include "sluice/alloc.h"
 #include "sluice/plugin.h"
 
@@ -115,6 +116,45 @@ static sl_outcome fail_handle(sl_handler_ctx *ctx, void *user)
     return SL_OUTCOME_RETRY;
 }
 
+/* ---- http --------------------------------------------------------------- */
+
+/* The options of kind "http". Until the configuration has fields of its
+ * own for them (url, timeout, max_concurrency, adaptive, breaker, headers),
+ * the target URL is taken from `to` and everything else is the default. */
+static void http_opts_from_config(const sl_config *cfg,
+                                  const sl_config_handler *hc,
+                                  sl_http_handler_opts *ho)
+{
+    *ho = (sl_http_handler_opts){
+        .url = hc->url,
+        .timeout_ms = hc->timeout_ms,
+        .max_concurrency = hc->max_concurrency,
+        .adaptive = hc->adaptive,
+        .breaker_failures = hc->breaker_failures,
+        .breaker_open_ms = hc->breaker_open_ms,
+        .service = cfg->service_name,
+    };
+}
+
+static sl_status bind_http(const sl_config *cfg, const sl_config_handler *hc,
+                           const char *key, sl_bound_handler *out,
+                           sl_diag *diag)
+{
+    const char *where = cfg->path ? cfg->path : "config";
+    sl_http_handler_opts ho;
+    http_opts_from_config(cfg, hc, &ho);
+    sl_diag d = {0};
+    sl_status st = sl__http_handler_bind(&ho, out, &d);
+    if (st == SL_INVALID) {
+        return sl_diag_set(diag, SL_CONFIG, "%s:%d:%d: %s: %s", where,
+                           hc->pos.line, hc->pos.column, key, d.msg);
+    }
+    if (st != SL_OK) {
+        return sl_diag_set(diag, st, "%s: %s", key, d.msg);
+    }
+    return SL_OK;
+}
+
 /* ---- plugin ------------------------------------------------------------- */
 
 static sl_status bind_plugin(const sl_config *cfg,
@@ -224,10 +264,12 @@ sl_status sl__handler_bind(const sl_config *cfg, const sl_config_consumer *cc,
         h.transactional = true;
     } else if (strcmp(kind, "fail") == 0) {
         h.fn = fail_handle;
+    } else if (strcmp(kind, "http") == 0) {
+        st = bind_http(cfg, hc, key, &h, diag);
     } else {
         return sl_diag_set(diag, SL_CONFIG,
                            "%s:%d:%d: %s.kind: unknown kind '%s' "
-                           "(plugin, forward, append, record, fail)",
+                           "(plugin, forward, append, record, fail, http)",
                            where, hc->pos.line, hc->pos.column, key, kind);
     }
     if (st == SL_OK) {

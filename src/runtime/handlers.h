@@ -6,6 +6,8 @@
  *   record   insert (group, id, attempt) into the table `processed` of the
  *            idempotency inbox, inside its transaction: exactly-once effects
  *   fail     always RETRY (to exercise retries and dead letters)
+ *   http     POST the event (CloudEvents binary mode) to a URL; the answer
+ *            decides the outcome (sluice/http_handler.h)
  */
 #ifndef SLUICE_RUNTIME_HANDLERS_H
 #define SLUICE_RUNTIME_HANDLERS_H

@@ -10,6 +10,7 @@
 #include "sluice/producer.h"
 
 #include "core/waiter.h"
+#include "obs/std_metrics.h"
 #include "sluice/alloc.h"
 #include "sluice/token_bucket.h"
 
@@ -36,6 +37,11 @@ struct sl_producer {
     _Atomic uint32_t waiters; /* threads asleep on cv */
     _Atomic uint32_t in_flight;
     _Atomic uint64_t published, failed, full, rate_limited, breaker_open;
+    /* Metrics, when opts.metrics was set (reg != NULL). */
+    sl_metrics *reg;
+    sl_std_metrics sm;
+    sl_breaker_change_fn user_on_change;
+    void *user_on_change_ctx;
 };
 
 /* Carries one publish from the window to its confirm. */
@@ -44,7 +50,42 @@ typedef struct pending {
     sl_publish_cb cb;
     void *ctx;
     uint64_t start_ms; /* for the breaker's slow-call rule */
+    sl_metric *m_ok, *m_failed, *m_confirm; /* NULL without metrics */
+    double start_s;
 } pending;
+
+/* The breaker's state changes, into metrics; then the user's callback. */
+static void on_breaker_change(sl_breaker_state from, sl_breaker_state to,
+                              void *ctx)
+{
+    sl_producer *p = ctx;
+    sl__std_metrics_breaker(&p->sm, "producer", to, true);
+    if (p->user_on_change != NULL) {
+        p->user_on_change(from, to, p->user_on_change_ctx);
+    }
+}
+
+static void collect(sl_metrics *reg, void *ctx)
+{
+    sl_producer *p = ctx;
+    sl_gauge_set(sl_metric_get(p->sm.producer_in_flight, NULL),
+                 (double)atomic_load(&p->in_flight));
+}
+
+/* Count a publish that was refused before reaching the engine. */
+static void count_refusal(sl_producer *p, const char *channel, sl_status st)
+{
+    const char *outcome = st == SL_FULL           ? "full"
+                          : st == SL_RATE_LIMITED ? "rate_limited"
+                          : st == SL_BREAKER_OPEN ? "breaker_open"
+                                                  : "failed";
+    sl_counter_inc(
+        sl_metric_get(p->sm.published, SL_LABELS(channel, outcome)));
+    if (st == SL_RATE_LIMITED) {
+        sl_counter_inc(
+            sl_metric_get(p->sm.rate_limited, SL_LABELS("producer")));
+    }
+}
 
 sl_status sl_producer_create(sl_engine *eng, const sl_producer_opts *opts,
                              sl_producer **out)
@@ -74,8 +115,24 @@ sl_status sl_producer_create(sl_engine *eng, const sl_producer_opts *opts,
         st = sl_token_bucket_create(&bo, sl_clock_now_ms(p->clock),
                                     &p->bucket);
     }
+    if (st == SL_OK && o.metrics != NULL) {
+        st = sl__std_metrics_declare(o.metrics, &p->sm, NULL);
+        if (st == SL_OK &&
+            (st = sl_metrics_add_collector(o.metrics, collect, p)) == SL_OK) {
+            p->reg = o.metrics;
+        }
+    }
     if (st == SL_OK && o.breaker != NULL) {
-        st = sl_breaker_create(o.breaker, &p->brk);
+        sl_breaker_opts bo = *o.breaker;
+        if (p->reg != NULL) {
+            p->user_on_change = bo.on_change;
+            p->user_on_change_ctx = bo.on_change_ctx;
+            bo.on_change = on_breaker_change;
+            bo.on_change_ctx = p;
+            sl__std_metrics_breaker(&p->sm, "producer",
+                                    SL_BREAKER_STATE_CLOSED, false);
+        }
+        st = sl_breaker_create(&bo, &p->brk);
     }
     if (st != SL_OK) {
         sl_producer_destroy(p);
@@ -122,6 +179,10 @@ static void on_confirm(sl_status st, void *ctx)
                           now - pd->start_ms, now);
     }
     atomic_fetch_add(st == SL_OK ? &p->published : &p->failed, 1);
+    if (pd->m_confirm != NULL) {
+        sl_histogram_observe(pd->m_confirm, sl__obs_now_s() - pd->start_s);
+        sl_counter_inc(st == SL_OK ? pd->m_ok : pd->m_failed);
+    }
     /* The user's callback runs before the slot is given back, so that a
      * flush (and destroy) returns only after every callback finished. */
     if (pd->cb != NULL) {
@@ -234,6 +295,9 @@ static sl_status publish(sl_producer *p, const char *channel, sl_event *ev,
 {
     sl_status st = admit(p, wait, deadline_ms);
     if (st != SL_OK) {
+        if (p->reg != NULL) {
+            count_refusal(p, channel, st);
+        }
         return st;
     }
     pending *pd = sl_malloc(sizeof *pd);
@@ -241,7 +305,18 @@ static sl_status publish(sl_producer *p, const char *channel, sl_event *ev,
         st = SL_NOMEM;
         goto refused;
     }
-    *pd = (pending){p, cb, ctx, p->brk ? sl_clock_now_ms(p->clock) : 0};
+    *pd = (pending){.p = p,
+                    .cb = cb,
+                    .ctx = ctx,
+                    .start_ms = p->brk ? sl_clock_now_ms(p->clock) : 0};
+    if (p->reg != NULL) {
+        pd->m_ok = sl_metric_get(p->sm.published, SL_LABELS(channel, "ok"));
+        pd->m_failed =
+            sl_metric_get(p->sm.published, SL_LABELS(channel, "failed"));
+        pd->m_confirm =
+            sl_metric_get(p->sm.confirm_seconds, SL_LABELS(channel));
+        pd->start_s = sl__obs_now_s();
+    }
     for (;;) {
         st = sl_engine_publish_async(p->eng, channel, ev, 0, on_confirm, pd);
         /* A channel at max_length drains as consumers ack: poll it until
@@ -271,6 +346,9 @@ refused:
         }
     }
     atomic_fetch_add(st == SL_FULL ? &p->full : &p->failed, 1);
+    if (p->reg != NULL) {
+        count_refusal(p, channel, st);
+    }
     release_slot(p);
     return st;
 }
@@ -374,6 +452,9 @@ void sl_producer_destroy(sl_producer *p)
     /* A confirm still outstanding would touch freed memory: wait for all of
      * them, since the engine guarantees exactly one callback per publish. */
     while (sl_producer_flush(p, p->timeout_ms) != SL_OK) {
+    }
+    if (p->reg != NULL) {
+        sl_metrics_remove_collector(p->reg, collect, p);
     }
     sl_token_bucket_destroy(p->bucket);
     sl_breaker_destroy(p->brk);

@@ -19,6 +19,7 @@ struct sl_service {
     const sl_config *cfg;
     sl_engine *eng;
     sl_producer *producer;
+    sl_metrics *metrics;
     bound_consumer *consumers;
     size_t nconsumers;
     atomic_bool started;
@@ -80,13 +81,17 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
     if ((st = declare_topology(svc, diag)) != SL_OK) {
         goto fail;
     }
+    if ((st = sl_metrics_create(&svc->metrics)) != SL_OK) {
+        goto fail;
+    }
     sl_breaker_opts bo = {.failure_threshold = cfg->breaker_failures,
                           .open_ms = cfg->breaker_open_ms};
     sl_producer_opts po = {.max_in_flight = cfg->max_in_flight,
                            .publish_timeout_ms = cfg->publish_timeout_ms,
                            .rate_per_s = cfg->rate_per_s,
                            .burst = cfg->burst,
-                           .breaker = cfg->breaker_failures ? &bo : NULL};
+                           .breaker = cfg->breaker_failures ? &bo : NULL,
+                           .metrics = svc->metrics};
     if ((st = sl_producer_create(svc->eng, &po, &svc->producer)) != SL_OK) {
         sl_diag_set(diag, st, "producer: %s", sl_status_str(st));
         goto fail;
@@ -110,6 +115,7 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
             .transactional = bc->handler.transactional,
             .producer = svc->producer,
             .service = cfg->service_name,
+            .metrics = svc->metrics,
         };
         if ((st = sl_consumer_create(svc->eng, &co, &bc->consumer, diag)) !=
             SL_OK) {
@@ -143,8 +149,21 @@ sl_status sl_service_start(sl_service *svc, sl_diag *diag)
 
 bool sl_service_is_ready(const sl_service *svc)
 {
-    return atomic_load(&svc->started) && !atomic_load(&svc->draining) &&
-           sl_engine_is_ready(svc->eng);
+    return sl_service_not_ready_reason(svc) == NULL;
+}
+
+const char *sl_service_not_ready_reason(const sl_service *svc)
+{
+    if (atomic_load(&svc->draining)) {
+        return "draining";
+    }
+    if (!atomic_load(&svc->started)) {
+        return "not started";
+    }
+    if (!sl_engine_is_ready(svc->eng)) {
+        return "engine not connected";
+    }
+    return NULL;
 }
 
 sl_status sl_service_stop(sl_service *svc)
@@ -197,6 +216,11 @@ sl_producer *sl_service_producer(sl_service *svc)
     return svc->producer;
 }
 
+sl_metrics *sl_service_metrics(sl_service *svc)
+{
+    return svc->metrics;
+}
+
 size_t sl_service_consumer_count(const sl_service *svc)
 {
     return svc->nconsumers;
@@ -226,6 +250,7 @@ void sl_service_destroy(sl_service *svc)
     }
     sl_free(svc->consumers);
     sl_producer_destroy(svc->producer);
+    sl_metrics_destroy(svc->metrics);
     sl_engine_close(svc->eng);
     sl_free(svc);
 }

@@ -1,0 +1,401 @@
+/* The admin listener. Its state is the service (borrowed), the registry
+ * (borrowed) and, per consumer group, a ring of samples of the settled
+ * count from which the drain rate is measured over a sliding window. */
+#include "http/admin.h"
+
+#include "http/server.h"
+#include "obs/std_metrics.h"
+#include "sluice/alloc.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_LISTEN "127.0.0.1:9090"
+#define DEFAULT_TARGET 5000
+#define DEFAULT_MIN_REPLICAS 2
+#define DEFAULT_MAX_REPLICAS 20
+#define DEFAULT_RATE_WINDOW_MS 60000
+#define DEFAULT_THREADS 2
+/* Samples kept per group; a new one is taken at most every
+ * window / (RING - 1), so the ring always spans the window. */
+#define RING 32
+
+typedef struct sample {
+    uint64_t t_ms;
+    uint64_t settled;
+} sample;
+
+/* Drain-rate state of one consumer group (index = service consumer). */
+typedef struct group_rate {
+    sample ring[RING];
+    size_t head; /* next slot */
+    size_t n;
+} group_rate;
+
+struct sl_admin {
+    sl_service *svc;
+    sl_metrics *reg;
+    sl_std_metrics sm;
+    sl_http_server *srv;
+    uint64_t target;
+    uint32_t min_replicas;
+    uint32_t max_replicas;
+    uint64_t window_ms;
+    const sl_clock *clock;
+    pthread_mutex_t mu; /* rates */
+    group_rate *rates;
+    size_t nrates;
+};
+
+static uint64_t now_ms(const sl_admin *adm)
+{
+    return adm->clock != NULL ? sl_clock_now_ms(adm->clock) : sl_time_mono_ms();
+}
+
+/* Events that left the group for good: acked (duplicates included) or
+ * dead-lettered. Retries and releases come back, so they do not count. */
+static uint64_t settled(const sl_consumer_stats *cs)
+{
+    return cs->acked + cs->duplicates + cs->rejected + cs->exhausted +
+           cs->expired;
+}
+
+/* Record a sample for group @p i and return the drain rate over the
+ * window (events/s); 0 until two samples at least a second apart exist.
+ * adm->mu held. */
+static double sample_rate(sl_admin *adm, size_t i, uint64_t count, uint64_t now)
+{
+    group_rate *gr = &adm->rates[i];
+    uint64_t spacing = adm->window_ms / (RING - 1);
+    const sample *last =
+        gr->n > 0 ? &gr->ring[(gr->head + RING - 1) % RING] : NULL;
+    if (last == NULL || now - last->t_ms >= spacing || now < last->t_ms) {
+        gr->ring[gr->head] = (sample){now, count};
+        gr->head = (gr->head + 1) % RING;
+        if (gr->n < RING) {
+            gr->n++;
+        }
+    }
+    /* The oldest sample still inside the window. */
+    const sample *oldest = NULL;
+    for (size_t k = gr->n; k > 0; k--) {
+        const sample *s = &gr->ring[(gr->head + RING - k) % RING];
+        if (now >= s->t_ms && now - s->t_ms <= adm->window_ms) {
+            oldest = s;
+            break;
+        }
+    }
+    if (oldest == NULL || now - oldest->t_ms < 1000 ||
+        count < oldest->settled) {
+        return 0;
+    }
+    return (double)(count - oldest->settled) * 1000.0 /
+           (double)(now - oldest->t_ms);
+}
+
+/* Runs at each /metrics render: gauges from the engine and the service. */
+static void collect(sl_metrics *reg, void *ctx)
+{
+    sl_admin *adm = ctx;
+    sl_engine *eng = sl_service_engine(adm->svc);
+    sl_gauge_set(sl_metric_get(adm->sm.ready, NULL),
+                 sl_service_is_ready(adm->svc) ? 1 : 0);
+    size_t n = sl_service_consumer_count(adm->svc);
+    uint64_t now = now_ms(adm);
+    for (size_t i = 0; i < n; i++) {
+        const char *ch = NULL;
+        const char *g = NULL;
+        sl_consumer_stats cs;
+        sl_service_consumer_stats(adm->svc, i, &ch, &g, &cs);
+        pthread_mutex_lock(&adm->mu);
+        sample_rate(adm, i, settled(&cs), now);
+        pthread_mutex_unlock(&adm->mu);
+        sl_depth d;
+        if (eng == NULL || sl_engine_depth(eng, ch, g, &d) != SL_OK) {
+            continue;
+        }
+        sl_metric_family *qd = adm->sm.queue_depth;
+        sl_gauge_set(sl_metric_get(qd, SL_LABELS(ch, g, "ready")),
+                     (double)d.ready);
+        sl_gauge_set(sl_metric_get(qd, SL_LABELS(ch, g, "delayed")),
+                     (double)d.delayed);
+        sl_gauge_set(sl_metric_get(qd, SL_LABELS(ch, g, "in_flight")),
+                     (double)d.in_flight);
+    }
+}
+
+/* ---- endpoints --------------------------------------------------------- */
+
+static void json_answer(sl_http_response *resp, int status, json_t *doc)
+{
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (text == NULL) {
+        sl__http_problem(resp, 500, "Internal Server Error", "out of memory");
+        return;
+    }
+    sl__http_set_body(resp, status, "application/json", text, strlen(text));
+    free(text); /* jansson's allocator */
+}
+
+static void get_metrics(sl_admin *adm, sl_http_response *resp)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (sl_metrics_render_text(adm->reg, &text, &len) != SL_OK) {
+        sl__http_problem(resp, 500, "Internal Server Error", "out of memory");
+        return;
+    }
+    /* The rendered text is sl_malloc'd: hand it over without a copy. */
+    resp->status = 200;
+    resp->content_type = SL_METRICS_CONTENT_TYPE;
+    resp->body = text;
+    resp->body_len = len;
+}
+
+static void get_readyz(sl_admin *adm, sl_http_response *resp)
+{
+    const char *why = sl_service_not_ready_reason(adm->svc);
+    if (why != NULL) {
+        sl__http_problem(resp, 503, "Service Unavailable", why);
+        sl__http_set_header(resp, "Cache-Control", "no-store");
+        return;
+    }
+    static const char ready[] = "{\"status\":\"ready\"}";
+    sl__http_set_body(resp, 200, "application/json", ready, sizeof ready - 1);
+    sl__http_set_header(resp, "Cache-Control", "no-store");
+}
+
+/* Find the consumer for group (and channel when given). Returns the index,
+ * or -1 unknown, -2 ambiguous. */
+static long find_group(sl_admin *adm, const char *group, const char *channel)
+{
+    long found = -1;
+    size_t n = sl_service_consumer_count(adm->svc);
+    for (size_t i = 0; i < n; i++) {
+        const char *ch = NULL;
+        const char *g = NULL;
+        sl_consumer_stats cs;
+        sl_service_consumer_stats(adm->svc, i, &ch, &g, &cs);
+        if (strcmp(g, group) != 0 ||
+            (channel != NULL && strcmp(ch, channel) != 0)) {
+            continue;
+        }
+        if (found >= 0) {
+            return -2;
+        }
+        found = (long)i;
+    }
+    return found;
+}
+
+static uint64_t desired_replicas(const sl_admin *adm, uint64_t depth)
+{
+    uint64_t want = depth / adm->target + (depth % adm->target != 0);
+    if (want < adm->min_replicas) {
+        want = adm->min_replicas;
+    }
+    if (want > adm->max_replicas) {
+        want = adm->max_replicas;
+    }
+    return want;
+}
+
+static void get_scale(sl_admin *adm, const sl_http_request *req,
+                      sl_http_response *resp)
+{
+    const char *group = sl__http_query(req, "group");
+    const char *channel = sl__http_query(req, "channel");
+    if (group == NULL || group[0] == '\0') {
+        sl__http_problem(resp, 400, "Bad Request",
+                         "the query needs group=NAME (and channel=NAME when "
+                         "the group is on several channels)");
+        return;
+    }
+    long i = find_group(adm, group, channel);
+    if (i == -2) {
+        sl__http_problem(resp, 400, "Bad Request",
+                         "the group is on several channels: add channel=");
+        return;
+    }
+    if (i < 0) {
+        char detail[300];
+        snprintf(detail, sizeof detail, "no consumer group '%.120s'%s%.120s",
+                 group, channel ? " on channel " : "", channel ? channel : "");
+        sl__http_problem(resp, 404, "Not Found", detail);
+        return;
+    }
+    const char *ch = NULL;
+    const char *g = NULL;
+    sl_consumer_stats cs;
+    sl_service_consumer_stats(adm->svc, (size_t)i, &ch, &g, &cs);
+    sl_depth d = {0};
+    sl_status st = sl_engine_depth(sl_service_engine(adm->svc), ch, g, &d);
+    if (st != SL_OK) {
+        sl__http_problem(resp, 503, "Service Unavailable", sl_status_str(st));
+        return;
+    }
+    pthread_mutex_lock(&adm->mu);
+    double rate = sample_rate(adm, (size_t)i, settled(&cs), now_ms(adm));
+    pthread_mutex_unlock(&adm->mu);
+    uint64_t backlog = d.ready + d.delayed + d.in_flight;
+    json_t *doc = json_object();
+    json_t *drain = backlog == 0 ? json_integer(0)
+                    : rate > 0   ? json_real(ceil(backlog / rate))
+                                 : json_null();
+    int bad = json_object_set_new(doc, "group", json_string(g));
+    bad |= json_object_set_new(doc, "channel", json_string(ch));
+    bad |= json_object_set_new(doc, "depth", json_integer((json_int_t)d.ready));
+    bad |= json_object_set_new(doc, "in_flight",
+                               json_integer((json_int_t)d.in_flight));
+    bad |= json_object_set_new(doc, "delayed",
+                               json_integer((json_int_t)d.delayed));
+    bad |= json_object_set_new(doc, "drain_rate_per_s",
+                               json_real(round(rate * 1000) / 1000));
+    bad |= json_object_set_new(doc, "seconds_to_drain", drain);
+    bad |= json_object_set_new(doc, "target_per_replica",
+                               json_integer((json_int_t)adm->target));
+    bad |= json_object_set_new(
+        doc, "desired_replicas",
+        json_integer((json_int_t)desired_replicas(adm, d.ready)));
+    if (bad != 0) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    json_answer(resp, 200, doc);
+    sl__http_set_header(resp, "Cache-Control", "no-store");
+}
+
+/* A route label for the request metrics; unknown paths share one, so a
+ * scanner cannot create series. */
+static const char *route_of(const char *path)
+{
+    static const char *routes[] = {"/metrics", "/healthz", "/readyz", "/scale"};
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(path, routes[i]) == 0) {
+            return routes[i];
+        }
+    }
+    return "other";
+}
+
+static void handle(const sl_http_request *req, sl_http_response *resp,
+                   void *ctx)
+{
+    sl_admin *adm = ctx;
+    double start = sl__obs_now_s();
+    const char *route = route_of(req->path);
+    if (strcmp(route, "other") == 0) {
+        sl__http_problem(resp, 404, "Not Found",
+                         "admin endpoints: /metrics /healthz /readyz /scale");
+    } else if (strcmp(req->method, "GET") != 0 &&
+               strcmp(req->method, "HEAD") != 0) {
+        sl__http_problem(resp, 405, "Method Not Allowed",
+                         "admin endpoints answer GET only");
+        sl__http_set_header(resp, "Allow", "GET, HEAD");
+    } else if (strcmp(route, "/metrics") == 0) {
+        get_metrics(adm, resp);
+    } else if (strcmp(route, "/healthz") == 0) {
+        static const char ok[] = "{\"status\":\"ok\"}";
+        sl__http_set_body(resp, 200, "application/json", ok, sizeof ok - 1);
+    } else if (strcmp(route, "/readyz") == 0) {
+        get_readyz(adm, resp);
+    } else {
+        get_scale(adm, req, resp);
+    }
+    char code[8];
+    snprintf(code, sizeof code, "%d", resp->status ? resp->status : 500);
+    sl_counter_inc(
+        sl_metric_get(adm->sm.http_requests, SL_LABELS("admin", route, code)));
+    sl_histogram_observe(
+        sl_metric_get(adm->sm.http_seconds, SL_LABELS("admin", route)),
+        sl__obs_now_s() - start);
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+sl_status sl__admin_start(const sl_admin_opts *opts, sl_admin **out,
+                          sl_diag *diag)
+{
+    if (opts == NULL || opts->svc == NULL || out == NULL) {
+        return sl_diag_set(diag, SL_INVALID, "admin listener needs a service");
+    }
+    sl_admin *adm = sl_calloc(1, sizeof *adm);
+    if (adm == NULL) {
+        return SL_NOMEM;
+    }
+    pthread_mutex_init(&adm->mu, NULL);
+    adm->svc = opts->svc;
+    adm->reg = opts->reg ? opts->reg : sl_service_metrics(opts->svc);
+    adm->target =
+        opts->target_per_replica ? opts->target_per_replica : DEFAULT_TARGET;
+    adm->min_replicas =
+        opts->min_replicas ? opts->min_replicas : DEFAULT_MIN_REPLICAS;
+    adm->max_replicas =
+        opts->max_replicas ? opts->max_replicas : DEFAULT_MAX_REPLICAS;
+    if (adm->max_replicas < adm->min_replicas) {
+        adm->max_replicas = adm->min_replicas;
+    }
+    adm->window_ms =
+        opts->rate_window_ms ? opts->rate_window_ms : DEFAULT_RATE_WINDOW_MS;
+    adm->clock = opts->clock;
+    adm->nrates = sl_service_consumer_count(opts->svc);
+    adm->rates = sl_calloc(adm->nrates ? adm->nrates : 1, sizeof *adm->rates);
+    sl_status st = SL_NOMEM;
+    if (adm->reg == NULL || adm->rates == NULL) {
+        st = adm->reg == NULL
+                 ? sl_diag_set(diag, SL_INVALID, "admin: no metrics registry")
+                 : SL_NOMEM;
+        goto free_admin;
+    }
+    if ((st = sl__std_metrics_declare(adm->reg, &adm->sm, diag)) != SL_OK) {
+        goto free_admin;
+    }
+    if ((st = sl_metrics_add_collector(adm->reg, collect, adm)) != SL_OK) {
+        goto free_admin;
+    }
+    /* A first sample now, so the drain rate is known one second after
+     * start rather than one scrape later. */
+    collect(adm->reg, adm);
+    sl_http_server_opts so = {
+        .listen = opts->listen ? opts->listen : DEFAULT_LISTEN,
+        .max_body = 4096,
+        .threads = opts->threads ? opts->threads : DEFAULT_THREADS,
+        .max_conns = 64,
+        .handler = handle,
+        .ctx = adm,
+    };
+    if ((st = sl__http_server_start(&so, &adm->srv, diag)) != SL_OK) {
+        goto remove_collector;
+    }
+    *out = adm;
+    return SL_OK;
+remove_collector:
+    sl_metrics_remove_collector(adm->reg, collect, adm);
+free_admin:
+    sl_free(adm->rates);
+    pthread_mutex_destroy(&adm->mu);
+    sl_free(adm);
+    return st;
+}
+
+uint16_t sl__admin_port(const sl_admin *adm)
+{
+    return adm != NULL ? sl__http_server_port(adm->srv) : 0;
+}
+
+void sl__admin_stop(sl_admin *adm)
+{
+    if (adm == NULL) {
+        return;
+    }
+    sl__http_server_stop(adm->srv);
+    sl_metrics_remove_collector(adm->reg, collect, adm);
+    sl_free(adm->rates);
+    pthread_mutex_destroy(&adm->mu);
+    sl_free(adm);
+}

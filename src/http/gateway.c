@@ -1,0 +1,1437 @@
+/* The HTTP gateway: routes, admission, body decoding, validation,
+ * idempotency keys, confirmed publishing and the status endpoint.
+ *
+ * One request runs start to finish on a server worker thread:
+ *
+ *   route → draining / engine ready → client bucket (429) → content type
+ *   (415) → Idempotency-Key claim (replay, 409, 422) → decode and validate
+ *   (400, 413, 422) → try_publish each event → wait for the confirms
+ *   (503, 504) → 202 → "pending" in the status projection.
+ *
+ * Publishing uses sl_producer_try_publish, which never waits for room: a
+ * full window or channel is answered 503 at once, so refusals stay cheap
+ * under overload, and only accepted requests hold a worker while their
+ * confirm comes back. Nothing is published before every check that can
+ * answer 4xx has passed.
+ */
+#include "sluice/gateway.h"
+
+#include "core/waiter.h"
+#include "http/ce_http.h"
+#include "http/gateway_state.h"
+#include "http/server.h"
+#include "http/validate.h"
+#include "obs/std_metrics.h"
+#include "sluice/alloc.h"
+#include "sluice/log.h"
+#include "sluice/token_bucket.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_LISTEN "127.0.0.1:8080"
+#define DEFAULT_MAX_BATCH 1000
+#define DEFAULT_CONFIRM_TIMEOUT_MS 5000
+#define DEFAULT_DRAINING_RETRY_AFTER_MS 1000
+#define DEFAULT_MAX_RETRY_AFTER_MS 60000
+#define STATUS_PREFIX "/status/"
+#define STATUS_PREFIX_LEN 8
+#define IDEMPOTENCY_KEY_MAX 255
+/* Violations listed in a 422 answer. */
+#define MAX_VIOLATIONS 16
+/* A Retry-After for refusals whose cause passes quickly (an engine that is
+ * not ready, a concurrent request holding an idempotency key). */
+#define SHORT_RETRY_AFTER_MS 1000
+
+/* A route as the gateway keeps it: copied strings and rules, and a
+ * two-second window of accepted and refused-for-full counts that the
+ * Retry-After estimate for a full channel reads. */
+typedef struct route_rt {
+    char *method;
+    char *path;
+    char *channel;
+    char *type;
+    char *source;
+    sl_gateway_field *fields;
+    size_t nfields;
+    pthread_mutex_t mu;
+    uint64_t sec;        /* second of the current slot */
+    uint64_t accepted[2]; /* [0] current second, [1] the one before */
+    uint64_t refused[2];
+} route_rt;
+
+struct sl_gateway {
+    sl_http_server *srv;
+    route_rt *routes;
+    size_t nroutes;
+    sl_producer *producer;
+    sl_engine *eng;
+    sl_keyed_bucket *clients; /* NULL when off */
+    char *client_header;
+    sl_gateway_state *state;
+    bool own_state;
+    size_t max_batch;
+    uint64_t confirm_timeout_ms;
+    uint64_t idem_lease_ms;
+    bool (*is_draining)(void *ctx);
+    void *draining_ctx;
+    uint64_t draining_retry_after_ms;
+    uint64_t (*full_retry_after_ms)(const char *channel, void *ctx);
+    void *full_retry_after_ctx;
+    uint64_t max_retry_after_ms;
+    sl_gateway_observe_fn observe;
+    void *observe_ctx;
+    bool has_metrics;
+    sl_std_metrics sm;
+    const sl_clock *clock;
+};
+
+/* One request in flight. */
+typedef struct exchange {
+    sl_gateway *gw;
+    const sl_http_request *req;
+    sl_http_response *resp;
+    route_rt *route;
+    sl_gateway_request_info info;
+    const char *content_type; /* raw header, may be NULL */
+    char idem_key[160];       /* scoped key; "" when none */
+    bool claimed;
+    char event_id[64]; /* for plain JSON bodies: the id to use */
+} exchange;
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t mono_ms(const sl_gateway *gw)
+{
+    return gw->clock ? sl_clock_now_ms(gw->clock) : sl_time_mono_ms();
+}
+
+/* Request headers through libmicrohttpd: the server's handle in `impl` is
+ * the connection. (server.h offers lookups by name only; binary mode needs
+ * every ce- header, extensions included.) */
+typedef struct mhd_visit_ctx {
+    sl_gw_header_fn fn;
+    void *ctx;
+} mhd_visit_ctx;
+
+static enum MHD_Result mhd_visit(void *cls, enum MHD_ValueKind kind,
+                                 const char *key, const char *value)
+{
+    mhd_visit_ctx *v = cls;
+    return v->fn(key, value ? value : "", v->ctx) ? MHD_YES : MHD_NO;
+}
+
+static void request_headers(const void *src, sl_gw_header_fn fn, void *ctx)
+{
+    const sl_http_request *req = src;
+    mhd_visit_ctx v = {fn, ctx};
+    if (req->impl != NULL) {
+        MHD_get_connection_values((struct MHD_Connection *)req->impl,
+                                  MHD_HEADER_KIND, mhd_visit, &v);
+    }
+}
+
+static void fingerprint_hex(const char *s, char out[33])
+{
+    uint64_t fp[2] = {0, 0};
+    sl__gw_fingerprint(fp, s, strlen(s));
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)fp[0],
+             (unsigned long long)fp[1]);
+}
+
+/* Set the body from a jansson value (consumed). */
+static void set_json(sl_http_response *resp, int status,
+                     const char *content_type, json_t *obj)
+{
+    char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (text == NULL ||
+        sl__http_set_body(resp, status, content_type, text, strlen(text)) !=
+            SL_OK) {
+        /* Out of memory: an empty 500 is all that is left to say. */
+        resp->status = 500;
+    }
+    free(text);
+}
+
+/* Invalid UTF-8 from a client must not make the answer invalid JSON. */
+static json_t *json_text(const char *s)
+{
+    json_t *v = json_string(s ? s : "");
+    return v ? v : json_string("(not valid UTF-8)");
+}
+
+/* An application/problem+json answer; @p extra (consumed, may be NULL)
+ * adds members. */
+static void problem(exchange *ex, int status, const char *reason,
+                    const char *title, json_t *extra, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static void problem(exchange *ex, int status, const char *reason,
+                    const char *title, json_t *extra, const char *fmt, ...)
+{
+    char detail[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    json_t *obj = json_object();
+    if (obj != NULL) {
+        json_object_set_new(obj, "type", json_string("about:blank"));
+        json_object_set_new(obj, "title", json_string(title));
+        json_object_set_new(obj, "status", json_integer(status));
+        json_object_set_new(obj, "detail", json_text(detail));
+        if (extra != NULL) {
+            json_object_update(obj, extra);
+        }
+    }
+    json_decref(extra);
+    set_json(ex->resp, status, "application/problem+json", obj);
+    ex->info.reason = reason;
+}
+
+static void set_retry_after(exchange *ex, uint64_t ms)
+{
+    uint64_t cap = ex->gw->max_retry_after_ms;
+    if (ms > cap) {
+        ms = cap;
+    }
+    uint64_t s = (ms + 999) / 1000;
+    char v[24];
+    snprintf(v, sizeof v, "%llu", (unsigned long long)(s ? s : 1));
+    sl__http_set_header(ex->resp, "Retry-After", v);
+}
+
+/* ---- the full-channel Retry-After estimate ----------------------------- */
+
+static void window_roll(route_rt *r, uint64_t sec)
+{
+    if (sec == r->sec) {
+        return;
+    }
+    bool next = sec == r->sec + 1;
+    r->accepted[1] = next ? r->accepted[0] : 0;
+    r->refused[1] = next ? r->refused[0] : 0;
+    r->accepted[0] = r->refused[0] = 0;
+    r->sec = sec;
+}
+
+static void window_count(sl_gateway *gw, route_rt *r, uint64_t accepted,
+                         uint64_t refused)
+{
+    pthread_mutex_lock(&r->mu);
+    window_roll(r, mono_ms(gw) / 1000);
+    r->accepted[0] += accepted;
+    r->refused[0] += refused;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* While the channel is full, the rate at which requests get in is the rate
+ * at which consumers drain it. Refused clients that all come back after T
+ * seconds are absorbed if T >= refused / accepted per second: the time the
+ * channel needs, at its drain rate, to take the demand it refused. The
+ * last complete second is used when there is one. */
+static uint64_t full_estimate_ms(sl_gateway *gw, route_rt *r)
+{
+    if (gw->full_retry_after_ms != NULL) {
+        uint64_t ms =
+            gw->full_retry_after_ms(r->channel, gw->full_retry_after_ctx);
+        if (ms > 0) {
+            return ms;
+        }
+    }
+    pthread_mutex_lock(&r->mu);
+    window_roll(r, mono_ms(gw) / 1000);
+    int i = r->accepted[1] + r->refused[1] > 0 ? 1 : 0;
+    uint64_t acc = r->accepted[i];
+    uint64_t ref = r->refused[i];
+    pthread_mutex_unlock(&r->mu);
+    uint64_t s = (ref + 1 + (acc ? acc : 1) - 1) / (acc ? acc : 1);
+    return s * 1000;
+}
+
+/* ---- publishing ----------------------------------------------------------- */
+
+static void refuse_publish(exchange *ex, sl_status st, const char *what)
+{
+    sl_gateway *gw = ex->gw;
+    switch (st) {
+    case SL_FULL:
+        set_retry_after(ex, full_estimate_ms(gw, ex->route));
+        problem(ex, 503, "full", "Service Unavailable", NULL,
+                "channel '%s' is at capacity (producer window or channel "
+                "max_length); %s",
+                ex->route->channel, what);
+        break;
+    case SL_BREAKER_OPEN:
+        set_retry_after(ex, sl_producer_retry_after_ms(gw->producer));
+        problem(ex, 503, "breaker_open", "Service Unavailable", NULL,
+                "the engine's circuit breaker is open; %s", what);
+        break;
+    case SL_RATE_LIMITED:
+        set_retry_after(ex, sl_producer_retry_after_ms(gw->producer));
+        problem(ex, 503, "producer_rate_limited", "Service Unavailable",
+                NULL, "the service's publish rate limit is reached; %s",
+                what);
+        break;
+    case SL_TIMEOUT:
+        set_retry_after(ex, SHORT_RETRY_AFTER_MS);
+        problem(ex, 504, "timeout", "Gateway Timeout", NULL,
+                "the engine did not confirm within %llu ms; the outcome is "
+                "unknown: retry with the same Idempotency-Key (or the same "
+                "event id), duplicates are dropped; %s",
+                (unsigned long long)gw->confirm_timeout_ms, what);
+        break;
+    case SL_TOO_LARGE:
+        problem(ex, 413, "too_large", "Payload Too Large", NULL,
+                "an event exceeds the engine's event size limit; %s", what);
+        break;
+    case SL_INVALID:
+        problem(ex, 400, "invalid", "Bad Request", NULL,
+                "the engine refused the event as invalid; %s", what);
+        break;
+    case SL_NOT_FOUND:
+        problem(ex, 500, "not_declared", "Internal Server Error", NULL,
+                "channel '%s' is not declared", ex->route->channel);
+        break;
+    default: {
+        uint64_t ms = sl_producer_retry_after_ms(gw->producer);
+        set_retry_after(ex, ms ? ms : SHORT_RETRY_AFTER_MS);
+        problem(ex, 503, "unavailable", "Service Unavailable", NULL,
+                "publish failed: %s; %s", sl_status_str(st), what);
+        break;
+    }
+    }
+}
+
+/* Publish @p n events, never waiting for room, then wait for every
+ * confirm within the confirm timeout. ok[i] tells which were confirmed.
+ * Returns the first failure (publishing stops at the first refusal). */
+static sl_status publish_all(exchange *ex, sl_event **evs, size_t n,
+                             bool *ok)
+{
+    sl_gateway *gw = ex->gw;
+    sl_waiter *stack_w[1];
+    sl_waiter **w = n == 1 ? stack_w : sl_calloc(n, sizeof *w);
+    if (w == NULL) {
+        return SL_NOMEM;
+    }
+    sl_status first = SL_OK;
+    size_t started = 0;
+    for (; started < n; started++) {
+        ok[started] = false;
+        sl_status st = sl__waiter_create(&w[started]);
+        if (st == SL_OK) {
+            st = sl_producer_try_publish(gw->producer, ex->route->channel,
+                                         evs[started], sl__waiter_signal,
+                                         w[started]);
+            if (st != SL_OK) {
+                sl__waiter_destroy(w[started]);
+            }
+        }
+        if (st != SL_OK) {
+            first = st;
+            break;
+        }
+    }
+    for (size_t i = started; i < n; i++) {
+        ok[i] = false;
+    }
+    uint64_t deadline = sl_time_mono_ms() + gw->confirm_timeout_ms;
+    for (size_t i = 0; i < started; i++) {
+        uint64_t now = sl_time_mono_ms();
+        sl_status st = sl__waiter_wait(w[i], deadline > now ? deadline - now
+                                                            : 0);
+        ok[i] = st == SL_OK;
+        if (st != SL_OK && first == SL_OK) {
+            first = st;
+        }
+    }
+    if (w != stack_w) {
+        sl_free(w);
+    }
+    return first;
+}
+
+/* ---- decoding ------------------------------------------------------------- */
+
+static void fill_trace(exchange *ex, sl_event *ev)
+{
+    char trace[33], span[17];
+    if (sl_traceparent_parse(sl_event_get(ev, SL_ATTR_TRACEPARENT), trace,
+                             span) == SL_OK) {
+        return;
+    }
+    const char *tp = sl__http_header(ex->req, "traceparent");
+    if (sl_traceparent_parse(tp, trace, span) == SL_OK) {
+        sl_event_set(ev, SL_ATTR_TRACEPARENT, tp);
+        sl_event_set(ev, SL_ATTR_TRACESTATE,
+                     sl__http_header(ex->req, "tracestate"));
+        return;
+    }
+    char fresh[56];
+    sl_traceparent_new(fresh);
+    sl_event_set(ev, SL_ATTR_TRACEPARENT, fresh);
+    sl_event_set(ev, SL_ATTR_TRACESTATE, NULL);
+}
+
+/* Answer 422 for the violations of one body; @p index >= 0 names a batch
+ * element. */
+static void answer_violations(exchange *ex, const sl_gw_violation *v,
+                              size_t nv, long index)
+{
+    json_t *errors = json_array();
+    size_t shown = nv < MAX_VIOLATIONS ? nv : MAX_VIOLATIONS;
+    for (size_t i = 0; errors && i < shown; i++) {
+        json_t *e = json_object();
+        json_object_set_new(e, "field", json_text(v[i].field));
+        json_object_set_new(e, "detail", json_text(v[i].detail));
+        if (index >= 0) {
+            json_object_set_new(e, "index", json_integer(index));
+        }
+        json_array_append_new(errors, e);
+    }
+    json_t *extra = json_object();
+    json_object_set_new(extra, "errors", errors);
+    char more[48] = "";
+    if (nv > 1) {
+        snprintf(more, sizeof more, " (and %zu more)", nv - 1);
+    }
+    if (index >= 0) {
+        problem(ex, 422, "invalid", "Unprocessable Content", extra,
+                "event [%ld]: %s%s", index, v[0].detail, more);
+    } else {
+        problem(ex, 422, "invalid", "Unprocessable Content", extra, "%s%s",
+                v[0].detail, more);
+    }
+}
+
+static void answer_bad_json(exchange *ex, const json_error_t *err,
+                            const char *what)
+{
+    problem(ex, 400, "bad_json", "Bad Request", NULL,
+            "%s is not valid JSON: %s at line %d, column %d (byte %d)", what,
+            err->text, err->line, err->column, err->position);
+}
+
+/* Check the data of @p ev against the route's rules. Returns false after
+ * answering. */
+static bool check_data(exchange *ex, const sl_event *ev, long index)
+{
+    route_rt *r = ex->route;
+    if (r->nfields == 0) {
+        return true;
+    }
+    char mt[128];
+    const char *dct = sl_event_get(ev, SL_ATTR_DATACONTENTTYPE);
+    sl__gw_media_type(dct, mt, sizeof mt);
+    if (dct != NULL && !sl__gw_media_is_json(mt)) {
+        char at[32] = "";
+        if (index >= 0) {
+            snprintf(at, sizeof at, "event [%ld]: ", index);
+        }
+        problem(ex, 415, "unsupported_media_type", "Unsupported Media Type",
+                NULL,
+                "%sroute %s validates JSON data, but the datacontenttype "
+                "is '%.128s'",
+                at, r->path, dct);
+        return false;
+    }
+    size_t len = 0;
+    const void *data = sl_event_data(ev, &len);
+    json_error_t err;
+    json_t *root = json_loadb(data ? data : "", len,
+                              JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+    if (root == NULL) {
+        answer_bad_json(ex, &err, "the event data");
+        return false;
+    }
+    sl_gw_violation v[MAX_VIOLATIONS];
+    size_t nv = sl__gw_validate(r->fields, r->nfields, root, v,
+                                MAX_VIOLATIONS);
+    json_decref(root);
+    if (nv > 0) {
+        answer_violations(ex, v, nv, index);
+        return false;
+    }
+    return true;
+}
+
+/* Envelope checks shared by every kind; false after answering. */
+static bool check_event(exchange *ex, sl_event *ev, long index)
+{
+    sl_diag diag = {0};
+    sl_status st = sl_event_validate(ev, 0, &diag);
+    if (st == SL_TOO_LARGE) {
+        problem(ex, 413, "too_large", "Payload Too Large", NULL,
+                "the event exceeds %u bytes", SL_EVENT_MAX_SIZE_DEFAULT);
+        return false;
+    }
+    if (st != SL_OK) {
+        if (index >= 0) {
+            problem(ex, 400, "bad_event", "Bad Request", NULL,
+                    "event [%ld]: %s", index, diag.msg);
+        } else {
+            problem(ex, 400, "bad_event", "Bad Request", NULL, "%s",
+                    diag.msg);
+        }
+        return false;
+    }
+    return true;
+}
+
+/* A plain JSON body: a new event of the route's type. */
+static sl_event *decode_json(exchange *ex)
+{
+    const sl_http_request *req = ex->req;
+    route_rt *r = ex->route;
+    json_error_t err;
+    json_t *root =
+        json_loadb(req->body ? (const char *)req->body : "", req->body_len,
+                   JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+    if (root == NULL) {
+        answer_bad_json(ex, &err, "the body");
+        return NULL;
+    }
+    sl_gw_violation v[MAX_VIOLATIONS];
+    size_t nv = sl__gw_validate(r->fields, r->nfields, root, v,
+                                MAX_VIOLATIONS);
+    json_decref(root);
+    if (nv > 0) {
+        answer_violations(ex, v, nv, -1);
+        return NULL;
+    }
+    sl_event *ev = NULL;
+    sl_status st = sl_event_create_new(r->source, r->type, &ev);
+    if (st == SL_OK && ex->event_id[0] != '\0') {
+        st = sl_event_set(ev, SL_ATTR_ID, ex->event_id);
+    }
+    if (st == SL_OK) {
+        st = sl_event_set(ev, SL_ATTR_DATACONTENTTYPE, "application/json");
+    }
+    if (st == SL_OK && req->body_len > 0) {
+        st = sl_event_set_data(ev, req->body, req->body_len);
+    }
+    if (st != SL_OK) {
+        sl_event_unref(ev);
+        problem(ex, 500, "nomem", "Internal Server Error", NULL, "%s",
+                sl_status_str(st));
+        return NULL;
+    }
+    return ev;
+}
+
+static sl_event *decode_binary(exchange *ex)
+{
+    const sl_http_request *req = ex->req;
+    sl_event *ev = NULL;
+    sl_diag diag = {0};
+    sl_status st = sl__gw_event_from_binary(request_headers, req,
+                                            ex->content_type, req->body,
+                                            req->body_len, &ev, &diag);
+    if (st != SL_OK) {
+        problem(ex, st == SL_NOMEM ? 500 : 400, "bad_event",
+                st == SL_NOMEM ? "Internal Server Error" : "Bad Request",
+                NULL, "%s", diag.msg);
+        return NULL;
+    }
+    if (!check_data(ex, ev, -1)) {
+        sl_event_unref(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+static sl_event *decode_structured(exchange *ex)
+{
+    const sl_http_request *req = ex->req;
+    sl_event *ev = NULL;
+    sl_diag diag = {0};
+    sl_status st = sl_event_from_json(
+        req->body ? (const char *)req->body : "", req->body_len, &ev, &diag);
+    if (st != SL_OK) {
+        problem(ex, st == SL_NOMEM ? 500 : 400, "bad_event",
+                st == SL_NOMEM ? "Internal Server Error" : "Bad Request",
+                NULL, "not a valid CloudEvent: %s", diag.msg);
+        return NULL;
+    }
+    if (!check_data(ex, ev, -1)) {
+        sl_event_unref(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+/* A batch: every element must be a valid event that passes the route's
+ * rules before any is published. */
+static sl_event **decode_batch(exchange *ex, size_t *n)
+{
+    const sl_http_request *req = ex->req;
+    json_error_t err;
+    json_t *root =
+        json_loadb(req->body ? (const char *)req->body : "", req->body_len,
+                   JSON_REJECT_DUPLICATES, &err);
+    if (root == NULL) {
+        answer_bad_json(ex, &err, "the batch");
+        return NULL;
+    }
+    sl_event **evs = NULL;
+    size_t count = json_is_array(root) ? json_array_size(root) : 0;
+    if (!json_is_array(root)) {
+        problem(ex, 400, "bad_batch", "Bad Request", NULL,
+                "a batch is a JSON array of CloudEvents");
+        goto done;
+    }
+    if (count == 0) {
+        problem(ex, 400, "bad_batch", "Bad Request", NULL,
+                "the batch is empty");
+        goto done;
+    }
+    if (count > ex->gw->max_batch) {
+        problem(ex, 413, "too_large", "Payload Too Large", NULL,
+                "the batch has %zu events; at most %zu are allowed", count,
+                ex->gw->max_batch);
+        goto done;
+    }
+    evs = sl_calloc(count, sizeof *evs);
+    if (evs == NULL) {
+        problem(ex, 500, "nomem", "Internal Server Error", NULL,
+                "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < count; i++) {
+        json_t *el = json_array_get(root, i);
+        if (!json_is_object(el)) {
+            problem(ex, 400, "bad_event", "Bad Request", NULL,
+                    "event [%zu]: not a JSON object", i);
+            goto fail;
+        }
+        char *text = json_dumps(el, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        sl_diag diag = {0};
+        sl_status st = text ? sl_event_from_json(text, strlen(text), &evs[i],
+                                                 &diag)
+                            : SL_NOMEM;
+        free(text);
+        if (st != SL_OK) {
+            problem(ex, st == SL_NOMEM ? 500 : 400, "bad_event",
+                    st == SL_NOMEM ? "Internal Server Error" : "Bad Request",
+                    NULL, "event [%zu]: %s", i,
+                    st == SL_NOMEM ? "out of memory" : diag.msg);
+            goto fail;
+        }
+        if (!check_event(ex, evs[i], (long)i) ||
+            !check_data(ex, evs[i], (long)i)) {
+            goto fail;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(sl_event_id(evs[j]), sl_event_id(evs[i])) == 0 &&
+                strcmp(sl_event_get(evs[j], SL_ATTR_SOURCE),
+                       sl_event_get(evs[i], SL_ATTR_SOURCE)) == 0) {
+                problem(ex, 400, "bad_batch", "Bad Request", NULL,
+                        "events [%zu] and [%zu] have the same id and "
+                        "source",
+                        j, i);
+                goto fail;
+            }
+        }
+    }
+    *n = count;
+    goto done;
+fail:
+    for (size_t i = 0; i < count; i++) {
+        sl_event_unref(evs[i]);
+    }
+    sl_free(evs);
+    evs = NULL;
+done:
+    json_decref(root);
+    return evs;
+}
+
+/* ---- answers --------------------------------------------------------- */
+
+static json_t *accepted_entry(const char *id, bool with_status)
+{
+    char enc[3 * 256 + 1];
+    char url[sizeof enc + STATUS_PREFIX_LEN];
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_text(id));
+    if (with_status) {
+        json_object_set_new(o, "status", json_string("queued"));
+    }
+    if (sl__gw_url_encode(id, enc, sizeof enc)) {
+        snprintf(url, sizeof url, STATUS_PREFIX "%s", enc);
+        json_object_set_new(o, "status_url", json_string(url));
+    }
+    return o;
+}
+
+static void set_location(exchange *ex, const char *id)
+{
+    char enc[3 * 64 + 1];
+    char url[sizeof enc + STATUS_PREFIX_LEN];
+    /* Response headers hold 256 bytes: long ids get no Location. */
+    if (sl__gw_url_encode(id, enc, sizeof enc)) {
+        snprintf(url, sizeof url, STATUS_PREFIX "%s", enc);
+        sl__http_set_header(ex->resp, "Location", url);
+    }
+}
+
+static void answer_accepted(exchange *ex, sl_event **evs, size_t n,
+                            bool batch)
+{
+    json_t *obj;
+    if (!batch) {
+        obj = accepted_entry(sl_event_id(evs[0]), true);
+        set_location(ex, sl_event_id(evs[0]));
+    } else {
+        obj = json_object();
+        json_t *list = json_array();
+        for (size_t i = 0; i < n; i++) {
+            json_array_append_new(list,
+                                  accepted_entry(sl_event_id(evs[i]), false));
+        }
+        json_object_set_new(obj, "status", json_string("queued"));
+        json_object_set_new(obj, "events", list);
+    }
+    set_json(ex->resp, 202, "application/json", obj);
+}
+
+/* ---- status endpoint ------------------------------------------------------ */
+
+static void serve_status(exchange *ex)
+{
+    const sl_http_request *req = ex->req;
+    ex->info.route = "/status";
+    if (strcmp(req->method, "GET") != 0) {
+        sl__http_set_header(ex->resp, "Allow", "GET");
+        problem(ex, 405, "method_not_allowed", "Method Not Allowed", NULL,
+                "%s is not allowed on /status/{id}; use GET", req->method);
+        return;
+    }
+    const char *id = req->path + STATUS_PREFIX_LEN;
+    sl_gateway_status_row row;
+    sl_status st = sl_gateway_status_get(ex->gw->state, id, &row);
+    if (st == SL_NOT_FOUND) {
+        problem(ex, 404, "not_found", "Not Found", NULL,
+                "no status for event '%.256s'", id);
+        return;
+    }
+    if (st != SL_OK) {
+        set_retry_after(ex, SHORT_RETRY_AFTER_MS);
+        problem(ex, 503, "unavailable", "Service Unavailable", NULL,
+                "the status projection cannot be read: %s",
+                sl_status_str(st));
+        return;
+    }
+    char at[32];
+    sl_time_format_rfc3339(row.updated_ms, at);
+    json_t *obj = json_object();
+    json_object_set_new(obj, "id", json_text(id));
+    json_object_set_new(obj, "status", json_string(row.status));
+    json_object_set_new(obj, "detail",
+                        row.detail[0] ? json_text(row.detail) : json_null());
+    json_object_set_new(obj, "updated_at", json_string(at));
+    set_json(ex->resp, 200, "application/json", obj);
+}
+
+/* ---- the event routes ------------------------------------------------- */
+
+/* Find the route; answers 404/405 itself and returns NULL then. */
+static route_rt *match_route(exchange *ex)
+{
+    sl_gateway *gw = ex->gw;
+    const sl_http_request *req = ex->req;
+    char allow[128] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < gw->nroutes; i++) {
+        route_rt *r = &gw->routes[i];
+        if (strcmp(r->path, req->path) != 0) {
+            continue;
+        }
+        if (strcmp(r->method, req->method) == 0) {
+            return r;
+        }
+        int w = snprintf(allow + used, sizeof allow - used, "%s%s",
+                         used ? ", " : "", r->method);
+        if (w > 0 && (size_t)w < sizeof allow - used) {
+            used += (size_t)w;
+        }
+    }
+    if (used > 0) {
+        sl__http_set_header(ex->resp, "Allow", allow);
+        problem(ex, 405, "method_not_allowed", "Method Not Allowed", NULL,
+                "%s is not allowed on %s; allowed: %s", req->method,
+                req->path, allow);
+    } else {
+        problem(ex, 404, "not_found", "Not Found", NULL, "no route for %s",
+                req->path);
+    }
+    return NULL;
+}
+
+/* Admission before any work: draining, engine, client bucket. Answers and
+ * returns false on refusal. */
+static bool admit(exchange *ex)
+{
+    sl_gateway *gw = ex->gw;
+    if (gw->is_draining != NULL && gw->is_draining(gw->draining_ctx)) {
+        set_retry_after(ex, gw->draining_retry_after_ms);
+        problem(ex, 503, "draining", "Service Unavailable", NULL,
+                "the service is shutting down");
+        return false;
+    }
+    if (gw->eng != NULL && !sl_engine_is_ready(gw->eng)) {
+        set_retry_after(ex, SHORT_RETRY_AFTER_MS);
+        problem(ex, 503, "not_ready", "Service Unavailable", NULL,
+                "the engine is not ready");
+        return false;
+    }
+    if (gw->clients == NULL) {
+        return true;
+    }
+    char key[80];
+    const char *hv =
+        gw->client_header ? sl__http_header(ex->req, gw->client_header) : NULL;
+    if (hv != NULL) {
+        char hex[33];
+        fingerprint_hex(hv, hex);
+        snprintf(key, sizeof key, "h:%s", hex);
+    } else {
+        snprintf(key, sizeof key, "a:%s", ex->req->remote_addr);
+    }
+    uint64_t wait_ms = 0;
+    if (!sl_keyed_bucket_try_take(gw->clients, key, 1, mono_ms(gw),
+                                  &wait_ms)) {
+        set_retry_after(ex, wait_ms == 0 ? SHORT_RETRY_AFTER_MS : wait_ms);
+        problem(ex, 429, "rate_limited", "Too Many Requests", NULL,
+                "the client's request rate limit is reached");
+        return false;
+    }
+    return true;
+}
+
+static bool idem_key_is_valid(const char *k)
+{
+    size_t n = strlen(k);
+    if (n == 0 || n > IDEMPOTENCY_KEY_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)k[i] < 0x21 || (unsigned char)k[i] > 0x7E) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Claim the Idempotency-Key if there is one. Returns false after
+ * answering (replay, 409, 422, 400). */
+static bool claim_key(exchange *ex, sl_gw_body_kind kind)
+{
+    sl_gateway *gw = ex->gw;
+    const sl_http_request *req = ex->req;
+    const char *key = sl__http_header(req, "Idempotency-Key");
+    if (kind == SL_GW_BODY_JSON) {
+        sl_uuid7(ex->event_id, sl_time_wall_ms());
+    }
+    if (key == NULL) {
+        return true;
+    }
+    if (!idem_key_is_valid(key)) {
+        problem(ex, 400, "bad_idempotency_key", "Bad Request", NULL,
+                "Idempotency-Key must be 1 to %d visible ASCII characters",
+                IDEMPOTENCY_KEY_MAX);
+        return false;
+    }
+    /* Keys are scoped by client (when clients are told apart by a header)
+     * and by route, so that clients cannot see each other's answers. */
+    char client[33] = "";
+    const char *hv =
+        gw->client_header ? sl__http_header(req, gw->client_header) : NULL;
+    if (hv != NULL) {
+        fingerprint_hex(hv, client);
+    }
+    char scope[33];
+    char route[300];
+    snprintf(route, sizeof route, "%s %s", ex->route->method,
+             ex->route->path);
+    fingerprint_hex(route, scope);
+    snprintf(ex->idem_key, sizeof ex->idem_key, "%s/%s/%s", client, scope,
+             key);
+
+    uint64_t fp[2] = {0, 0};
+    const char *ct = ex->content_type ? ex->content_type : "";
+    sl__gw_fingerprint(fp, ct, strlen(ct) + 1);
+    sl__gw_fingerprint(fp, req->body ? req->body : (const uint8_t *)"",
+                       req->body_len);
+    if (kind == SL_GW_BODY_BINARY) {
+        sl__gw_fingerprint_headers(request_headers, req, fp);
+    }
+    sl_gw_idem rec;
+    sl_status st = sl__gw_idem_claim(gw->state, ex->idem_key, fp,
+                                     ex->event_id[0] ? ex->event_id : "-",
+                                     gw->idem_lease_ms, &rec);
+    if (st != SL_OK) {
+        ex->idem_key[0] = '\0';
+        set_retry_after(ex, SHORT_RETRY_AFTER_MS);
+        problem(ex, 503, "unavailable", "Service Unavailable", NULL,
+                "idempotency records cannot be read: %s", sl_status_str(st));
+        return false;
+    }
+    switch (rec.outcome) {
+    case SL_GW_IDEM_CLAIMED:
+        ex->claimed = true;
+        if (kind == SL_GW_BODY_JSON) {
+            snprintf(ex->event_id, sizeof ex->event_id, "%s", rec.event_id);
+        }
+        return true;
+    case SL_GW_IDEM_REPLAY:
+        ex->resp->status = rec.http_status;
+        ex->resp->content_type = "application/json";
+        ex->resp->body = rec.body;
+        ex->resp->body_len = rec.body_len;
+        sl__http_set_header(ex->resp, "Idempotent-Replayed", "true");
+        if (strcmp(rec.event_id, "-") != 0) {
+            set_location(ex, rec.event_id);
+        }
+        ex->info.reason = "replayed";
+        return false;
+    case SL_GW_IDEM_IN_PROGRESS:
+        set_retry_after(ex, SHORT_RETRY_AFTER_MS);
+        problem(ex, 409, "idempotency_conflict", "Conflict", NULL,
+                "a request with this Idempotency-Key is being processed");
+        return false;
+    case SL_GW_IDEM_MISMATCH:
+        problem(ex, 422, "idempotency_mismatch", "Unprocessable Content",
+                NULL,
+                "this Idempotency-Key was already used with a different "
+                "request (method, path, Content-Type, ce- headers or "
+                "body)");
+        return false;
+    }
+    return false;
+}
+
+/* Settle the claim with the answer: stored on 2xx, forgotten on 4xx (the
+ * request was refused as it stands, and nothing was published, so the
+ * client may fix it and reuse the key), left open otherwise (a retry
+ * republishes with the same event id). */
+static void settle_key(exchange *ex)
+{
+    if (!ex->claimed) {
+        return;
+    }
+    int status = ex->resp->status;
+    sl_gateway_state *gs = ex->gw->state;
+    if (status >= 200 && status < 300) {
+        sl__gw_idem_finish(gs, ex->idem_key, status, ex->resp->body,
+                           ex->resp->body_len);
+    } else if (status >= 400 && status < 500) {
+        sl__gw_idem_forget(gs, ex->idem_key);
+    } else {
+        sl__gw_idem_release(gs, ex->idem_key);
+    }
+}
+
+static void serve_route(exchange *ex)
+{
+    sl_gateway *gw = ex->gw;
+    const sl_http_request *req = ex->req;
+    route_rt *r = ex->route;
+    if (!admit(ex)) {
+        return;
+    }
+    ex->content_type = sl__http_header(req, "Content-Type");
+    char mt[128];
+    sl__gw_media_type(ex->content_type, mt, sizeof mt);
+    bool binary = sl__http_header(req, "ce-specversion") != NULL;
+    sl_gw_body_kind kind = sl__gw_body_kind(mt, binary);
+    if (kind == SL_GW_BODY_MISSING || kind == SL_GW_BODY_UNSUPPORTED) {
+        problem(ex, 415, "unsupported_media_type", "Unsupported Media Type",
+                NULL,
+                "Content-Type %s%s%s is not accepted: send application/json, "
+                "a CloudEvent in binary mode (ce- headers), "
+                "application/cloudevents+json or "
+                "application/cloudevents-batch+json",
+                kind == SL_GW_BODY_MISSING ? "(none)" : "'",
+                kind == SL_GW_BODY_MISSING ? "" : mt,
+                kind == SL_GW_BODY_MISSING ? "" : "'");
+        return;
+    }
+    if (!claim_key(ex, kind)) {
+        return;
+    }
+    sl_event *one = NULL;
+    sl_event **evs = &one;
+    size_t n = 1;
+    switch (kind) {
+    case SL_GW_BODY_JSON:
+        one = decode_json(ex);
+        break;
+    case SL_GW_BODY_BINARY:
+        one = decode_binary(ex);
+        break;
+    case SL_GW_BODY_STRUCTURED:
+        one = decode_structured(ex);
+        break;
+    default:
+        evs = decode_batch(ex, &n);
+        break;
+    }
+    if (evs == NULL || evs[0] == NULL) {
+        return;
+    }
+    bool ok_one;
+    bool *ok = n == 1 ? &ok_one : sl_calloc(n, sizeof *ok);
+    if (ok == NULL) {
+        problem(ex, 500, "nomem", "Internal Server Error", NULL,
+                "out of memory");
+        goto free_events;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (kind != SL_GW_BODY_BATCH && !check_event(ex, evs[i], -1)) {
+            goto free_ok;
+        }
+        fill_trace(ex, evs[i]);
+    }
+
+    sl_status st = publish_all(ex, evs, n, ok);
+    size_t confirmed = 0;
+    for (size_t i = 0; i < n; i++) {
+        confirmed += ok[i];
+    }
+    window_count(gw, r, confirmed, st == SL_FULL ? 1 : 0);
+    ex->info.events = confirmed;
+    if (confirmed > 0) {
+        const char *stack_ids[1];
+        const char **ids = n == 1 ? stack_ids : sl_calloc(n, sizeof *ids);
+        size_t k = 0;
+        for (size_t i = 0; ids && i < n; i++) {
+            if (ok[i]) {
+                ids[k++] = sl_event_id(evs[i]);
+            }
+        }
+        /* The events are out: a failed status write costs only the
+         * projection's first row, not the answer. */
+        if (ids != NULL) {
+            sl__gw_status_pending(gw->state, ids, k);
+        }
+        if (ids != stack_ids) {
+            sl_free(ids);
+        }
+    }
+    if (st == SL_OK) {
+        answer_accepted(ex, evs, n, kind == SL_GW_BODY_BATCH);
+    } else if (n > 1) {
+        char what[160];
+        snprintf(what, sizeof what,
+                 "%zu of %zu events were accepted (listed); resend the "
+                 "batch, accepted ids are dropped as duplicates",
+                 confirmed, n);
+        refuse_publish(ex, st, what);
+        /* Rebuild the body with the accepted list. */
+        json_error_t err;
+        json_t *obj = json_loadb(ex->resp->body, ex->resp->body_len, 0, &err);
+        if (obj != NULL) {
+            json_t *list = json_array();
+            for (size_t i = 0; i < n; i++) {
+                if (ok[i]) {
+                    json_array_append_new(
+                        list, accepted_entry(sl_event_id(evs[i]), false));
+                }
+            }
+            json_object_set_new(obj, "accepted", list);
+            set_json(ex->resp, ex->resp->status, "application/problem+json",
+                     obj);
+        }
+    } else {
+        refuse_publish(ex, st, "nothing was published");
+    }
+free_ok:
+    if (ok != &ok_one) {
+        sl_free(ok);
+    }
+free_events:
+    for (size_t i = 0; i < n; i++) {
+        sl_event_unref(evs[i]);
+    }
+    if (evs != &one) {
+        sl_free(evs);
+    }
+}
+
+static void record_metrics(sl_gateway *gw, const sl_gateway_request_info *i)
+{
+    char code[8];
+    snprintf(code, sizeof code, "%d", i->status);
+    /* Route labels come from the configuration, never from the request, so
+     * the series stay bounded. */
+    const char *route = i->route[0] ? i->route : "unmatched";
+    sl_counter_inc(sl_metric_get(gw->sm.http_requests,
+                                 SL_LABELS("gateway", route, code)));
+    sl_histogram_observe(
+        sl_metric_get(gw->sm.http_seconds, SL_LABELS("gateway", route)),
+        (double)i->duration_ns / 1e9);
+    if (i->status == 429) {
+        sl_counter_inc(sl_metric_get(gw->sm.rate_limited,
+                                     SL_LABELS("gateway_client")));
+    }
+}
+
+static void handle(const sl_http_request *req, sl_http_response *resp,
+                   void *ctx)
+{
+    uint64_t t0 = sl_time_mono_ns();
+    exchange ex = {
+        .gw = ctx,
+        .req = req,
+        .resp = resp,
+        .info = {.route = "", .method = req->method},
+    };
+    if (strncmp(req->path, STATUS_PREFIX, STATUS_PREFIX_LEN) == 0) {
+        serve_status(&ex);
+    } else if ((ex.route = match_route(&ex)) != NULL) {
+        ex.info.route = ex.route->path;
+        serve_route(&ex);
+        settle_key(&ex);
+    }
+    ex.info.status = resp->status ? resp->status : 500;
+    ex.info.duration_ns = sl_time_mono_ns() - t0;
+    if (ex.gw->has_metrics) {
+        record_metrics(ex.gw, &ex.info);
+    }
+    if (ex.gw->observe != NULL) {
+        ex.gw->observe(&ex.info, ex.gw->observe_ctx);
+    }
+}
+
+/* ---- options and lifetime ------------------------------------------- */
+
+static bool method_is_valid(const char *m)
+{
+    size_t n = strlen(m);
+    if (n == 0 || n > 16) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (m[i] < 'A' || m[i] > 'Z') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool path_is_valid(const char *p)
+{
+    size_t n = p ? strlen(p) : 0;
+    if (n == 0 || n > 200 || p[0] != '/') {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7F ||
+            p[i] == '?' || p[i] == '#') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool channel_is_valid(const char *c)
+{
+    size_t n = c ? strlen(c) : 0;
+    if (n == 0) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = c[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+              ch == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+sl_status sl_gateway_opts_check(const sl_gateway_opts *opts, sl_diag *diag)
+{
+    if (opts == NULL) {
+        return sl_diag_set(diag, SL_CONFIG, "gateway: no options");
+    }
+    if (opts->nroutes == 0 || opts->routes == NULL) {
+        return sl_diag_set(diag, SL_CONFIG, "gateway: no routes");
+    }
+    if (opts->client_rate_per_s < 0 || opts->client_burst < 0 ||
+        opts->client_rate_per_s != opts->client_rate_per_s) {
+        return sl_diag_set(diag, SL_CONFIG,
+                           "gateway: client rate and burst must be >= 0");
+    }
+    if (opts->client_header != NULL && opts->client_header[0] == '\0') {
+        return sl_diag_set(diag, SL_CONFIG,
+                           "gateway: client_header is empty");
+    }
+    for (size_t i = 0; i < opts->nroutes; i++) {
+        const sl_gateway_route *r = &opts->routes[i];
+        const char *method = r->method ? r->method : "POST";
+        const char *path = r->path ? r->path : "";
+        if (!path_is_valid(r->path)) {
+            return sl_diag_set(diag, SL_CONFIG,
+                               "gateway route '%s': a path starts with '/' "
+                               "and has no spaces, '?' or '#'",
+                               path);
+        }
+        if (strcmp(path, "/status") == 0 ||
+            strncmp(path, STATUS_PREFIX, STATUS_PREFIX_LEN) == 0) {
+            return sl_diag_set(diag, SL_CONFIG,
+                               "gateway route '%s': /status is reserved for "
+                               "the status endpoint",
+                               path);
+        }
+        if (!method_is_valid(method)) {
+            return sl_diag_set(diag, SL_CONFIG,
+                               "gateway route '%s': method '%s' is not an "
+                               "upper-case HTTP method",
+                               path, method);
+        }
+        if (!channel_is_valid(r->channel)) {
+            return sl_diag_set(diag, SL_CONFIG,
+                               "gateway route '%s': channel '%s' is not a "
+                               "valid channel name",
+                               path, r->channel ? r->channel : "");
+        }
+        if ((r->type != NULL && r->type[0] == '\0') ||
+            (r->source != NULL && r->source[0] == '\0')) {
+            return sl_diag_set(diag, SL_CONFIG,
+                               "gateway route '%s': type and source must not "
+                               "be empty",
+                               path);
+        }
+        for (size_t j = 0; j < i; j++) {
+            const sl_gateway_route *o = &opts->routes[j];
+            if (strcmp(o->path, path) == 0 &&
+                strcmp(o->method ? o->method : "POST", method) == 0) {
+                return sl_diag_set(diag, SL_CONFIG,
+                                   "gateway route %s %s is declared twice",
+                                   method, path);
+            }
+        }
+        sl_diag fd = {0};
+        if (sl__gw_fields_check(r->fields, r->nfields, &fd) != SL_OK) {
+            return sl_diag_set(diag, SL_CONFIG, "gateway route '%s': %s",
+                               path, fd.msg);
+        }
+    }
+    return SL_OK;
+}
+
+static void free_routes(route_rt *routes, size_t n)
+{
+    for (size_t i = 0; routes && i < n; i++) {
+        route_rt *r = &routes[i];
+        sl_free(r->method);
+        sl_free(r->path);
+        sl_free(r->channel);
+        sl_free(r->type);
+        sl_free(r->source);
+        for (size_t j = 0; r->fields && j < r->nfields; j++) {
+            sl_gateway_field *f = &r->fields[j];
+            sl_free((char *)f->name);
+            for (size_t k = 0; f->enum_values && k < f->nenum; k++) {
+                sl_free((char *)f->enum_values[k]);
+            }
+            sl_free((void *)f->enum_values);
+        }
+        sl_free(r->fields);
+        pthread_mutex_destroy(&r->mu);
+    }
+    sl_free(routes);
+}
+
+static sl_status copy_route(route_rt *dst, const sl_gateway_route *src)
+{
+    pthread_mutex_init(&dst->mu, NULL);
+    char source[256];
+    snprintf(source, sizeof source, "/gateway%s", src->path);
+    dst->method = sl_strdup(src->method ? src->method : "POST");
+    dst->path = sl_strdup(src->path);
+    dst->channel = sl_strdup(src->channel);
+    dst->type = sl_strdup(src->type ? src->type : src->channel);
+    dst->source = sl_strdup(src->source ? src->source : source);
+    if (!dst->method || !dst->path || !dst->channel || !dst->type ||
+        !dst->source) {
+        return SL_NOMEM;
+    }
+    if (src->nfields == 0) {
+        return SL_OK;
+    }
+    dst->fields = sl_calloc(src->nfields, sizeof *dst->fields);
+    if (dst->fields == NULL) {
+        return SL_NOMEM;
+    }
+    dst->nfields = src->nfields;
+    for (size_t j = 0; j < src->nfields; j++) {
+        const sl_gateway_field *sf = &src->fields[j];
+        sl_gateway_field *df = &dst->fields[j];
+        *df = *sf;
+        df->enum_values = NULL;
+        df->nenum = 0;
+        if ((df->name = sl_strdup(sf->name)) == NULL) {
+            return SL_NOMEM;
+        }
+        if (sf->nenum == 0) {
+            continue;
+        }
+        char **vals = sl_calloc(sf->nenum, sizeof *vals);
+        if (vals == NULL) {
+            return SL_NOMEM;
+        }
+        df->enum_values = (const char *const *)vals;
+        df->nenum = sf->nenum;
+        for (size_t k = 0; k < sf->nenum; k++) {
+            if ((vals[k] = sl_strdup(sf->enum_values[k])) == NULL) {
+                return SL_NOMEM;
+            }
+        }
+    }
+    return SL_OK;
+}
+
+sl_status sl_gateway_start(const sl_gateway_opts *opts, sl_gateway **out,
+                           sl_diag *diag)
+{
+    if (opts == NULL || out == NULL || opts->producer == NULL) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "gateway: options, a producer and out are "
+                           "required");
+    }
+    sl_status st = sl_gateway_opts_check(opts, diag);
+    if (st != SL_OK) {
+        return st;
+    }
+    sl_gateway *gw = sl_calloc(1, sizeof *gw);
+    if (gw == NULL) {
+        return sl_diag_set(diag, SL_NOMEM, "out of memory");
+    }
+    gw->producer = opts->producer;
+    gw->eng = opts->eng;
+    gw->clock = opts->clock;
+    gw->max_batch = opts->max_batch ? opts->max_batch : DEFAULT_MAX_BATCH;
+    gw->confirm_timeout_ms = opts->confirm_timeout_ms
+                                 ? opts->confirm_timeout_ms
+                                 : DEFAULT_CONFIRM_TIMEOUT_MS;
+    /* A claim outlives its request by far only when the process died with
+     * it: then a retry may take the key over. */
+    gw->idem_lease_ms = 2 * gw->confirm_timeout_ms + 1000;
+    gw->is_draining = opts->is_draining;
+    gw->draining_ctx = opts->draining_ctx;
+    gw->draining_retry_after_ms = opts->draining_retry_after_ms
+                                      ? opts->draining_retry_after_ms
+                                      : DEFAULT_DRAINING_RETRY_AFTER_MS;
+    gw->full_retry_after_ms = opts->full_retry_after_ms;
+    gw->full_retry_after_ctx = opts->full_retry_after_ctx;
+    gw->max_retry_after_ms = opts->max_retry_after_ms
+                                 ? opts->max_retry_after_ms
+                                 : DEFAULT_MAX_RETRY_AFTER_MS;
+    gw->observe = opts->observe;
+    gw->observe_ctx = opts->observe_ctx;
+    if (opts->metrics != NULL) {
+        if ((st = sl__std_metrics_declare(opts->metrics, &gw->sm, diag)) !=
+            SL_OK) {
+            goto fail;
+        }
+        gw->has_metrics = true;
+    }
+
+    gw->routes = sl_calloc(opts->nroutes, sizeof *gw->routes);
+    if (gw->routes == NULL) {
+        st = sl_diag_set(diag, SL_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < opts->nroutes; i++) {
+        gw->nroutes = i + 1;
+        if ((st = copy_route(&gw->routes[i], &opts->routes[i])) != SL_OK) {
+            sl_diag_set(diag, st, "out of memory");
+            goto fail;
+        }
+    }
+    if (opts->client_header != NULL &&
+        (gw->client_header = sl_strdup(opts->client_header)) == NULL) {
+        st = sl_diag_set(diag, SL_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (opts->client_rate_per_s > 0) {
+        sl_keyed_bucket_opts ko = {
+            .rate_per_s = opts->client_rate_per_s,
+            .burst = opts->client_burst > 0 ? opts->client_burst
+                                            : 2 * opts->client_rate_per_s,
+            .max_keys = opts->max_clients,
+        };
+        if ((st = sl_keyed_bucket_create(&ko, &gw->clients)) != SL_OK) {
+            sl_diag_set(diag, st, "gateway: client rate limit: %s",
+                        sl_status_str(st));
+            goto fail;
+        }
+    }
+    if (opts->state != NULL) {
+        gw->state = opts->state;
+    } else {
+        sl_gateway_state_opts so = {
+            .idempotency_ttl_ms = opts->idempotency_ttl_ms,
+            .clock = opts->clock,
+        };
+        st = sl_gateway_state_open(opts->state_path ? opts->state_path
+                                                    : ":memory:",
+                                   &so, &gw->state, diag);
+        if (st != SL_OK) {
+            goto fail;
+        }
+        gw->own_state = true;
+    }
+    sl_http_server_opts so = {
+        .listen = opts->listen ? opts->listen : DEFAULT_LISTEN,
+        .max_body = opts->max_body,
+        .threads = opts->threads,
+        .max_conns = opts->max_conns,
+        .handler = handle,
+        .ctx = gw,
+    };
+    if ((st = sl__http_server_start(&so, &gw->srv, diag)) != SL_OK) {
+        goto fail;
+    }
+    *out = gw;
+    return SL_OK;
+fail:
+    sl_gateway_stop(gw);
+    return st;
+}
+
+uint16_t sl_gateway_port(const sl_gateway *gw)
+{
+    return gw ? sl__http_server_port(gw->srv) : 0;
+}
+
+sl_gateway_state *sl_gateway_get_state(sl_gateway *gw)
+{
+    return gw ? gw->state : NULL;
+}
+
+void sl_gateway_stop(sl_gateway *gw)
+{
+    if (gw == NULL) {
+        return;
+    }
+    sl__http_server_stop(gw->srv);
+    if (gw->own_state) {
+        sl_gateway_state_close(gw->state);
+    }
+    sl_keyed_bucket_destroy(gw->clients);
+    free_routes(gw->routes, gw->nroutes);
+    sl_free(gw->client_header);
+    sl_free(gw);
+}

@@ -1,0 +1,61 @@
+/* The gateway's state store, internal side: idempotency records.
+ *
+ * A record binds an Idempotency-Key to the request's fingerprint and to the
+ * event id chosen for it, and, once the request succeeded, to the answer.
+ * A record moves NEW → claimed (one request works on it) → done (answer
+ * stored) or open (the attempt failed; a retry claims it again and
+ * republishes with the same event id, which the engine deduplicates).
+ */
+#ifndef SLUICE_HTTP_GATEWAY_STATE_H
+#define SLUICE_HTTP_GATEWAY_STATE_H
+
+#include "sluice/gateway.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/** What sl__gw_idem_claim found. */
+typedef enum sl_gw_idem_outcome {
+    SL_GW_IDEM_CLAIMED,     /* go ahead; use event_id (new or earlier) */
+    SL_GW_IDEM_REPLAY,      /* answer http_status + body */
+    SL_GW_IDEM_IN_PROGRESS, /* another request holds the key */
+    SL_GW_IDEM_MISMATCH,    /* the key was used with another request */
+} sl_gw_idem_outcome;
+
+typedef struct sl_gw_idem {
+    sl_gw_idem_outcome outcome;
+    char event_id[64]; /* CLAIMED, REPLAY: the event id of the key */
+    int http_status;   /* REPLAY */
+    char *body;        /* REPLAY: sl_malloc'd, NUL-terminated */
+    size_t body_len;
+} sl_gw_idem;
+
+/**
+ * Look up @p key and claim it when nobody else holds it. A claim older
+ * than @p lease_ms counts as abandoned (a crashed request) and may be
+ * claimed again. An expired record (past the TTL) is replaced.
+ * @param[in] new_event_id the id to record when the key is new
+ * @return SL_OK with @p out filled; SL_IO; SL_NOMEM.
+ */
+sl_status sl__gw_idem_claim(sl_gateway_state *gs, const char *key,
+                            const uint64_t fp[2], const char *new_event_id,
+                            uint64_t lease_ms, sl_gw_idem *out);
+
+/** Store the answer of a claimed key (state done). */
+sl_status sl__gw_idem_finish(sl_gateway_state *gs, const char *key,
+                             int http_status, const char *body, size_t len);
+
+/** Give up a claim without an answer (state open): a retry with the same
+ * request claims it again with the same event id. */
+sl_status sl__gw_idem_release(sl_gateway_state *gs, const char *key);
+
+/** Delete a claimed record (the request was refused as it stands; the
+ * client may fix it and reuse the key). */
+sl_status sl__gw_idem_forget(sl_gateway_state *gs, const char *key);
+
+/** Write "pending" for each of @p n ids unless a status exists, in one
+ * transaction. */
+sl_status sl__gw_status_pending(sl_gateway_state *gs, const char *const *ids,
+                                size_t n);
+
+#endif

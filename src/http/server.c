@@ -1,0 +1,424 @@
+#include "http/server.h"
+
+#include "sluice/alloc.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define DEFAULT_MAX_BODY ((size_t)1 << 20)
+#define DEFAULT_THREADS 4
+#define DEFAULT_MAX_CONNS 1024
+/* Idle connections are closed after this long, so that a client that opens
+ * connections and sends nothing cannot hold the connection limit. */
+#define IDLE_TIMEOUT_S 30
+/* First allocation for a body of unknown length. */
+#define BODY_INITIAL_CAP 4096
+
+struct sl_http_server {
+    struct MHD_Daemon *daemon;
+    sl_http_handler_fn handler;
+    void *ctx;
+    size_t max_body;
+    uint16_t port;
+};
+
+/* Per-request state, from the first access-handler call to the completion
+ * notification. */
+typedef struct request_state {
+    uint8_t *body;
+    size_t len;
+    size_t cap;
+    bool too_large; /* the body passed max_body; the rest is discarded */
+} request_state;
+
+const char *sl__http_header(const sl_http_request *req, const char *name)
+{
+    if (req == NULL || req->impl == NULL || name == NULL) {
+        return NULL;
+    }
+    return MHD_lookup_connection_value((struct MHD_Connection *)req->impl,
+                                       MHD_HEADER_KIND, name);
+}
+
+const char *sl__http_query(const sl_http_request *req, const char *name)
+{
+    if (req == NULL || req->impl == NULL || name == NULL) {
+        return NULL;
+    }
+    return MHD_lookup_connection_value((struct MHD_Connection *)req->impl,
+                                       MHD_GET_ARGUMENT_KIND, name);
+}
+
+void sl__http_set_header(sl_http_response *resp, const char *name,
+                         const char *value)
+{
+    if (resp->nheaders >= SL_HTTP_MAX_RESPONSE_HEADERS) {
+        return;
+    }
+    size_t i = resp->nheaders++;
+    snprintf(resp->headers[i].name, sizeof resp->headers[i].name, "%s", name);
+    snprintf(resp->headers[i].value, sizeof resp->headers[i].value, "%s",
+             value);
+}
+
+sl_status sl__http_set_body(sl_http_response *resp, int status,
+                            const char *content_type, const char *body,
+                            size_t len)
+{
+    /* One extra byte keeps the body NUL-terminated for handlers and tests
+     * that read it as a string; it is not sent. */
+    char *copy = sl_malloc(len + 1);
+    if (copy == NULL) {
+        return SL_NOMEM;
+    }
+    if (len > 0) {
+        memcpy(copy, body, len);
+    }
+    copy[len] = '\0';
+    sl_free(resp->body);
+    resp->body = copy;
+    resp->body_len = len;
+    resp->status = status;
+    resp->content_type = content_type;
+    return SL_OK;
+}
+
+sl_status sl__http_problem(sl_http_response *resp, int status,
+                           const char *title, const char *detail)
+{
+    json_t *obj = json_object();
+    if (obj == NULL) {
+        return SL_NOMEM;
+    }
+    int bad = json_object_set_new(obj, "type", json_string("about:blank"));
+    bad |= json_object_set_new(obj, "title",
+                               json_string(title != NULL ? title : ""));
+    bad |= json_object_set_new(obj, "status", json_integer(status));
+    if (detail != NULL) {
+        /* Detail text may come from anywhere (a diag, an engine): keep it
+         * valid JSON even when it is not valid UTF-8. */
+        json_t *d = json_string(detail);
+        if (d == NULL) {
+            d = json_string("(detail is not valid UTF-8)");
+        }
+        bad |= json_object_set_new(obj, "detail", d);
+    }
+    char *text = bad == 0 ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (text == NULL) {
+        return SL_NOMEM;
+    }
+    sl_status st = sl__http_set_body(resp, status, "application/problem+json",
+                                     text, strlen(text));
+    free(text); /* jansson's allocator */
+    return st;
+}
+
+/* Parse "host:port", "[v6]:port" or ":port" (all interfaces) into a socket
+ * address. Hosts are resolved (numeric or names such as "localhost"). */
+static sl_status parse_listen(const char *listen, struct sockaddr_storage *out,
+                              socklen_t *out_len, sl_diag *diag)
+{
+    char host[256];
+    const char *port;
+    if (listen == NULL || listen[0] == '\0') {
+        return sl_diag_set(diag, SL_INVALID, "listen address is empty");
+    }
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (close == NULL || close[1] != ':') {
+            return sl_diag_set(diag, SL_INVALID,
+                               "listen address '%s': expected [v6]:port",
+                               listen);
+        }
+        size_t n = (size_t)(close - listen - 1);
+        if (n == 0 || n >= sizeof host) {
+            return sl_diag_set(diag, SL_INVALID,
+                               "listen address '%s': bad host", listen);
+        }
+        memcpy(host, listen + 1, n);
+        host[n] = '\0';
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(listen, ':');
+        if (colon == NULL || strchr(listen, ':') != colon) {
+            return sl_diag_set(diag, SL_INVALID,
+                               "listen address '%s': expected host:port",
+                               listen);
+        }
+        size_t n = (size_t)(colon - listen);
+        if (n >= sizeof host) {
+            return sl_diag_set(diag, SL_INVALID,
+                               "listen address '%s': bad host", listen);
+        }
+        memcpy(host, listen, n);
+        host[n] = '\0';
+        port = colon + 1;
+    }
+    char *end = NULL;
+    unsigned long pnum = strtoul(port, &end, 10);
+    if (port[0] == '\0' || port[0] == '-' || port[0] == '+' || *end != '\0' ||
+        pnum > 65535) {
+        return sl_diag_set(diag, SL_INVALID, "listen address '%s': bad port",
+                           listen);
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host[0] != '\0' ? host : NULL, port, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        return sl_diag_set(diag, SL_INVALID, "listen address '%s': %s", listen,
+                           gai_strerror(rc));
+    }
+    /* With no host, AI_PASSIVE may list "::" first; the documented meaning
+     * of ":port" is every IPv4 interface, the portable choice. */
+    const struct addrinfo *pick = res;
+    if (host[0] == '\0') {
+        for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+            if (ai->ai_family == AF_INET) {
+                pick = ai;
+                break;
+            }
+        }
+    }
+    memcpy(out, pick->ai_addr, pick->ai_addrlen);
+    *out_len = (socklen_t)pick->ai_addrlen;
+    freeaddrinfo(res);
+    return SL_OK;
+}
+
+static void free_body(void *body)
+{
+    sl_free(body);
+}
+
+static enum MHD_Result send_response(struct MHD_Connection *conn,
+                                     sl_http_response *resp)
+{
+    int status = resp->status != 0 ? resp->status : 500;
+    struct MHD_Response *r;
+    if (resp->body != NULL) {
+        r = MHD_create_response_from_buffer_with_free_callback(
+            resp->body_len, resp->body, free_body);
+        if (r == NULL) {
+            sl_free(resp->body);
+        }
+        resp->body = NULL;
+    } else {
+        r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    }
+    if (r == NULL) {
+        return MHD_NO;
+    }
+    if (resp->content_type != NULL) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                resp->content_type);
+    }
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        MHD_add_response_header(r, resp->headers[i].name,
+                                resp->headers[i].value);
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_too_large(struct MHD_Connection *conn,
+                                      size_t max_body)
+{
+    sl_http_response resp = {0};
+    char detail[96];
+    snprintf(detail, sizeof detail, "the request body exceeds %zu bytes",
+             max_body);
+    if (sl__http_problem(&resp, 413, "Payload Too Large", detail) != SL_OK) {
+        return MHD_NO;
+    }
+    sl__http_set_header(&resp, "Connection", "close");
+    return send_response(conn, &resp);
+}
+
+/* Append an upload chunk, growing geometrically up to max_body. */
+static bool append_body(request_state *rs, const char *data, size_t len,
+                        size_t max_body)
+{
+    if (len > max_body - rs->len) {
+        rs->too_large = true;
+        return true;
+    }
+    if (rs->len + len > rs->cap) {
+        size_t cap = rs->cap != 0 ? rs->cap : BODY_INITIAL_CAP;
+        while (cap < rs->len + len) {
+            cap = cap > max_body / 2 ? max_body : cap * 2;
+        }
+        uint8_t *grown = sl_realloc(rs->body, cap);
+        if (grown == NULL) {
+            return false;
+        }
+        rs->body = grown;
+        rs->cap = cap;
+    }
+    memcpy(rs->body + rs->len, data, len);
+    rs->len += len;
+    return true;
+}
+
+static void remote_address(struct MHD_Connection *conn, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL) {
+        return;
+    }
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, buf, (socklen_t)size);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, buf, (socklen_t)size);
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    sl_http_server *srv = cls;
+    request_state *rs = *con_cls;
+
+    if (rs == NULL) {
+        /* First call: headers only. A declared length over the limit is
+         * refused before a byte of the body is read (and before curl's
+         * "Expect: 100-continue" is answered). */
+        const char *cl = MHD_lookup_connection_value(
+            conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl != NULL) {
+            char *end = NULL;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (end != cl && n > srv->max_body) {
+                return send_too_large(conn, srv->max_body);
+            }
+        }
+        rs = sl_calloc(1, sizeof *rs);
+        if (rs == NULL) {
+            return MHD_NO;
+        }
+        *con_cls = rs;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!rs->too_large &&
+            !append_body(rs, upload_data, *upload_data_size, srv->max_body)) {
+            return MHD_NO; /* out of memory: drop the connection */
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (rs->too_large) {
+        return send_too_large(conn, srv->max_body);
+    }
+
+    char remote[INET6_ADDRSTRLEN];
+    remote_address(conn, remote, sizeof remote);
+    sl_http_request req = {
+        .method = method,
+        .path = url,
+        .body = rs->len > 0 ? rs->body : NULL,
+        .body_len = rs->len,
+        .remote_addr = remote,
+        .impl = conn,
+    };
+    sl_http_response resp = {0};
+    srv->handler(&req, &resp, srv->ctx);
+    return send_response(conn, &resp);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    request_state *rs = *con_cls;
+    if (rs != NULL) {
+        sl_free(rs->body);
+        sl_free(rs);
+        *con_cls = NULL;
+    }
+}
+
+sl_status sl__http_server_start(const sl_http_server_opts *opts,
+                                sl_http_server **out, sl_diag *diag)
+{
+    if (opts == NULL || opts->handler == NULL || out == NULL) {
+        return sl_diag_set(diag, SL_INVALID, "HTTP server needs a handler");
+    }
+    struct sockaddr_storage addr;
+    socklen_t addr_len = 0;
+    sl_status st = parse_listen(opts->listen, &addr, &addr_len, diag);
+    if (st != SL_OK) {
+        return st;
+    }
+    sl_http_server *srv = sl_calloc(1, sizeof *srv);
+    if (srv == NULL) {
+        return SL_NOMEM;
+    }
+    srv->handler = opts->handler;
+    srv->ctx = opts->ctx;
+    srv->max_body = opts->max_body != 0 ? opts->max_body : DEFAULT_MAX_BODY;
+    unsigned threads = opts->threads != 0 ? opts->threads : DEFAULT_THREADS;
+    unsigned max_conns =
+        opts->max_conns != 0 ? opts->max_conns : DEFAULT_MAX_CONNS;
+
+    /* epoll where libmicrohttpd has it, otherwise its default (select).
+     * MHD_OPTION_LISTENING_ADDRESS_REUSE is left unset: its default is
+     * SO_REUSEADDR (quick restarts), while setting it would add
+     * SO_REUSEPORT and let a second server share a port silently. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD;
+    if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES) {
+        flags |= MHD_USE_EPOLL;
+    }
+    if (addr.ss_family == AF_INET6) {
+        flags |= MHD_USE_IPv6;
+    }
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_CONNECTION_LIMIT, max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        srv, MHD_OPTION_END);
+    if (srv->daemon == NULL) {
+        sl_free(srv);
+        return sl_diag_set(diag, SL_IO,
+                           "cannot listen on %s (address in use or not "
+                           "available)",
+                           opts->listen);
+    }
+    const union MHD_DaemonInfo *di =
+        MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di != NULL ? di->port : 0;
+    *out = srv;
+    return SL_OK;
+}
+
+uint16_t sl__http_server_port(const sl_http_server *srv)
+{
+    return srv != NULL ? srv->port : 0;
+}
+
+void sl__http_server_stop(sl_http_server *srv)
+{
+    if (srv == NULL) {
+        return;
+    }
+    MHD_stop_daemon(srv->daemon);
+    sl_free(srv);
+}

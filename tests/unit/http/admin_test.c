@@ -1,0 +1,526 @@
+/* The admin listener over real sockets: a service on the in-memory engine,
+ * the listener on a free port, requests with libcurl. */
+#include "http/admin.h"
+
+#include "sluice/alloc.h"
+#include "sluice/config.h"
+#include "sluice/event.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define T0 1700000000000ull /* manual clock start, ms */
+
+typedef struct fx {
+    char dir[64];
+    sl_config *cfg;
+    sl_service *svc;
+    sl_admin *adm;
+    sl_manual_clock mc;
+    char base[64]; /* http://127.0.0.1:PORT */
+} fx;
+
+/* "orders" has the group "work"; "audit" has a "work" group too (so a
+ * bare group=work is ambiguous) and "archive". */
+static const char yaml_fmt[] = "service:\n"
+                               "  name: admintest\n"
+                               "engine:\n"
+                               "  url: \"embedded::memory:\"\n"
+                               "channels:\n"
+                               "  - name: orders\n"
+                               "  - name: audit\n"
+                               "consumers:\n"
+                               "  - channel: orders\n"
+                               "    group: work\n"
+                               "    prefetch: 8\n"
+                               "    handler:\n"
+                               "      kind: append\n"
+                               "      file: %s/orders.txt\n"
+                               "  - channel: audit\n"
+                               "    group: work\n"
+                               "    handler:\n"
+                               "      kind: append\n"
+                               "      file: %s/audit-work.txt\n"
+                               "  - channel: audit\n"
+                               "    group: archive\n"
+                               "    handler:\n"
+                               "      kind: append\n"
+                               "      file: %s/audit-archive.txt\n"
+                               "drain_timeout: 5s\n";
+
+static void start_admin(fx *f, const sl_admin_opts *extra)
+{
+    sl_admin_opts o = extra ? *extra : (sl_admin_opts){0};
+    o.listen = "127.0.0.1:0";
+    o.svc = f->svc;
+    o.clock = &f->mc.clock;
+    sl_diag diag = {0};
+    if (sl__admin_start(&o, &f->adm, &diag) != SL_OK) {
+        fail_msg("admin: %s", diag.msg);
+    }
+    snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u",
+             (unsigned)sl__admin_port(f->adm));
+}
+
+/* A service, created but not started, and its admin listener. */
+static int setup(void **state)
+{
+    fx *f = sl_calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/sluice-admin.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    char yaml[2048];
+    int n = snprintf(yaml, sizeof yaml, yaml_fmt, f->dir, f->dir, f->dir);
+    sl_diag diag = {0};
+    if (sl_config_load_string(yaml, (size_t)n, "admin_test.yaml", &f->cfg,
+                              &diag) != SL_OK ||
+        sl_service_create(f->cfg, &f->svc, &diag) != SL_OK) {
+        fail_msg("service: %s", diag.msg);
+    }
+    sl_manual_clock_init(&f->mc, T0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    sl__admin_stop(f->adm);
+    sl_service_destroy(f->svc);
+    sl_config_free(f->cfg);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    sl_free(f);
+    return 0;
+}
+
+/* ---- HTTP -------------------------------------------------------------- */
+
+typedef struct reply {
+    long status;
+    char *body; /* sl_malloc'd */
+    size_t len;
+    char content_type[128];
+} reply;
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+    reply *r = ud;
+    size_t n = size * nmemb;
+    char *grown = sl_realloc(r->body, r->len + n + 1);
+    if (grown == NULL) {
+        return 0;
+    }
+    r->body = grown;
+    memcpy(r->body + r->len, data, n);
+    r->len += n;
+    r->body[r->len] = '\0';
+    return n;
+}
+
+static reply http(const fx *f, const char *method, const char *path)
+{
+    reply r = {0};
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", f->base, path);
+    CURL *h = curl_easy_init();
+    assert_non_null(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
+    if (method != NULL) {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    }
+    CURLcode rc = curl_easy_perform(h);
+    if (rc != CURLE_OK) {
+        fail_msg("%s: %s", url, curl_easy_strerror(rc));
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
+    char *ct = NULL;
+    curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct);
+    snprintf(r.content_type, sizeof r.content_type, "%s", ct ? ct : "");
+    curl_easy_cleanup(h);
+    if (r.body == NULL) {
+        r.body = sl_strdup("");
+    }
+    return r;
+}
+
+static json_t *get_json(const fx *f, const char *path, long want_status)
+{
+    reply r = http(f, NULL, path);
+    if (r.status != want_status) {
+        fail_msg("%s: status %ld, want %ld: %s", path, r.status, want_status,
+                 r.body);
+    }
+    json_t *doc = json_loads(r.body, 0, NULL);
+    if (doc == NULL) {
+        fail_msg("%s: not JSON: %s", path, r.body);
+    }
+    sl_free(r.body);
+    return doc;
+}
+
+static json_int_t int_field(json_t *doc, const char *key)
+{
+    json_t *v = json_object_get(doc, key);
+    if (!json_is_integer(v)) {
+        fail_msg("%s is not an integer", key);
+    }
+    return json_integer_value(v);
+}
+
+static void publish_n(fx *f, const char *channel, int n)
+{
+    for (int i = 0; i < n; i++) {
+        sl_event *ev = NULL;
+        assert_int_equal(sl_event_create_new("/test", "order.placed", &ev),
+                         SL_OK);
+        sl_diag diag = {0};
+        sl_status st = sl_producer_publish(sl_service_producer(f->svc), channel,
+                                           ev, &diag);
+        if (st != SL_OK) {
+            fail_msg("publish: %s", diag.msg);
+        }
+        sl_event_unref(ev);
+    }
+}
+
+/* Poll /scale until the group has nothing left, within 10 s. */
+static void wait_drained(fx *f, const char *query)
+{
+    struct timespec tick = {0, 5 * 1000000L};
+    for (int i = 0; i < 2000; i++) {
+        json_t *doc = get_json(f, query, 200);
+        json_int_t left = int_field(doc, "depth") +
+                          int_field(doc, "in_flight") +
+                          int_field(doc, "delayed");
+        json_decref(doc);
+        if (left == 0) {
+            return;
+        }
+        nanosleep(&tick, NULL);
+    }
+    fail_msg("%s never drained", query);
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+static void admin_healthz_answers_ok_json(void **state)
+{
+    fx *f = *state;
+    start_admin(f, NULL);
+    reply r = http(f, NULL, "/healthz");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"status\":\"ok\"}");
+    assert_string_equal(r.content_type, "application/json");
+    sl_free(r.body);
+}
+
+static void check_not_ready(const fx *f, const char *reason)
+{
+    reply r = http(f, NULL, "/readyz");
+    assert_int_equal(r.status, 503);
+    assert_string_equal(r.content_type, "application/problem+json");
+    json_t *doc = json_loads(r.body, 0, NULL);
+    assert_non_null(doc);
+    assert_int_equal(int_field(doc, "status"), 503);
+    assert_string_equal(json_string_value(json_object_get(doc, "detail")),
+                        reason);
+    json_decref(doc);
+    sl_free(r.body);
+}
+
+static void admin_readyz_is_503_until_started_then_200(void **state)
+{
+    fx *f = *state;
+    start_admin(f, NULL);
+    check_not_ready(f, "not started");
+    assert_int_equal(sl_service_start(f->svc, NULL), SL_OK);
+    reply r = http(f, NULL, "/readyz");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"status\":\"ready\"}");
+    sl_free(r.body);
+}
+
+static void admin_readyz_is_503_draining_while_healthz_stays_200(void **state)
+{
+    fx *f = *state;
+    start_admin(f, NULL);
+    assert_int_equal(sl_service_start(f->svc, NULL), SL_OK);
+    assert_int_equal(sl_service_stop(f->svc), SL_OK);
+    check_not_ready(f, "draining");
+    reply r = http(f, NULL, "/healthz");
+    assert_int_equal(r.status, 200);
+    sl_free(r.body);
+}
+
+static void admin_scale_reports_depth_and_desired_replicas(void **state)
+{
+    fx *f = *state;
+    start_admin(f, &(sl_admin_opts){.target_per_replica = 10,
+                                    .min_replicas = 1,
+                                    .max_replicas = 20});
+    publish_n(f, "orders", 35);
+    json_t *doc = get_json(f, "/scale?group=work&channel=orders", 200);
+    assert_string_equal(json_string_value(json_object_get(doc, "group")),
+                        "work");
+    assert_string_equal(json_string_value(json_object_get(doc, "channel")),
+                        "orders");
+    assert_int_equal(int_field(doc, "depth"), 35);
+    assert_int_equal(int_field(doc, "in_flight"), 0);
+    assert_int_equal(int_field(doc, "delayed"), 0);
+    assert_int_equal(int_field(doc, "target_per_replica"), 10);
+    assert_int_equal(int_field(doc, "desired_replicas"), 4); /* ceil 3.5 */
+    /* Nothing consumed yet: no rate, so no estimate. */
+    assert_true(json_number_value(json_object_get(doc, "drain_rate_per_s")) ==
+                0);
+    assert_true(json_is_null(json_object_get(doc, "seconds_to_drain")));
+    json_decref(doc);
+}
+
+static void admin_scale_clamps_desired_replicas_to_min_and_max(void **state)
+{
+    fx *f = *state;
+    start_admin(f, &(sl_admin_opts){.target_per_replica = 10,
+                                    .min_replicas = 2,
+                                    .max_replicas = 3});
+    json_t *doc = get_json(f, "/scale?group=archive", 200);
+    assert_int_equal(int_field(doc, "depth"), 0);
+    assert_int_equal(int_field(doc, "desired_replicas"), 2);
+    assert_int_equal(int_field(doc, "seconds_to_drain"), 0);
+    json_decref(doc);
+    publish_n(f, "audit", 100);
+    doc = get_json(f, "/scale?group=archive", 200);
+    assert_int_equal(int_field(doc, "depth"), 100);
+    assert_int_equal(int_field(doc, "desired_replicas"), 3);
+    json_decref(doc);
+}
+
+static void
+admin_scale_defaults_are_5000_per_replica_within_2_to_20(void **state)
+{
+    fx *f = *state;
+    start_admin(f, NULL);
+    publish_n(f, "orders", 3);
+    json_t *doc = get_json(f, "/scale?group=work&channel=orders", 200);
+    assert_int_equal(int_field(doc, "target_per_replica"), 5000);
+    assert_int_equal(int_field(doc, "desired_replicas"), 2);
+    json_decref(doc);
+}
+
+static void admin_scale_measures_drain_rate_over_the_window(void **state)
+{
+    fx *f = *state;
+    start_admin(f, NULL); /* samples the settled count (0) at T0 */
+    publish_n(f, "orders", 40);
+    assert_int_equal(sl_service_start(f->svc, NULL), SL_OK);
+    wait_drained(f, "/scale?group=work&channel=orders");
+    /* 40 events left the group between T0 and T0 + 8 s. */
+    f->mc.now_ms = T0 + 8000;
+    json_t *doc = get_json(f, "/scale?group=work&channel=orders", 200);
+    double rate = json_number_value(json_object_get(doc, "drain_rate_per_s"));
+    assert_true(rate == 5.0);
+    assert_int_equal(int_field(doc, "seconds_to_drain"), 0);
+    json_decref(doc);
+}
+
+static void admin_scale_estimates_seconds_to_drain_from_the_rate(void **state)
+{
+    fx *f = *state;
+    start_admin(f, NULL);
+    publish_n(f, "orders", 20);
+    assert_int_equal(sl_service_start(f->svc, NULL), SL_OK);
+    wait_drained(f, "/scale?group=work&channel=orders");
+    assert_int_equal(sl_service_stop(f->svc), SL_OK); /* nothing drains now */
+    publish_n(f, "orders", 30);
+    f->mc.now_ms = T0 + 10000; /* 20 events in 10 s: 2/s */
+    json_t *doc = get_json(f, "/scale?group=work&channel=orders", 200);
+    assert_true(json_number_value(json_object_get(doc, "drain_rate_per_s")) ==
+                2.0);
+    assert_true(json_number_value(json_object_get(doc, "seconds_to_drain")) ==
+                15.0);
+    json_decref(doc);
+}
+
+static void check_problem(const fx *f, const char *method, const char *path,
+                          long status)
+{
+    reply r = http(f, method, path);
+    assert_int_equal(r.status, status);
+    assert_string_equal(r.content_type, "application/problem+json");
+    json_t *doc = json_loads(r.body, 0, NULL);
+    assert_non_null(doc);
+    assert_int_equal(int_field(doc, "status"), status);
+    json_decref(doc);
+    sl_free(r.body);
+}
+
+static void admin_scale_without_group_is_400(void **state)
+{
+    fx *f = *state;
+    start_admin(f, NULL);
+    check_problem(f, NULL, "/scale", 400);
+    check_problem(f, NULL, "/scale?group=", 400);
+}
+
+static void admin_scale_group_on_two_channels_needs_channel(void **state)
+{
+    fx *f = *state;
+    start_admin(f, NULL);
+    check_problem(f, NULL, "/scale?group=work", 400);
+    json_t *doc = get_json(f, "/scale?group=work&channel=audit", 200);
+    assert_string_equal(json_string_value(json_object_get(doc, "channel")),
+                        "audit");
+    json_decref(doc);
+}
+
+static void admin_scale_unknown_group_is_404(void **state)
+{
+    fx *f = *state;
+    start_admin(f, NULL);
+    check_problem(f, NULL, "/scale?group=nobody", 404);
+    check_problem(f, NULL, "/scale?group=archive&channel=orders", 404);
+}
+
+static void admin_unknown_path_is_404_and_post_is_405(void **state)
+{
+    fx *f = *state;
+    start_admin(f, NULL);
+    check_problem(f, NULL, "/admin", 404);
+    check_problem(f, "POST", "/metrics", 405);
+}
+
+static char *get_metrics(const fx *f)
+{
+    reply r = http(f, NULL, "/metrics");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.content_type,
+                        "text/plain; version=0.0.4; charset=utf-8");
+    return r.body;
+}
+
+static void assert_has_line(const char *text, const char *line)
+{
+    char want[512];
+    snprintf(want, sizeof want, "\n%s\n", line);
+    if (strstr(text, want) == NULL) {
+        fail_msg("missing line: %s\n--- metrics ---\n%s", line, text);
+    }
+}
+
+static void admin_metrics_count_published_and_consumed_events(void **state)
+{
+    fx *f = *state;
+    start_admin(f, NULL);
+    publish_n(f, "orders", 12);
+    publish_n(f, "audit", 3);
+    char *text = get_metrics(f);
+    assert_has_line(text, "sluice_ready 0");
+    assert_has_line(text, "sluice_events_published_total"
+                          "{channel=\"orders\",outcome=\"ok\"} 12");
+    assert_has_line(text, "sluice_publish_confirm_seconds_count"
+                          "{channel=\"orders\"} 12");
+    assert_has_line(text, "sluice_queue_depth"
+                          "{channel=\"orders\",group=\"work\","
+                          "state=\"ready\"} 12");
+    assert_has_line(text, "sluice_queue_depth"
+                          "{channel=\"audit\",group=\"archive\","
+                          "state=\"ready\"} 3");
+    sl_free(text);
+
+    assert_int_equal(sl_service_start(f->svc, NULL), SL_OK);
+    wait_drained(f, "/scale?group=work&channel=orders");
+    wait_drained(f, "/scale?group=archive");
+    text = get_metrics(f);
+    assert_has_line(text, "sluice_ready 1");
+    assert_has_line(text, "sluice_events_consumed_total"
+                          "{channel=\"orders\",group=\"work\","
+                          "outcome=\"ack\"} 12");
+    assert_has_line(text, "sluice_handler_duration_seconds_count"
+                          "{channel=\"orders\",group=\"work\"} 12");
+    assert_has_line(text, "sluice_queue_depth"
+                          "{channel=\"orders\",group=\"work\","
+                          "state=\"ready\"} 0");
+    assert_has_line(text, "sluice_handlers_in_flight"
+                          "{channel=\"orders\",group=\"work\"} 0");
+    assert_has_line(text, "sluice_http_requests_total"
+                          "{server=\"admin\",route=\"/metrics\","
+                          "code=\"200\"} 1");
+    sl_free(text);
+}
+
+static void admin_metrics_pass_promtool_check(void **state)
+{
+    fx *f = *state;
+    start_admin(f, NULL);
+    publish_n(f, "orders", 5);
+    assert_int_equal(sl_service_start(f->svc, NULL), SL_OK);
+    wait_drained(f, "/scale?group=work&channel=orders");
+    reply nope = http(f, NULL, "/nope"); /* a request metric, code 404 */
+    sl_free(nope.body);
+    char *text = get_metrics(f);
+    /* promtool comes with Debian's prometheus package (scripts/deps.sh);
+     * without it the shell answers 127 and the test fails. */
+    FILE *p = popen("promtool check metrics", "w");
+    assert_non_null(p);
+    fwrite(text, 1, strlen(text), p);
+    int rc = pclose(p);
+    if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
+        fail_msg("promtool check metrics failed (exit %d) on:\n%s",
+                 WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, text);
+    }
+    sl_free(text);
+}
+
+static void admin_start_without_service_is_invalid(void **state)
+{
+    (void)state;
+    sl_admin *adm = NULL;
+    sl_admin_opts o = {.listen = "127.0.0.1:0"};
+    assert_int_equal(sl__admin_start(&o, &adm, NULL), SL_INVALID);
+    assert_null(adm);
+    sl__admin_stop(NULL);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        T(admin_healthz_answers_ok_json),
+        T(admin_readyz_is_503_until_started_then_200),
+        T(admin_readyz_is_503_draining_while_healthz_stays_200),
+        T(admin_scale_reports_depth_and_desired_replicas),
+        T(admin_scale_clamps_desired_replicas_to_min_and_max),
+        T(admin_scale_defaults_are_5000_per_replica_within_2_to_20),
+        T(admin_scale_measures_drain_rate_over_the_window),
+        T(admin_scale_estimates_seconds_to_drain_from_the_rate),
+        T(admin_scale_without_group_is_400),
+        T(admin_scale_group_on_two_channels_needs_channel),
+        T(admin_scale_unknown_group_is_404),
+        T(admin_unknown_path_is_404_and_post_is_405),
+        T(admin_metrics_count_published_and_consumed_events),
+        T(admin_metrics_pass_promtool_check),
+        cmocka_unit_test(admin_start_without_service_is_invalid),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,495 @@
+#include "http/server.h"
+
+#include "sluice/alloc.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cmocka.h>
+
+/* What the handler saw on its latest call; written by a server thread,
+ * read by the test after curl returned (the response is sent after the
+ * handler returns, so the write happens before). */
+typedef struct seen {
+    pthread_mutex_t mu;
+    int calls;
+    char method[16];
+    char path[128];
+    char body[256];
+    size_t body_len;
+    char header[64];
+    char query[64];
+    char remote[64];
+} seen;
+
+static seen g_seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    snprintf(dst, size, "%s", src != NULL ? src : "(null)");
+}
+
+/* Records the request; answers according to the path. */
+static void handler(const sl_http_request *req, sl_http_response *resp,
+                    void *ctx)
+{
+    (void)ctx;
+    pthread_mutex_lock(&g_seen.mu);
+    g_seen.calls++;
+    copy_str(g_seen.method, sizeof g_seen.method, req->method);
+    copy_str(g_seen.path, sizeof g_seen.path, req->path);
+    g_seen.body_len = req->body_len;
+    size_t n = req->body_len < sizeof g_seen.body - 1 ? req->body_len
+                                                      : sizeof g_seen.body - 1;
+    if (n > 0) {
+        memcpy(g_seen.body, req->body, n);
+    }
+    g_seen.body[n] = '\0';
+    copy_str(g_seen.header, sizeof g_seen.header,
+             sl__http_header(req, "x-sluice-test"));
+    copy_str(g_seen.query, sizeof g_seen.query, sl__http_query(req, "q"));
+    copy_str(g_seen.remote, sizeof g_seen.remote, req->remote_addr);
+    pthread_mutex_unlock(&g_seen.mu);
+
+    if (strcmp(req->path, "/problem") == 0) {
+        sl__http_problem(resp, 422, "Unprocessable \"Content\"",
+                         "qty must be >= 1\n");
+    } else if (strcmp(req->path, "/nothing") == 0) {
+        /* Leaves the response untouched: the server answers 500. */
+    } else if (strcmp(req->path, "/headers") == 0) {
+        sl__http_set_header(resp, "Retry-After", "7");
+        sl__http_set_header(resp, "X-Other", "yes");
+        sl__http_set_body(resp, 429, "text/plain", "slow down", 9);
+    } else {
+        char out[512];
+        int len = snprintf(out, sizeof out, "%s %s %zu", req->method, req->path,
+                           req->body_len);
+        sl__http_set_body(resp, 200, "text/plain", out, (size_t)len);
+    }
+}
+
+static void reset_seen(void)
+{
+    pthread_mutex_lock(&g_seen.mu);
+    g_seen.calls = 0;
+    pthread_mutex_unlock(&g_seen.mu);
+}
+
+static int seen_calls(void)
+{
+    pthread_mutex_lock(&g_seen.mu);
+    int n = g_seen.calls;
+    pthread_mutex_unlock(&g_seen.mu);
+    return n;
+}
+
+static sl_http_server *start(const char *listen, size_t max_body)
+{
+    sl_http_server *srv = NULL;
+    sl_diag diag = {0};
+    sl_http_server_opts opts = {.listen = listen,
+                                .max_body = max_body,
+                                .threads = 2,
+                                .handler = handler};
+    sl_status st = sl__http_server_start(&opts, &srv, &diag);
+    if (st != SL_OK) {
+        fail_msg("start %s: %s", listen, diag.msg);
+    }
+    assert_non_null(srv);
+    assert_true(sl__http_server_port(srv) != 0);
+    reset_seen();
+    return srv;
+}
+
+/* A response collected by curl. */
+typedef struct reply {
+    long status;
+    char body[4096];
+    size_t len;
+    char content_type[128];
+    char retry_after[32];
+    char other[32];
+} reply;
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+    reply *r = ud;
+    size_t n = size * nmemb;
+    size_t room = sizeof r->body - 1 - r->len;
+    size_t take = n < room ? n : room;
+    memcpy(r->body + r->len, data, take);
+    r->len += take;
+    r->body[r->len] = '\0';
+    return n;
+}
+
+static void header_value(const char *line, size_t n, const char *name,
+                         char *dst, size_t size)
+{
+    size_t nl = strlen(name);
+    if (n <= nl || strncasecmp(line, name, nl) != 0) {
+        return;
+    }
+    const char *v = line + nl;
+    size_t vn = n - nl;
+    while (vn > 0 && (*v == ' ')) {
+        v++;
+        vn--;
+    }
+    while (vn > 0 && (v[vn - 1] == '\r' || v[vn - 1] == '\n')) {
+        vn--;
+    }
+    snprintf(dst, size, "%.*s", (int)vn, v);
+}
+
+static size_t on_header(char *line, size_t size, size_t nmemb, void *ud)
+{
+    reply *r = ud;
+    size_t n = size * nmemb;
+    header_value(line, n, "content-type:", r->content_type,
+                 sizeof r->content_type);
+    header_value(line, n, "retry-after:", r->retry_after,
+                 sizeof r->retry_after);
+    header_value(line, n, "x-other:", r->other, sizeof r->other);
+    return n;
+}
+
+/* One request with a fresh easy handle. @p chunked sends the body without a
+ * Content-Length. */
+static reply request(const char *url, const char *method, const char *body,
+                     size_t body_len, bool chunked, const char *header)
+{
+    reply r = {0};
+    CURL *h = curl_easy_init();
+    assert_non_null(h);
+    struct curl_slist *hdrs = NULL;
+    if (header != NULL) {
+        hdrs = curl_slist_append(hdrs, header);
+    }
+    if (chunked) {
+        hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+    }
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &r);
+    if (body != NULL) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        if (!chunked) {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                             (curl_off_t)body_len);
+        }
+    }
+    if (method != NULL) {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    CURLcode rc = curl_easy_perform(h);
+    if (rc != CURLE_OK) {
+        fail_msg("%s: %s", url, curl_easy_strerror(rc));
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(h);
+    return r;
+}
+
+static void url_for(char *buf, size_t size, const sl_http_server *srv,
+                    const char *host, const char *path)
+{
+    snprintf(buf, size, "http://%s:%u%s", host,
+             (unsigned)sl__http_server_port(srv), path);
+}
+
+static void server_get_round_trip_reaches_handler(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("127.0.0.1:0", 0);
+    char url[128];
+    url_for(url, sizeof url, srv, "127.0.0.1", "/hello/world");
+    reply r = request(url, NULL, NULL, 0, false, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "GET /hello/world 0");
+    assert_string_equal(r.content_type, "text/plain");
+    assert_int_equal(seen_calls(), 1);
+    assert_string_equal(g_seen.remote, "127.0.0.1");
+    sl__http_server_stop(srv);
+}
+
+static void server_post_body_reaches_handler_whole(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("127.0.0.1:0", 0);
+    char url[128];
+    url_for(url, sizeof url, srv, "127.0.0.1", "/orders");
+    const char *body = "{\"sku\":\"A-1\",\"qty\":2}";
+    reply r = request(url, NULL, body, strlen(body), false, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "POST /orders 21");
+    assert_string_equal(g_seen.method, "POST");
+    assert_string_equal(g_seen.body, body);
+    sl__http_server_stop(srv);
+}
+
+static void server_large_body_within_limit_arrives_intact(void **state)
+{
+    (void)state;
+    /* Larger than one socket read and than curl's Expect threshold. */
+    size_t len = 300000;
+    char *body = sl_malloc(len + 1);
+    assert_non_null(body);
+    for (size_t i = 0; i < len; i++) {
+        body[i] = (char)('a' + i % 26);
+    }
+    body[len] = '\0';
+    sl_http_server *srv = start("127.0.0.1:0", len);
+    char url[128];
+    url_for(url, sizeof url, srv, "127.0.0.1", "/big");
+    reply r = request(url, NULL, body, len, false, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "POST /big 300000");
+    assert_memory_equal(g_seen.body, body, sizeof g_seen.body - 1);
+    sl__http_server_stop(srv);
+    sl_free(body);
+}
+
+static void check_problem(const reply *r, int status, const char *title)
+{
+    assert_int_equal(r->status, status);
+    assert_string_equal(r->content_type, "application/problem+json");
+    json_error_t err;
+    json_t *doc = json_loads(r->body, 0, &err);
+    if (doc == NULL) {
+        fail_msg("not JSON: %s (%s)", r->body, err.text);
+    }
+    assert_string_equal(json_string_value(json_object_get(doc, "type")),
+                        "about:blank");
+    assert_string_equal(json_string_value(json_object_get(doc, "title")),
+                        title);
+    assert_int_equal(json_integer_value(json_object_get(doc, "status")),
+                     status);
+    assert_true(json_is_string(json_object_get(doc, "detail")));
+    json_decref(doc);
+}
+
+static void server_oversized_body_gets_413_without_calling_handler(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("127.0.0.1:0", 100);
+    char url[128];
+    url_for(url, sizeof url, srv, "127.0.0.1", "/orders");
+    char body[101];
+    memset(body, 'x', sizeof body);
+    reply r = request(url, NULL, body, sizeof body, false, NULL);
+    check_problem(&r, 413, "Payload Too Large");
+    assert_int_equal(seen_calls(), 0);
+    sl__http_server_stop(srv);
+}
+
+static void
+server_oversized_chunked_body_gets_413_without_calling_handler(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("127.0.0.1:0", 100);
+    char url[128];
+    url_for(url, sizeof url, srv, "127.0.0.1", "/orders");
+    char body[1001];
+    memset(body, 'y', sizeof body - 1);
+    body[sizeof body - 1] = '\0';
+    reply r = request(url, NULL, body, sizeof body - 1, true, NULL);
+    check_problem(&r, 413, "Payload Too Large");
+    assert_int_equal(seen_calls(), 0);
+    sl__http_server_stop(srv);
+}
+
+static void server_body_exactly_at_limit_is_accepted(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("127.0.0.1:0", 100);
+    char url[128];
+    url_for(url, sizeof url, srv, "127.0.0.1", "/orders");
+    char body[100];
+    memset(body, 'z', sizeof body);
+    reply r = request(url, NULL, body, sizeof body, false, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "POST /orders 100");
+    sl__http_server_stop(srv);
+}
+
+static void server_header_lookup_is_case_insensitive(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("127.0.0.1:0", 0);
+    char url[128];
+    url_for(url, sizeof url, srv, "127.0.0.1", "/h");
+    reply r = request(url, NULL, NULL, 0, false, "X-Sluice-Test: v1 v2");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(g_seen.header, "v1 v2");
+    r = request(url, NULL, NULL, 0, false, NULL);
+    assert_string_equal(g_seen.header, "(null)");
+    sl__http_server_stop(srv);
+}
+
+static void server_query_args_are_decoded_and_path_excludes_them(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("127.0.0.1:0", 0);
+    char url[128];
+    url_for(url, sizeof url, srv, "127.0.0.1", "/scale?group=g1&q=a%20b%26c");
+    reply r = request(url, NULL, NULL, 0, false, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(g_seen.path, "/scale");
+    assert_string_equal(g_seen.query, "a b&c");
+    url_for(url, sizeof url, srv, "127.0.0.1", "/scale");
+    r = request(url, NULL, NULL, 0, false, NULL);
+    assert_string_equal(g_seen.query, "(null)");
+    sl__http_server_stop(srv);
+}
+
+static void server_response_headers_and_status_are_sent(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("127.0.0.1:0", 0);
+    char url[128];
+    url_for(url, sizeof url, srv, "127.0.0.1", "/headers");
+    reply r = request(url, NULL, NULL, 0, false, NULL);
+    assert_int_equal(r.status, 429);
+    assert_string_equal(r.retry_after, "7");
+    assert_string_equal(r.other, "yes");
+    assert_string_equal(r.body, "slow down");
+    sl__http_server_stop(srv);
+}
+
+static void server_problem_is_rfc9457_json_with_escaping(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("127.0.0.1:0", 0);
+    char url[128];
+    url_for(url, sizeof url, srv, "127.0.0.1", "/problem");
+    reply r = request(url, NULL, NULL, 0, false, NULL);
+    check_problem(&r, 422, "Unprocessable \"Content\"");
+    json_t *doc = json_loads(r.body, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(doc, "detail")),
+                        "qty must be >= 1\n");
+    json_decref(doc);
+    sl__http_server_stop(srv);
+}
+
+static void server_untouched_response_answers_500(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("127.0.0.1:0", 0);
+    char url[128];
+    url_for(url, sizeof url, srv, "127.0.0.1", "/nothing");
+    reply r = request(url, NULL, NULL, 0, false, NULL);
+    assert_int_equal(r.status, 500);
+    assert_int_equal(r.len, 0);
+    sl__http_server_stop(srv);
+}
+
+static void server_port_zero_binds_a_free_port(void **state)
+{
+    (void)state;
+    sl_http_server *a = start("127.0.0.1:0", 0);
+    sl_http_server *b = start("127.0.0.1:0", 0);
+    assert_int_not_equal(sl__http_server_port(a), sl__http_server_port(b));
+    char url[128];
+    url_for(url, sizeof url, b, "127.0.0.1", "/b");
+    assert_int_equal(request(url, NULL, NULL, 0, false, NULL).status, 200);
+    sl__http_server_stop(a);
+    sl__http_server_stop(b);
+}
+
+static void server_port_in_use_is_an_io_error(void **state)
+{
+    (void)state;
+    sl_http_server *a = start("127.0.0.1:0", 0);
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u",
+             (unsigned)sl__http_server_port(a));
+    sl_http_server *b = NULL;
+    sl_diag diag = {0};
+    sl_http_server_opts opts = {.listen = listen, .handler = handler};
+    assert_int_equal(sl__http_server_start(&opts, &b, &diag), SL_IO);
+    assert_null(b);
+    assert_non_null(strstr(diag.msg, listen));
+    sl__http_server_stop(a);
+}
+
+static void server_listens_on_ipv6_loopback(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("[::1]:0", 0);
+    char url[128];
+    url_for(url, sizeof url, srv, "[::1]", "/six");
+    reply r = request(url, NULL, NULL, 0, false, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(g_seen.remote, "::1");
+    sl__http_server_stop(srv);
+}
+
+static void server_bad_listen_addresses_are_invalid(void **state)
+{
+    (void)state;
+    const char *bad[] = {
+        "",        "127.0.0.1", "127.0.0.1:",  "1.2.3.4:x", "127.0.0.1:70000",
+        "[::1:80", "::1:80",    "127.0.0.1:-1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sl_http_server *srv = NULL;
+        sl_diag diag = {0};
+        sl_http_server_opts opts = {.listen = bad[i], .handler = handler};
+        assert_int_equal(sl__http_server_start(&opts, &srv, &diag), SL_INVALID);
+        assert_null(srv);
+        assert_true(diag.msg[0] != '\0');
+    }
+    sl_http_server *srv = NULL;
+    sl_http_server_opts no_handler = {.listen = "127.0.0.1:0"};
+    assert_int_equal(sl__http_server_start(&no_handler, &srv, NULL),
+                     SL_INVALID);
+}
+
+static void server_stop_null_is_a_noop(void **state)
+{
+    (void)state;
+    sl__http_server_stop(NULL);
+    assert_int_equal(sl__http_server_port(NULL), 0);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(server_get_round_trip_reaches_handler),
+        cmocka_unit_test(server_post_body_reaches_handler_whole),
+        cmocka_unit_test(server_large_body_within_limit_arrives_intact),
+        cmocka_unit_test(
+            server_oversized_body_gets_413_without_calling_handler),
+        cmocka_unit_test(
+            server_oversized_chunked_body_gets_413_without_calling_handler),
+        cmocka_unit_test(server_body_exactly_at_limit_is_accepted),
+        cmocka_unit_test(server_header_lookup_is_case_insensitive),
+        cmocka_unit_test(server_query_args_are_decoded_and_path_excludes_them),
+        cmocka_unit_test(server_response_headers_and_status_are_sent),
+        cmocka_unit_test(server_problem_is_rfc9457_json_with_escaping),
+        cmocka_unit_test(server_untouched_response_answers_500),
+        cmocka_unit_test(server_port_zero_binds_a_free_port),
+        cmocka_unit_test(server_port_in_use_is_an_io_error),
+        cmocka_unit_test(server_listens_on_ipv6_loopback),
+        cmocka_unit_test(server_bad_listen_addresses_are_invalid),
+        cmocka_unit_test(server_stop_null_is_a_noop),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
