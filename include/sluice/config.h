@@ -95,6 +95,12 @@ typedef struct sl_config_consumer {
     bool idempotency;            /* default false */
     uint64_t idempotency_ttl_ms; /* default 24 h */
     sl_config_handler handler;
+    /* Status projection (GET /status/{id} of the gateway): what this group
+     * reports for the request that caused an event (its correlationid, or
+     * its id). NULL = nothing. */
+    char *status_start; /* status.start: when a handler starts */
+    char *status_ack;   /* status.ack: after the handler's ACK */
+    char *status_dead;  /* status.dead_letter: when dead-lettered */
     sl_config_pos pos;
 } sl_config_consumer;
 

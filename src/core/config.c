@@ -230,6 +230,40 @@ static const opt_table handler_table = {
     .pos_offset = offsetof(sl_config_handler, pos),
 };
 
+static const opt_choice status_choices[] = {
+    {"pending", 0}, {"processing", 0}, {"completed", 0}, {"failed", 0},
+    {NULL, 0},
+};
+
+static const opt_desc status_opts[] = {
+    {.key = "start",
+     .type = OPT_STRING,
+     .offset = offsetof(sl_config_consumer, status_start),
+     .choices = status_choices,
+     .doc = "Status reported when a handler starts on the event."},
+    {.key = "ack",
+     .type = OPT_STRING,
+     .offset = offsetof(sl_config_consumer, status_ack),
+     .choices = status_choices,
+     .doc = "Status reported after the handler's ACK."},
+    {.key = "dead_letter",
+     .type = OPT_STRING,
+     .offset = offsetof(sl_config_consumer, status_dead),
+     .choices = status_choices,
+     .doc = "Status reported when the event is dead-lettered (the detail "
+            "carries the reason and error)."},
+};
+
+static const opt_table status_table = {
+    .path = "consumers[].status",
+    .doc = "What a group reports to the gateway's status projection "
+           "(`GET /status/{id}`) for the request behind each event: the "
+           "event's `correlationid`, or its id.",
+    .opts = status_opts,
+    .nopts = ARRAY_LEN(status_opts),
+    .pos_offset = NO_POS,
+};
+
 static const opt_desc consumer_opts[] = {
     {.key = "channel",
      .type = OPT_STRING,
@@ -300,6 +334,10 @@ static const opt_desc consumer_opts[] = {
      .offset = offsetof(sl_config_consumer, handler),
      .sub = &handler_table,
      .doc = "The group's handler."},
+    {.key = "status",
+     .type = OPT_SECTION,
+     .sub = &status_table,
+     .doc = "Status projection updates."},
 };
 
 static const opt_table consumer_table = {
