@@ -23,10 +23,24 @@ static const char run_usage[] =
     "  -q, --quiet   no start-up banner\n"
     "  -h, --help    this text\n";
 
-static void banner(const sl_config *cfg)
+static void banner(const sl_config *cfg, const sl_service *svc)
 {
     fprintf(stderr, "sluice: %s running on %s (pid %d)\n", cfg->service_name,
             cfg->engine_url, (int)getpid());
+    if (sl_service_gateway_port(svc) != 0) {
+        fprintf(stderr, "  gateway on port %u:", sl_service_gateway_port(svc));
+        for (size_t i = 0; i < cfg->nroutes; i++) {
+            fprintf(stderr, " %s %s -> %s;", cfg->routes[i].method,
+                    cfg->routes[i].path, cfg->routes[i].channel);
+        }
+        fprintf(stderr, " GET /status/{id}\n");
+    }
+    if (sl_service_admin_port(svc) != 0) {
+        fprintf(stderr,
+                "  admin on port %u: /metrics /healthz /readyz "
+                "/scale?group=\n",
+                sl_service_admin_port(svc));
+    }
     for (size_t i = 0; i < cfg->nchannels; i++) {
         fprintf(stderr, "  channel %-28s max_length %" PRIu64 "\n",
                 cfg->channels[i].name, cfg->channels[i].max_length);
@@ -102,7 +116,7 @@ int cmd_run(int argc, char **argv)
         return CLI_ERROR;
     }
     if (!quiet) {
-        banner(cfg);
+        banner(cfg, svc);
     }
     int sig = 0;
     sigwait(&sigs, &sig);

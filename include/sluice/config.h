@@ -45,6 +45,8 @@ typedef struct sl_config_handler {
     bool adaptive;             /* http: adaptive concurrency limit */
     uint32_t breaker_failures; /* http: breaker threshold; default 5 */
     uint64_t breaker_open_ms;  /* http: open period; default 30 s */
+    char *reply_to;            /* http: channel for the 2xx answer */
+    char *reply_type;          /* http: its CloudEvents type */
     sl_config_pos pos;
 } sl_config_handler;
 

@@ -68,6 +68,12 @@ void *sl_handler_db(sl_handler_ctx *ctx);
  * handler_ctx. Must be thread-safe if concurrency > 1. */
 typedef sl_outcome (*sl_handler_fn)(sl_handler_ctx *ctx, void *user);
 
+/** Reports a status for the request behind an event (status projection):
+ * @p key is the event's correlationid, or its id; @p detail may be NULL.
+ * Called on worker threads; must not block for long. */
+typedef void (*sl_status_report_fn)(const char *key, const char *status,
+                                    const char *detail, void *ctx);
+
 /** Options; zero is default. Copied (strings and arrays too). */
 typedef struct sl_consumer_opts {
     const char *channel; /* required */
@@ -91,6 +97,13 @@ typedef struct sl_consumer_opts {
      * duration, timeouts and handlers in flight, labelled with channel and
      * group. NULL = none; borrowed, must outlive the consumer. */
     sl_metrics *metrics;
+    /* Status projection: which status to report when a handler starts,
+     * after its ACK, and when the event is dead-lettered; NULL = none. */
+    sl_status_report_fn report;
+    void *report_ctx;
+    const char *status_start;
+    const char *status_ack;
+    const char *status_dead;
 } sl_consumer_opts;
 
 /** Counters for metrics. */

@@ -161,7 +161,7 @@ sl_status sl_gateway_status_set(sl_gateway_state *gs, const char *id,
 /** A status row, as read by sl_gateway_status_get. */
 typedef struct sl_gateway_status_row {
     char status[16];
-    char detail[512];   /* "" when none */
+    char detail[512];    /* "" when none */
     uint64_t updated_ms; /* wall clock */
 } sl_gateway_status_row;
 
@@ -176,12 +176,12 @@ typedef struct sl_gateway sl_gateway;
 
 /** Options of a gateway; zero is default. Copied (routes and rules too). */
 typedef struct sl_gateway_opts {
-    const char *listen;    /* "host:port", port 0 = any free port;
-                              NULL = "127.0.0.1:8080" */
-    size_t max_body;       /* bytes; 0 = 1 MiB; larger bodies get 413 */
-    unsigned threads;      /* server worker threads; 0 = 4. Each holds one
-                              request while its publish is confirmed. */
-    unsigned max_conns;    /* 0 = 1024 */
+    const char *listen; /* "host:port", port 0 = any free port;
+                           NULL = "127.0.0.1:8080" */
+    size_t max_body;    /* bytes; 0 = 1 MiB; larger bodies get 413 */
+    unsigned threads;   /* server worker threads; 0 = 4. Each holds one
+                           request while its publish is confirmed. */
+    unsigned max_conns; /* 0 = 1024 */
     const sl_gateway_route *routes; /* at least one */
     size_t nroutes;
 
@@ -190,8 +190,8 @@ typedef struct sl_gateway_opts {
                               !sl_engine_is_ready() */
 
     /* Keyed token bucket per client; 0 rate = off. */
-    double client_rate_per_s; /* requests per second per client */
-    double client_burst;      /* 0 = 2 x rate */
+    double client_rate_per_s;  /* requests per second per client */
+    double client_burst;       /* 0 = 2 x rate */
     const char *client_header; /* client = this header's value (e.g.
                                   "X-API-Key"); NULL, or a request without
                                   it: the remote address */
@@ -202,7 +202,7 @@ typedef struct sl_gateway_opts {
     const char *state_path;  /* used when state is NULL; NULL = ":memory:" */
     uint64_t idempotency_ttl_ms; /* for state_path; 0 = 24 h */
 
-    size_t max_batch;        /* events per batch request; 0 = 1000 */
+    size_t max_batch;            /* events per batch request; 0 = 1000 */
     uint64_t confirm_timeout_ms; /* wait for a confirm; 0 = 5000; then 504 */
 
     /* Draining: 503 to every new event while it returns true. */

@@ -65,6 +65,13 @@ typedef struct sl_http_handler_opts {
     const char *const *headers;
     size_t headers_len;
     const char *service; /* for logs and the User-Agent; NULL = "sluice" */
+    /* Request-reply: on a 2xx answer, publish its body (up to 64 KiB) as a
+     * child of the delivered event to this channel, before the ACK. A
+     * failed publish is a RETRY, and the target sees the same
+     * Idempotency-Key again. NULL = no reply. */
+    const char *reply_to;
+    const char *reply_type; /* CloudEvents type of replies; NULL =
+                               "http.response" */
 } sl_http_handler_opts;
 
 /** Counters of an HTTP handler, for metrics. */

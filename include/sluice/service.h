@@ -60,6 +60,11 @@ void sl_service_consumer_stats(sl_service *svc, size_t i,
                                const char **channel, const char **group,
                                sl_consumer_stats *out);
 
+/** Ports bound by the gateway and the admin listener (0 when not running);
+ * useful with port 0 in the configuration. */
+uint16_t sl_service_gateway_port(const sl_service *svc);
+uint16_t sl_service_admin_port(const sl_service *svc);
+
 /** NULL is a no-op. Stops first if needed. */
 void sl_service_destroy(sl_service *svc);
 

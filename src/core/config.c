@@ -218,6 +218,20 @@ static const opt_desc handler_opts[] = {
      .min = 1,
      .max = 24 * HOUR_MS,
      .doc = "How long the breaker stays open before a probe."},
+    {.key = "reply_to",
+     .type = OPT_STRING,
+     .flags = OPT_NAME,
+     .kind = "http",
+     .offset = offsetof(sl_config_handler, reply_to),
+     .def_doc = "none",
+     .doc = "Channel that receives each 2xx answer's body as a child event "
+            "(request-reply); must be declared."},
+    {.key = "reply_type",
+     .type = OPT_STRING,
+     .kind = "http",
+     .offset = offsetof(sl_config_handler, reply_type),
+     .def = "http.response",
+     .doc = "CloudEvents type of the reply events."},
 };
 
 static const opt_table handler_table = {
@@ -1944,6 +1958,14 @@ static sl_status check_handler(parse_ctx *ctx, const sl_config *cfg,
             return fail(ctx, h->pos, sub,
                         "missing required key (kind %s needs it)", h->kind);
         }
+    }
+    if (strcmp(h->kind, "http") == 0 && h->reply_to != NULL &&
+        find_channel(cfg, h->reply_to) == NULL) {
+        char sub[PATH_MAX_LEN];
+        textbuf ts = tb_init(sub, sizeof sub);
+        tb_add(&ts, "%s.handler.reply_to", path);
+        return fail_undeclared(ctx, cfg, pos_of(ctx, &h->reply_to, h->pos),
+                               sub, h->reply_to);
     }
     if (strcmp(h->kind, "forward") == 0) {
         char sub[PATH_MAX_LEN];

@@ -132,8 +132,7 @@ static sl_status percent_decode(const char *in, char **out)
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
         int hi, lo;
-        if (in[i] == '%' && i + 2 < len &&
-            (hi = hex_value(in[i + 1])) >= 0 &&
+        if (in[i] == '%' && i + 2 < len && (hi = hex_value(in[i + 1])) >= 0 &&
             (lo = hex_value(in[i + 2])) >= 0) {
             buf[n++] = (char)(hi << 4 | lo);
             i += 2;
@@ -193,8 +192,8 @@ static bool apply_header(const char *name, const char *value, void *ctx)
         }
     }
     if (bc->nseen == MAX_CE_HEADERS) {
-        bc->st = sl_diag_set(bc->diag, SL_INVALID,
-                             "more than %d ce- headers", MAX_CE_HEADERS);
+        bc->st = sl_diag_set(bc->diag, SL_INVALID, "more than %d ce- headers",
+                             MAX_CE_HEADERS);
         return false;
     }
     memcpy(bc->seen[bc->nseen++], lower, len + 1);
@@ -225,7 +224,7 @@ sl_status sl__gw_event_from_binary(sl_gw_header_each each, const void *src,
                                    sl_event **out, sl_diag *diag)
 {
     static const char *const required[] = {"specversion", "id", "source",
-                                            "type"};
+                                           "type"};
     sl_event *ev = NULL;
     binary_ctx *bc = NULL;
     sl_status st = sl_event_create(&ev);
@@ -308,10 +307,10 @@ void sl__gw_fingerprint(uint64_t fp[2], const void *data, size_t len)
     for (; i + 8 <= len; i += 8) {
         uint64_t k;
         memcpy(&k, p + i, 8);
-        uint64_t k1 = rotl64(k * 0x87c37b91114253d5ULL, 31) *
-                      0x4cf5ad432745937fULL;
-        uint64_t k2 = rotl64(k * 0x4cf5ad432745937fULL, 33) *
-                      0x87c37b91114253d5ULL;
+        uint64_t k1 =
+            rotl64(k * 0x87c37b91114253d5ULL, 31) * 0x4cf5ad432745937fULL;
+        uint64_t k2 =
+            rotl64(k * 0x4cf5ad432745937fULL, 33) * 0x87c37b91114253d5ULL;
         h1 = rotl64(h1 ^ k1, 27) * 5 + 0x52dce729;
         h2 = rotl64(h2 ^ k2, 31) * 5 + 0x38495ab5;
     }

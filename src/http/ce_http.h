@@ -39,8 +39,7 @@ sl_gw_body_kind sl__gw_body_kind(const char *media_type,
                                  bool has_ce_specversion);
 
 /** Visit one request header; return false to stop. */
-typedef bool (*sl_gw_header_fn)(const char *name, const char *value,
-                                void *ctx);
+typedef bool (*sl_gw_header_fn)(const char *name, const char *value, void *ctx);
 
 /** Call @p fn on every request header of @p src, in order. */
 typedef void (*sl_gw_header_each)(const void *src, sl_gw_header_fn fn,

@@ -60,7 +60,7 @@ typedef struct route_rt {
     sl_gateway_field *fields;
     size_t nfields;
     pthread_mutex_t mu;
-    uint64_t sec;        /* second of the current slot */
+    uint64_t sec;         /* second of the current slot */
     uint64_t accepted[2]; /* [0] current second, [1] the one before */
     uint64_t refused[2];
 } route_rt;
@@ -150,9 +150,8 @@ static void set_json(sl_http_response *resp, int status,
 {
     char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
     json_decref(obj);
-    if (text == NULL ||
-        sl__http_set_body(resp, status, content_type, text, strlen(text)) !=
-            SL_OK) {
+    if (text == NULL || sl__http_set_body(resp, status, content_type, text,
+                                          strlen(text)) != SL_OK) {
         /* Out of memory: an empty 500 is all that is left to say. */
         resp->status = 500;
     }
@@ -255,7 +254,8 @@ static uint64_t full_estimate_ms(sl_gateway *gw, route_rt *r)
     return s * 1000;
 }
 
-/* ---- publishing ----------------------------------------------------------- */
+/* ---- publishing -----------------------------------------------------------
+ */
 
 static void refuse_publish(exchange *ex, sl_status st, const char *what)
 {
@@ -275,9 +275,8 @@ static void refuse_publish(exchange *ex, sl_status st, const char *what)
         break;
     case SL_RATE_LIMITED:
         set_retry_after(ex, sl_producer_retry_after_ms(gw->producer));
-        problem(ex, 503, "producer_rate_limited", "Service Unavailable",
-                NULL, "the service's publish rate limit is reached; %s",
-                what);
+        problem(ex, 503, "producer_rate_limited", "Service Unavailable", NULL,
+                "the service's publish rate limit is reached; %s", what);
         break;
     case SL_TIMEOUT:
         set_retry_after(ex, SHORT_RETRY_AFTER_MS);
@@ -312,8 +311,7 @@ static void refuse_publish(exchange *ex, sl_status st, const char *what)
 /* Publish @p n events, never waiting for room, then wait for every
  * confirm within the confirm timeout. ok[i] tells which were confirmed.
  * Returns the first failure (publishing stops at the first refusal). */
-static sl_status publish_all(exchange *ex, sl_event **evs, size_t n,
-                             bool *ok)
+static sl_status publish_all(exchange *ex, sl_event **evs, size_t n, bool *ok)
 {
     sl_gateway *gw = ex->gw;
     sl_waiter *stack_w[1];
@@ -345,8 +343,8 @@ static sl_status publish_all(exchange *ex, sl_event **evs, size_t n,
     uint64_t deadline = sl_time_mono_ms() + gw->confirm_timeout_ms;
     for (size_t i = 0; i < started; i++) {
         uint64_t now = sl_time_mono_ms();
-        sl_status st = sl__waiter_wait(w[i], deadline > now ? deadline - now
-                                                            : 0);
+        sl_status st =
+            sl__waiter_wait(w[i], deadline > now ? deadline - now : 0);
         ok[i] = st == SL_OK;
         if (st != SL_OK && first == SL_OK) {
             first = st;
@@ -358,7 +356,8 @@ static sl_status publish_all(exchange *ex, sl_event **evs, size_t n,
     return first;
 }
 
-/* ---- decoding ------------------------------------------------------------- */
+/* ---- decoding -------------------------------------------------------------
+ */
 
 static void fill_trace(exchange *ex, sl_event *ev)
 {
@@ -382,8 +381,8 @@ static void fill_trace(exchange *ex, sl_event *ev)
 
 /* Answer 422 for the violations of one body; @p index >= 0 names a batch
  * element. */
-static void answer_violations(exchange *ex, const sl_gw_violation *v,
-                              size_t nv, long index)
+static void answer_violations(exchange *ex, const sl_gw_violation *v, size_t nv,
+                              long index)
 {
     json_t *errors = json_array();
     size_t shown = nv < MAX_VIOLATIONS ? nv : MAX_VIOLATIONS;
@@ -411,12 +410,30 @@ static void answer_violations(exchange *ex, const sl_gw_violation *v,
     }
 }
 
-static void answer_bad_json(exchange *ex, const json_error_t *err,
-                            const char *what)
+static void answer_bad_json(exchange *ex, const sl_diag *diag, const char *what)
 {
     problem(ex, 400, "bad_json", "Bad Request", NULL,
-            "%s is not valid JSON: %s at line %d, column %d (byte %d)", what,
-            err->text, err->line, err->column, err->position);
+            "%s is not valid JSON: %s", what, diag->msg);
+}
+
+/* Parse and validate JSON data; false after answering. */
+static bool validate_data(exchange *ex, const void *data, size_t len,
+                          long index)
+{
+    route_rt *r = ex->route;
+    sl_gw_violation v[MAX_VIOLATIONS];
+    size_t nv = 0;
+    sl_diag diag = {0};
+    if (sl__gw_validate_text(r->fields, r->nfields, data, len, v,
+                             MAX_VIOLATIONS, &nv, &diag) != SL_OK) {
+        answer_bad_json(ex, &diag, index >= 0 ? "the event data" : "the body");
+        return false;
+    }
+    if (nv > 0) {
+        answer_violations(ex, v, nv, index);
+        return false;
+    }
+    return true;
 }
 
 /* Check the data of @p ev against the route's rules. Returns false after
@@ -444,22 +461,7 @@ static bool check_data(exchange *ex, const sl_event *ev, long index)
     }
     size_t len = 0;
     const void *data = sl_event_data(ev, &len);
-    json_error_t err;
-    json_t *root = json_loadb(data ? data : "", len,
-                              JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
-    if (root == NULL) {
-        answer_bad_json(ex, &err, "the event data");
-        return false;
-    }
-    sl_gw_violation v[MAX_VIOLATIONS];
-    size_t nv = sl__gw_validate(r->fields, r->nfields, root, v,
-                                MAX_VIOLATIONS);
-    json_decref(root);
-    if (nv > 0) {
-        answer_violations(ex, v, nv, index);
-        return false;
-    }
-    return true;
+    return validate_data(ex, data, len, index);
 }
 
 /* Envelope checks shared by every kind; false after answering. */
@@ -477,8 +479,7 @@ static bool check_event(exchange *ex, sl_event *ev, long index)
             problem(ex, 400, "bad_event", "Bad Request", NULL,
                     "event [%ld]: %s", index, diag.msg);
         } else {
-            problem(ex, 400, "bad_event", "Bad Request", NULL, "%s",
-                    diag.msg);
+            problem(ex, 400, "bad_event", "Bad Request", NULL, "%s", diag.msg);
         }
         return false;
     }
@@ -490,20 +491,7 @@ static sl_event *decode_json(exchange *ex)
 {
     const sl_http_request *req = ex->req;
     route_rt *r = ex->route;
-    json_error_t err;
-    json_t *root =
-        json_loadb(req->body ? (const char *)req->body : "", req->body_len,
-                   JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
-    if (root == NULL) {
-        answer_bad_json(ex, &err, "the body");
-        return NULL;
-    }
-    sl_gw_violation v[MAX_VIOLATIONS];
-    size_t nv = sl__gw_validate(r->fields, r->nfields, root, v,
-                                MAX_VIOLATIONS);
-    json_decref(root);
-    if (nv > 0) {
-        answer_violations(ex, v, nv, -1);
+    if (!validate_data(ex, req->body, req->body_len, -1)) {
         return NULL;
     }
     sl_event *ev = NULL;
@@ -523,6 +511,10 @@ static sl_event *decode_json(exchange *ex)
                 sl_status_str(st));
         return NULL;
     }
+    if (!check_event(ex, ev, -1)) {
+        sl_event_unref(ev);
+        return NULL;
+    }
     return ev;
 }
 
@@ -531,16 +523,16 @@ static sl_event *decode_binary(exchange *ex)
     const sl_http_request *req = ex->req;
     sl_event *ev = NULL;
     sl_diag diag = {0};
-    sl_status st = sl__gw_event_from_binary(request_headers, req,
-                                            ex->content_type, req->body,
-                                            req->body_len, &ev, &diag);
+    sl_status st =
+        sl__gw_event_from_binary(request_headers, req, ex->content_type,
+                                 req->body, req->body_len, &ev, &diag);
     if (st != SL_OK) {
         problem(ex, st == SL_NOMEM ? 500 : 400, "bad_event",
-                st == SL_NOMEM ? "Internal Server Error" : "Bad Request",
-                NULL, "%s", diag.msg);
+                st == SL_NOMEM ? "Internal Server Error" : "Bad Request", NULL,
+                "%s", diag.msg);
         return NULL;
     }
-    if (!check_data(ex, ev, -1)) {
+    if (!check_event(ex, ev, -1) || !check_data(ex, ev, -1)) {
         sl_event_unref(ev);
         return NULL;
     }
@@ -552,15 +544,15 @@ static sl_event *decode_structured(exchange *ex)
     const sl_http_request *req = ex->req;
     sl_event *ev = NULL;
     sl_diag diag = {0};
-    sl_status st = sl_event_from_json(
-        req->body ? (const char *)req->body : "", req->body_len, &ev, &diag);
+    sl_status st = sl_event_from_json(req->body ? (const char *)req->body : "",
+                                      req->body_len, &ev, &diag);
     if (st != SL_OK) {
         problem(ex, st == SL_NOMEM ? 500 : 400, "bad_event",
-                st == SL_NOMEM ? "Internal Server Error" : "Bad Request",
-                NULL, "not a valid CloudEvent: %s", diag.msg);
+                st == SL_NOMEM ? "Internal Server Error" : "Bad Request", NULL,
+                "not a valid CloudEvent: %s", diag.msg);
         return NULL;
     }
-    if (!check_data(ex, ev, -1)) {
+    if (!check_event(ex, ev, -1) || !check_data(ex, ev, -1)) {
         sl_event_unref(ev);
         return NULL;
     }
@@ -573,11 +565,13 @@ static sl_event **decode_batch(exchange *ex, size_t *n)
 {
     const sl_http_request *req = ex->req;
     json_error_t err;
-    json_t *root =
-        json_loadb(req->body ? (const char *)req->body : "", req->body_len,
-                   JSON_REJECT_DUPLICATES, &err);
+    json_t *root = json_loadb(req->body ? (const char *)req->body : "",
+                              req->body_len, JSON_REJECT_DUPLICATES, &err);
     if (root == NULL) {
-        answer_bad_json(ex, &err, "the batch");
+        sl_diag diag = {0};
+        sl_diag_set(&diag, SL_INVALID, "%s at line %d, column %d (byte %d)",
+                    err.text, err.line, err.column, err.position);
+        answer_bad_json(ex, &diag, "the batch");
         return NULL;
     }
     sl_event **evs = NULL;
@@ -613,9 +607,9 @@ static sl_event **decode_batch(exchange *ex, size_t *n)
         }
         char *text = json_dumps(el, JSON_COMPACT | JSON_PRESERVE_ORDER);
         sl_diag diag = {0};
-        sl_status st = text ? sl_event_from_json(text, strlen(text), &evs[i],
-                                                 &diag)
-                            : SL_NOMEM;
+        sl_status st =
+            text ? sl_event_from_json(text, strlen(text), &evs[i], &diag)
+                 : SL_NOMEM;
         free(text);
         if (st != SL_OK) {
             problem(ex, st == SL_NOMEM ? 500 : 400, "bad_event",
@@ -682,8 +676,7 @@ static void set_location(exchange *ex, const char *id)
     }
 }
 
-static void answer_accepted(exchange *ex, sl_event **evs, size_t n,
-                            bool batch)
+static void answer_accepted(exchange *ex, sl_event **evs, size_t n, bool batch)
 {
     json_t *obj;
     if (!batch) {
@@ -702,7 +695,8 @@ static void answer_accepted(exchange *ex, sl_event **evs, size_t n,
     set_json(ex->resp, 202, "application/json", obj);
 }
 
-/* ---- status endpoint ------------------------------------------------------ */
+/* ---- status endpoint ------------------------------------------------------
+ */
 
 static void serve_status(exchange *ex)
 {
@@ -725,8 +719,7 @@ static void serve_status(exchange *ex)
     if (st != SL_OK) {
         set_retry_after(ex, SHORT_RETRY_AFTER_MS);
         problem(ex, 503, "unavailable", "Service Unavailable", NULL,
-                "the status projection cannot be read: %s",
-                sl_status_str(st));
+                "the status projection cannot be read: %s", sl_status_str(st));
         return;
     }
     char at[32];
@@ -766,8 +759,8 @@ static route_rt *match_route(exchange *ex)
     if (used > 0) {
         sl__http_set_header(ex->resp, "Allow", allow);
         problem(ex, 405, "method_not_allowed", "Method Not Allowed", NULL,
-                "%s is not allowed on %s; allowed: %s", req->method,
-                req->path, allow);
+                "%s is not allowed on %s; allowed: %s", req->method, req->path,
+                allow);
     } else {
         problem(ex, 404, "not_found", "Not Found", NULL, "no route for %s",
                 req->path);
@@ -806,8 +799,7 @@ static bool admit(exchange *ex)
         snprintf(key, sizeof key, "a:%s", ex->req->remote_addr);
     }
     uint64_t wait_ms = 0;
-    if (!sl_keyed_bucket_try_take(gw->clients, key, 1, mono_ms(gw),
-                                  &wait_ms)) {
+    if (!sl_keyed_bucket_try_take(gw->clients, key, 1, mono_ms(gw), &wait_ms)) {
         set_retry_after(ex, wait_ms == 0 ? SHORT_RETRY_AFTER_MS : wait_ms);
         problem(ex, 429, "rate_limited", "Too Many Requests", NULL,
                 "the client's request rate limit is reached");
@@ -859,11 +851,9 @@ static bool claim_key(exchange *ex, sl_gw_body_kind kind)
     }
     char scope[33];
     char route[300];
-    snprintf(route, sizeof route, "%s %s", ex->route->method,
-             ex->route->path);
+    snprintf(route, sizeof route, "%s %s", ex->route->method, ex->route->path);
     fingerprint_hex(route, scope);
-    snprintf(ex->idem_key, sizeof ex->idem_key, "%s/%s/%s", client, scope,
-             key);
+    snprintf(ex->idem_key, sizeof ex->idem_key, "%s/%s/%s", client, scope, key);
 
     uint64_t fp[2] = {0, 0};
     const char *ct = ex->content_type ? ex->content_type : "";
@@ -908,8 +898,7 @@ static bool claim_key(exchange *ex, sl_gw_body_kind kind)
                 "a request with this Idempotency-Key is being processed");
         return false;
     case SL_GW_IDEM_MISMATCH:
-        problem(ex, 422, "idempotency_mismatch", "Unprocessable Content",
-                NULL,
+        problem(ex, 422, "idempotency_mismatch", "Unprocessable Content", NULL,
                 "this Idempotency-Key was already used with a different "
                 "request (method, path, Content-Type, ce- headers or "
                 "body)");
@@ -995,9 +984,6 @@ static void serve_route(exchange *ex)
         goto free_events;
     }
     for (size_t i = 0; i < n; i++) {
-        if (kind != SL_GW_BODY_BATCH && !check_event(ex, evs[i], -1)) {
-            goto free_ok;
-        }
         fill_trace(ex, evs[i]);
     }
 
@@ -1053,7 +1039,6 @@ static void serve_route(exchange *ex)
     } else {
         refuse_publish(ex, st, "nothing was published");
     }
-free_ok:
     if (ok != &ok_one) {
         sl_free(ok);
     }
@@ -1073,14 +1058,14 @@ static void record_metrics(sl_gateway *gw, const sl_gateway_request_info *i)
     /* Route labels come from the configuration, never from the request, so
      * the series stay bounded. */
     const char *route = i->route[0] ? i->route : "unmatched";
-    sl_counter_inc(sl_metric_get(gw->sm.http_requests,
-                                 SL_LABELS("gateway", route, code)));
+    sl_counter_inc(
+        sl_metric_get(gw->sm.http_requests, SL_LABELS("gateway", route, code)));
     sl_histogram_observe(
         sl_metric_get(gw->sm.http_seconds, SL_LABELS("gateway", route)),
         (double)i->duration_ns / 1e9);
     if (i->status == 429) {
-        sl_counter_inc(sl_metric_get(gw->sm.rate_limited,
-                                     SL_LABELS("gateway_client")));
+        sl_counter_inc(
+            sl_metric_get(gw->sm.rate_limited, SL_LABELS("gateway_client")));
     }
 }
 
@@ -1173,8 +1158,7 @@ sl_status sl_gateway_opts_check(const sl_gateway_opts *opts, sl_diag *diag)
                            "gateway: client rate and burst must be >= 0");
     }
     if (opts->client_header != NULL && opts->client_header[0] == '\0') {
-        return sl_diag_set(diag, SL_CONFIG,
-                           "gateway: client_header is empty");
+        return sl_diag_set(diag, SL_CONFIG, "gateway: client_header is empty");
     }
     for (size_t i = 0; i < opts->nroutes; i++) {
         const sl_gateway_route *r = &opts->routes[i];
@@ -1223,8 +1207,8 @@ sl_status sl_gateway_opts_check(const sl_gateway_opts *opts, sl_diag *diag)
         }
         sl_diag fd = {0};
         if (sl__gw_fields_check(r->fields, r->nfields, &fd) != SL_OK) {
-            return sl_diag_set(diag, SL_CONFIG, "gateway route '%s': %s",
-                               path, fd.msg);
+            return sl_diag_set(diag, SL_CONFIG, "gateway route '%s': %s", path,
+                               fd.msg);
         }
     }
     return SL_OK;
@@ -1385,9 +1369,9 @@ sl_status sl_gateway_start(const sl_gateway_opts *opts, sl_gateway **out,
             .idempotency_ttl_ms = opts->idempotency_ttl_ms,
             .clock = opts->clock,
         };
-        st = sl_gateway_state_open(opts->state_path ? opts->state_path
-                                                    : ":memory:",
-                                   &so, &gw->state, diag);
+        st = sl_gateway_state_open(
+            opts->state_path ? opts->state_path : ":memory:", &so, &gw->state,
+            diag);
         if (st != SL_OK) {
             goto fail;
         }

@@ -115,15 +115,14 @@ sl_status sl_gateway_state_open(const char *path,
         return sl_diag_set(diag, SL_NOMEM, "out of memory");
     }
     pthread_mutex_init(&gs->mu, NULL);
-    gs->idem_ttl_ms =
-        o.idempotency_ttl_ms ? o.idempotency_ttl_ms : DEFAULT_IDEMPOTENCY_TTL_MS;
-    gs->status_ttl_ms = o.status_ttl_ms ? o.status_ttl_ms
-                                        : DEFAULT_STATUS_TTL_MS;
+    gs->idem_ttl_ms = o.idempotency_ttl_ms ? o.idempotency_ttl_ms
+                                           : DEFAULT_IDEMPOTENCY_TTL_MS;
+    gs->status_ttl_ms =
+        o.status_ttl_ms ? o.status_ttl_ms : DEFAULT_STATUS_TTL_MS;
     gs->clock = o.clock;
-    int rc = sqlite3_open_v2(path, &gs->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                 SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &gs->db,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) {
         rc = sqlite3_exec(gs->db, schema, NULL, NULL, NULL);
     }
@@ -132,9 +131,8 @@ sl_status sl_gateway_state_open(const char *path,
     }
     if (rc != SQLITE_OK) {
         sl_status st = sl_diag_set(
-            diag, rc == SQLITE_NOMEM ? SL_NOMEM : SL_IO,
-            "gateway state %s: %s", path,
-            gs->db ? sqlite3_errmsg(gs->db) : "cannot open");
+            diag, rc == SQLITE_NOMEM ? SL_NOMEM : SL_IO, "gateway state %s: %s",
+            path, gs->db ? sqlite3_errmsg(gs->db) : "cannot open");
         sl_gateway_state_close(gs);
         return st;
     }
@@ -199,12 +197,11 @@ static void maybe_purge(sl_gateway_state *gs, uint64_t now, uint64_t writes)
 
 static bool status_is_valid(const char *status)
 {
-    return status != NULL && (strcmp(status, SL_GATEWAY_STATUS_PENDING) == 0 ||
-                              strcmp(status, SL_GATEWAY_STATUS_PROCESSING) ==
-                                  0 ||
-                              strcmp(status, SL_GATEWAY_STATUS_COMPLETED) ==
-                                  0 ||
-                              strcmp(status, SL_GATEWAY_STATUS_FAILED) == 0);
+    return status != NULL &&
+           (strcmp(status, SL_GATEWAY_STATUS_PENDING) == 0 ||
+            strcmp(status, SL_GATEWAY_STATUS_PROCESSING) == 0 ||
+            strcmp(status, SL_GATEWAY_STATUS_COMPLETED) == 0 ||
+            strcmp(status, SL_GATEWAY_STATUS_FAILED) == 0);
 }
 
 static bool id_is_valid(const char *id)
@@ -230,9 +227,9 @@ sl_status sl_gateway_status_set(sl_gateway_state *gs, const char *id,
         sqlite3_bind_null(s, 3);
     }
     sqlite3_bind_int64(s, 4, (sqlite3_int64)now);
-    sl_status st =
-        step_done(gs, Q_STATUS_SET) == SQLITE_OK ? SL_OK
-                                                 : io_error(gs, "status");
+    sl_status st = step_done(gs, Q_STATUS_SET) == SQLITE_OK
+                       ? SL_OK
+                       : io_error(gs, "status");
     if (st == SL_OK) {
         maybe_purge(gs, now, 1);
     }
@@ -254,10 +251,8 @@ sl_status sl_gateway_status_get(sl_gateway_state *gs, const char *id,
     if (rc == SQLITE_ROW) {
         const char *status = (const char *)sqlite3_column_text(s, 0);
         const char *detail = (const char *)sqlite3_column_text(s, 1);
-        snprintf(out->status, sizeof out->status, "%s",
-                 status ? status : "");
-        snprintf(out->detail, sizeof out->detail, "%s",
-                 detail ? detail : "");
+        snprintf(out->status, sizeof out->status, "%s", status ? status : "");
+        snprintf(out->detail, sizeof out->detail, "%s", detail ? detail : "");
         out->updated_ms = (uint64_t)sqlite3_column_int64(s, 2);
     } else {
         st = rc == SQLITE_DONE ? SL_NOT_FOUND : io_error(gs, "status read");

@@ -93,13 +93,12 @@ sl_status sl__gw_fields_check(const sl_gateway_field *fields, size_t n,
         }
         for (size_t j = 0; j < i; j++) {
             if (strcmp(fields[j].name, f->name) == 0) {
-                return sl_diag_set(diag, SL_CONFIG,
-                                   "field '%s' has two rules", nm);
+                return sl_diag_set(diag, SL_CONFIG, "field '%s' has two rules",
+                                   nm);
             }
         }
         if ((size_t)f->type >= NTYPES) {
-            return sl_diag_set(diag, SL_CONFIG, "field '%s': unknown type",
-                               nm);
+            return sl_diag_set(diag, SL_CONFIG, "field '%s': unknown type", nm);
         }
         if ((f->has_min || f->has_max) && !is_numeric(f->type)) {
             return sl_diag_set(diag, SL_CONFIG,
@@ -115,8 +114,7 @@ sl_status sl__gw_fields_check(const sl_gateway_field *fields, size_t n,
         if (f->has_min && f->has_max && f->min > f->max) {
             return sl_diag_set(diag, SL_CONFIG, "field '%s': min > max", nm);
         }
-        if ((f->min_length > 0 || f->max_length > 0) &&
-            !has_length(f->type)) {
+        if ((f->min_length > 0 || f->max_length > 0) && !has_length(f->type)) {
             return sl_diag_set(diag, SL_CONFIG,
                                "field '%s': min_length/max_length need type "
                                "string or array",
@@ -138,8 +136,8 @@ sl_status sl__gw_fields_check(const sl_gateway_field *fields, size_t n,
             for (size_t k = 0; k < f->nenum; k++) {
                 if (f->enum_values[k] == NULL) {
                     return sl_diag_set(diag, SL_CONFIG,
-                                       "field '%s': enum value %zu is null",
-                                       nm, k);
+                                       "field '%s': enum value %zu is null", nm,
+                                       k);
                 }
             }
         }
@@ -236,8 +234,7 @@ static bool type_matches(sl_json_type type, const json_t *v)
     return false;
 }
 
-static void check_enum(collector *c, const sl_gateway_field *f,
-                       const json_t *v)
+static void check_enum(collector *c, const sl_gateway_field *f, const json_t *v)
 {
     const char *s = json_string_value(v);
     size_t len = json_string_length(v);
@@ -290,12 +287,10 @@ static void check_field(collector *c, const sl_gateway_field *f,
         double x = json_number_value(v);
         if (f->has_min && x < f->min) {
             format_number(f->min, bound);
-            violate(c, f->name, "`%s` must be %s >= %s", f->name, what,
-                    bound);
+            violate(c, f->name, "`%s` must be %s >= %s", f->name, what, bound);
         } else if (f->has_max && x > f->max) {
             format_number(f->max, bound);
-            violate(c, f->name, "`%s` must be %s <= %s", f->name, what,
-                    bound);
+            violate(c, f->name, "`%s` must be %s <= %s", f->name, what, bound);
         }
         return;
     }
@@ -306,13 +301,13 @@ static void check_field(collector *c, const sl_gateway_field *f,
                 : (uint64_t)json_array_size(v);
         const char *unit = str ? "characters" : "items";
         if (f->min_length > 0 && len < f->min_length) {
-            violate(c, f->name, "`%s` must be %s of at least %llu %s",
-                    f->name, what, (unsigned long long)f->min_length, unit);
+            violate(c, f->name, "`%s` must be %s of at least %llu %s", f->name,
+                    what, (unsigned long long)f->min_length, unit);
             return;
         }
         if (f->max_length > 0 && len > f->max_length) {
-            violate(c, f->name, "`%s` must be %s of at most %llu %s",
-                    f->name, what, (unsigned long long)f->max_length, unit);
+            violate(c, f->name, "`%s` must be %s of at most %llu %s", f->name,
+                    what, (unsigned long long)f->max_length, unit);
             return;
         }
     }
@@ -336,4 +331,22 @@ size_t sl__gw_validate(const sl_gateway_field *fields, size_t n,
         check_field(&c, &fields[i], root);
     }
     return c.n;
+}
+
+sl_status sl__gw_validate_text(const sl_gateway_field *fields, size_t n,
+                               const void *data, size_t len,
+                               sl_gw_violation *out, size_t cap, size_t *nv,
+                               sl_diag *diag)
+{
+    json_error_t err;
+    json_t *root = json_loadb(data ? data : "", len,
+                              JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+    if (root == NULL) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "%s at line %d, column %d (byte %d)", err.text,
+                           err.line, err.column, err.position);
+    }
+    *nv = sl__gw_validate(fields, n, root, out, cap);
+    json_decref(root);
+    return SL_OK;
 }

@@ -34,4 +34,17 @@ sl_status sl__gw_fields_check(const sl_gateway_field *fields, size_t n,
 size_t sl__gw_validate(const sl_gateway_field *fields, size_t n,
                        const json_t *root, sl_gw_violation *out, size_t cap);
 
+/**
+ * Parse @p len bytes as JSON (any value; duplicate members refused) and
+ * validate them as sl__gw_validate does.
+ * @param[out] nv the number of violations (0: valid); written on SL_OK.
+ * @return SL_OK; SL_INVALID when the bytes are not JSON, with jansson's
+ *         message and position in @p diag ("... at line 2, column 9
+ *         (byte 17)").
+ */
+sl_status sl__gw_validate_text(const sl_gateway_field *fields, size_t n,
+                               const void *data, size_t len,
+                               sl_gw_violation *out, size_t cap, size_t *nv,
+                               sl_diag *diag);
+
 #endif

@@ -69,6 +69,9 @@ struct sl_consumer {
     char *channel;
     char *group;
     char *service;
+    sl_status_report_fn report; /* status projection; NULL = none */
+    void *report_ctx;
+    char *status_start, *status_ack, *status_dead;
     uint32_t prefetch;
     uint32_t concurrency;
     uint64_t handler_timeout_ms;
@@ -207,6 +210,24 @@ static void log_delivery(sl_consumer *c, sl_log_level level, const char *msg,
     sl_log_fields(level, "consumer", msg, f, sizeof f / sizeof f[0]);
 }
 
+/* Report @p status for the request behind @p ev (its correlationid, or
+ * its own id) to the status projection. */
+static void report(sl_consumer *c, const sl_event *ev, const char *status,
+                   const char *reason, const char *error)
+{
+    if (c->report == NULL || status == NULL) {
+        return;
+    }
+    const char *key = sl_event_get(ev, SL_ATTR_CORRELATIONID);
+    char detail[600];
+    if (reason != NULL) {
+        snprintf(detail, sizeof detail, "%s in %s: %s", reason, c->group,
+                 error ? error : "");
+    }
+    c->report(key ? key : sl_event_id(ev), status,
+              reason ? detail : NULL, c->report_ctx);
+}
+
 /* RETRY, or the dead letter when attempts are used up. */
 static void settle_retry(sl_consumer *c, sl_delivery **d, uint32_t attempt,
                          const sl_handler_ctx *ctx, const char *error)
@@ -214,6 +235,8 @@ static void settle_retry(sl_consumer *c, sl_delivery **d, uint32_t attempt,
     if (attempt >= c->max_attempts) {
         atomic_fetch_add(&c->exhausted, 1);
         sl_counter_inc(c->m.exhausted);
+        report(c, sl_delivery_event(*d), c->status_dead, "max_attempts",
+               error);
         sl_delivery_dead_letter(d, SL_DEAD_MAX_ATTEMPTS, error);
         return;
     }
@@ -263,6 +286,7 @@ static void process(worker *w, sl_delivery *d)
         sl_counter_inc(c->m.expired);
         log_delivery(c, SL_LOG_WARN, "expired before handling", dev, attempt,
                      NULL, 0);
+        report(c, dev, c->status_dead, "expired", "deadline passed");
         sl_delivery_dead_letter(&d, SL_DEAD_EXPIRED,
                                 "deadline passed before handling");
         return;
@@ -277,6 +301,7 @@ static void process(worker *w, sl_delivery *d)
 
     sl_handler_ctx ctx = {.c = c, .attempt = attempt};
     ctx.ev = sl_event_ref((sl_event *)dev);
+    report(c, ctx.ev, c->status_start, NULL, NULL);
     uint64_t budget = c->handler_timeout_ms;
     if (deadline != 0 && deadline - now < budget) {
         budget = deadline - now;
@@ -360,6 +385,7 @@ static void process(worker *w, sl_delivery *d)
         case SL_OUTCOME_ACK:
             atomic_fetch_add(&c->acked, 1);
             sl_counter_inc(c->m.acked);
+            report(c, ctx.ev, c->status_ack, NULL, NULL);
             queue_ack(w, d, start);
             log_delivery(c, SL_LOG_DEBUG, "handled", ctx.ev, attempt, NULL,
                          took);
@@ -375,6 +401,8 @@ static void process(worker *w, sl_delivery *d)
             sl_counter_inc(c->m.rejected);
             log_delivery(c, SL_LOG_WARN, "handler rejected", ctx.ev, attempt,
                          ctx.error, took);
+            report(c, ctx.ev, c->status_dead, "rejected",
+                   ctx.error[0] ? ctx.error : "handler returned REJECT");
             sl_delivery_dead_letter(&d, SL_DEAD_REJECTED,
                                     ctx.error[0] ? ctx.error
                                                  : "handler returned REJECT");
@@ -538,6 +566,13 @@ sl_status sl_consumer_create(sl_engine *eng, const sl_consumer_opts *opts,
     c->channel = sl_strdup(opts->channel);
     c->group = sl_strdup(opts->group);
     c->service = sl_strdup(opts->service ? opts->service : "sluice");
+    c->report = opts->report;
+    c->report_ctx = opts->report_ctx;
+    if (c->report != NULL) {
+        c->status_start = sl_strdup(opts->status_start);
+        c->status_ack = sl_strdup(opts->status_ack);
+        c->status_dead = sl_strdup(opts->status_dead);
+    }
     if (c->channel == NULL || c->group == NULL || c->service == NULL) {
         st = SL_NOMEM;
         goto fail;
@@ -714,6 +749,9 @@ void sl_consumer_destroy(sl_consumer *c)
     sl_free(c->channel);
     sl_free(c->group);
     sl_free(c->service);
+    sl_free(c->status_start);
+    sl_free(c->status_ack);
+    sl_free(c->status_dead);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     sl_free(c);

@@ -133,6 +133,8 @@ static void http_opts_from_config(const sl_config *cfg,
         .breaker_failures = hc->breaker_failures,
         .breaker_open_ms = hc->breaker_open_ms,
         .service = cfg->service_name,
+        .reply_to = hc->reply_to,
+        .reply_type = hc->reply_type,
     };
 }
 

@@ -40,6 +40,8 @@
 #define DEFAULT_BUSY_RETRY_MS 100
 /* How much of an error answer's body goes into the error text. */
 #define SNIPPET_MAX 200
+/* Largest answer body kept for a reply event. */
+#define REPLY_MAX (64 * 1024)
 /* A worker waits this much beyond the request timeout before it gives up
  * on the I/O thread (which enforces the timeout itself). */
 #define WAIT_GRACE_MS 5000
@@ -74,13 +76,16 @@ struct job {
     long status;
     bool has_retry_after;
     char retry_after[64];
-    char body[SNIPPET_MAX + 1];
-    size_t body_len;
+    char *body; /* sl_malloc'd as it arrives, at most body_max bytes */
+    size_t body_len, body_cap, body_max;
+    bool body_cut; /* the answer was longer than body_max */
     char curl_error[CURL_ERROR_SIZE];
 };
 
 struct sl_http_handler {
     char *url;
+    char *reply_to;   /* NULL = no reply */
+    char *reply_type;
     char *service;  /* for logs */
     char *agent;    /* User-Agent */
     char **headers; /* extra "Name: value" lines */
@@ -289,6 +294,7 @@ static sl_status build_headers(const sl_http_handler *hh, const sl_event *ev,
 
 static void job_free(job *j)
 {
+    sl_free(j->body);
     curl_slist_free_all(j->headers);
     sl_event_unref(j->ev);
     pthread_cond_destroy(&j->cv);
@@ -311,11 +317,26 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
 {
     job *j = user;
     size_t n = size * nmemb;
-    size_t room = SNIPPET_MAX - j->body_len;
+    size_t room = j->body_max - j->body_len;
     size_t take = n < room ? n : room;
-    memcpy(j->body + j->body_len, data, take);
-    j->body_len += take;
-    j->body[j->body_len] = '\0';
+    j->body_cut |= take < n;
+    if (take > 0 && j->body_len + take + 1 > j->body_cap) {
+        size_t cap = j->body_cap ? j->body_cap : 256;
+        while (cap < j->body_len + take + 1) {
+            cap *= 2;
+        }
+        char *b = sl_realloc(j->body, cap);
+        if (b == NULL) {
+            return 0; /* curl reports a write error: RETRY */
+        }
+        j->body = b;
+        j->body_cap = cap;
+    }
+    if (take > 0) {
+        memcpy(j->body + j->body_len, data, take);
+        j->body_len += take;
+        j->body[j->body_len] = '\0';
+    }
     /* The rest is read and dropped: memory stays bounded. */
     return n;
 }
@@ -562,7 +583,7 @@ static void set_retry(sl__http_result *res, uint64_t delay_ms)
 
 /* Turn a finished job into an outcome; decide what the breaker and the
  * limiter learn from it. */
-static void judge(sl_http_handler *hh, const job *j, uint64_t took_ms,
+static void judge(sl_http_handler *hh, job *j, uint64_t took_ms,
                   sl__http_result *res, bool *breaker_ok,
                   sl_limiter_outcome *lim_outcome)
 {
@@ -598,6 +619,18 @@ static void judge(sl_http_handler *hh, const job *j, uint64_t took_ms,
         res->outcome = SL_OUTCOME_ACK;
         *breaker_ok = true;
         *lim_outcome = SL_LIMITER_SUCCESS;
+        if (hh->reply_to != NULL && !j->body_cut) {
+            /* Hand the answer to the caller, who publishes the reply. */
+            res->reply = j->body;
+            res->reply_len = j->body_len;
+            j->body = NULL;
+            j->body_len = j->body_cap = 0;
+        } else if (hh->reply_to != NULL) {
+            res->outcome = SL_OUTCOME_REJECT;
+            snprintf(res->error, sizeof res->error,
+                     "POST %s: answer longer than %d bytes: no reply",
+                     hh->url, REPLY_MAX);
+        }
         return;
     }
     char text[SNIPPET_MAX + 1];
@@ -683,6 +716,7 @@ void sl__http_handler_call(sl_http_handler *hh, const sl_event *ev,
         pthread_mutex_init(&j->mu, NULL);
         sl__cond_init_mono(&j->cv);
         j->refs = 1;
+        j->body_max = hh->reply_to != NULL ? REPLY_MAX : SNIPPET_MAX;
         j->ev = sl_event_ref((sl_event *)ev);
         j->timeout_ms = min_u64(hh->timeout_ms, until - now);
         j->connect_timeout_ms = min_u64(hh->connect_timeout_ms, j->timeout_ms);
@@ -766,11 +800,44 @@ breaker_open:
              hh->url);
 }
 
+/* Publish the target's answer as a child of the delivered event. */
+static sl_outcome publish_reply(sl_http_handler *hh, sl_handler_ctx *ctx,
+                                sl__http_result *res)
+{
+    sl_event *ev = NULL;
+    sl_status st = sl_event_create_new(hh->url, hh->reply_type, &ev);
+    if (st == SL_OK) {
+        sl_event_set(ev, SL_ATTR_DATACONTENTTYPE, "application/json");
+        if (res->reply_len > 0) {
+            st = sl_event_set_data(ev, res->reply, res->reply_len);
+        }
+    }
+    sl_diag diag = {0};
+    if (st == SL_OK) {
+        st = sl_handler_publish(ctx, hh->reply_to, ev, &diag);
+    }
+    sl_event_unref(ev);
+    if (st != SL_OK) {
+        sl_handler_set_error(ctx, "publishing the reply to %s: %s",
+                             hh->reply_to,
+                             diag.msg[0] ? diag.msg : sl_status_str(st));
+        return SL_OUTCOME_RETRY;
+    }
+    return SL_OUTCOME_ACK;
+}
+
 sl_outcome sl_http_handler_handle(sl_handler_ctx *ctx, void *user)
 {
+    sl_http_handler *hh = user;
     sl__http_result res;
-    sl__http_handler_call(user, sl_handler_event(ctx),
+    sl__http_handler_call(hh, sl_handler_event(ctx),
                           sl_handler_remaining_ms(ctx), &res);
+    if (res.outcome == SL_OUTCOME_ACK && hh->reply_to != NULL) {
+        sl_outcome o = publish_reply(hh, ctx, &res);
+        sl_free(res.reply);
+        return o;
+    }
+    sl_free(res.reply);
     if (res.error[0] != '\0') {
         sl_handler_set_error(ctx, "%s", res.error);
     }
@@ -856,6 +923,14 @@ sl_status sl_http_handler_create(const sl_http_handler_opts *opts,
     hh->busy_retry_ms =
         opts->busy_retry_ms ? opts->busy_retry_ms : DEFAULT_BUSY_RETRY_MS;
     hh->url = sl_strdup(opts->url);
+    if (opts->reply_to != NULL) {
+        hh->reply_to = sl_strdup(opts->reply_to);
+        hh->reply_type = sl_strdup(opts->reply_type ? opts->reply_type
+                                                    : "http.response");
+        if (hh->reply_to == NULL || hh->reply_type == NULL) {
+            goto fail;
+        }
+    }
     hh->service = sl_strdup(opts->service ? opts->service : "sluice");
     char agent[160];
     if (opts->service != NULL) {
@@ -969,6 +1044,8 @@ void sl_http_handler_destroy(sl_http_handler *hh)
     }
     sl_free(hh->headers);
     sl_free(hh->url);
+    sl_free(hh->reply_to);
+    sl_free(hh->reply_type);
     sl_free(hh->service);
     sl_free(hh->agent);
     pthread_cond_destroy(&hh->slot_cv);

@@ -1,8 +1,10 @@
 /* The service host: builds engine, producer and consumers from a config. */
 #include "sluice/service.h"
 
+#include "http/admin.h"
 #include "runtime/handlers.h"
 #include "sluice/alloc.h"
+#include "sluice/gateway.h"
 #include "sluice/log.h"
 
 #include <inttypes.h>
@@ -20,12 +22,100 @@ struct sl_service {
     sl_engine *eng;
     sl_producer *producer;
     sl_metrics *metrics;
+    /* HTTP: the gateway (when routes are configured), its state (also the
+     * status projection consumers report to), the admin listener. */
+    sl_gateway_state *gstate;
+    sl_gateway_route *routes;
+    sl_gateway_field *fields;
+    sl_gateway *gw;
+    sl_admin *admin;
     bound_consumer *consumers;
     size_t nconsumers;
     atomic_bool started;
     atomic_bool draining;
     bool stuck; /* a handler outlived the drain */
 };
+
+static bool is_draining(void *ctx)
+{
+    return atomic_load(&((sl_service *)ctx)->draining);
+}
+
+/* Consumers report statuses here; the gateway serves them. */
+static void report_status(const char *key, const char *status,
+                          const char *detail, void *ctx)
+{
+    sl_service *svc = ctx;
+    sl_status st = sl_gateway_status_set(svc->gstate, key, status, detail);
+    if (st != SL_OK) {
+        sl_logf(SL_LOG_WARN, "service", "status of %s not recorded: %s", key,
+                sl_status_str(st));
+    }
+}
+
+static bool wants_status(const sl_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nconsumers; i++) {
+        const sl_config_consumer *cc = &cfg->consumers[i];
+        if (cc->status_start || cc->status_ack || cc->status_dead) {
+            return true;
+        }
+    }
+    return cfg->nroutes > 0;
+}
+
+/* The gateway's routes, from the configuration (strings stay borrowed). */
+static sl_status build_routes(sl_service *svc, sl_diag *diag)
+{
+    const sl_config *cfg = svc->cfg;
+    size_t nfields = 0;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        nfields += cfg->routes[i].nfields;
+    }
+    svc->routes = sl_calloc(cfg->nroutes, sizeof *svc->routes);
+    svc->fields = sl_calloc(nfields ? nfields : 1, sizeof *svc->fields);
+    if (svc->routes == NULL || svc->fields == NULL) {
+        return SL_NOMEM;
+    }
+    sl_gateway_field *f = svc->fields;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const sl_config_route *cr = &cfg->routes[i];
+        svc->routes[i] = (sl_gateway_route){
+            .method = cr->method,
+            .path = cr->path,
+            .channel = cr->channel,
+            .type = cr->type,
+            .source = cr->source,
+            .fields = f,
+            .nfields = cr->nfields,
+        };
+        for (size_t k = 0; k < cr->nfields; k++, f++) {
+            const sl_config_field *cf = &cr->fields[k];
+            sl_json_type type = SL_JSON_ANY;
+            if (sl_json_type_from_name(cf->type, &type) != SL_OK) {
+                return sl_diag_set(diag, SL_CONFIG,
+                                   "%s:%d:%d: gateway.routes[%zu].fields[%zu]"
+                                   ".type: unknown type '%s'",
+                                   cfg->path, cf->pos.line, cf->pos.column, i,
+                                   k, cf->type);
+            }
+            *f = (sl_gateway_field){
+                .name = cf->name,
+                .type = type,
+                .required = cf->required,
+                .has_min = cf->has_minimum,
+                .has_max = cf->has_maximum,
+                .min = cf->minimum,
+                .max = cf->maximum,
+                .min_length = cf->min_length,
+                .max_length = cf->max_length,
+                .enum_values = (const char *const *)cf->enum_values,
+                .nenum = cf->nenum,
+            };
+        }
+    }
+    return SL_OK;
+}
 
 static sl_status declare_topology(sl_service *svc, sl_diag *diag)
 {
@@ -96,6 +186,17 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
         sl_diag_set(diag, st, "producer: %s", sl_status_str(st));
         goto fail;
     }
+    if (wants_status(cfg)) {
+        sl_gateway_state_opts so = {
+            .idempotency_ttl_ms = cfg->gateway_idempotency_ttl_ms};
+        if ((st = sl_gateway_state_open(cfg->gateway_state, &so,
+                                        &svc->gstate, diag)) != SL_OK) {
+            goto fail;
+        }
+    }
+    if (cfg->nroutes > 0 && (st = build_routes(svc, diag)) != SL_OK) {
+        goto fail;
+    }
     for (size_t i = 0; i < cfg->nconsumers; i++) {
         const sl_config_consumer *cc = &cfg->consumers[i];
         bound_consumer *bc = &svc->consumers[i];
@@ -116,6 +217,11 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
             .producer = svc->producer,
             .service = cfg->service_name,
             .metrics = svc->metrics,
+            .report = svc->gstate ? report_status : NULL,
+            .report_ctx = svc,
+            .status_start = cc->status_start,
+            .status_ack = cc->status_ack,
+            .status_dead = cc->status_dead,
         };
         if ((st = sl_consumer_create(svc->eng, &co, &bc->consumer, diag)) !=
             SL_OK) {
@@ -139,12 +245,57 @@ sl_status sl_service_start(sl_service *svc, sl_diag *diag)
                                sl_status_str(st));
         }
     }
+    const sl_config *cfg = svc->cfg;
+    sl_status st = SL_OK;
+    if (cfg->nroutes > 0) {
+        sl_gateway_opts go = {
+            .listen = cfg->gateway_listen,
+            .max_body = cfg->gateway_max_body,
+            .threads = cfg->gateway_threads,
+            .routes = svc->routes,
+            .nroutes = cfg->nroutes,
+            .producer = svc->producer,
+            .eng = svc->eng,
+            .client_rate_per_s = cfg->gateway_client_rate,
+            .client_burst = cfg->gateway_client_burst,
+            .client_header = cfg->gateway_client_header,
+            .max_clients = cfg->gateway_max_clients,
+            .state = svc->gstate,
+            .confirm_timeout_ms = cfg->publish_timeout_ms,
+            .is_draining = is_draining,
+            .draining_ctx = svc,
+            .metrics = svc->metrics,
+        };
+        if ((st = sl_gateway_start(&go, &svc->gw, diag)) != SL_OK) {
+            return st;
+        }
+    }
+    if (cfg->admin_enabled) {
+        sl_admin_opts ao = {.listen = cfg->admin_listen,
+                            .svc = svc,
+                            .target_per_replica = cfg->scale_target,
+                            .min_replicas = cfg->scale_min,
+                            .max_replicas = cfg->scale_max};
+        if ((st = sl__admin_start(&ao, &svc->admin, diag)) != SL_OK) {
+            return st;
+        }
+    }
     atomic_store(&svc->started, true);
     sl_logf(SL_LOG_INFO, "service",
             "%s started on %s: %zu channel(s), %zu consumer group(s)",
-            svc->cfg->service_name, sl_engine_name(svc->eng),
-            svc->cfg->nchannels, svc->nconsumers);
+            cfg->service_name, sl_engine_name(svc->eng), cfg->nchannels,
+            svc->nconsumers);
     return SL_OK;
+}
+
+uint16_t sl_service_gateway_port(const sl_service *svc)
+{
+    return svc->gw ? sl_gateway_port(svc->gw) : 0;
+}
+
+uint16_t sl_service_admin_port(const sl_service *svc)
+{
+    return svc->admin ? sl__admin_port(svc->admin) : 0;
 }
 
 bool sl_service_is_ready(const sl_service *svc)
@@ -181,6 +332,10 @@ sl_status sl_service_stop(sl_service *svc)
             sl_consumer_signal_stop(svc->consumers[i].consumer);
         }
     }
+    /* The gateway already answers 503 to new requests (draining); stopping
+     * it waits for the requests whose publish is being confirmed. */
+    sl_gateway_stop(svc->gw);
+    svc->gw = NULL;
     for (size_t i = 0; i < svc->nconsumers; i++) {
         if (svc->consumers[i].consumer == NULL) {
             continue;
@@ -244,11 +399,16 @@ void sl_service_destroy(sl_service *svc)
     if (atomic_load(&svc->started)) {
         sl_service_stop(svc);
     }
+    sl__admin_stop(svc->admin); /* borrows the service: first to go */
+    sl_gateway_stop(svc->gw);
     for (size_t i = 0; i < svc->nconsumers; i++) {
         sl_consumer_destroy(svc->consumers[i].consumer);
         sl__handler_unbind(&svc->consumers[i].handler);
     }
     sl_free(svc->consumers);
+    sl_gateway_state_close(svc->gstate);
+    sl_free(svc->routes);
+    sl_free(svc->fields);
     sl_producer_destroy(svc->producer);
     sl_metrics_destroy(svc->metrics);
     sl_engine_close(svc->eng);

@@ -52,9 +52,8 @@ static void idem_first_claim_records_the_new_event_id(void **state)
 {
     fixture *fx = *state;
     sl_gw_idem rec;
-    assert_int_equal(sl__gw_idem_claim(fx->gs, "k", FP_A, "ev-1", LEASE_MS,
-                                       &rec),
-                     SL_OK);
+    assert_int_equal(
+        sl__gw_idem_claim(fx->gs, "k", FP_A, "ev-1", LEASE_MS, &rec), SL_OK);
     assert_int_equal(rec.outcome, SL_GW_IDEM_CLAIMED);
     assert_string_equal(rec.event_id, "ev-1");
 }
@@ -64,9 +63,8 @@ static void idem_second_claim_while_held_is_in_progress(void **state)
     fixture *fx = *state;
     sl_gw_idem rec;
     sl__gw_idem_claim(fx->gs, "k", FP_A, "ev-1", LEASE_MS, &rec);
-    assert_int_equal(sl__gw_idem_claim(fx->gs, "k", FP_A, "ev-2", LEASE_MS,
-                                       &rec),
-                     SL_OK);
+    assert_int_equal(
+        sl__gw_idem_claim(fx->gs, "k", FP_A, "ev-2", LEASE_MS, &rec), SL_OK);
     assert_int_equal(rec.outcome, SL_GW_IDEM_IN_PROGRESS);
 }
 
@@ -76,15 +74,13 @@ static void idem_abandoned_claim_is_taken_over_with_the_same_id(void **state)
     sl_gw_idem rec;
     sl__gw_idem_claim(fx->gs, "k", FP_A, "ev-1", LEASE_MS, &rec);
     atomic_fetch_add(&fx->clock.now_ms, LEASE_MS);
-    assert_int_equal(sl__gw_idem_claim(fx->gs, "k", FP_A, "ev-2", LEASE_MS,
-                                       &rec),
-                     SL_OK);
+    assert_int_equal(
+        sl__gw_idem_claim(fx->gs, "k", FP_A, "ev-2", LEASE_MS, &rec), SL_OK);
     assert_int_equal(rec.outcome, SL_GW_IDEM_CLAIMED);
     assert_string_equal(rec.event_id, "ev-1");
 }
 
-static void idem_released_claim_is_claimed_again_with_the_same_id(
-    void **state)
+static void idem_released_claim_is_claimed_again_with_the_same_id(void **state)
 {
     fixture *fx = *state;
     sl_gw_idem rec;
@@ -101,11 +97,10 @@ static void idem_finished_key_replays_the_answer(void **state)
     sl_gw_idem rec;
     const char body[] = "{\"id\":\"ev-1\"}";
     sl__gw_idem_claim(fx->gs, "k", FP_A, "ev-1", LEASE_MS, &rec);
-    assert_int_equal(
-        sl__gw_idem_finish(fx->gs, "k", 202, body, strlen(body)), SL_OK);
-    assert_int_equal(sl__gw_idem_claim(fx->gs, "k", FP_A, "ev-9", LEASE_MS,
-                                       &rec),
+    assert_int_equal(sl__gw_idem_finish(fx->gs, "k", 202, body, strlen(body)),
                      SL_OK);
+    assert_int_equal(
+        sl__gw_idem_claim(fx->gs, "k", FP_A, "ev-9", LEASE_MS, &rec), SL_OK);
     assert_int_equal(rec.outcome, SL_GW_IDEM_REPLAY);
     assert_int_equal(rec.http_status, 202);
     assert_string_equal(rec.body, body);
@@ -151,8 +146,7 @@ static void status_reads_back_what_was_written(void **state)
 {
     fixture *fx = *state;
     sl_gateway_status_row row;
-    assert_int_equal(sl_gateway_status_get(fx->gs, "ev-1", &row),
-                     SL_NOT_FOUND);
+    assert_int_equal(sl_gateway_status_get(fx->gs, "ev-1", &row), SL_NOT_FOUND);
     assert_int_equal(
         sl_gateway_status_set(fx->gs, "ev-1", "failed", "payment declined"),
         SL_OK);
@@ -200,8 +194,7 @@ static void state_file_is_shared_between_handles(void **state)
     sl_gateway_state *a = NULL, *b = NULL;
     assert_int_equal(sl_gateway_state_open(path, NULL, &a, NULL), SL_OK);
     assert_int_equal(sl_gateway_state_open(path, NULL, &b, NULL), SL_OK);
-    assert_int_equal(sl_gateway_status_set(a, "ev", "processing", NULL),
-                     SL_OK);
+    assert_int_equal(sl_gateway_status_set(a, "ev", "processing", NULL), SL_OK);
     sl_gateway_status_row row;
     assert_int_equal(sl_gateway_status_get(b, "ev", &row), SL_OK);
     assert_string_equal(row.status, "processing");

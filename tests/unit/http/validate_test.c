@@ -91,8 +91,7 @@ static void validate_string_length_counts_characters(void **state)
                           .max_length = 3};
     char d[256];
     /* "äöü" is 6 bytes and 3 characters. */
-    assert_int_equal(run(&f, 1, "{\"name\": \"\\u00e4\\u00f6\\u00fc\"}", d),
-                     0);
+    assert_int_equal(run(&f, 1, "{\"name\": \"\\u00e4\\u00f6\\u00fc\"}", d), 0);
     assert_int_equal(run(&f, 1, "{\"name\": \"a\"}", d), 1);
     assert_string_equal(d, "`name` must be a string of at least 2 characters");
     assert_int_equal(run(&f, 1, "{\"name\": \"abcd\"}", d), 1);
@@ -134,10 +133,8 @@ static void validate_enum_list_is_cut_when_long(void **state)
         "dddddddddddddddddddddddddddddddddddddddd",
         "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee",
         "ffffffffffffffffffffffffffffffffffffffff"};
-    sl_gateway_field f = {.name = "k",
-                          .type = SL_JSON_STRING,
-                          .enum_values = many,
-                          .nenum = 6};
+    sl_gateway_field f = {
+        .name = "k", .type = SL_JSON_STRING, .enum_values = many, .nenum = 6};
     char d[256];
     assert_int_equal(run(&f, 1, "{\"k\": \"x\"}", d), 1);
     assert_non_null(strstr(d, "\"aaaa"));
@@ -199,8 +196,11 @@ static void fields_check_accepts_consistent_rules(void **state)
     static const char *const cur[] = {"EUR"};
     sl_gateway_field f[] = {
         qty,
-        {.name = "a.b", .type = SL_JSON_STRING, .max_length = 3,
-         .enum_values = cur, .nenum = 1},
+        {.name = "a.b",
+         .type = SL_JSON_STRING,
+         .max_length = 3,
+         .enum_values = cur,
+         .nenum = 1},
         {.name = "list", .type = SL_JSON_ARRAY, .min_length = 1},
     };
     assert_int_equal(sl__gw_fields_check(f, 3, NULL), SL_OK);
@@ -218,23 +218,26 @@ static void fields_check_refuses_inconsistent_rules(void **state)
         {{.name = "a..b", .type = SL_JSON_STRING}, "name"},
         {{.name = "x.", .type = SL_JSON_STRING}, "name"},
         {{.name = "q", .type = SL_JSON_STRING, .has_min = true}, "min/max"},
-        {{.name = "q", .type = SL_JSON_INTEGER, .has_min = true, .min = 5,
-          .has_max = true, .max = 1},
+        {{.name = "q",
+          .type = SL_JSON_INTEGER,
+          .has_min = true,
+          .min = 5,
+          .has_max = true,
+          .max = 1},
          "min > max"},
-        {{.name = "q", .type = SL_JSON_INTEGER, .max_length = 2},
-         "min_length"},
-        {{.name = "q", .type = SL_JSON_STRING, .min_length = 3,
+        {{.name = "q", .type = SL_JSON_INTEGER, .max_length = 2}, "min_length"},
+        {{.name = "q",
+          .type = SL_JSON_STRING,
+          .min_length = 3,
           .max_length = 2},
          "min_length > max_length"},
-        {{.name = "q", .type = SL_JSON_INTEGER, .enum_values = cur,
-          .nenum = 1},
+        {{.name = "q", .type = SL_JSON_INTEGER, .enum_values = cur, .nenum = 1},
          "enum"},
         {{.name = "q", .type = (sl_json_type)42}, "type"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sl_diag diag = {0};
-        assert_int_equal(sl__gw_fields_check(&bad[i].f, 1, &diag),
-                         SL_CONFIG);
+        assert_int_equal(sl__gw_fields_check(&bad[i].f, 1, &diag), SL_CONFIG);
         assert_non_null(strstr(diag.msg, bad[i].want));
     }
     sl_gateway_field twice[] = {qty, qty};

@@ -409,6 +409,79 @@ static void reject_error_text_reaches_the_dead_letter(void **state)
     assert_int_equal(probe_calls(&f->pr), 1);
 }
 
+/* What the consumer reported to the status projection. */
+typedef struct reports {
+    pthread_mutex_t mu;
+    char lines[8][700];
+    int n;
+} reports;
+
+static void collect_report(const char *key, const char *status,
+                           const char *detail, void *ctx)
+{
+    reports *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    if (r->n < 8) {
+        snprintf(r->lines[r->n++], sizeof r->lines[0], "%s %s %s", key,
+                 status, detail ? detail : "-");
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static bool two_reports(void *arg)
+{
+    reports *r = arg;
+    pthread_mutex_lock(&r->mu);
+    int n = r->n;
+    pthread_mutex_unlock(&r->mu);
+    return n >= 2;
+}
+
+static void status_is_reported_for_the_request_behind_the_event(void **state)
+{
+    fx *f = *state;
+    /* A child of request "req-9": statuses are keyed by correlationid. */
+    sl_event *ev = NULL;
+    assert_int_equal(sl_event_create_new("/shop", "order.placed", &ev), SL_OK);
+    sl_event_set(ev, SL_ATTR_CORRELATIONID, "req-9");
+    assert_int_equal(sl_engine_publish(f->eng, CH, ev, 0, 5000, NULL), SL_OK);
+    sl_event_unref(ev);
+    reports r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    sl_consumer_opts co = {.prefetch = 1,
+                           .handler = scripted,
+                           .report = collect_report,
+                           .report_ctx = &r,
+                           .status_start = "processing",
+                           .status_ack = "completed",
+                           .status_dead = "failed"};
+    start(f, &co);
+    assert_true(wait_until(two_reports, &r, WAIT_MS));
+    stop(f);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.lines[0], "req-9 processing -");
+    assert_string_equal(r.lines[1], "req-9 completed -");
+}
+
+static void dead_letter_reports_failed_with_the_reason(void **state)
+{
+    fx *f = *state;
+    f->pr.reject = true;
+    f->pr.error = "no such sku";
+    publish(f, "order-8");
+    reports r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    sl_consumer_opts co = {.prefetch = 1,
+                           .handler = scripted,
+                           .report = collect_report,
+                           .report_ctx = &r,
+                           .status_dead = "failed"};
+    start(f, &co);
+    assert_true(wait_until(has_dead_letter, f, WAIT_MS));
+    stop(f);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.lines[0], "order-8 failed rejected in " GROUP
+                                    ": no such sku (event order-8)");
+}
+
 static void reject_without_error_text_says_the_handler_rejected(void **state)
 {
     fx *f = *state;
@@ -639,6 +712,8 @@ int main(void)
         T(handler_timeout_retries_and_discards_the_late_result),
         T(reject_error_text_reaches_the_dead_letter),
         T(reject_without_error_text_says_the_handler_rejected),
+        T(status_is_reported_for_the_request_behind_the_event),
+        T(dead_letter_reports_failed_with_the_reason),
         T(retry_after_overrides_the_backoff),
         T(retry_uses_the_backoff_without_a_retry_after),
         T(concurrency_above_prefetch_is_refused),

@@ -814,6 +814,14 @@ static bool settled(void *arg)
            dl.count == 1;
 }
 
+static bool acked_one(void *arg)
+{
+    e2e *e = arg;
+    sl_consumer_stats stats;
+    sl_consumer_get_stats(e->c, &stats);
+    return stats.acked == 1;
+}
+
 static bool wait_until(bool (*pred)(void *), void *arg, uint64_t timeout_ms)
 {
     uint64_t until = sl_time_mono_ms() + timeout_ms;
@@ -887,6 +895,67 @@ static void consumer_acks_200_and_dead_letters_a_404(void **state)
     sl_engine_close(e.eng);
 }
 
+static void answer_is_published_as_a_child_with_reply_to(void **state)
+{
+    fx *f = *state;
+    script(f, 201, NULL, "{\"charge_id\":\"c-1\"}");
+    sl_config_consumer cc = {.channel = CH, .group = GROUP};
+    cc.handler.kind = "http";
+    cc.handler.url = f->srv.url;
+    cc.handler.reply_to = "replies";
+    cc.handler.reply_type = "charge.created";
+    sl_config cfg = {.consumers = &cc, .nconsumers = 1};
+    sl_bound_handler h = {0};
+    assert_int_equal(sl__handler_bind(&cfg, &cc, &h, NULL), SL_OK);
+
+    e2e e = {0};
+    assert_int_equal(sl_engine_open("embedded::memory:", NULL, &e.eng, NULL),
+                     SL_OK);
+    sl_channel_opts cho = {.name = CH};
+    sl_channel_opts rch = {.name = "replies"};
+    sl_group_opts rg = {.channel = "replies", .name = "sink"};
+    assert_int_equal(sl_engine_declare_channel(e.eng, &cho, NULL), SL_OK);
+    assert_int_equal(sl_engine_declare_channel(e.eng, &rch, NULL), SL_OK);
+    assert_int_equal(sl_engine_declare_group(e.eng, &rg, NULL), SL_OK);
+    sl_producer *p = NULL;
+    assert_int_equal(sl_producer_create(e.eng, NULL, &p), SL_OK);
+    sl_consumer_opts co = {.channel = CH,
+                           .group = GROUP,
+                           .prefetch = 2,
+                           .handler = h.fn,
+                           .handler_ctx = h.user,
+                           .producer = p};
+    assert_int_equal(sl_consumer_create(e.eng, &co, &e.c, NULL), SL_OK);
+    assert_int_equal(sl_consumer_start(e.c), SL_OK);
+    publish(e.eng, "order-7");
+    assert_true(wait_until(acked_one, &e, WAIT_MS));
+
+    sl_subscription *sub = NULL;
+    sl_subscribe_opts so = {.prefetch = 1};
+    assert_int_equal(
+        sl_engine_subscribe(e.eng, "replies", "sink", &so, &sub, NULL), SL_OK);
+    sl_delivery *d = NULL;
+    size_t n = 0;
+    assert_int_equal(sl_subscription_fetch(sub, &d, 1, WAIT_MS, &n), SL_OK);
+    const sl_event *reply = sl_delivery_event(d);
+    assert_string_equal(sl_event_type(reply), "charge.created");
+    assert_string_equal(sl_event_get(reply, SL_ATTR_CAUSATIONID), "order-7");
+    assert_string_equal(sl_event_get(reply, SL_ATTR_CORRELATIONID),
+                        "order-7");
+    size_t len = 0;
+    const char *data = sl_event_data(reply, &len);
+    assert_int_equal(len, strlen("{\"charge_id\":\"c-1\"}"));
+    assert_memory_equal(data, "{\"charge_id\":\"c-1\"}", len);
+    assert_int_equal(sl_delivery_ack(&d), SL_OK);
+    sl_subscription_close(sub);
+
+    assert_int_equal(sl_consumer_stop(e.c, WAIT_MS), SL_OK);
+    sl_consumer_destroy(e.c);
+    sl_producer_destroy(p);
+    sl__handler_unbind(&h);
+    sl_engine_close(e.eng);
+}
+
 static void kind_http_without_a_url_is_a_config_error(void **state)
 {
     (void)state;
@@ -929,6 +998,7 @@ int main(void)
         cmocka_unit_test(options_are_checked),
         cmocka_unit_test(retry_after_parses_seconds_and_dates),
         T(consumer_acks_200_and_dead_letters_a_404),
+        T(answer_is_published_as_a_child_with_reply_to),
         cmocka_unit_test(kind_http_without_a_url_is_a_config_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
