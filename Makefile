@@ -45,7 +45,7 @@ fuzz: build-fuzz
 	@ctest --test-dir $(BUILD_FUZZ) --output-on-failure -j$(JOBS) -L fuzz
 
 run: build
-	@sh examples/hello/run.sh $(BUILD)
+	@sh examples/orders/run.sh $(BUILD)
 
 # The release build's tests (unit, conformance, integration), then the same
 # unit and conformance tests under ASan+UBSan and under TSan.

@@ -53,11 +53,13 @@ typedef struct charge {
 typedef struct sim {
     uint64_t latency_ms;
     double failure_rate;
+    double decline_rate; /* permanent 402s, decided per order */
+    uint64_t seed;
     uint64_t max_keys;
     pthread_mutex_t mu;
     uint64_t rng; /* splitmix64 state */
     charge *buckets[BUCKETS];
-    uint64_t charges, duplicates, keys, failures, requests;
+    uint64_t charges, duplicates, keys, failures, requests, declines;
     unsigned max_charges_per_key;
 } sim;
 
@@ -173,6 +175,20 @@ static enum MHD_Result post_charge(sim *s, struct MHD_Connection *conn,
 
     sleep_ms(s->latency_ms);
 
+    /* A decline is a property of the order (the card), not of the attempt:
+     * the same order is declined every time. */
+    uint64_t oh = (uint64_t)hash(order_id) ^ (s->seed * 0x9e3779b97f4a7c15ull);
+    double order_draw = (double)(splitmix64(&oh) >> 11) * 0x1.0p-53;
+    if (order_draw < s->decline_rate) {
+        pthread_mutex_lock(&s->mu);
+        s->requests++;
+        s->declines++;
+        pthread_mutex_unlock(&s->mu);
+        json_decref(body);
+        return answer(conn, 402, "{\"error\":\"card declined\"}", NULL,
+                      false);
+    }
+
     pthread_mutex_lock(&s->mu);
     s->requests++;
     double draw = (double)(splitmix64(&s->rng) >> 11) * 0x1.0p-53;
@@ -242,7 +258,8 @@ static enum MHD_Result get_stats(sim *s, struct MHD_Connection *conn)
 {
     pthread_mutex_lock(&s->mu);
     json_t *o = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I}", "charges", (json_int_t)s->charges,
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "declines",
+        (json_int_t)s->declines, "charges", (json_int_t)s->charges,
         "duplicates_absorbed", (json_int_t)s->duplicates, "keys",
         (json_int_t)s->keys, "max_charges_per_key",
         (json_int_t)s->max_charges_per_key, "failures_injected",
@@ -329,8 +346,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: payment-sim [--listen HOST:PORT] [--latency-ms N]\n"
-            "                   [--failure-rate F] [--seed S] "
-            "[--max-keys N]\n"
+            "                   [--failure-rate F] [--decline-rate D] "
+            "[--seed S] [--max-keys N]\n"
             "\n"
             "A payment provider simulator: POST /charges with an\n"
             "Idempotency-Key and {\"order_id\", \"amount\"}; GET /stats.\n"
@@ -338,6 +355,8 @@ static void usage(FILE *out)
             "                  port 0 picks one and prints it)\n"
             "  --latency-ms    delay before every charge answer (default 0)\n"
             "  --failure-rate  share of charges answered 503 (default 0)\n"
+            "  --decline-rate  share of orders declined with 402, every\n"
+            "                  time they are tried (default 0)\n"
             "  --seed          PRNG seed for the failures (default 1)\n"
             "  --max-keys      idempotency keys kept (default 1000000)\n");
 }
@@ -392,6 +411,11 @@ int main(int argc, char **argv)
             ok = ok && parse_u64(v, &seed);
         } else if (strcmp(a, "--max-keys") == 0) {
             ok = ok && parse_u64(v, &s.max_keys);
+        } else if (strcmp(a, "--decline-rate") == 0) {
+            char *end = NULL;
+            s.decline_rate = ok ? strtod(v, &end) : 0;
+            ok = ok && end != v && *end == '\0' && s.decline_rate >= 0 &&
+                 s.decline_rate <= 1;
         } else if (strcmp(a, "--failure-rate") == 0) {
             char *end = NULL;
             s.failure_rate = ok ? strtod(v, &end) : 0;
@@ -415,6 +439,7 @@ int main(int argc, char **argv)
     }
     pthread_mutex_init(&s.mu, NULL);
     s.rng = seed;
+    s.seed = seed;
 
     /* Signals are taken by sigwait below; every thread started from here
      * on inherits the mask. */

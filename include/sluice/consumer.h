@@ -63,6 +63,10 @@ sl_status sl_handler_publish(sl_handler_ctx *ctx, const char *channel,
  * declared transactional: their writes commit with the inbox record, so
  * their effects happen exactly once. NULL otherwise. */
 void *sl_handler_db(sl_handler_ctx *ctx);
+/** The metrics registry of the consumer (its service's), for a handler's
+ * own domain metrics: declaring a family again with the same definition
+ * returns the same family. NULL when the consumer has none. */
+sl_metrics *sl_handler_metrics(sl_handler_ctx *ctx);
 
 /** A handler: runs on a worker thread; @p user is the consumer's
  * handler_ctx. Must be thread-safe if concurrency > 1. */

@@ -183,6 +183,11 @@ void *sl_handler_db(sl_handler_ctx *ctx)
     return ctx->db;
 }
 
+sl_metrics *sl_handler_metrics(sl_handler_ctx *ctx)
+{
+    return ctx->c->reg;
+}
+
 /* ---- settling ----------------------------------------------------------------- */
 
 static void log_delivery(sl_consumer *c, sl_log_level level, const char *msg,
