@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 10
 JOBS       ?= 2
 CMAKE_ARGS ?=
 
-.PHONY: all deps build build-san build-tsan build-fuzz run test fuzz bench \
+.PHONY: all deps build build-san build-tsan build-fuzz run test test-run fuzz bench \
         clean
 
 all: build
@@ -49,7 +49,12 @@ run: build
 
 # The release build's tests (unit, conformance, integration), then the same
 # unit and conformance tests under ASan+UBSan and under TSan.
+# The brokers (nats-server) run on loopback for the whole run and are
+# stopped afterwards, also when a test fails (scripts/with-brokers.sh).
 test: build build-san build-tsan build-fuzz
+	@sh scripts/with-brokers.sh $(MAKE) --no-print-directory test-run
+
+test-run:
 	@ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ctest --test-dir $(BUILD_SAN) --output-on-failure -j$(JOBS) \

@@ -6,11 +6,12 @@ set -eu
 # clang and libclang-rt-14-dev: the libFuzzer targets; sqlite3: the crash
 # test reads the inbox; libmicrohttpd and libcurl: the HTTP server and
 # client; prometheus: promtool checks /metrics; wrk: the gateway benchmark;
-# time and procps: benchmarks and scripts.
+# time and procps: benchmarks and scripts; nats-server and libnats-dev: the
+# NATS JetStream engine and the broker its tests run on.
 PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
 libsqlite3-dev sqlite3 libyaml-dev libjansson-dev libcmocka-dev
 libmicrohttpd-dev libcurl4-openssl-dev prometheus wrk
-time procps"
+time procps nats-server libnats-dev"
 
 missing=""
 for p in $PACKAGES; do

@@ -73,6 +73,9 @@ struct sl_driver {
 };
 
 extern const sl_driver sl__embedded_driver;
+#ifdef SLUICE_HAVE_NATS
+extern const sl_driver sl__nats_driver;
+#endif
 
 /** Build the dead-letter copy of @p ev: a clone carrying the dlq*
  * extensions. Shared by every engine so dead letters look alike. */

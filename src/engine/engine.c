@@ -13,6 +13,9 @@
 
 static const sl_driver *const drivers[] = {
     &sl__embedded_driver,
+#ifdef SLUICE_HAVE_NATS
+    &sl__nats_driver,
+#endif
 };
 
 sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
@@ -32,8 +35,12 @@ sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
         }
     }
     return sl_diag_set(diag, SL_INVALID,
-                       "unknown engine URL '%s' (expected embedded:PATH or "
-                       "embedded::memory:)",
+                       "unknown engine URL '%s' (expected embedded:PATH, "
+                       "embedded::memory:"
+#ifdef SLUICE_HAVE_NATS
+                       " or nats://HOST:PORT"
+#endif
+                       ")",
                        url);
 }
 

@@ -1,7 +1,9 @@
 /* The transport conformance suite: DESIGN.md's eight semantics, the same
  * cases for every engine. The engine comes from SLUICE_TEST_ENGINE (an
  * engine URL). Each case gets a fresh engine: a directory URL gets a fresh
- * subdirectory per case, so cases never see each other's events.
+ * subdirectory per case, a broker URL a fresh namespace (query parameter
+ * ns=case-PID-N, which the engine prepends to its stream and subject
+ * names), so cases never see each other's events.
  */
 #include "sluice/consumer.h"
 #include "sluice/engine.h"
@@ -33,20 +35,39 @@ typedef struct fx {
 
 static int case_no;
 
-static bool is_persistent(const char *url)
+/* An embedded engine with a store directory. */
+static bool has_store_dir(const char *url)
 {
     return strncmp(url, "embedded:", 9) == 0 &&
            strncmp(url, "embedded::memory:", 17) != 0;
 }
 
-/* A fresh URL per case: "embedded:DIR?q" becomes "embedded:DIR/case-P-N?q". */
+/* A broker engine: its state lives outside the process. */
+static bool is_broker(const char *url)
+{
+    return strncmp(url, "nats://", 7) == 0;
+}
+
+/* Events survive closing the engine (and the process). */
+static bool is_persistent(const char *url)
+{
+    return has_store_dir(url) || is_broker(url);
+}
+
+/* A fresh URL per case: "embedded:DIR?q" becomes "embedded:DIR/case-P-N?q",
+ * "nats://H:P?q" becomes "nats://H:P?q&ns=case-P-N". */
 static void make_url(char *out, size_t size)
 {
     const char *base = getenv("SLUICE_TEST_ENGINE");
     if (base == NULL) {
         base = "embedded::memory:";
     }
-    if (!is_persistent(base)) {
+    if (is_broker(base)) {
+        snprintf(out, size, "%s%sns=case-%d-%d", base,
+                 strchr(base, '?') ? "&" : "?", (int)getpid(), ++case_no);
+        return;
+    }
+    if (!has_store_dir(base)) {
         snprintf(out, size, "%s", base);
         return;
     }
@@ -678,7 +699,7 @@ static void run_idempotent_consumer(fx *f, counter *k, int want_calls,
                                     sl_consumer_stats *stats)
 {
     char inbox[1100];
-    if (is_persistent(f->url)) {
+    if (has_store_dir(f->url)) {
         const char *p = f->url + strlen("embedded:");
         const char *q = strchr(p, '?');
         snprintf(inbox, sizeof inbox, "%.*s/inbox.db",

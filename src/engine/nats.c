@@ -1,0 +1,1698 @@
+/* The NATS JetStream engine ("nats://host:port"), on nats.c.
+ *
+ * Mapping (docs/engines/nats.md):
+ *
+ *   channel  -> a stream, subject "sluice.[NS.]<channel>", interest
+ *               retention (an event leaves once every group acked it),
+ *               discard new with max_msgs = max_length (a refusal is
+ *               SL_FULL), file storage, a duplicate window for
+ *               Nats-Msg-Id = event id.
+ *   group    -> a durable pull consumer: explicit ack, AckWait (URL
+ *               ack_wait_ms), MaxAckPending, deliver-new. max_attempts is
+ *               kept in the consumer's description and enforced at fetch.
+ *   event    -> CloudEvents binary mode: "ce-" headers, data as payload.
+ *
+ * Threads. nats.c runs its own threads; no user callback runs on them:
+ * PubAcks are handed through a bounded queue to the engine's confirm
+ * thread, which calls the publish callbacks. A heartbeat thread sends
+ * +WPI (in progress) for deliveries held longer than a third of AckWait, so
+ * a live handler keeps its delivery while one that died with its process
+ * gives it back after AckWait.
+ *
+ * Attempts. JetStream counts every delivery; sluice does not count a
+ * release (a delivery given back unstarted). The engine remembers, per
+ * group and stream sequence, how many of its deliveries it released and
+ * subtracts them. That memory is per process and bounded (TRACK_MAX).
+ */
+#include "engine/driver.h"
+#include "sluice/alloc.h"
+#include "sluice/log.h"
+#include "sluice/queue.h"
+#include "core/waiter.h"
+
+#include <nats/nats.h>
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define DEFAULT_PREFETCH 10
+#define DEFAULT_MAX_ATTEMPTS 5
+#define DEFAULT_DEDUP_WINDOW_MS 120000
+#define DEFAULT_ACK_WAIT_MS 30000
+#define DEFAULT_MAX_ACK_PENDING 10000
+#define API_WAIT_MS 5000
+#define PUB_MAX_PENDING 4096 /* async publishes awaiting their PubAck */
+#define FETCH_SLICE_MS 100   /* a fetch checks for interrupts this often */
+#define TRACK_MAX 4096       /* remembered released / nak'ed deliveries */
+#define PENDING_BUCKETS 256
+#define SUBJECT_ROOT "sluice."
+#define CE_PREFIX "ce-"
+#define LOG "engine.nats"
+
+typedef struct nats_engine nats_engine;
+typedef struct nats_sub nats_sub;
+
+/* A channel this engine knows (declared here, or looked up). */
+typedef struct nchan {
+    char *name;
+    char *stream;
+    char *subject;
+    uint64_t max_length;
+    struct nchan *next;
+} nchan;
+
+/* An asynchronous publish waiting for its PubAck. */
+typedef struct npub {
+    natsMsg *msg; /* key only: nats.c owns it */
+    sl_publish_cb cb;
+    void *ctx;
+    sl_status st;
+    struct npub *next;
+} npub;
+
+/* What the engine remembers about a delivery it gave back. */
+typedef struct track {
+    uint64_t key;      /* hash of stream and consumer; 0 = free slot */
+    uint64_t seq;      /* stream sequence */
+    uint32_t released; /* deliveries released, not attempts */
+    bool nakked;       /* given back and not fetched again by us */
+    uint64_t due_ms;   /* wall time it becomes deliverable again */
+    uint64_t touched;  /* for eviction */
+} track;
+
+typedef struct ndelivery {
+    sl_delivery base;
+    natsMsg *msg;
+    nats_sub *sub;
+    uint64_t seq;
+    uint64_t held_since; /* mono ms; for the heartbeat */
+    struct ndelivery *prev, *next;
+} ndelivery;
+
+struct nats_sub {
+    sl_subscription base;
+    nats_engine *eng;
+    natsSubscription *ns;
+    char *channel;
+    char *group;
+    char *stream;
+    char *durable;
+    uint64_t key;
+    uint32_t prefetch;
+    uint32_t max_attempts;
+    pthread_mutex_t mu;
+    ndelivery *flight; /* unsettled deliveries */
+    uint32_t nflight;
+    _Atomic bool interrupted;
+    nats_sub *next; /* engine's list */
+};
+
+struct nats_engine {
+    sl_engine base;
+    sl_engine_opts opts;
+    const sl_clock *clock;
+    natsConnection *nc;
+    jsCtx *js;
+    char *ns;          /* namespace from ?ns=, or NULL */
+    int64_t ack_wait_ms;
+    int64_t max_ack_pending;
+    int64_t replicas;
+    bool memory;       /* ?storage=memory */
+
+    pthread_mutex_t mu;
+    nchan *chans;
+    npub *pending[PENDING_BUCKETS];
+    uint32_t npending; /* records alive: in nats.c or in the queue */
+    pthread_cond_t pending_cv;
+    track tracks[TRACK_MAX];
+    uint64_t track_clock;
+    nats_sub *subs;
+    bool closing;
+    pthread_cond_t hb_cv;
+
+    sl_queue *confirms;
+    pthread_t confirm_thread;
+    bool confirm_started;
+    pthread_t hb_thread;
+    bool hb_started;
+    bool lib_held; /* counted in lib_users */
+};
+
+/* nats.c's library state (its timer and garbage-collector threads) lives
+ * while at least one engine is open: the last close tears it down, so a
+ * process without open engines has no hidden threads (fork stays safe). */
+static pthread_mutex_t lib_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned lib_users;
+
+static natsStatus lib_ref(void)
+{
+    pthread_mutex_lock(&lib_mu);
+    natsStatus s = NATS_OK;
+    if (lib_users == 0) {
+        s = nats_Open(-1);
+    }
+    if (s == NATS_OK) {
+        lib_users++;
+    }
+    pthread_mutex_unlock(&lib_mu);
+    return s;
+}
+
+static void lib_unref(void)
+{
+    pthread_mutex_lock(&lib_mu);
+    if (lib_users > 0 && --lib_users == 0) {
+        nats_CloseAndWait(2000);
+    }
+    pthread_mutex_unlock(&lib_mu);
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static uint64_t wall_ms(nats_engine *e)
+{
+    return sl_clock_now_ms(e->clock);
+}
+
+static uint64_t fnv1a(const char *a, const char *b)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = a; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    }
+    h = (h ^ '/') * 1099511628211ULL;
+    for (const char *p = b; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    }
+    return h ? h : 1;
+}
+
+/* Stream and consumer names allow [A-Za-z0-9_-]; channel names also have
+ * '.'. '-' escapes: "--" is '-', "-u" is '_', and '_' stands for '.', so
+ * distinct channels never share a stream. */
+static char *escape_name(const char *ns, const char *name)
+{
+    size_t n = (ns ? strlen(ns) + 1 : 0) + strlen(name);
+    char *out = sl_malloc(2 * n + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+    char *o = out;
+    for (int part = 0; part < 2; part++) {
+        const char *s = part == 0 ? ns : name;
+        if (s == NULL) {
+            continue;
+        }
+        for (const char *p = s; *p; p++) {
+            if (*p == '-') {
+                *o++ = '-';
+                *o++ = '-';
+            } else if (*p == '_') {
+                *o++ = '-';
+                *o++ = 'u';
+            } else if (*p == '.') {
+                *o++ = '_';
+            } else {
+                *o++ = *p;
+            }
+        }
+        if (part == 0) {
+            *o++ = '_';
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static char *subject_of(nats_engine *e, const char *channel)
+{
+    size_t n = strlen(SUBJECT_ROOT) + (e->ns ? strlen(e->ns) + 1 : 0) +
+               strlen(channel) + 1;
+    char *s = sl_malloc(n);
+    if (s != NULL) {
+        snprintf(s, n, "%s%s%s%s", SUBJECT_ROOT, e->ns ? e->ns : "",
+                 e->ns ? "." : "", channel);
+    }
+    return s;
+}
+
+static sl_status from_nats(natsStatus s)
+{
+    switch (s) {
+    case NATS_OK:
+        return SL_OK;
+    case NATS_TIMEOUT:
+        return SL_TIMEOUT;
+    case NATS_NOT_FOUND:
+        return SL_NOT_FOUND;
+    case NATS_NO_MEMORY:
+        return SL_NOMEM;
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_NO_SERVER:
+    case NATS_STALE_CONNECTION:
+    case NATS_NO_RESPONDERS:
+        return SL_UNAVAILABLE;
+    case NATS_INVALID_ARG:
+        return SL_INVALID;
+    default:
+        return SL_IO;
+    }
+}
+
+/* A publish refused by the server: discard-new at max_msgs is "full". */
+static sl_status from_pub_error(natsStatus s, jsErrCode code, const char *txt)
+{
+    if (code == JSStreamStoreFailedErr ||
+        (txt != NULL && (strstr(txt, "maximum messages") != NULL ||
+                         strstr(txt, "maximum bytes") != NULL))) {
+        return SL_FULL;
+    }
+    if (s == NATS_NO_RESPONDERS || code == JSStreamNotFoundErr) {
+        return SL_NOT_FOUND;
+    }
+    return from_nats(s == NATS_OK ? NATS_ERR : s);
+}
+
+/* ---- the memory of given-back deliveries ------------------------------------ */
+
+/* Lock held. Returns the slot for (key, seq), creating it if @p create. */
+static track *track_find(nats_engine *e, uint64_t key, uint64_t seq,
+                         bool create)
+{
+    track *free_slot = NULL, *oldest = NULL;
+    for (size_t i = 0; i < TRACK_MAX; i++) {
+        track *t = &e->tracks[i];
+        if (t->key == key && t->seq == seq) {
+            t->touched = ++e->track_clock;
+            return t;
+        }
+        if (t->key == 0) {
+            if (free_slot == NULL) {
+                free_slot = t;
+            }
+        } else if (oldest == NULL || t->touched < oldest->touched) {
+            oldest = t;
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    track *t = free_slot ? free_slot : oldest;
+    *t = (track){.key = key, .seq = seq, .touched = ++e->track_clock};
+    return t;
+}
+
+static void track_forget(nats_engine *e, uint64_t key, uint64_t seq)
+{
+    pthread_mutex_lock(&e->mu);
+    track *t = track_find(e, key, seq, false);
+    if (t != NULL) {
+        t->key = 0;
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void track_nak(nats_engine *e, uint64_t key, uint64_t seq,
+                      bool release, uint64_t delay_ms)
+{
+    pthread_mutex_lock(&e->mu);
+    track *t = track_find(e, key, seq, true);
+    t->released += release ? 1 : 0;
+    t->nakked = true;
+    t->due_ms = wall_ms(e) + delay_ms;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* ---- channels ---------------------------------------------------------------- */
+
+static nchan *chan_find_locked(nats_engine *e, const char *name)
+{
+    for (nchan *c = e->chans; c; c = c->next) {
+        if (strcmp(c->name, name) == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static sl_status chan_remember(nats_engine *e, const char *name,
+                               uint64_t max_length)
+{
+    pthread_mutex_lock(&e->mu);
+    nchan *c = chan_find_locked(e, name);
+    if (c != NULL) {
+        c->max_length = max_length;
+        pthread_mutex_unlock(&e->mu);
+        return SL_OK;
+    }
+    c = sl_calloc(1, sizeof *c);
+    if (c == NULL || (c->name = sl_strdup(name)) == NULL ||
+        (c->stream = escape_name(e->ns, name)) == NULL ||
+        (c->subject = subject_of(e, name)) == NULL) {
+        if (c != NULL) {
+            sl_free(c->name);
+            sl_free(c->stream);
+            sl_free(c);
+        }
+        pthread_mutex_unlock(&e->mu);
+        return SL_NOMEM;
+    }
+    c->max_length = max_length;
+    c->next = e->chans;
+    e->chans = c;
+    pthread_mutex_unlock(&e->mu);
+    return SL_OK;
+}
+
+/* Copy what publishing needs to know about @p name, looking the stream up
+ * on the server when another process declared it. */
+static sl_status chan_lookup(nats_engine *e, const char *name, char **subject,
+                             uint64_t *max_length)
+{
+    pthread_mutex_lock(&e->mu);
+    nchan *c = chan_find_locked(e, name);
+    if (c != NULL) {
+        *subject = sl_strdup(c->subject);
+        *max_length = c->max_length;
+        pthread_mutex_unlock(&e->mu);
+        return *subject ? SL_OK : SL_NOMEM;
+    }
+    pthread_mutex_unlock(&e->mu);
+    char *stream = escape_name(e->ns, name);
+    if (stream == NULL) {
+        return SL_NOMEM;
+    }
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, e->js, stream, NULL, &jerr);
+    sl_free(stream);
+    if (s != NATS_OK) {
+        return (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr)
+                   ? SL_NOT_FOUND
+                   : from_nats(s);
+    }
+    uint64_t ml = si->Config->MaxMsgs > 0 ? (uint64_t)si->Config->MaxMsgs : 0;
+    jsStreamInfo_Destroy(si);
+    sl_status st = chan_remember(e, name, ml);
+    if (st != SL_OK) {
+        return st;
+    }
+    return chan_lookup(e, name, subject, max_length);
+}
+
+static sl_status put_stream(nats_engine *e, const char *name,
+                            uint64_t max_length, sl_diag *diag)
+{
+    char *stream = escape_name(e->ns, name);
+    char *subject = subject_of(e, name);
+    if (stream == NULL || subject == NULL) {
+        sl_free(stream);
+        sl_free(subject);
+        return SL_NOMEM;
+    }
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    const char *subjects[1] = {subject};
+    cfg.Name = stream;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Retention = js_InterestPolicy;
+    cfg.Discard = js_DiscardNew;
+    cfg.MaxMsgs = max_length ? (int64_t)max_length : -1;
+    cfg.Storage = e->memory ? js_MemoryStorage : js_FileStorage;
+    cfg.Replicas = e->replicas;
+    cfg.Duplicates = (int64_t)(e->opts.dedup_window_ms
+                                   ? e->opts.dedup_window_ms
+                                   : DEFAULT_DEDUP_WINDOW_MS) *
+                     1000000;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddStream(NULL, e->js, &cfg, NULL, &jerr);
+    if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+        s = js_UpdateStream(NULL, e->js, &cfg, NULL, &jerr);
+    }
+    sl_status st = SL_OK;
+    if (s != NATS_OK) {
+        st = sl_diag_set(diag, from_nats(s),
+                         "declaring stream %s for channel '%s': %s (%d)",
+                         stream, name, nats_GetLastError(NULL), (int)jerr);
+    }
+    sl_free(stream);
+    sl_free(subject);
+    if (st == SL_OK) {
+        st = chan_remember(e, name, max_length);
+    }
+    return st;
+}
+
+static sl_status nats_declare_channel(sl_engine *base,
+                                      const sl_channel_opts *opts,
+                                      sl_diag *diag)
+{
+    return put_stream((nats_engine *)base, opts->name, opts->max_length,
+                      diag);
+}
+
+static bool is_dlq_channel(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 4 && strcmp(name + n - 4, ".dlq") == 0;
+}
+
+static sl_status put_consumer(nats_engine *e, const char *channel,
+                              const char *group, uint32_t max_attempts,
+                              sl_diag *diag)
+{
+    char *stream = escape_name(e->ns, channel);
+    char *durable = escape_name(NULL, group);
+    if (stream == NULL || durable == NULL) {
+        sl_free(stream);
+        sl_free(durable);
+        return SL_NOMEM;
+    }
+    char desc[64];
+    snprintf(desc, sizeof desc, "sluice max_attempts=%" PRIu32, max_attempts);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = durable;
+    cc.Description = desc;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = e->ack_wait_ms * 1000000;
+    /* Attempts are counted and enforced by the engine at fetch (a release
+     * is not an attempt, and an event past its attempts must reach the
+     * dead-letter channel): the server never stops delivering. */
+    cc.MaxDeliver = -1;
+    cc.MaxAckPending = e->max_ack_pending;
+    cc.DeliverPolicy = js_DeliverNew;
+    cc.MaxWaiting = 512;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddConsumer(NULL, e->js, stream, &cc, NULL, &jerr);
+    if (s != NATS_OK && (jerr == JSConsumerNameExistErr ||
+                         jerr == JSConsumerExistingActiveErr ||
+                         jerr == JSConsumerCreateErr)) {
+        s = js_UpdateConsumer(NULL, e->js, stream, &cc, NULL, &jerr);
+    }
+    sl_status st = SL_OK;
+    if (s != NATS_OK) {
+        bool missing = jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND;
+        st = missing ? sl_diag_set(diag, SL_NOT_FOUND,
+                                   "channel '%s' is not declared", channel)
+                     : sl_diag_set(diag, from_nats(s),
+                                   "declaring consumer %s on %s: %s (%d)",
+                                   durable, stream, nats_GetLastError(NULL),
+                                   (int)jerr);
+    }
+    sl_free(stream);
+    sl_free(durable);
+    return st;
+}
+
+static sl_status nats_declare_group(sl_engine *base, const sl_group_opts *opts,
+                                    sl_diag *diag)
+{
+    nats_engine *e = (nats_engine *)base;
+    uint32_t max_attempts =
+        opts->max_attempts ? opts->max_attempts : DEFAULT_MAX_ATTEMPTS;
+    bool keeper = is_dlq_channel(opts->channel);
+    sl_status st = put_consumer(e, opts->channel, opts->name,
+                                keeper ? UINT32_MAX : max_attempts, diag);
+    if (st != SL_OK || keeper) {
+        return st;
+    }
+    char dlq[512];
+    if (sl__dlq_channel_name(opts->channel, opts->name, dlq, sizeof dlq) !=
+        SL_OK) {
+        return sl_diag_set(diag, SL_TOO_LARGE, "dead-letter name too long");
+    }
+    if ((st = put_stream(e, dlq, 0, diag)) != SL_OK) {
+        return st;
+    }
+    return put_consumer(e, dlq, SL_DLQ_GROUP, UINT32_MAX, diag);
+}
+
+/* ---- events <-> messages ------------------------------------------------------ */
+
+/* NATS header values cannot hold CR or LF: '%', control bytes and DEL are
+ * percent-encoded, as the CloudEvents HTTP binding does. */
+static char *pct_encode(const char *v)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        n += (*p == '%' || *p < 0x20 || *p == 0x7f) ? 3 : 1;
+    }
+    char *out = sl_malloc(n + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+    char *o = out;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p == '%' || *p < 0x20 || *p == 0x7f) {
+            o += sprintf(o, "%%%02X", *p);
+        } else {
+            *o++ = (char)*p;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    c = (char)tolower((unsigned char)c);
+    return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+static char *pct_decode(const char *v)
+{
+    char *out = sl_malloc(strlen(v) + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+    char *o = out;
+    for (const char *p = v; *p; p++) {
+        int hi, lo;
+        if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0) {
+            *o++ = (char)(hi * 16 + lo);
+            p += 2;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static sl_status add_header(const char *name, const char *value, void *ctx)
+{
+    char *enc = pct_encode(value);
+    if (enc == NULL) {
+        return SL_NOMEM;
+    }
+    natsStatus s = natsMsgHeader_Set((natsMsg *)ctx, name, enc);
+    sl_free(enc);
+    return from_nats(s);
+}
+
+static sl_status event_to_msg(const sl_event *ev, const char *subject,
+                              bool dedup, natsMsg **out)
+{
+    size_t len = 0;
+    const void *data = sl_event_data(ev, &len);
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subject, NULL, data, (int)len);
+    if (s != NATS_OK) {
+        return from_nats(s);
+    }
+    sl_status st = sl_ce_to_headers(ev, CE_PREFIX, add_header, m);
+    if (st == SL_OK && dedup) {
+        st = from_nats(natsMsgHeader_Set(m, "Nats-Msg-Id", sl_event_id(ev)));
+    }
+    if (st != SL_OK) {
+        natsMsg_Destroy(m);
+        return st;
+    }
+    *out = m;
+    return SL_OK;
+}
+
+/* An event from a delivered message: CloudEvents binary mode, or a plain
+ * message (id from Nats-Msg-Id or stream and sequence, type
+ * "nats.message", source the subject). */
+static sl_status msg_to_event(natsMsg *m, const char *stream, uint64_t seq,
+                              sl_event **out)
+{
+    sl_event *ev = NULL;
+    sl_status st = sl_event_create(&ev);
+    if (st != SL_OK) {
+        return st;
+    }
+    const char **keys = NULL;
+    int nkeys = 0;
+    bool has_ce = false;
+    if (natsMsgHeader_Keys(m, &keys, &nkeys) == NATS_OK) {
+        for (int i = 0; i < nkeys && st == SL_OK; i++) {
+            const char *v = NULL;
+            if (strncasecmp(keys[i], CE_PREFIX, strlen(CE_PREFIX)) != 0 ||
+                natsMsgHeader_Get(m, keys[i], &v) != NATS_OK) {
+                continue;
+            }
+            char *dec = pct_decode(v ? v : "");
+            if (dec == NULL) {
+                st = SL_NOMEM;
+                break;
+            }
+            st = sl_ce_from_header(ev, CE_PREFIX, keys[i], dec, NULL);
+            sl_free(dec);
+            has_ce = true;
+        }
+        free((void *)keys); /* allocated by nats.c with malloc */
+    }
+    if (st == SL_OK && !has_ce) {
+        const char *id = NULL;
+        char idbuf[300];
+        if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) != NATS_OK ||
+            id == NULL || id[0] == '\0') {
+            snprintf(idbuf, sizeof idbuf, "%s-%" PRIu64, stream, seq);
+            id = idbuf;
+        }
+        if ((st = sl_event_set(ev, SL_ATTR_ID, id)) == SL_OK &&
+            (st = sl_event_set(ev, SL_ATTR_TYPE, "nats.message")) == SL_OK) {
+            st = sl_event_set(ev, SL_ATTR_SOURCE, natsMsg_GetSubject(m));
+        }
+        if (st == SL_OK) {
+            st = sl_ce_from_header(ev, CE_PREFIX, "ce-specversion", "1.0",
+                                   NULL);
+        }
+    }
+    if (st == SL_OK) {
+        st = sl_event_set_data(ev, natsMsg_GetData(m),
+                               (size_t)natsMsg_GetDataLength(m));
+    }
+    if (st != SL_OK) {
+        sl_event_unref(ev);
+        return st;
+    }
+    *out = ev;
+    return SL_OK;
+}
+
+/* ---- publishing ---------------------------------------------------------------- */
+
+static size_t bucket_of(const void *p)
+{
+    return ((uintptr_t)p >> 4) % PENDING_BUCKETS;
+}
+
+/* nats.c's thread: find the record and hand it to the confirm thread. */
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
+                       void *closure)
+{
+    (void)js;
+    nats_engine *e = closure;
+    pthread_mutex_lock(&e->mu);
+    npub **pp = &e->pending[bucket_of(msg)];
+    while (*pp != NULL && (*pp)->msg != msg) {
+        pp = &(*pp)->next;
+    }
+    npub *p = *pp;
+    if (p != NULL) {
+        *pp = p->next;
+        p->msg = NULL;
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (p != NULL) {
+        p->st = pa != NULL ? SL_OK
+                           : from_pub_error(pae ? pae->Err : NATS_ERR,
+                                            pae ? pae->ErrCode : 0,
+                                            pae ? pae->ErrText : NULL);
+        /* Never full: the records alive are bounded by PUB_MAX_PENDING,
+         * the queue's capacity. */
+        if (sl_queue_push(e->confirms, p, 0) != SL_OK) {
+            p->cb(SL_CLOSED, p->ctx);
+            sl_free(p);
+            pthread_mutex_lock(&e->mu);
+            e->npending--;
+            pthread_cond_broadcast(&e->pending_cv);
+            pthread_mutex_unlock(&e->mu);
+        }
+    }
+    natsMsg_Destroy(msg);
+}
+
+static void *confirm_main(void *arg)
+{
+    nats_engine *e = arg;
+    void *items[64];
+    for (;;) {
+        size_t n = sl_queue_pop_many(e->confirms, items, 64, 1000);
+        if (n == 0) {
+            pthread_mutex_lock(&e->mu);
+            bool done = e->closing;
+            pthread_mutex_unlock(&e->mu);
+            if (done && sl_queue_len(e->confirms) == 0) {
+                break;
+            }
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) {
+            npub *p = items[i];
+            if (p->cb != NULL) {
+                p->cb(p->st, p->ctx);
+            }
+            sl_free(p);
+        }
+        pthread_mutex_lock(&e->mu);
+        e->npending -= (uint32_t)n;
+        pthread_cond_broadcast(&e->pending_cv);
+        pthread_mutex_unlock(&e->mu);
+    }
+    return NULL;
+}
+
+/* A bounded channel publishes synchronously, so that a discard-new
+ * refusal is the publish call's SL_FULL, as the API promises. */
+static sl_status publish_sync(nats_engine *e, natsMsg *m, sl_publish_cb cb,
+                              void *ctx)
+{
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = API_WAIT_MS;
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_PublishMsg(&pa, e->js, m, &po, &jerr);
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(m);
+    if (s != NATS_OK) {
+        sl_status st = from_pub_error(s, jerr, nats_GetLastError(NULL));
+        if (st == SL_TIMEOUT && cb != NULL) {
+            cb(SL_TIMEOUT, ctx); /* the outcome is unknown */
+            return SL_OK;
+        }
+        return st;
+    }
+    if (cb != NULL) {
+        cb(SL_OK, ctx);
+    }
+    return SL_OK;
+}
+
+static sl_status nats_publish(sl_engine *base, const char *channel,
+                              sl_event *ev, unsigned flags, sl_publish_cb cb,
+                              void *ctx)
+{
+    nats_engine *e = (nats_engine *)base;
+    sl_status st = sl_event_validate(ev, e->opts.max_event_size, NULL);
+    if (st != SL_OK) {
+        return st;
+    }
+    char *subject = NULL;
+    uint64_t max_length = 0;
+    if ((st = chan_lookup(e, channel, &subject, &max_length)) != SL_OK) {
+        return st;
+    }
+    natsMsg *m = NULL;
+    st = event_to_msg(ev, subject, !(flags & SL_PUBLISH_NO_DEDUP), &m);
+    sl_free(subject);
+    if (st != SL_OK) {
+        return st;
+    }
+    if (max_length != 0) {
+        return publish_sync(e, m, cb, ctx);
+    }
+    npub *p = sl_calloc(1, sizeof *p);
+    if (p == NULL) {
+        natsMsg_Destroy(m);
+        return SL_NOMEM;
+    }
+    p->msg = m;
+    p->cb = cb;
+    p->ctx = ctx;
+    pthread_mutex_lock(&e->mu);
+    if (e->closing) {
+        pthread_mutex_unlock(&e->mu);
+        natsMsg_Destroy(m);
+        sl_free(p);
+        return SL_CLOSED;
+    }
+    if (e->npending >= PUB_MAX_PENDING) {
+        pthread_mutex_unlock(&e->mu);
+        natsMsg_Destroy(m);
+        sl_free(p);
+        return SL_FULL;
+    }
+    e->npending++;
+    size_t b = bucket_of(m);
+    p->next = e->pending[b];
+    e->pending[b] = p;
+    pthread_mutex_unlock(&e->mu);
+
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = API_WAIT_MS; /* a lost PubAck is reported as a timeout */
+    natsMsg *send = m;
+    natsStatus s = js_PublishMsgAsync(e->js, &send, &po);
+    if (s != NATS_OK) {
+        /* Not sent: take the record back unless the handler already ran. */
+        pthread_mutex_lock(&e->mu);
+        npub **pp = &e->pending[b];
+        while (*pp != NULL && *pp != p) {
+            pp = &(*pp)->next;
+        }
+        bool mine = *pp == p;
+        if (mine) {
+            *pp = p->next;
+            e->npending--;
+            pthread_cond_broadcast(&e->pending_cv);
+        }
+        pthread_mutex_unlock(&e->mu);
+        if (mine) {
+            if (send != NULL) {
+                natsMsg_Destroy(send);
+            }
+            sl_free(p);
+            return from_nats(s);
+        }
+    }
+    return SL_OK;
+}
+
+/* ---- consuming -------------------------------------------------------------------- */
+
+static sl_status nats_subscribe(sl_engine *base, const char *channel,
+                                const char *group,
+                                const sl_subscribe_opts *opts,
+                                sl_subscription **out, sl_diag *diag)
+{
+    nats_engine *e = (nats_engine *)base;
+    nats_sub *s = sl_calloc(1, sizeof *s);
+    if (s == NULL) {
+        return SL_NOMEM;
+    }
+    s->base.drv = &sl__nats_driver;
+    s->eng = e;
+    s->prefetch = opts->prefetch ? opts->prefetch : DEFAULT_PREFETCH;
+    pthread_mutex_init(&s->mu, NULL);
+    sl_status st = SL_NOMEM;
+    char *subject = subject_of(e, channel);
+    if ((s->channel = sl_strdup(channel)) == NULL ||
+        (s->group = sl_strdup(group)) == NULL ||
+        (s->stream = escape_name(e->ns, channel)) == NULL ||
+        (s->durable = escape_name(NULL, group)) == NULL || subject == NULL) {
+        goto fail;
+    }
+    s->key = fnv1a(s->stream, s->durable);
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus ns =
+        js_GetConsumerInfo(&ci, e->js, s->stream, s->durable, NULL, &jerr);
+    if (ns != NATS_OK) {
+        st = (ns == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr ||
+              jerr == JSStreamNotFoundErr)
+                 ? sl_diag_set(diag, SL_NOT_FOUND,
+                               "group '%s' on channel '%s' is not declared",
+                               group, channel)
+                 : sl_diag_set(diag, from_nats(ns), "consumer info: %s",
+                               nats_GetLastError(NULL));
+        goto fail;
+    }
+    unsigned long ma = 0;
+    const char *d = ci->Config ? ci->Config->Description : NULL;
+    if (d != NULL && sscanf(d, "sluice max_attempts=%lu", &ma) == 1 && ma) {
+        s->max_attempts = ma > UINT32_MAX ? UINT32_MAX : (uint32_t)ma;
+    } else {
+        s->max_attempts = DEFAULT_MAX_ATTEMPTS;
+    }
+    jsConsumerInfo_Destroy(ci);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = s->stream;
+    so.Consumer = s->durable;
+    ns = js_PullSubscribe(&s->ns, e->js, subject, s->durable, NULL, &so,
+                          &jerr);
+    if (ns != NATS_OK) {
+        st = sl_diag_set(diag, from_nats(ns), "pull subscribe %s/%s: %s",
+                         s->stream, s->durable, nats_GetLastError(NULL));
+        goto fail;
+    }
+    sl_free(subject);
+    pthread_mutex_lock(&e->mu);
+    s->next = e->subs;
+    e->subs = s;
+    pthread_mutex_unlock(&e->mu);
+    *out = &s->base;
+    return SL_OK;
+fail:
+    sl_free(subject);
+    sl_free(s->channel);
+    sl_free(s->group);
+    sl_free(s->stream);
+    sl_free(s->durable);
+    pthread_mutex_destroy(&s->mu);
+    sl_free(s);
+    return st;
+}
+
+/* Settle on the server and wait for its answer (the "ack of the ack"), so
+ * that depth read right after sees it. */
+static sl_status settle_sync(nats_engine *e, natsMsg *m, const char *body)
+{
+    const char *reply = natsMsg_GetReply(m);
+    if (reply == NULL) {
+        return SL_INVALID;
+    }
+    natsMsg *resp = NULL;
+    natsStatus s = natsConnection_Request(&resp, e->nc, reply, body,
+                                          (int)strlen(body), API_WAIT_MS);
+    natsMsg_Destroy(resp);
+    return from_nats(s);
+}
+
+static void flight_add(nats_sub *s, ndelivery *d)
+{
+    d->prev = NULL;
+    d->next = s->flight;
+    if (s->flight) {
+        s->flight->prev = d;
+    }
+    s->flight = d;
+    s->nflight++;
+}
+
+static void flight_remove(nats_sub *s, ndelivery *d)
+{
+    if (d->prev) {
+        d->prev->next = d->next;
+    } else {
+        s->flight = d->next;
+    }
+    if (d->next) {
+        d->next->prev = d->prev;
+    }
+    d->prev = d->next = NULL;
+    s->nflight--;
+}
+
+static void delivery_free(ndelivery *d)
+{
+    sl_event_unref(d->base.ev);
+    natsMsg_Destroy(d->msg);
+    sl_free(d);
+}
+
+/* Publish the dead letter of @p ev and terminate @p m. */
+static sl_status dead_letter(nats_engine *e, nats_sub *s, natsMsg *m,
+                             const sl_event *ev, uint64_t seq,
+                             sl_dead_reason reason, uint32_t attempts,
+                             const char *error)
+{
+    char dlq[512];
+    sl_status st = sl__dlq_channel_name(s->channel, s->group, dlq, sizeof dlq);
+    sl_event *dead = NULL;
+    char *subject = NULL;
+    uint64_t ml = 0;
+    natsMsg *out = NULL;
+    if (st == SL_OK) {
+        st = sl__dead_letter_event(ev, reason, attempts, error, s->channel,
+                                   s->group, wall_ms(e), &dead);
+    }
+    if (st == SL_OK) {
+        st = chan_lookup(e, dlq, &subject, &ml);
+    }
+    if (st == SL_OK) {
+        st = event_to_msg(dead, subject, false, &out);
+    }
+    if (st == SL_OK) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = API_WAIT_MS;
+        jsErrCode jerr = 0;
+        natsStatus ns = js_PublishMsg(NULL, e->js, out, &po, &jerr);
+        st = ns == NATS_OK ? SL_OK
+                           : from_pub_error(ns, jerr, nats_GetLastError(NULL));
+    }
+    natsMsg_Destroy(out);
+    sl_free(subject);
+    sl_event_unref(dead);
+    if (st != SL_OK) {
+        /* Keep the event: it comes back after AckWait rather than being
+         * lost without a dead letter. */
+        sl_logf(SL_LOG_ERROR, LOG,
+                "dead-lettering %s from %s/%s failed: %s; left for "
+                "redelivery",
+                sl_event_id(ev), s->channel, s->group, sl_status_str(st));
+        return st;
+    }
+    track_forget(e, s->key, seq);
+    return settle_sync(e, m, "+TERM");
+}
+
+static sl_status nats_fetch(sl_subscription *base, sl_delivery **out,
+                            size_t max, uint64_t timeout_ms, size_t *n)
+{
+    nats_sub *s = (nats_sub *)base;
+    nats_engine *e = s->eng;
+    uint64_t until = sl_time_mono_ms() + timeout_ms;
+    size_t got = 0;
+    for (;;) {
+        if (atomic_load(&s->interrupted)) {
+            return SL_CLOSED;
+        }
+        pthread_mutex_lock(&s->mu);
+        size_t credit =
+            s->prefetch > s->nflight ? s->prefetch - s->nflight : 0;
+        pthread_mutex_unlock(&s->mu);
+        if (credit == 0) {
+            return SL_FULL;
+        }
+        size_t want = max < credit ? max : credit;
+        uint64_t now = sl_time_mono_ms();
+        uint64_t left = until > now ? until - now : 0;
+        uint64_t slice = left < FETCH_SLICE_MS ? left : FETCH_SLICE_MS;
+        natsMsgList list = {0};
+        jsErrCode jerr = 0;
+        natsStatus ns;
+        if (slice < 10) {
+            /* Nothing to wait for: ask for what is there now. */
+            jsFetchRequest fr;
+            jsFetchRequest_Init(&fr);
+            fr.Batch = (int)want;
+            fr.NoWait = true;
+            fr.Expires = 50 * 1000000LL;
+            ns = natsSubscription_FetchRequest(&list, s->ns, &fr);
+        } else {
+            ns = natsSubscription_Fetch(&list, s->ns, (int)want,
+                                        (int64_t)slice, &jerr);
+        }
+        if (ns != NATS_OK && ns != NATS_TIMEOUT && ns != NATS_NOT_FOUND) {
+            natsMsgList_Destroy(&list);
+            return e->closing ? SL_CLOSED : from_nats(ns);
+        }
+        uint64_t wnow = wall_ms(e);
+        for (int i = 0; i < list.Count; i++) {
+            natsMsg *m = list.Msgs[i];
+            list.Msgs[i] = NULL;
+            jsMsgMetaData *md = NULL;
+            if (natsMsg_GetMetaData(&md, m) != NATS_OK) {
+                natsMsg_Destroy(m);
+                continue;
+            }
+            uint64_t seq = md->Sequence.Stream;
+            uint64_t delivered = md->NumDelivered;
+            jsMsgMetaData_Destroy(md);
+            uint32_t released = 0;
+            pthread_mutex_lock(&e->mu);
+            track *t = track_find(e, s->key, seq, false);
+            if (t != NULL) {
+                released = t->released;
+                t->nakked = false;
+            }
+            pthread_mutex_unlock(&e->mu);
+            uint32_t attempt = delivered > released
+                                   ? (uint32_t)(delivered - released)
+                                   : 1;
+            sl_event *ev = NULL;
+            sl_status st = msg_to_event(m, s->stream, seq, &ev);
+            if (st != SL_OK) {
+                sl_logf(SL_LOG_ERROR, LOG,
+                        "message %" PRIu64 " on %s is not a readable event "
+                        "(%s): terminated",
+                        seq, s->stream, sl_status_str(st));
+                settle_sync(e, m, "+TERM");
+                natsMsg_Destroy(m);
+                continue;
+            }
+            uint64_t deadline = sl_event_deadline_ms(ev);
+            if (deadline != 0 && deadline <= wnow) {
+                dead_letter(e, s, m, ev, seq, SL_DEAD_EXPIRED, attempt - 1,
+                            "deadline passed before delivery");
+                sl_event_unref(ev);
+                natsMsg_Destroy(m);
+                continue;
+            }
+            if (attempt > s->max_attempts) {
+                dead_letter(e, s, m, ev, seq, SL_DEAD_MAX_ATTEMPTS,
+                            s->max_attempts,
+                            "delivery limit reached: the handler crashed or "
+                            "timed out on every attempt");
+                sl_event_unref(ev);
+                natsMsg_Destroy(m);
+                continue;
+            }
+            ndelivery *d = sl_calloc(1, sizeof *d);
+            if (d == NULL) {
+                settle_sync(e, m, "-NAK");
+                sl_event_unref(ev);
+                natsMsg_Destroy(m);
+                continue;
+            }
+            d->base.drv = &sl__nats_driver;
+            d->base.ev = ev;
+            d->base.attempt = attempt;
+            d->base.channel = s->channel;
+            d->base.group = s->group;
+            d->msg = m;
+            d->sub = s;
+            d->seq = seq;
+            d->held_since = sl_time_mono_ms();
+            pthread_mutex_lock(&s->mu);
+            flight_add(s, d);
+            pthread_mutex_unlock(&s->mu);
+            out[got++] = &d->base;
+        }
+        natsMsgList_Destroy(&list);
+        if (got > 0) {
+            *n = got;
+            return SL_OK;
+        }
+        if (sl_time_mono_ms() >= until) {
+            return SL_EMPTY;
+        }
+    }
+}
+
+static void nats_interrupt(sl_subscription *base)
+{
+    nats_sub *s = (nats_sub *)base;
+    atomic_store(&s->interrupted, true);
+}
+
+static uint32_t nats_in_flight(const sl_subscription *base)
+{
+    nats_sub *s = (nats_sub *)base;
+    pthread_mutex_lock(&s->mu);
+    uint32_t n = s->nflight;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static void nats_unsubscribe(sl_subscription *base)
+{
+    nats_sub *s = (nats_sub *)base;
+    nats_engine *e = s->eng;
+    pthread_mutex_lock(&e->mu);
+    for (nats_sub **pp = &e->subs; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    /* Like a consumer that died: its deliveries go to the others at once
+     * (not after AckWait), and the attempts they used stay counted. */
+    pthread_mutex_lock(&s->mu);
+    ndelivery *d = s->flight;
+    s->flight = NULL;
+    s->nflight = 0;
+    pthread_mutex_unlock(&s->mu);
+    while (d != NULL) {
+        ndelivery *next = d->next;
+        track_nak(e, s->key, d->seq, false, 0);
+        settle_sync(e, d->msg, "-NAK");
+        delivery_free(d);
+        d = next;
+    }
+    natsSubscription_Unsubscribe(s->ns);
+    natsSubscription_Destroy(s->ns);
+    sl_free(s->channel);
+    sl_free(s->group);
+    sl_free(s->stream);
+    sl_free(s->durable);
+    pthread_mutex_destroy(&s->mu);
+    sl_free(s);
+}
+
+static sl_status nats_settle(sl_delivery *base, sl_settle_op op,
+                             uint64_t delay_ms, sl_dead_reason reason,
+                             const char *error)
+{
+    ndelivery *d = (ndelivery *)base;
+    nats_sub *s = d->sub;
+    nats_engine *e = s->eng;
+    pthread_mutex_lock(&s->mu);
+    flight_remove(s, d);
+    pthread_mutex_unlock(&s->mu);
+    sl_status st = SL_OK;
+    switch (op) {
+    case SL_SETTLE_ACK:
+        track_forget(e, s->key, d->seq);
+        st = settle_sync(e, d->msg, "+ACK");
+        break;
+    case SL_SETTLE_DEAD:
+        st = dead_letter(e, s, d->msg, d->base.ev, d->seq, reason,
+                         d->base.attempt, error);
+        break;
+    case SL_SETTLE_RELEASE:
+        track_nak(e, s->key, d->seq, true, 0);
+        st = settle_sync(e, d->msg, "-NAK");
+        break;
+    case SL_SETTLE_RETRY: {
+        track_nak(e, s->key, d->seq, false, delay_ms);
+        char body[64];
+        if (delay_ms == 0) {
+            snprintf(body, sizeof body, "-NAK");
+        } else {
+            snprintf(body, sizeof body, "-NAK {\"delay\": %" PRIu64 "}",
+                     delay_ms * 1000000);
+        }
+        st = settle_sync(e, d->msg, body);
+        break;
+    }
+    }
+    delivery_free(d);
+    return st == SL_UNAVAILABLE || st == SL_TIMEOUT ? SL_CLOSED : st;
+}
+
+static sl_status nats_ack_many(sl_delivery **ds, size_t n)
+{
+    /* Acks of one consumer are applied in order: plain acks for all but
+     * the last, which waits for the server and so for all of them. */
+    sl_status first = SL_OK;
+    for (size_t i = 0; i < n; i++) {
+        ndelivery *d = (ndelivery *)ds[i];
+        if (d == NULL) {
+            continue;
+        }
+        nats_sub *s = d->sub;
+        pthread_mutex_lock(&s->mu);
+        flight_remove(s, d);
+        pthread_mutex_unlock(&s->mu);
+        track_forget(s->eng, s->key, d->seq);
+        sl_status st = i + 1 < n
+                           ? from_nats(natsMsg_Ack(d->msg, NULL))
+                           : settle_sync(s->eng, d->msg, "+ACK");
+        if (first == SL_OK && st != SL_OK) {
+            first = st;
+        }
+        delivery_free(d);
+    }
+    return first;
+}
+
+/* ---- heartbeat: +WPI for long-held deliveries ------------------------------------- */
+
+static void *hb_main(void *arg)
+{
+    nats_engine *e = arg;
+    uint64_t period = (uint64_t)e->ack_wait_ms / 3;
+    if (period < 10) {
+        period = 10;
+    }
+    pthread_mutex_lock(&e->mu);
+    while (!e->closing) {
+        struct timespec ts;
+        sl__deadline_after(&ts, period);
+        pthread_cond_timedwait(&e->hb_cv, &e->mu, &ts);
+        if (e->closing) {
+            break;
+        }
+        uint64_t now = sl_time_mono_ms();
+        for (nats_sub *s = e->subs; s; s = s->next) {
+            pthread_mutex_lock(&s->mu);
+            for (ndelivery *d = s->flight; d; d = d->next) {
+                if (now - d->held_since >= period) {
+                    natsMsg_InProgress(d->msg, NULL);
+                    d->held_since = now;
+                }
+            }
+            pthread_mutex_unlock(&s->mu);
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* ---- inspection -------------------------------------------------------------------- */
+
+static sl_status nats_depth(sl_engine *base, const char *channel,
+                            const char *group, sl_depth *out)
+{
+    nats_engine *e = (nats_engine *)base;
+    char *stream = escape_name(e->ns, channel);
+    char *durable = escape_name(NULL, group);
+    if (stream == NULL || durable == NULL) {
+        sl_free(stream);
+        sl_free(durable);
+        return SL_NOMEM;
+    }
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus ns =
+        js_GetConsumerInfo(&ci, e->js, stream, durable, NULL, &jerr);
+    uint64_t key = fnv1a(stream, durable);
+    sl_free(stream);
+    sl_free(durable);
+    if (ns != NATS_OK) {
+        return (ns == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr ||
+                jerr == JSStreamNotFoundErr)
+                   ? SL_NOT_FOUND
+                   : from_nats(ns);
+    }
+    uint64_t pending = ci->NumPending;
+    uint64_t floor = ci->AckFloor.Stream;
+    uint64_t ack_pending =
+        ci->NumAckPending > 0 ? (uint64_t)ci->NumAckPending : 0;
+    jsConsumerInfo_Destroy(ci);
+    /* The server counts a delivery given back (nak'ed, maybe with a delay)
+     * as ack-pending until it goes out again; what this engine gave back
+     * is split out as ready or delayed. */
+    uint64_t now = wall_ms(e), waiting = 0, delayed = 0;
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < TRACK_MAX; i++) {
+        track *t = &e->tracks[i];
+        if (t->key != key || !t->nakked) {
+            continue;
+        }
+        if (t->seq <= floor) {
+            t->key = 0; /* acked since, wherever it went */
+        } else if (t->due_ms > now) {
+            delayed++;
+        } else {
+            waiting++;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (waiting + delayed > ack_pending) {
+        uint64_t over = waiting + delayed - ack_pending;
+        waiting = waiting > over ? waiting - over : 0;
+        if (waiting + delayed > ack_pending) {
+            delayed = ack_pending - waiting;
+        }
+    }
+    out->ready = pending + waiting;
+    out->delayed = delayed;
+    out->in_flight = ack_pending - waiting - delayed;
+    return SL_OK;
+}
+
+static sl_status nats_browse(sl_engine *base, const char *channel,
+                             const char *group, size_t max, sl_browse_fn fn,
+                             void *ctx)
+{
+    nats_engine *e = (nats_engine *)base;
+    char *stream = escape_name(e->ns, channel);
+    char *durable = escape_name(NULL, group);
+    if (stream == NULL || durable == NULL) {
+        sl_free(stream);
+        sl_free(durable);
+        return SL_NOMEM;
+    }
+    sl_status st = SL_OK;
+    jsConsumerInfo *ci = NULL;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus ns =
+        js_GetConsumerInfo(&ci, e->js, stream, durable, NULL, &jerr);
+    if (ns == NATS_OK) {
+        ns = js_GetStreamInfo(&si, e->js, stream, NULL, &jerr);
+    }
+    if (ns != NATS_OK) {
+        st = (ns == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr ||
+              jerr == JSStreamNotFoundErr)
+                 ? SL_NOT_FOUND
+                 : from_nats(ns);
+        goto done;
+    }
+    /* The group's events are the stream's messages past its ack floor that
+     * it has not acked: read them without delivering (stream get). */
+    uint64_t from = ci->AckFloor.Stream + 1;
+    if (from < si->State.FirstSeq) {
+        from = si->State.FirstSeq;
+    }
+    uint64_t last = si->State.LastSeq;
+    size_t seen = 0;
+    for (uint64_t seq = from; seq <= last && (max == 0 || seen < max);
+         seq++) {
+        natsMsg *m = NULL;
+        ns = js_GetMsg(&m, e->js, stream, seq, NULL, &jerr);
+        if (ns != NATS_OK) {
+            continue; /* deleted (acked by every group) */
+        }
+        sl_event *ev = NULL;
+        if (msg_to_event(m, stream, seq, &ev) == SL_OK) {
+            seen++;
+            bool go = fn(ev, 0, ctx);
+            sl_event_unref(ev);
+            if (!go) {
+                natsMsg_Destroy(m);
+                break;
+            }
+        }
+        natsMsg_Destroy(m);
+    }
+done:
+    jsConsumerInfo_Destroy(ci);
+    jsStreamInfo_Destroy(si);
+    sl_free(stream);
+    sl_free(durable);
+    return st;
+}
+
+static bool nats_is_ready(const sl_engine *base)
+{
+    const nats_engine *e = (const nats_engine *)base;
+    return !e->closing &&
+           natsConnection_Status(e->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+/* ---- open / close --------------------------------------------------------------------- */
+
+static void nats_close(sl_engine *base);
+
+/* "nats://host:port?ns=x&ack_wait_ms=N&max_ack_pending=N&replicas=N&
+ * storage=memory". The server URL (without the query) goes to nats.c. */
+static sl_status parse_url(nats_engine *e, const char *url, char **server,
+                           sl_diag *diag)
+{
+    const char *q = strchr(url, '?');
+    *server = q ? sl_strndup(url, (size_t)(q - url)) : sl_strdup(url);
+    if (*server == NULL) {
+        return SL_NOMEM;
+    }
+    const char *p = q ? q + 1 : NULL;
+    while (p != NULL && *p) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        char kv[256];
+        if (len >= sizeof kv) {
+            return sl_diag_set(diag, SL_INVALID, "engine URL parameter too "
+                                                 "long");
+        }
+        memcpy(kv, p, len);
+        kv[len] = '\0';
+        char *eq = strchr(kv, '=');
+        const char *val = eq ? eq + 1 : "";
+        if (eq) {
+            *eq = '\0';
+        }
+        char *end = NULL;
+        long long num = strtoll(val, &end, 10);
+        bool is_num = end != val && *end == '\0' && num > 0;
+        if (strcmp(kv, "ns") == 0 && val[0] != '\0') {
+            for (const char *c = val; *c; c++) {
+                if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_') {
+                    return sl_diag_set(diag, SL_INVALID,
+                                       "engine URL: ns must be "
+                                       "[A-Za-z0-9_-]");
+                }
+            }
+            sl_free(e->ns);
+            if ((e->ns = sl_strdup(val)) == NULL) {
+                return SL_NOMEM;
+            }
+        } else if (strcmp(kv, "ack_wait_ms") == 0 && is_num) {
+            e->ack_wait_ms = num;
+        } else if (strcmp(kv, "max_ack_pending") == 0 && is_num) {
+            e->max_ack_pending = num;
+        } else if (strcmp(kv, "replicas") == 0 && is_num && num <= 5) {
+            e->replicas = num;
+        } else if (strcmp(kv, "storage") == 0 &&
+                   (strcmp(val, "memory") == 0 || strcmp(val, "file") == 0)) {
+            e->memory = strcmp(val, "memory") == 0;
+        } else {
+            return sl_diag_set(diag, SL_INVALID,
+                               "engine URL '%s': unknown parameter '%s' "
+                               "(expected ns, ack_wait_ms, max_ack_pending, "
+                               "replicas, storage)",
+                               *server, kv);
+        }
+        p += len + (amp ? 1 : 0);
+    }
+    return SL_OK;
+}
+
+static sl_status nats_open(const char *url, const sl_engine_opts *opts,
+                           sl_engine **out, sl_diag *diag)
+{
+    nats_engine *e = sl_calloc(1, sizeof *e);
+    if (e == NULL) {
+        return SL_NOMEM;
+    }
+    e->base.drv = &sl__nats_driver;
+    e->opts = *opts;
+    e->clock = opts->clock ? opts->clock : sl_clock_system();
+    e->ack_wait_ms = DEFAULT_ACK_WAIT_MS;
+    e->max_ack_pending = DEFAULT_MAX_ACK_PENDING;
+    e->replicas = 1;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->pending_cv, NULL);
+    sl__cond_init_mono(&e->hb_cv);
+    char *server = NULL;
+    natsOptions *no = NULL;
+    sl_status st = parse_url(e, url, &server, diag);
+    if (st != SL_OK) {
+        goto fail;
+    }
+    sl_queue_opts qo = {.capacity = PUB_MAX_PENDING,
+                        .overflow = SL_QUEUE_REJECT};
+    if ((st = sl_queue_create(&qo, &e->confirms)) != SL_OK) {
+        goto fail;
+    }
+    natsStatus s = lib_ref();
+    if (s != NATS_OK) {
+        st = sl_diag_set(diag, SL_INTERNAL, "cannot start nats.c: %s",
+                         natsStatus_GetText(s));
+        goto fail;
+    }
+    e->lib_held = true;
+    s = natsOptions_Create(&no);
+    if (s == NATS_OK) {
+        s = natsOptions_SetURL(no, server);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetName(no, "sluice");
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetTimeout(no, 2000);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetMaxReconnect(no, -1); /* reconnect forever */
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetReconnectWait(no, 250);
+    }
+    if (s == NATS_OK) {
+        s = natsConnection_Connect(&e->nc, no);
+    }
+    if (s != NATS_OK) {
+        /* The URL may carry credentials: name only the host part. */
+        const char *at = strrchr(server, '@');
+        st = sl_diag_set(diag, SL_UNAVAILABLE, "cannot connect to NATS at %s: "
+                                               "%s",
+                         at ? at + 1 : server, natsStatus_GetText(s));
+        goto fail;
+    }
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = API_WAIT_MS;
+    jo.PublishAsync.MaxPending = PUB_MAX_PENDING;
+    jo.PublishAsync.AckHandler = on_pub_ack;
+    jo.PublishAsync.AckHandlerClosure = e;
+    if ((s = natsConnection_JetStream(&e->js, e->nc, &jo)) != NATS_OK) {
+        st = sl_diag_set(diag, SL_UNAVAILABLE, "JetStream context: %s",
+                         natsStatus_GetText(s));
+        goto fail;
+    }
+    jsAccountInfo *ai = NULL;
+    jsErrCode jerr = 0;
+    if ((s = js_GetAccountInfo(&ai, e->js, NULL, &jerr)) != NATS_OK) {
+        st = sl_diag_set(diag, SL_UNAVAILABLE,
+                         "the NATS server has no JetStream: %s",
+                         natsStatus_GetText(s));
+        goto fail;
+    }
+    jsAccountInfo_Destroy(ai);
+    if (pthread_create(&e->confirm_thread, NULL, confirm_main, e) != 0) {
+        st = sl_diag_set(diag, SL_INTERNAL, "cannot start confirm thread");
+        goto fail;
+    }
+    e->confirm_started = true;
+    if (pthread_create(&e->hb_thread, NULL, hb_main, e) != 0) {
+        st = sl_diag_set(diag, SL_INTERNAL, "cannot start heartbeat thread");
+        goto fail;
+    }
+    e->hb_started = true;
+    natsOptions_Destroy(no);
+    sl_free(server);
+    *out = &e->base;
+    return SL_OK;
+fail:
+    natsOptions_Destroy(no);
+    sl_free(server);
+    nats_close(&e->base);
+    return st;
+}
+
+static void nats_close(sl_engine *base)
+{
+    nats_engine *e = (nats_engine *)base;
+    if (e->js != NULL) {
+        /* Publishers wait for outstanding confirms. */
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = API_WAIT_MS;
+        js_PublishAsyncComplete(e->js, &po);
+    }
+    pthread_mutex_lock(&e->mu);
+    e->closing = true;
+    pthread_cond_broadcast(&e->hb_cv);
+    pthread_mutex_unlock(&e->mu);
+    sl_queue_close(e->confirms); /* wakes the confirm thread */
+    if (e->hb_started) {
+        pthread_join(e->hb_thread, NULL);
+    }
+    if (e->confirm_started) {
+        pthread_join(e->confirm_thread, NULL); /* calls what is queued */
+    }
+    if (e->js != NULL) {
+        jsCtx_Destroy(e->js);
+    }
+    if (e->nc != NULL) {
+        natsConnection_Close(e->nc);
+        natsConnection_Destroy(e->nc);
+    }
+    /* Publishes whose PubAck never came: the outcome is unknown. */
+    for (size_t b = 0; b < PENDING_BUCKETS; b++) {
+        for (npub *p = e->pending[b], *next; p; p = next) {
+            next = p->next;
+            if (p->cb != NULL) {
+                p->cb(SL_TIMEOUT, p->ctx);
+            }
+            sl_free(p);
+        }
+    }
+    void *item = NULL;
+    while (e->confirms != NULL && sl_queue_pop(e->confirms, &item, 0) ==
+                                      SL_OK) {
+        npub *p = item;
+        if (p->cb != NULL) {
+            p->cb(p->st, p->ctx);
+        }
+        sl_free(p);
+    }
+    sl_queue_destroy(e->confirms);
+    for (nchan *c = e->chans, *next; c; c = next) {
+        next = c->next;
+        sl_free(c->name);
+        sl_free(c->stream);
+        sl_free(c->subject);
+        sl_free(c);
+    }
+    sl_free(e->ns);
+    if (e->lib_held) {
+        lib_unref();
+    }
+    pthread_cond_destroy(&e->pending_cv);
+    pthread_cond_destroy(&e->hb_cv);
+    pthread_mutex_destroy(&e->mu);
+    sl_free(e);
+}
+
+const sl_driver sl__nats_driver = {
+    .name = "nats",
+    .scheme = "nats://",
+    .open = nats_open,
+    .close = nats_close,
+    .is_ready = nats_is_ready,
+    .declare_channel = nats_declare_channel,
+    .declare_group = nats_declare_group,
+    .publish = nats_publish,
+    .subscribe = nats_subscribe,
+    .fetch = nats_fetch,
+    .interrupt = nats_interrupt,
+    .in_flight = nats_in_flight,
+    .unsubscribe = nats_unsubscribe,
+    .settle = nats_settle,
+    .ack_many = nats_ack_many,
+    .depth = nats_depth,
+    .browse = nats_browse,
+};
