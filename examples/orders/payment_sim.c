@@ -13,8 +13,11 @@
  *                   without charging; the same key with another order or
  *                   amount is 422. No key, bad JSON or wrong types: 400.
  *   GET /stats      {"charges", "duplicates_absorbed", "keys",
- *                   "max_charges_per_key", "failures_injected", "requests"}:
- *                   "none charged twice" is max_charges_per_key <= 1.
+ *                   "max_charges_per_key", "max_charges_per_order",
+ *                   "failures_injected", "requests"}: "none charged twice"
+ *                   is max_charges_per_order <= 1 (a key is charged once by
+ *                   construction; an order charged under two keys is what
+ *                   a client bug would look like).
  *
  * Port 0 picks a free port; the first line on stdout names the address.
  * SIGTERM or SIGINT stops it with exit status 0. Failures are drawn from a
@@ -50,6 +53,13 @@ typedef struct charge {
     unsigned charges; /* times this key was charged: must stay 1 */
 } charge;
 
+/* Charges per order, whatever the key: catches a second key for one order. */
+typedef struct order_count {
+    struct order_count *next;
+    char *order_id;
+    unsigned charges;
+} order_count;
+
 typedef struct sim {
     uint64_t latency_ms;
     double failure_rate;
@@ -61,6 +71,8 @@ typedef struct sim {
     charge *buckets[BUCKETS];
     uint64_t charges, duplicates, keys, failures, requests, declines;
     unsigned max_charges_per_key;
+    unsigned max_charges_per_order;
+    order_count *orders[BUCKETS];
 } sim;
 
 typedef struct request {
@@ -248,6 +260,20 @@ static enum MHD_Result post_charge(sim *s, struct MHD_Connection *conn,
     if (ch->charges > s->max_charges_per_key) {
         s->max_charges_per_key = ch->charges;
     }
+    uint32_t ob = hash(order_id) & (BUCKETS - 1);
+    order_count *oc = s->orders[ob];
+    while (oc != NULL && strcmp(oc->order_id, order_id) != 0) {
+        oc = oc->next;
+    }
+    if (oc == NULL && (oc = calloc(1, sizeof *oc)) != NULL &&
+        (oc->order_id = strdup(order_id)) != NULL) {
+        oc->next = s->orders[ob];
+        s->orders[ob] = oc;
+    }
+    if (oc != NULL && oc->order_id != NULL &&
+        ++oc->charges > s->max_charges_per_order) {
+        s->max_charges_per_order = oc->charges;
+    }
     charge copy = *ch;
     pthread_mutex_unlock(&s->mu);
     json_decref(body);
@@ -258,7 +284,8 @@ static enum MHD_Result get_stats(sim *s, struct MHD_Connection *conn)
 {
     pthread_mutex_lock(&s->mu);
     json_t *o = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "declines",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "max_charges_per_order",
+        (json_int_t)s->max_charges_per_order, "declines",
         (json_int_t)s->declines, "charges", (json_int_t)s->charges,
         "duplicates_absorbed", (json_int_t)s->duplicates, "keys",
         (json_int_t)s->keys, "max_charges_per_key",
@@ -480,6 +507,11 @@ int main(int argc, char **argv)
             free(ch->key);
             free(ch->order_id);
             free(ch);
+        }
+        for (order_count *oc = s.orders[b], *next; oc != NULL; oc = next) {
+            next = oc->next;
+            free(oc->order_id);
+            free(oc);
         }
     }
     pthread_mutex_destroy(&s.mu);

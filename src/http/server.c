@@ -7,11 +7,14 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #define DEFAULT_MAX_BODY ((size_t)1 << 20)
 #define DEFAULT_THREADS 4
@@ -22,12 +25,16 @@
 /* First allocation for a body of unknown length. */
 #define BODY_INITIAL_CAP 4096
 
+/* Longest wait at stop for requests already read to be answered. */
+#define STOP_GRACE_MS 5000
+
 struct sl_http_server {
     struct MHD_Daemon *daemon;
     sl_http_handler_fn handler;
     void *ctx;
     size_t max_body;
     uint16_t port;
+    atomic_int active; /* requests read and not yet fully answered */
 };
 
 /* Per-request state, from the first access-handler call to the completion
@@ -315,6 +322,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
             return MHD_NO;
         }
         *con_cls = rs;
+        atomic_fetch_add(&srv->active, 1);
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -347,11 +355,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    sl_http_server *srv = cls;
     request_state *rs = *con_cls;
     if (rs != NULL) {
         sl_free(rs->body);
         sl_free(rs);
         *con_cls = NULL;
+        atomic_fetch_sub(&srv->active, 1);
     }
 }
 
@@ -382,7 +392,8 @@ sl_status sl__http_server_start(const sl_http_server_opts *opts,
      * MHD_OPTION_LISTENING_ADDRESS_REUSE is left unset: its default is
      * SO_REUSEADDR (quick restarts), while setting it would add
      * SO_REUSEPORT and let a second server share a port silently. */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD;
+    /* ITC: so that the listening socket can be quiesced at stop. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC;
     if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES) {
         flags |= MHD_USE_EPOLL;
     }
@@ -418,6 +429,19 @@ void sl__http_server_stop(sl_http_server *srv)
 {
     if (srv == NULL) {
         return;
+    }
+    /* MHD_stop_daemon closes every connection, even one whose response is
+     * queued: a client would lose the 202 of an event already published.
+     * So refuse new connections first, let the requests already read be
+     * answered and flushed (bounded), then stop. */
+    MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);
+    if (lfd != MHD_INVALID_SOCKET) {
+        close(lfd);
+    }
+    for (int i = 0; i < STOP_GRACE_MS && atomic_load(&srv->active) > 0;
+         i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(srv->daemon);
     sl_free(srv);
