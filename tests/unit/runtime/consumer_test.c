@@ -3,6 +3,7 @@
  * and the transactional inbox.
  */
 #include "sluice/consumer.h"
+#include "sluice/log.h"
 
 #include "core/waiter.h"
 
@@ -482,6 +483,71 @@ static void dead_letter_reports_failed_with_the_reason(void **state)
                                     ": no such sku (event order-8)");
 }
 
+/* The log record of a handled delivery, as a JSON-lines sink would get it. */
+typedef struct log_probe {
+    pthread_mutex_t mu;
+    bool seen;
+    char trace_id[64], event_id[64], type[64], service[64], duration[64];
+} log_probe;
+
+static void capture_log(const sl_log_record *rec, void *ctx)
+{
+    log_probe *lp = ctx;
+    if (strcmp(rec->msg, "handled") != 0) {
+        return;
+    }
+    pthread_mutex_lock(&lp->mu);
+    for (size_t i = 0; i < rec->nfields; i++) {
+        const sl_log_field *f = &rec->fields[i];
+        char *dst = strcmp(f->key, "trace_id") == 0     ? lp->trace_id
+                    : strcmp(f->key, "event_id") == 0   ? lp->event_id
+                    : strcmp(f->key, "type") == 0       ? lp->type
+                    : strcmp(f->key, "service") == 0    ? lp->service
+                    : strcmp(f->key, "duration_ms") == 0 ? lp->duration
+                                                         : NULL;
+        if (dst != NULL && f->value != NULL) {
+            snprintf(dst, 64, "%s", f->value);
+        }
+    }
+    lp->seen = true;
+    pthread_mutex_unlock(&lp->mu);
+}
+
+static bool log_seen(void *arg)
+{
+    log_probe *lp = arg;
+    pthread_mutex_lock(&lp->mu);
+    bool seen = lp->seen;
+    pthread_mutex_unlock(&lp->mu);
+    return seen;
+}
+
+static void logs_carry_trace_event_type_service_and_duration(void **state)
+{
+    fx *f = *state;
+    log_probe lp = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    sl_log_set_sink(capture_log, &lp, SL_LOG_DEBUG);
+    sl_event *ev = NULL;
+    assert_int_equal(sl_event_create_new("/shop", "order.placed", &ev), SL_OK);
+    sl_event_set(ev, SL_ATTR_ID, "order-log");
+    sl_event_set(ev, SL_ATTR_TRACEPARENT,
+                 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert_int_equal(sl_engine_publish(f->eng, CH, ev, 0, 5000, NULL), SL_OK);
+    sl_event_unref(ev);
+    sl_consumer_opts co = {.prefetch = 1, .handler = scripted,
+                           .service = "shop"};
+    start(f, &co);
+    bool seen = wait_until(log_seen, &lp, WAIT_MS);
+    stop(f);
+    sl_log_set_sink(NULL, NULL, SL_LOG_WARN);
+    assert_true(seen);
+    assert_string_equal(lp.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_string_equal(lp.event_id, "order-log");
+    assert_string_equal(lp.type, "order.placed");
+    assert_string_equal(lp.service, "shop");
+    assert_true(lp.duration[0] >= '0' && lp.duration[0] <= '9');
+}
+
 static void reject_without_error_text_says_the_handler_rejected(void **state)
 {
     fx *f = *state;
@@ -713,6 +779,7 @@ int main(void)
         T(reject_error_text_reaches_the_dead_letter),
         T(reject_without_error_text_says_the_handler_rejected),
         T(status_is_reported_for_the_request_behind_the_event),
+        T(logs_carry_trace_event_type_service_and_duration),
         T(dead_letter_reports_failed_with_the_reason),
         T(retry_after_overrides_the_backoff),
         T(retry_uses_the_backoff_without_a_retry_after),
