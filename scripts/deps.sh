@@ -7,11 +7,12 @@ set -eu
 # test reads the inbox; libmicrohttpd and libcurl: the HTTP server and
 # client; prometheus: promtool checks /metrics; wrk: the gateway benchmark;
 # time and procps: benchmarks and scripts; nats-server and libnats-dev: the
-# NATS JetStream engine and the broker its tests run on.
+# NATS JetStream engine and the broker its tests run on; rabbitmq-server
+# and librabbitmq-dev (rabbitmq-c): the RabbitMQ engine and its broker.
 PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
 libsqlite3-dev sqlite3 libyaml-dev libjansson-dev libcmocka-dev
 libmicrohttpd-dev libcurl4-openssl-dev prometheus wrk
-time procps nats-server libnats-dev"
+time procps nats-server libnats-dev rabbitmq-server librabbitmq-dev"
 
 missing=""
 for p in $PACKAGES; do

@@ -76,6 +76,9 @@ extern const sl_driver sl__embedded_driver;
 #ifdef SLUICE_HAVE_NATS
 extern const sl_driver sl__nats_driver;
 #endif
+#ifdef SLUICE_HAVE_AMQP
+extern const sl_driver sl__amqp_driver;
+#endif
 
 /** Build the dead-letter copy of @p ev: a clone carrying the dlq*
  * extensions. Shared by every engine so dead letters look alike. */

@@ -16,6 +16,9 @@ static const sl_driver *const drivers[] = {
 #ifdef SLUICE_HAVE_NATS
     &sl__nats_driver,
 #endif
+#ifdef SLUICE_HAVE_AMQP
+    &sl__amqp_driver,
+#endif
 };
 
 sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
@@ -38,7 +41,10 @@ sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
                        "unknown engine URL '%s' (expected embedded:PATH, "
                        "embedded::memory:"
 #ifdef SLUICE_HAVE_NATS
-                       " or nats://HOST:PORT"
+                       ", nats://HOST:PORT"
+#endif
+#ifdef SLUICE_HAVE_AMQP
+                       ", amqp://USER:PASS@HOST:PORT/VHOST"
 #endif
                        ")",
                        url);

@@ -45,7 +45,7 @@ static bool has_store_dir(const char *url)
 /* A broker engine: its state lives outside the process. */
 static bool is_broker(const char *url)
 {
-    return strncmp(url, "nats://", 7) == 0;
+    return strncmp(url, "nats://", 7) == 0 || strncmp(url, "amqp://", 7) == 0;
 }
 
 /* Events survive closing the engine (and the process). */
