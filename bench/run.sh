@@ -3,7 +3,7 @@
 #
 #   sh bench/run.sh [BUILD_DIR]        (what `make bench` runs)
 #
-# BENCH_QUICK=1     a short check of everything (about 20 s instead of ~2 min)
+# BENCH_QUICK=1     a short check of everything (about 35 s instead of ~3 min)
 # BENCH_SECONDS=S   seconds of load per overload scenario (default 30)
 # BENCH_TMPDIR=DIR  where the temporary SQLite stores go (default $TMPDIR or
 #                   /tmp); they are removed after each run
@@ -15,7 +15,7 @@ set -eu
 build=${1:-build}
 quick=${BENCH_QUICK:-0}
 
-for prog in embedded_bench overload_bench; do
+for prog in embedded_bench overload_bench gateway_load; do
     if [ ! -x "$build/$prog" ]; then
         echo "bench/run.sh: $build/$prog not found; build first (make build)" >&2
         exit 1
@@ -51,6 +51,11 @@ echo
 # shellcheck disable=SC2086
 "$build/overload_bench" "$@" $overload_seconds --max-length 10000 \
     --summary "$summary"
+
+# The HTTP gateway under wrk and an open-loop generator, next to the raw
+# engine publish rate (needs wrk: apt-get install wrk).
+sh "$(dirname "$0")/gateway_bench.sh" "$build" "$summary"
+echo
 
 echo "== summary (ratio = measured / target) =="
 awk -F '\t' '

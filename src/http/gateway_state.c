@@ -5,9 +5,20 @@
  * prepared statement belongs to one thread at a time. Several processes may
  * share the file (WAL); a claim is one IMMEDIATE transaction, so two
  * processes never both claim a key.
+ *
+ * The "pending" rows the gateway writes for every accepted event are group
+ * committed: sl__gw_status_pending queues the ids and returns, and a writer
+ * thread inserts whatever has queued in one transaction, then the next
+ * batch. One transaction per request (its file locks and WAL append) was
+ * the largest cost of an accepted request. Until its batch commits, an id
+ * is answered "pending" from the queue by sl_gateway_status_get, so the
+ * gateway's own GET /status/{id} shows it right after the 202; the writer
+ * commits a batch and drops it from the queue under the connection's mutex,
+ * so a reader sees the id in one place or the other, never in neither.
  */
 #include "sluice/gateway.h"
 
+#include "core/waiter.h"
 #include "http/gateway_state.h"
 #include "sluice/alloc.h"
 #include "sluice/log.h"
@@ -22,6 +33,10 @@
 /* Expired rows are purged every this many writes. */
 #define PURGE_EVERY 4096
 #define ID_MAX 256
+/* Pending ids queued for the writer at most; a full queue makes callers
+ * wait (at most PENDING_WAIT_MS) rather than grow memory. */
+#define PENDING_MAX 65536
+#define PENDING_WAIT_MS 1000
 
 /* Record states. */
 enum { IDEM_CLAIMED = 1, IDEM_DONE = 2, IDEM_OPEN = 3 };
@@ -74,14 +89,35 @@ static const char *const sql[Q_COUNT_] = {
     [Q_ROLLBACK] = "ROLLBACK",
 };
 
+/* Ids waiting for their "pending" row, with the time they were queued. */
+typedef struct pending_buf {
+    char **ids; /* sl_malloc'd copies */
+    uint64_t *at_ms;
+    size_t n;
+    size_t cap;
+} pending_buf;
+
 struct sl_gateway_state {
     sqlite3 *db;
     sqlite3_stmt *q[Q_COUNT_];
-    pthread_mutex_t mu;
+    pthread_mutex_t mu; /* the connection; taken before pmu */
     uint64_t idem_ttl_ms;
     uint64_t status_ttl_ms;
     const sl_clock *clock;
     uint64_t since_purge; /* writes; guarded by mu */
+
+    /* The pending queue, guarded by pmu. Callers append to *fill; the
+     * writer swaps it with the other buffer and commits that one (flush,
+     * NULL between batches), emptying it with mu held. */
+    pthread_mutex_t pmu;
+    pthread_cond_t work; /* ids queued, or stop */
+    pthread_cond_t room; /* the queue took a batch */
+    pending_buf buf[2];
+    pending_buf *fill;
+    pending_buf *flush;
+    bool writer_started; /* started at the first pending id */
+    bool stop;
+    pthread_t writer;
 };
 
 static const char schema[] =
@@ -115,6 +151,10 @@ sl_status sl_gateway_state_open(const char *path,
         return sl_diag_set(diag, SL_NOMEM, "out of memory");
     }
     pthread_mutex_init(&gs->mu, NULL);
+    pthread_mutex_init(&gs->pmu, NULL);
+    pthread_cond_init(&gs->work, NULL);
+    sl__cond_init_mono(&gs->room);
+    gs->fill = &gs->buf[0];
     gs->idem_ttl_ms = o.idempotency_ttl_ms ? o.idempotency_ttl_ms
                                            : DEFAULT_IDEMPOTENCY_TTL_MS;
     gs->status_ttl_ms =
@@ -140,11 +180,36 @@ sl_status sl_gateway_state_open(const char *path,
     return SL_OK;
 }
 
+static void pending_clear(pending_buf *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        sl_free(b->ids[i]);
+    }
+    b->n = 0;
+}
+
 void sl_gateway_state_close(sl_gateway_state *gs)
 {
     if (gs == NULL) {
         return;
     }
+    /* The writer commits what is queued before it ends. */
+    pthread_mutex_lock(&gs->pmu);
+    gs->stop = true;
+    bool started = gs->writer_started;
+    pthread_cond_signal(&gs->work);
+    pthread_mutex_unlock(&gs->pmu);
+    if (started) {
+        pthread_join(gs->writer, NULL);
+    }
+    for (int b = 0; b < 2; b++) {
+        pending_clear(&gs->buf[b]);
+        sl_free(gs->buf[b].ids);
+        sl_free(gs->buf[b].at_ms);
+    }
+    pthread_cond_destroy(&gs->work);
+    pthread_cond_destroy(&gs->room);
+    pthread_mutex_destroy(&gs->pmu);
     for (int i = 0; i < Q_COUNT_; i++) {
         sqlite3_finalize(gs->q[i]);
     }
@@ -237,6 +302,29 @@ sl_status sl_gateway_status_set(sl_gateway_state *gs, const char *id,
     return st;
 }
 
+/* Whether @p id waits in the pending queue; its queueing time in @p at. mu
+ * held. A linear scan: the queue holds one commit's worth of ids (hundreds
+ * at most under load), and reads of the projection are rare next to
+ * writes. */
+static bool pending_find(sl_gateway_state *gs, const char *id, uint64_t *at)
+{
+    bool found = false;
+    pthread_mutex_lock(&gs->pmu);
+    const pending_buf *bufs[2] = {gs->fill, gs->flush};
+    for (int b = 0; b < 2 && !found; b++) {
+        /* Newest first: the latest queueing time of a repeated id. */
+        for (size_t i = bufs[b] ? bufs[b]->n : 0; i-- > 0;) {
+            if (strcmp(bufs[b]->ids[i], id) == 0) {
+                *at = bufs[b]->at_ms[i];
+                found = true;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&gs->pmu);
+    return found;
+}
+
 sl_status sl_gateway_status_get(sl_gateway_state *gs, const char *id,
                                 sl_gateway_status_row *out)
 {
@@ -259,34 +347,136 @@ sl_status sl_gateway_status_get(sl_gateway_state *gs, const char *id,
     }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
+    /* Not written yet: maybe queued. With mu held, the writer cannot be
+     * between committing a batch and dropping it from the queue. */
+    if (st == SL_NOT_FOUND && pending_find(gs, id, &out->updated_ms)) {
+        snprintf(out->status, sizeof out->status, "%s",
+                 SL_GATEWAY_STATUS_PENDING);
+        out->detail[0] = '\0';
+        st = SL_OK;
+    }
     pthread_mutex_unlock(&gs->mu);
     return st;
+}
+
+/* Insert the batch in one transaction. mu held. */
+static void pending_commit(sl_gateway_state *gs, const pending_buf *b)
+{
+    int rc = step_done(gs, Q_BEGIN);
+    sqlite3_stmt *s = gs->q[Q_STATUS_PENDING];
+    for (size_t i = 0; rc == SQLITE_OK && i < b->n; i++) {
+        sqlite3_bind_text(s, 1, b->ids[i], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)b->at_ms[i]);
+        rc = step_done(gs, Q_STATUS_PENDING);
+    }
+    rc = rc == SQLITE_OK ? step_done(gs, Q_COMMIT) : rc;
+    if (rc != SQLITE_OK) {
+        /* The events are out: a lost batch costs only the projection's
+         * first rows (consumers write the next ones), as a failed write
+         * did when each request wrote its own. */
+        io_error(gs, "pending");
+        step_done(gs, Q_ROLLBACK);
+        return;
+    }
+    maybe_purge(gs, now_ms(gs), b->n);
+}
+
+/* The writer: commit what has queued, one transaction per batch, until
+ * stopped with the queue empty. */
+static void *pending_writer(void *arg)
+{
+    sl_gateway_state *gs = arg;
+    pthread_mutex_lock(&gs->pmu);
+    for (;;) {
+        while (gs->fill->n == 0 && !gs->stop) {
+            pthread_cond_wait(&gs->work, &gs->pmu);
+        }
+        if (gs->fill->n == 0) {
+            break; /* stopped, nothing left */
+        }
+        gs->flush = gs->fill;
+        gs->fill = gs->flush == &gs->buf[0] ? &gs->buf[1] : &gs->buf[0];
+        pthread_cond_broadcast(&gs->room);
+        pthread_mutex_unlock(&gs->pmu);
+
+        pthread_mutex_lock(&gs->mu);
+        pending_commit(gs, gs->flush);
+        pthread_mutex_lock(&gs->pmu);
+        pending_clear(gs->flush);
+        gs->flush = NULL;
+        pthread_mutex_unlock(&gs->mu);
+    }
+    pthread_mutex_unlock(&gs->pmu);
+    return NULL;
+}
+
+static bool pending_reserve(pending_buf *b, size_t n)
+{
+    if (b->n + n <= b->cap) {
+        return true;
+    }
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + n) {
+        cap *= 2;
+    }
+    char **ids = sl_realloc(b->ids, cap * sizeof *ids);
+    if (ids == NULL) {
+        return false;
+    }
+    b->ids = ids;
+    uint64_t *at = sl_realloc(b->at_ms, cap * sizeof *at);
+    if (at == NULL) {
+        return false;
+    }
+    b->at_ms = at;
+    b->cap = cap;
+    return true;
 }
 
 sl_status sl__gw_status_pending(sl_gateway_state *gs, const char *const *ids,
                                 size_t n)
 {
-    pthread_mutex_lock(&gs->mu);
-    uint64_t now = now_ms(gs);
-    bool tx = n > 1;
-    int rc = tx ? step_done(gs, Q_BEGIN) : SQLITE_OK;
-    sqlite3_stmt *s = gs->q[Q_STATUS_PENDING];
-    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
-        sqlite3_bind_text(s, 1, ids[i], -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, (sqlite3_int64)now);
-        rc = step_done(gs, Q_STATUS_PENDING);
+    sl_status st = SL_OK;
+    pthread_mutex_lock(&gs->pmu);
+    if (!gs->writer_started && !gs->stop) {
+        if (pthread_create(&gs->writer, NULL, pending_writer, gs) != 0) {
+            pthread_mutex_unlock(&gs->pmu);
+            sl_logf(SL_LOG_ERROR, "gateway",
+                    "state: cannot start the status writer");
+            return SL_NOMEM;
+        }
+        gs->writer_started = true;
     }
-    if (tx) {
-        rc = rc == SQLITE_OK ? step_done(gs, Q_COMMIT) : rc;
-        if (rc != SQLITE_OK) {
-            step_done(gs, Q_ROLLBACK);
+    /* Bounded: wait for the writer to take a batch rather than grow. */
+    struct timespec deadline;
+    sl__deadline_after(&deadline, PENDING_WAIT_MS);
+    while (gs->fill->n + n > PENDING_MAX && gs->fill->n > 0 && !gs->stop) {
+        if (pthread_cond_timedwait(&gs->room, &gs->pmu, &deadline) != 0) {
+            st = SL_TIMEOUT;
+            break;
         }
     }
-    sl_status st = rc == SQLITE_OK ? SL_OK : io_error(gs, "pending");
-    if (st == SL_OK) {
-        maybe_purge(gs, now, n);
+    if (st == SL_OK && (gs->stop || !pending_reserve(gs->fill, n))) {
+        st = gs->stop ? SL_CLOSED : SL_NOMEM;
     }
-    pthread_mutex_unlock(&gs->mu);
+    uint64_t now = st == SL_OK ? now_ms(gs) : 0;
+    for (size_t i = 0; st == SL_OK && i < n; i++) {
+        char *copy = sl_strdup(ids[i]);
+        if (copy == NULL) {
+            st = SL_NOMEM;
+            break;
+        }
+        pending_buf *b = gs->fill;
+        b->ids[b->n] = copy;
+        b->at_ms[b->n] = now;
+        b->n++;
+    }
+    pthread_cond_signal(&gs->work);
+    pthread_mutex_unlock(&gs->pmu);
+    if (st != SL_OK) {
+        sl_logf(SL_LOG_WARN, "gateway", "state: pending status not queued: %s",
+                sl_status_str(st));
+    }
     return st;
 }
 

@@ -53,8 +53,12 @@ sl_status sl__gw_idem_release(sl_gateway_state *gs, const char *key);
  * client may fix it and reuse the key). */
 sl_status sl__gw_idem_forget(sl_gateway_state *gs, const char *key);
 
-/** Write "pending" for each of @p n ids unless a status exists, in one
- * transaction. */
+/** Queue "pending" for each of @p n ids (copied): a writer thread inserts
+ * queued ids, unless a status exists, one transaction per batch. Until then
+ * sl_gateway_status_get answers them "pending" from the queue; close
+ * commits what is queued. Waits (up to 1 s) only when 65 536 ids are
+ * queued.
+ * @return SL_OK; SL_TIMEOUT (queue full); SL_CLOSED; SL_NOMEM. */
 sl_status sl__gw_status_pending(sl_gateway_state *gs, const char *const *ids,
                                 size_t n);
 

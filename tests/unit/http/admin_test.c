@@ -34,8 +34,12 @@ typedef struct fx {
 
 /* "orders" has the group "work"; "audit" has a "work" group too (so a
  * bare group=work is ambiguous) and "archive". */
+/* The test starts its own admin listener on a free port: the service's
+ * (on the default port) is off. */
 static const char yaml_fmt[] = "service:\n"
                                "  name: admintest\n"
+                               "admin:\n"
+                               "  enabled: false\n"
                                "engine:\n"
                                "  url: \"embedded::memory:\"\n"
                                "channels:\n"

@@ -184,6 +184,52 @@ static void status_pending_does_not_overwrite_a_consumer(void **state)
     assert_string_equal(row.detail, "");
 }
 
+static void status_pending_is_committed_by_close(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/sluice-gwstate-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    sl_gateway_state *a = NULL, *b = NULL;
+    assert_int_equal(sl_gateway_state_open(path, NULL, &a, NULL), SL_OK);
+    const char *ids[] = {"ev-1", "ev-2", "ev-3"};
+    assert_int_equal(sl__gw_status_pending(a, ids, 3), SL_OK);
+    sl_gateway_state_close(a);
+    /* Another handle on the file sees every queued id once the first one
+     * closed (the queue is committed, not dropped). */
+    assert_int_equal(sl_gateway_state_open(path, NULL, &b, NULL), SL_OK);
+    for (size_t i = 0; i < 3; i++) {
+        sl_gateway_status_row row;
+        assert_int_equal(sl_gateway_status_get(b, ids[i], &row), SL_OK);
+        assert_string_equal(row.status, "pending");
+    }
+    sl_gateway_state_close(b);
+    char aux[sizeof path + 8];
+    unlink(path);
+    snprintf(aux, sizeof aux, "%s-wal", path);
+    unlink(aux);
+    snprintf(aux, sizeof aux, "%s-shm", path);
+    unlink(aux);
+}
+
+static void status_pending_many_ids_all_read_pending(void **state)
+{
+    fixture *fx = *state;
+    /* Enough ids that the writer commits several batches while they are
+     * queued: each reads pending whether queued or committed. */
+    char buf[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(buf, sizeof buf, "ev-%d", i);
+        const char *id = buf;
+        assert_int_equal(sl__gw_status_pending(fx->gs, &id, 1), SL_OK);
+        sl_gateway_status_row row;
+        snprintf(buf, sizeof buf, "ev-%d", i / 2);
+        assert_int_equal(sl_gateway_status_get(fx->gs, buf, &row), SL_OK);
+        assert_string_equal(row.status, "pending");
+    }
+}
+
 static void state_file_is_shared_between_handles(void **state)
 {
     (void)state;
@@ -242,6 +288,8 @@ int main(void)
         T(status_reads_back_what_was_written),
         T(status_refuses_unknown_statuses_and_bad_ids),
         T(status_pending_does_not_overwrite_a_consumer),
+        T(status_pending_is_committed_by_close),
+        T(status_pending_many_ids_all_read_pending),
         cmocka_unit_test(state_file_is_shared_between_handles),
         cmocka_unit_test(state_open_refuses_a_file_that_is_not_a_database),
     };
