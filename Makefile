@@ -49,8 +49,9 @@ run: build
 
 # The release build's tests (unit, conformance, integration), then the same
 # unit and conformance tests under ASan+UBSan and under TSan.
-# The brokers (nats-server) run on loopback for the whole run and are
-# stopped afterwards, also when a test fails (scripts/with-brokers.sh).
+# The brokers (nats-server, rabbitmq-server) run on loopback high ports for
+# the whole run and are stopped by PID afterwards, also when a test fails
+# (scripts/with-brokers.sh).
 test: build build-san build-tsan build-fuzz
 	@sh scripts/with-brokers.sh $(MAKE) --no-print-directory test-run
 

@@ -21,11 +21,13 @@
 set -eu
 
 NATS_PORT=${NATS_PORT:-14222}
-RABBITMQ_PORT=${RABBITMQ_PORT:-15673}
-RABBITMQ_DIST_PORT=${RABBITMQ_DIST_PORT:-15674}
-RABBITMQ_EPMD_PORT=${RABBITMQ_EPMD_PORT:-14369}
-RABBITMQ_NODE=${RABBITMQ_NODE:-sluice-test@localhost}
-DIR=${SLUICE_BROKER_DIR:-${TMPDIR:-/tmp}/sluice-brokers-$(id -un)}
+RMQ_PORT=${RABBITMQ_PORT:-15673}
+RMQ_DIST_PORT=${RABBITMQ_DIST_PORT:-15674}
+RMQ_EPMD_PORT=${RABBITMQ_EPMD_PORT:-14369}
+RMQ_NODE=${RABBITMQ_NODE:-sluice-test@localhost}
+# A CI container may run as a UID without a name.
+ME=$(id -un 2>/dev/null || id -u)
+DIR=${SLUICE_BROKER_DIR:-${TMPDIR:-/tmp}/sluice-brokers-$ME}
 WAIT_S=${SLUICE_BROKER_WAIT_S:-15}
 RABBIT_WAIT_S=${SLUICE_RABBITMQ_WAIT_S:-60}
 
@@ -39,11 +41,12 @@ alive() {
     [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
 }
 
-# True once something accepts TCP connections on 127.0.0.1:$1.
+# True once something listens on TCP port $1 (IPv4 or IPv6).
 accepts() {
     # bash's /dev/tcp is not POSIX; nc may be missing: ask the kernel.
     port_hex=$(printf '%04X' "$1")
-    grep -q ":$port_hex 00000000:0000 0A" /proc/net/tcp 2>/dev/null
+    grep -q ":$port_hex 00000000:0000 0A" /proc/net/tcp 2>/dev/null ||
+        grep -q ":$port_hex 0\{32\}:0000 0A" /proc/net/tcp6 2>/dev/null
 }
 
 nats_find() {
@@ -129,25 +132,41 @@ nats_status() {
 }
 
 # ---- RabbitMQ ---------------------------------------------------------------
-# The node runs from the Debian package's scripts, with every path under
-# $DIR/rabbitmq: HOME (the Erlang cookie rabbitmqctl needs), the Mnesia and
-# quorum-queue data, logs, an empty plugin list (faster start). epmd is our
-# own, on its own port, so that nothing of the system's is touched.
+# The node runs from the Debian package's scripts as the calling user (root
+# included: the scripts under /usr/lib/rabbitmq/bin do not switch users),
+# with every path under $DIR/rabbitmq: HOME and the Erlang cookie
+# rabbitmqctl needs, the Mnesia and quorum-queue data, logs, config, an
+# empty plugin list (faster start). Nothing of the system's installation is
+# read (/etc/rabbitmq, a system service, its epmd, inherited RABBITMQ_* and
+# ERL_* variables). epmd is our own, on its own port, started before the
+# node; the node is told not to start one itself, so every process we start
+# has a recorded PID.
 
 rabbit_env() {
     d="$DIR/rabbitmq"
+    # Whatever the caller's environment says about RabbitMQ or Erlang
+    # (a CI image, a developer's shell) must not reach this node.
+    for v in $(env | sed -n 's/^\(RABBITMQ_[A-Za-z0-9_]*\)=.*/\1/p
+                           s/^\(ERL_[A-Za-z0-9_]*\)=.*/\1/p'); do
+        unset "$v"
+    done
+    unset NOTIFY_SOCKET
     export HOME="$d/home"
-    export RABBITMQ_NODENAME="$RABBITMQ_NODE"
+    export RABBITMQ_NODENAME="$RMQ_NODE"
+    export RABBITMQ_USE_LONGNAME=false
     export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
-    export RABBITMQ_NODE_PORT="$RABBITMQ_PORT"
-    export RABBITMQ_DIST_PORT
-    export ERL_EPMD_PORT="$RABBITMQ_EPMD_PORT"
+    export RABBITMQ_NODE_PORT="$RMQ_PORT"
+    export RABBITMQ_DIST_PORT="$RMQ_DIST_PORT"
+    export ERL_EPMD_PORT="$RMQ_EPMD_PORT"
     export ERL_EPMD_ADDRESS=127.0.0.1
+    export ERL_CRASH_DUMP="$d/erl_crash.dump"
+    export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-start_epmd false"
     export RABBITMQ_MNESIA_BASE="$d/mnesia"
     export RABBITMQ_LOG_BASE="$d/log"
     export RABBITMQ_PID_FILE="$d/node.pid"
     export RABBITMQ_ENABLED_PLUGINS_FILE="$d/enabled_plugins"
     export RABBITMQ_CONFIG_FILE="$d/rabbitmq"
+    export RABBITMQ_CONFIG_FILES="$d/conf.d"
     export RABBITMQ_ADVANCED_CONFIG_FILE="$d/advanced.config"
     export RABBITMQ_CONF_ENV_FILE="$d/rabbitmq-env.conf"
 }
@@ -163,69 +182,142 @@ rabbit_bin() {
     return 1
 }
 
+# A fresh Erlang cookie, readable by its owner only (Erlang refuses any
+# other mode), shared by the node and rabbitmqctl through HOME.
+rabbit_cookie() {
+    cookie="$HOME/.erlang.cookie"
+    rm -f "$cookie"
+    (
+        umask 077
+        od -An -N16 -tx1 /dev/urandom | tr -d ' \n' | tr 'a-f' 'A-F' \
+            >"$cookie"
+    )
+    chmod 400 "$cookie"
+}
+
+# Tell why the node did not come up: its console output, its log, the
+# last rabbitmqctl answer.
+rabbit_explain() {
+    for f in "$d/rabbitmq.out" "$d/log/$RMQ_NODE.log" "$d/ctl.err" \
+            "$d/log-epmd.txt"; do
+        if [ -s "$f" ]; then
+            echo "---- last lines of $f:" >&2
+            tail -15 "$f" >&2 || true
+        fi
+    done
+    if [ -f "$d/erl_crash.dump" ]; then
+        echo "---- Erlang crash dump: $d/erl_crash.dump ($(sed -n \
+            's/^Slogan: //p' "$d/erl_crash.dump" | head -1))" >&2
+    fi
+}
+
+# True while our node runs: the script, and the VM once it wrote its PID
+# (a VM killed on its own leaves the script behind for a moment).
+rabbit_alive() {
+    alive "$DIR/rabbitmq/rabbitmq.pid" &&
+        { [ ! -f "$DIR/rabbitmq/node.pid" ] ||
+            alive "$DIR/rabbitmq/node.pid"; }
+}
+
 rabbitmq_start() {
     rabbit_env
     pidf="$d/rabbitmq.pid"
     epmdf="$d/epmd.pid"
-    if alive "$pidf"; then
+    if rabbit_alive; then
         echo "brokers.sh: rabbitmq already running (pid $(cat "$pidf"))"
         return 0
     fi
-    for port in "$RABBITMQ_PORT" "$RABBITMQ_DIST_PORT"; do
+    if alive "$pidf"; then
+        # The VM died (SIGKILL in a chaos test): clear what is left.
+        rabbitmq_stop >/dev/null
+        rabbit_env
+    fi
+    for port in "$RMQ_PORT" "$RMQ_DIST_PORT"; do
         if accepts "$port"; then
-            echo "brokers.sh: port $port is taken by another process" >&2
+            echo "brokers.sh: port $port is taken by another process" \
+                "(set RABBITMQ_PORT / RABBITMQ_DIST_PORT)" >&2
             return 1
         fi
     done
     server=$(rabbit_bin rabbitmq-server)
     ctl=$(rabbit_bin rabbitmqctl)
+    if ! command -v epmd >/dev/null 2>&1; then
+        echo "brokers.sh: epmd not found (erlang-base; sh scripts/deps.sh)" >&2
+        return 1
+    fi
+    host=${RMQ_NODE#*@}
+    if ! getent hosts "$host" >/dev/null 2>&1; then
+        echo "brokers.sh: host name '$host' of node $RMQ_NODE does not" \
+            "resolve (add it to /etc/hosts or set RABBITMQ_NODE)" >&2
+        return 1
+    fi
     # A fresh node each start: tests must not see an earlier run's queues.
-    rm -rf "$d/mnesia" "$d/log"
-    mkdir -p "$d/home" "$d/mnesia" "$d/log"
+    rm -rf "$d/mnesia" "$d/log" "$d/conf.d" "$d/erl_crash.dump" "$d/ctl.err"
+    mkdir -p "$d/home" "$d/mnesia" "$d/log" "$d/conf.d"
+    rabbit_cookie
     echo '[].' >"$d/enabled_plugins"
     : >"$d/rabbitmq-env.conf"
     echo '[].' >"$d/advanced.config"
     cat >"$d/rabbitmq.conf" <<CONF
-listeners.tcp.default = 127.0.0.1:$RABBITMQ_PORT
+listeners.tcp.default = 127.0.0.1:$RMQ_PORT
 loopback_users.guest = true
 log.console = false
 log.file.level = warning
 CONF
     if ! alive "$epmdf"; then
-        if accepts "$RABBITMQ_EPMD_PORT"; then
-            echo "brokers.sh: epmd port $RABBITMQ_EPMD_PORT is taken" >&2
+        if accepts "$RMQ_EPMD_PORT"; then
+            echo "brokers.sh: epmd port $RMQ_EPMD_PORT is taken" \
+                "(set RABBITMQ_EPMD_PORT)" >&2
             return 1
         fi
-        epmd -port "$RABBITMQ_EPMD_PORT" -address 127.0.0.1 \
+        epmd -port "$RMQ_EPMD_PORT" -address 127.0.0.1 \
             >"$d/log-epmd.txt" 2>&1 &
         echo $! >"$epmdf"
+        i=0
+        while ! accepts "$RMQ_EPMD_PORT"; do
+            if ! alive "$epmdf" || [ "$i" -ge 50 ]; then
+                echo "brokers.sh: epmd did not start on port" \
+                    "$RMQ_EPMD_PORT" >&2
+                rabbit_explain
+                rabbitmq_stop_epmd
+                return 1
+            fi
+            sleep 0.1
+            i=$((i + 1))
+        done
     fi
     "$server" >"$d/rabbitmq.out" 2>&1 &
     echo $! >"$pidf"
-    i=0
-    while [ "$i" -lt $((RABBIT_WAIT_S * 10)) ]; do
+    # One deadline bounds the whole wait, rabbitmqctl calls included.
+    deadline=$(($(date +%s) + RABBIT_WAIT_S))
+    while :; do
         if ! alive "$pidf"; then
-            echo "brokers.sh: rabbitmq-server exited; see $d/rabbitmq.out" >&2
-            tail -15 "$d/rabbitmq.out" >&2 || true
+            echo "brokers.sh: rabbitmq-server exited during start-up" >&2
+            rabbit_explain
             rm -f "$pidf"
             rabbitmq_stop_epmd
             return 1
         fi
-        if accepts "$RABBITMQ_PORT"; then
+        left=$((deadline - $(date +%s)))
+        if [ "$left" -le 0 ]; then
+            break
+        fi
+        if accepts "$RMQ_PORT"; then
             # The listener opens late in the boot; await_startup confirms.
-            if timeout 20 "$ctl" -n "$RABBITMQ_NODE" await_startup \
-                    >/dev/null 2>&1; then
-                echo "brokers.sh: rabbitmq ready on 127.0.0.1:$RABBITMQ_PORT" \
-                    "(pid $(cat "$pidf"), node $RABBITMQ_NODE, log $d/log)"
+            t=$((left < 20 ? left : 20))
+            if timeout -k 2 "$t" "$ctl" -n "$RMQ_NODE" -t "$t" \
+                    await_startup >/dev/null 2>"$d/ctl.err"; then
+                echo "brokers.sh: rabbitmq ready on 127.0.0.1:$RMQ_PORT" \
+                    "(pid $(cat "$pidf"), node $RMQ_NODE, log $d/log)"
                 return 0
             fi
         fi
         sleep 0.2
-        i=$((i + 2))
     done
-    echo "brokers.sh: rabbitmq not ready after ${RABBIT_WAIT_S}s; stopping it" >&2
-    tail -15 "$d/rabbitmq.out" >&2 || true
-    rabbitmq_stop
+    echo "brokers.sh: rabbitmq not ready after ${RABBIT_WAIT_S}s" \
+        "(SLUICE_RABBITMQ_WAIT_S); stopping it" >&2
+    rabbit_explain
+    rabbitmq_stop >/dev/null
     return 1
 }
 
@@ -263,13 +355,13 @@ rabbitmq_stop() {
     for p in $pid $vm; do
         kill -KILL "$p" 2>/dev/null || true
     done
-    rm -f "$pidf"
+    rm -f "$pidf" "$d/node.pid"
     rabbitmq_stop_epmd
     echo "brokers.sh: rabbitmq stopped (pid $pid)"
 }
 
 rabbitmq_status() {
-    if alive "$DIR/rabbitmq/rabbitmq.pid"; then
+    if rabbit_alive; then
         echo "rabbitmq running (pid $(cat "$DIR/rabbitmq/rabbitmq.pid"))"
     else
         echo "rabbitmq not running"

@@ -1,13 +1,15 @@
 #!/bin/sh
 # Run a command with the test brokers up: start them, run "$@", stop them
 # whatever happened (success, failure, interrupt), exit with the command's
-# status. A broker that does not start fails the run.
+# status. A broker that does not start fails the run (and stops those
+# already started).
 #
 #   sh scripts/with-brokers.sh ctest --test-dir build
+#   SLUICE_BROKERS=nats sh scripts/with-brokers.sh ...   only some of them
 set -eu
 
 here=$(dirname "$0")
-BROKERS=${SLUICE_BROKERS:-nats}
+BROKERS=${SLUICE_BROKERS:-nats rabbitmq}
 
 stop_all() {
     for b in $BROKERS; do

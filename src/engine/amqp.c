@@ -26,7 +26,9 @@
  * I/O thread polls the socket and the pipe; deliveries are buffered per
  * subscription (at most its prefetch, which basic.qos enforces) and
  * handed out by fetch on the caller's thread. Publish confirms are called
- * on the I/O thread, which is the engine's own.
+ * on the I/O thread, which is the engine's own. A lost connection is
+ * re-established by the I/O thread with jittered exponential backoff; it
+ * declares the topology again and resubscribes (docs: "Reconnect").
  *
  * AMQP channels: 1 publishes (confirm mode), 2 runs declarations, passive
  * declares and browsing; each subscription has its own channel with
@@ -75,6 +77,10 @@
 #define TRACK_MAX 4096
 #define RETURN_SETTLE_MS 100 /* see await_returns() */
 #define FETCH_LINGER_MS 2    /* see amqp_fetch() */
+#define DEPTH_TRIES 5        /* see do_depth() */
+#define RECONNECT_MIN_MS 100 /* first reconnect delay, doubled per failure */
+#define RECONNECT_MAX_MS 10000
+#define CONNECT_TIMEOUT_S 5
 #define PUB_CH 1
 #define ADMIN_CH 2
 #define FIRST_SUB_CH 3
@@ -145,6 +151,7 @@ typedef struct adelivery {
     uint64_t uid;
     uint32_t delivery_count;
     uint32_t base_attempts;
+    uint32_t gen; /* connection it came on (asub.gen) */
     struct adelivery *prev, *next;
 } adelivery;
 
@@ -166,6 +173,11 @@ struct asub {
     adelivery *flight; /* fetched, not settled */
     uint32_t nflight;
     bool dead;         /* the AMQP channel closed */
+    bool cancelled;    /* basic.cancel sent (I/O thread, under eng->mu) */
+    bool arrived;      /* deliveries buffered since the last wake-up */
+    bool down;         /* no channel on the current connection (yet) */
+    uint32_t gen;      /* connection generation of its channel */
+    _Atomic bool cancel_asked; /* the interrupt queued REQ_CANCEL */
     _Atomic bool interrupted;
     asub *next;
 };
@@ -177,14 +189,25 @@ typedef struct track {
     uint64_t touched;
 } track;
 
-enum req_kind { REQ_PUBLISH, REQ_ACK, REQ_NACK, REQ_CALL };
+enum req_kind { REQ_PUBLISH, REQ_ACK, REQ_NACK, REQ_CANCEL, REQ_CALL };
 
 typedef struct acall {
     sl_status (*fn)(amqp_engine *e, void *arg);
     void *arg;
     sl_status st;
     bool done;
+    bool always; /* runs while disconnected too (fn copes) */
 } acall;
+
+/* A queue this engine declared, to declare again after a reconnect. */
+typedef struct aqueue {
+    char *queue;
+    char *exchange;
+    char *dlx; /* or NULL */
+    uint32_t delivery_limit;
+    uint64_t max_length;
+    struct aqueue *next;
+} aqueue;
 
 typedef struct areq {
     enum req_kind kind;
@@ -200,7 +223,8 @@ struct amqp_engine {
     const sl_clock *clock;
     char *ns;
     char *host;
-    amqp_connection_state_t conn;
+    char *server; /* the URL without its query: credentials, never logged */
+    amqp_connection_state_t conn; /* NULL while disconnected */
     int wake[2];
 
     pthread_mutex_t mu;
@@ -213,7 +237,10 @@ struct amqp_engine {
     uint64_t track_clock;
     uint32_t npending; /* publishes queued or unconfirmed */
     bool blocked;      /* connection.blocked */
-    bool dead;         /* connection lost */
+    bool dead;         /* disconnected: lost, or not yet reconnected */
+    bool io_exited;    /* the I/O thread is gone */
+    uint32_t gen;      /* connection generation, +1 per connect */
+    aqueue *queues;    /* declared here, for re-declaration */
     uint64_t last_return_ms; /* mono: last nack with requeue sent */
     bool stopping;
     uint64_t stop_by_ms; /* mono: close waits for confirms until then */
@@ -223,6 +250,7 @@ struct amqp_engine {
     /* I/O thread only. */
     apub *unconf_head, *unconf_tail;
     uint64_t next_tag;
+    uint64_t rng; /* reconnect jitter */
 
     sl_queue *reqs;
     pthread_t io_thread;
@@ -556,11 +584,13 @@ static sl_status push_req(amqp_engine *e, areq *r)
     return st;
 }
 
-/* Run @p fn on the I/O thread and wait for it. */
-static sl_status io_call(amqp_engine *e, sl_status (*fn)(amqp_engine *, void *),
-                         void *arg)
+/* Run @p fn on the I/O thread and wait for it. Unless @p always, fails
+ * with SL_UNAVAILABLE while disconnected. */
+static sl_status io_call_ex(amqp_engine *e,
+                            sl_status (*fn)(amqp_engine *, void *), void *arg,
+                            bool always)
 {
-    acall c = {.fn = fn, .arg = arg, .st = SL_OK};
+    acall c = {.fn = fn, .arg = arg, .st = SL_OK, .always = always};
     areq *r = sl_calloc(1, sizeof *r);
     if (r == NULL) {
         return SL_NOMEM;
@@ -568,7 +598,7 @@ static sl_status io_call(amqp_engine *e, sl_status (*fn)(amqp_engine *, void *),
     r->kind = REQ_CALL;
     r->call = &c;
     pthread_mutex_lock(&e->mu);
-    bool dead = e->dead;
+    bool dead = e->io_exited || (e->dead && !always);
     pthread_mutex_unlock(&e->mu);
     if (dead) {
         sl_free(r);
@@ -587,10 +617,17 @@ static sl_status io_call(amqp_engine *e, sl_status (*fn)(amqp_engine *, void *),
     return c.st;
 }
 
+static sl_status io_call(amqp_engine *e, sl_status (*fn)(amqp_engine *, void *),
+                         void *arg)
+{
+    return io_call_ex(e, fn, arg, false);
+}
+
 /* ---- I/O thread: AMQP operations ---------------------------------------------------- */
 
 static void handle_frame(amqp_engine *e, amqp_frame_t *f);
 static void await_returns(amqp_engine *e);
+static void mark_sub_dead(amqp_engine *e, uint16_t ch);
 
 /* Deal with frames rabbitmq-c queued while it waited for an RPC reply. */
 static void drain_enqueued(amqp_engine *e)
@@ -626,6 +663,8 @@ static sl_status check_rpc(amqp_engine *e, uint16_t ch)
         amqp_send_method(e->conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
         if (ch == ADMIN_CH) {
             open_channel(e, ADMIN_CH);
+        } else if (ch >= FIRST_SUB_CH) {
+            mark_sub_dead(e, ch);
         }
     } else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION ||
                r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
@@ -989,6 +1028,7 @@ static void on_deliver(amqp_engine *e, uint16_t ch,
     d->ch = ch;
     d->tag = tag;
     pthread_mutex_lock(&s->mu);
+    d->gen = s->gen;
     d->next = NULL;
     d->prev = s->buf_tail;
     if (s->buf_tail) {
@@ -998,8 +1038,25 @@ static void on_deliver(amqp_engine *e, uint16_t ch,
     }
     s->buf_tail = d;
     s->nbuf++;
-    pthread_cond_broadcast(&s->cv);
+    s->arrived = true; /* fetch is woken by wake_fetchers() */
     pthread_mutex_unlock(&s->mu);
+}
+
+/* Wake the fetches of subscriptions that received deliveries. Called once
+ * the I/O thread has read what the socket had, so that a fetch woken by a
+ * burst finds all of it buffered rather than its first delivery. */
+static void wake_fetchers(amqp_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    for (asub *s = e->subs; s; s = s->next) {
+        pthread_mutex_lock(&s->mu);
+        if (s->arrived) {
+            s->arrived = false;
+            pthread_cond_broadcast(&s->cv);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
 }
 
 static void on_return(amqp_engine *e)
@@ -1106,6 +1163,37 @@ static void note_return(amqp_engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* Stop the consumer of the subscription on @p ch (basic.cancel), once.
+ *
+ * Called when the subscription is interrupted, before its deliveries are
+ * settled: while the consumer lives, every ack or release frees prefetch
+ * credit and the queue checks out more messages to it; a quorum queue
+ * returns those still travelling to a cancelled consumer itself (their
+ * x-delivery-count rises) without the engine ever seeing them, so they
+ * would count as an attempt. Cancelled first, nothing more is checked out.
+ * Deliveries that arrive before cancel-ok are buffered (released at
+ * unsubscribe). */
+static void cancel_consumer(amqp_engine *e, uint16_t ch)
+{
+    char ctag[256];
+    bool go = false;
+    pthread_mutex_lock(&e->mu);
+    asub *s = e->dead ? NULL : sub_by_channel_locked(e, ch);
+    /* s->dead and s->cancelled are written only by this thread. */
+    if (s != NULL && !s->dead && !s->down && !s->cancelled &&
+        s->ctag != NULL &&
+        strlen(s->ctag) < sizeof ctag) {
+        memcpy(ctag, s->ctag, strlen(s->ctag) + 1);
+        s->cancelled = true;
+        go = true;
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (go) {
+        amqp_basic_cancel(e->conn, ch, bytes_of(ctag));
+        check_rpc(e, ch);
+    }
+}
+
 static void handle_req(amqp_engine *e, areq *r)
 {
     switch (r->kind) {
@@ -1118,6 +1206,9 @@ static void handle_req(amqp_engine *e, areq *r)
     case REQ_NACK:
         amqp_basic_nack(e->conn, r->ch, r->tag, 0, 1);
         note_return(e);
+        break;
+    case REQ_CANCEL:
+        cancel_consumer(e, r->ch);
         break;
     case REQ_CALL:
         r->call->st = r->call->fn(e, r->call->arg);
@@ -1148,83 +1239,6 @@ static void fail_req(amqp_engine *e, areq *r)
         break;
     }
     sl_free(r);
-}
-
-static void *io_main(void *arg)
-{
-    amqp_engine *e = arg;
-    void *items[64];
-    for (;;) {
-        pthread_mutex_lock(&e->mu);
-        bool stop = e->stopping && (e->npending == 0 ||
-                                    sl_time_mono_ms() >= e->stop_by_ms);
-        bool dead = e->dead;
-        pthread_mutex_unlock(&e->mu);
-        if (dead) {
-            break;
-        }
-        size_t n = sl_queue_pop_many(e->reqs, items, 64, 0);
-        for (size_t i = 0; i < n; i++) {
-            handle_req(e, items[i]);
-        }
-        drain_enqueued(e);
-        /* Read whatever the socket already has, without waiting. */
-        bool got = false;
-        for (int k = 0; k < 256; k++) {
-            amqp_frame_t f;
-            struct timeval tv = {0, 0};
-            int rc = amqp_simple_wait_frame_noblock(e->conn, &f, &tv);
-            if (rc == AMQP_STATUS_TIMEOUT) {
-                break;
-            }
-            if (rc != AMQP_STATUS_OK) {
-                pthread_mutex_lock(&e->mu);
-                e->dead = true;
-                pthread_mutex_unlock(&e->mu);
-                break;
-            }
-            handle_frame(e, &f);
-            got = true;
-        }
-        if (!amqp_frames_enqueued(e->conn) && !amqp_data_in_buffer(e->conn)) {
-            amqp_maybe_release_buffers(e->conn);
-        }
-        if (stop) {
-            break;
-        }
-        if (n > 0 || got) {
-            continue;
-        }
-        struct pollfd pfd[2] = {
-            {.fd = amqp_get_sockfd(e->conn), .events = POLLIN},
-            {.fd = e->wake[0], .events = POLLIN},
-        };
-        if (sl_queue_len(e->reqs) == 0) {
-            poll(pfd, 2, 100);
-        }
-        if (pfd[1].revents & POLLIN) {
-            char buf[256];
-            while (read(e->wake[0], buf, sizeof buf) > 0) {
-            }
-        }
-    }
-    /* The connection is gone or the engine closes: nothing more will be
-     * confirmed; what is unconfirmed has an unknown outcome. */
-    pthread_mutex_lock(&e->mu);
-    e->dead = true;
-    pthread_mutex_unlock(&e->mu);
-    fail_unconfirmed(e, SL_TIMEOUT);
-    for (asub *s = e->subs; s; s = s->next) {
-        pthread_mutex_lock(&s->mu);
-        s->dead = true;
-        pthread_cond_broadcast(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-    }
-    void *item;
-    while (sl_queue_pop(e->reqs, &item, 0) == SL_OK) {
-        fail_req(e, item);
-    }
-    return NULL;
 }
 
 /* ---- declarations (I/O thread calls) ---------------------------------------------- */
@@ -1347,6 +1361,39 @@ static bool is_dlq_channel(const char *name)
     return n > 4 && strcmp(name + n - 4, ".dlq") == 0;
 }
 
+/* Remember a declared queue so that a reconnect declares it again. Nodes
+ * are only prepended (under e->mu) and never change, so the I/O thread
+ * may walk the list from a head read under the lock. */
+static sl_status queue_remember(amqp_engine *e, const declare_args *a)
+{
+    pthread_mutex_lock(&e->mu);
+    for (aqueue *q = e->queues; q; q = q->next) {
+        if (strcmp(q->queue, a->queue) == 0) {
+            pthread_mutex_unlock(&e->mu);
+            return SL_OK;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    aqueue *q = sl_calloc(1, sizeof *q);
+    if (q == NULL || (q->queue = sl_strdup(a->queue)) == NULL ||
+        (q->exchange = sl_strdup(a->exchange)) == NULL ||
+        (a->dlx != NULL && (q->dlx = sl_strdup(a->dlx)) == NULL)) {
+        if (q != NULL) {
+            sl_free(q->queue);
+            sl_free(q->exchange);
+            sl_free(q);
+        }
+        return SL_NOMEM;
+    }
+    q->delivery_limit = a->delivery_limit;
+    q->max_length = a->max_length;
+    pthread_mutex_lock(&e->mu);
+    q->next = e->queues;
+    e->queues = q;
+    pthread_mutex_unlock(&e->mu);
+    return SL_OK;
+}
+
 /* Declare @p group's queue on @p channel, bound to the channel's exchange;
  * @p dlq_exchange receives what x-delivery-limit drops. */
 static sl_status put_queue(amqp_engine *e, const char *channel,
@@ -1385,6 +1432,9 @@ static sl_status put_queue(amqp_engine *e, const char *channel,
     st = io_call(e, do_declare_queue, &qa);
     if (st != SL_OK && (diag == NULL || diag->msg[0] == '\0')) {
         sl_diag_set(diag, st, "declaring queue %s: %s", q, sl_status_str(st));
+    }
+    if (st == SL_OK) {
+        st = queue_remember(e, &qa);
     }
 done:
     sl_free(x);
@@ -1644,6 +1694,7 @@ static sl_status do_subscribe(amqp_engine *e, void *arg)
         return st;
     }
     pthread_mutex_lock(&e->mu);
+    s->gen = e->gen;
     s->next = e->subs;
     e->subs = s;
     pthread_mutex_unlock(&e->mu);
@@ -1782,7 +1833,8 @@ static void delivery_free(adelivery *d)
 static sl_status send_settle(amqp_engine *e, adelivery *d, bool ack)
 {
     pthread_mutex_lock(&d->sub->mu);
-    bool dead = d->sub->dead;
+    /* A delivery of a lost connection is never settled on the new one. */
+    bool dead = d->sub->dead || d->sub->down || d->gen != d->sub->gen;
     pthread_mutex_unlock(&d->sub->mu);
     if (dead) {
         return SL_CLOSED; /* the broker requeued it with the channel */
@@ -1856,6 +1908,15 @@ static sl_status amqp_fetch(sl_subscription *base, sl_delivery **out,
             pthread_mutex_unlock(&s->mu);
             return SL_CLOSED;
         }
+        if (s->down) {
+            /* Reconnecting: the subscription comes back by itself. */
+            if (pthread_cond_timedwait(&s->cv, &s->mu, &until) != 0 &&
+                s->down) {
+                pthread_mutex_unlock(&s->mu);
+                return SL_UNAVAILABLE;
+            }
+            continue;
+        }
         size_t credit =
             s->prefetch > s->nflight ? s->prefetch - s->nflight : 0;
         if (credit == 0) {
@@ -1928,6 +1989,23 @@ static sl_status amqp_fetch(sl_subscription *base, sl_delivery **out,
 static void amqp_interrupt(sl_subscription *base)
 {
     asub *s = (asub *)base;
+    amqp_engine *e = s->eng;
+    /* Cancel the consumer before anything is settled (cancel_consumer).
+     * Never waits: if the request queue is full, unsubscribe cancels. The
+     * request goes first, so releases that follow the interrupt reach the
+     * broker after the cancel. */
+    if (!atomic_exchange(&s->cancel_asked, true)) {
+        areq *r = sl_calloc(1, sizeof *r);
+        if (r != NULL) {
+            r->kind = REQ_CANCEL;
+            r->ch = s->ch;
+            if (sl_queue_push(e->reqs, r, 0) == SL_OK) {
+                wake_io(e);
+            } else {
+                sl_free(r);
+            }
+        }
+    }
     pthread_mutex_lock(&s->mu);
     atomic_store(&s->interrupted, true);
     pthread_cond_broadcast(&s->cv);
@@ -1948,7 +2026,7 @@ static uint32_t amqp_in_flight(const sl_subscription *base)
 static void barrier(amqp_engine *e, asub *s)
 {
     pthread_mutex_lock(&s->mu);
-    bool dead = s->dead;
+    bool dead = s->dead || s->down;
     pthread_mutex_unlock(&s->mu);
     if (!dead) {
         amqp_basic_qos(e->conn, s->ch, 0, (uint16_t)s->prefetch, 0);
@@ -1976,7 +2054,7 @@ static sl_status do_unsubscribe(amqp_engine *e, void *arg)
 {
     asub *s = arg;
     pthread_mutex_lock(&s->mu);
-    bool dead = s->dead;
+    bool dead = s->dead || s->down; /* down: runs while disconnected */
     adelivery *fl = s->flight;
     s->flight = NULL;
     s->nflight = 0;
@@ -1987,12 +2065,14 @@ static sl_status do_unsubscribe(amqp_engine *e, void *arg)
         delivery_free(d);
     }
     if (!dead) {
-        /* Stop deliveries; those sent before cancel-ok are read into the
-         * buffer by drain_enqueued. */
-        amqp_basic_cancel(e->conn, s->ch, bytes_of(s->ctag ? s->ctag : ""));
-        amqp_rpc_reply_t r = amqp_get_rpc_reply(e->conn);
-        (void)r;
-        drain_enqueued(e);
+        /* Stop deliveries, unless the interrupt did; those sent before
+         * cancel-ok are read into the buffer. */
+        cancel_consumer(e, s->ch);
+        pthread_mutex_lock(&s->mu);
+        dead = s->dead || s->down;
+        pthread_mutex_unlock(&s->mu);
+    }
+    if (!dead) {
         release_buffered(e, s);
         /* Everything unacked goes back now, and the round trip makes sure
          * the channel handled it before we report done. A quorum queue may
@@ -2021,7 +2101,20 @@ static void amqp_unsubscribe(sl_subscription *base)
 {
     asub *s = (asub *)base;
     amqp_engine *e = s->eng;
-    if (io_call(e, do_unsubscribe, s) != SL_OK) {
+    /* Unlinking runs on the I/O thread (also while it reconnects), which
+     * walks the list unlocked; only once it is gone may this thread. */
+    sl_status st;
+    while ((st = io_call_ex(e, do_unsubscribe, s, true)) != SL_OK) {
+        pthread_mutex_lock(&e->mu);
+        bool gone = e->io_exited;
+        pthread_mutex_unlock(&e->mu);
+        if (gone) {
+            break;
+        }
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (st != SL_OK) {
         /* The I/O thread is gone: the broker requeued everything. */
         pthread_mutex_lock(&e->mu);
         for (asub **pp = &e->subs; *pp; pp = &(*pp)->next) {
@@ -2140,6 +2233,330 @@ static sl_status amqp_settle(sl_delivery *base, sl_settle_op op,
     return st == SL_UNAVAILABLE || st == SL_TIMEOUT ? SL_CLOSED : st;
 }
 
+/* ---- the I/O thread ---------------------------------------------------- */
+
+/* Serve the connection until it is lost (false) or the engine stops
+ * (true). */
+static bool run_connected(amqp_engine *e)
+{
+    void *items[64];
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        bool stop = e->stopping && (e->npending == 0 ||
+                                    sl_time_mono_ms() >= e->stop_by_ms);
+        bool dead = e->dead;
+        pthread_mutex_unlock(&e->mu);
+        if (dead) {
+            return false;
+        }
+        size_t n = sl_queue_pop_many(e->reqs, items, 64, 0);
+        for (size_t i = 0; i < n; i++) {
+            handle_req(e, items[i]);
+            wake_fetchers(e);
+        }
+        drain_enqueued(e);
+        /* Read whatever the socket already has, without waiting. */
+        bool got = false;
+        for (int k = 0; k < 256; k++) {
+            amqp_frame_t f;
+            struct timeval tv = {0, 0};
+            int rc = amqp_simple_wait_frame_noblock(e->conn, &f, &tv);
+            if (rc == AMQP_STATUS_TIMEOUT) {
+                break;
+            }
+            if (rc != AMQP_STATUS_OK) {
+                pthread_mutex_lock(&e->mu);
+                e->dead = true;
+                pthread_mutex_unlock(&e->mu);
+                break;
+            }
+            handle_frame(e, &f);
+            got = true;
+        }
+        wake_fetchers(e);
+        if (!amqp_frames_enqueued(e->conn) && !amqp_data_in_buffer(e->conn)) {
+            amqp_maybe_release_buffers(e->conn);
+        }
+        if (stop) {
+            return true;
+        }
+        if (n > 0 || got) {
+            continue;
+        }
+        struct pollfd pfd[2] = {
+            {.fd = amqp_get_sockfd(e->conn), .events = POLLIN},
+            {.fd = e->wake[0], .events = POLLIN},
+        };
+        if (sl_queue_len(e->reqs) == 0) {
+            poll(pfd, 2, 100);
+        }
+        if (pfd[1].revents & POLLIN) {
+            char buf[256];
+            while (read(e->wake[0], buf, sizeof buf) > 0) {
+            }
+        }
+    }
+}
+
+/* Every subscription loses its channel: buffered deliveries (never handed
+ * out; the broker requeues them, so their return is a release) are
+ * dropped; handed-out ones stay with their holders, whose settle is
+ * refused (their generation is gone). */
+static void subs_down(amqp_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    asub *list = e->subs;
+    for (asub *s = list; s; s = s->next) {
+        pthread_mutex_lock(&s->mu);
+        s->down = true;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    /* Only this thread adds or removes subscriptions while it runs. */
+    for (asub *s = list; s; s = s->next) {
+        release_buffered(e, s);
+    }
+}
+
+/* The connection is lost: what is unconfirmed has an unknown outcome. */
+static void go_down(amqp_engine *e)
+{
+    sl_logf(SL_LOG_WARN, LOG, "connection to RabbitMQ at %s lost; "
+                              "reconnecting",
+            e->host);
+    pthread_mutex_lock(&e->mu);
+    e->dead = true;
+    e->blocked = false;
+    pthread_mutex_unlock(&e->mu);
+    fail_unconfirmed(e, SL_TIMEOUT);
+    subs_down(e);
+    if (e->conn != NULL) {
+        amqp_destroy_connection(e->conn);
+        e->conn = NULL;
+    }
+}
+
+/* Requests while disconnected: calls marked "always" run (they cope with
+ * down subscriptions), the rest fail. Returns false once the engine
+ * stops, true after @p ms. */
+static bool down_wait(amqp_engine *e, uint64_t ms)
+{
+    uint64_t until = sl_time_mono_ms() + ms;
+    void *items[64];
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        bool stop = e->stopping;
+        pthread_mutex_unlock(&e->mu);
+        if (stop) {
+            return false;
+        }
+        size_t n = sl_queue_pop_many(e->reqs, items, 64, 0);
+        for (size_t i = 0; i < n; i++) {
+            areq *r = items[i];
+            if (r->kind == REQ_CALL && r->call->always) {
+                handle_req(e, r);
+            } else {
+                fail_req(e, r);
+            }
+        }
+        uint64_t now = sl_time_mono_ms();
+        if (now >= until) {
+            return true;
+        }
+        if (n == 0) {
+            struct pollfd pfd = {.fd = e->wake[0], .events = POLLIN};
+            uint64_t left = until - now;
+            poll(&pfd, 1, left > 100 ? 100 : (int)left);
+            if (pfd.revents & POLLIN) {
+                char buf[256];
+                while (read(e->wake[0], buf, sizeof buf) > 0) {
+                }
+            }
+        }
+    }
+}
+
+/* Declare again what this engine declared: exchanges, group and
+ * dead-letter queues with their bindings, retry queues. */
+static sl_status redeclare(amqp_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    achan *chans = e->chans;
+    aqueue *queues = e->queues;
+    pthread_mutex_unlock(&e->mu);
+    sl_status st = SL_OK;
+    for (achan *c = chans; c && st == SL_OK; c = c->next) {
+        pthread_mutex_lock(&e->mu);
+        bool mine = c->declared_here;
+        pthread_mutex_unlock(&e->mu);
+        if (mine) {
+            declare_args a = {.exchange = c->exchange};
+            st = do_declare_exchange(e, &a);
+        }
+    }
+    for (aqueue *q = queues; q && st == SL_OK; q = q->next) {
+        declare_args a = {.exchange = q->exchange,
+                          .queue = q->queue,
+                          .dlx = q->dlx,
+                          .max_length = q->max_length,
+                          .delivery_limit = q->delivery_limit};
+        st = do_declare_queue(e, &a);
+    }
+    pthread_mutex_lock(&e->mu);
+    agroup *groups = e->groups;
+    pthread_mutex_unlock(&e->mu);
+    for (agroup *g = groups; g && st == SL_OK; g = g->next) {
+        uint64_t delays[16];
+        pthread_mutex_lock(&e->mu);
+        size_t n = g->ndelays;
+        memcpy(delays, g->delays, sizeof delays);
+        pthread_mutex_unlock(&e->mu);
+        for (size_t i = 0; i < n && st == SL_OK; i++) {
+            retry_args ra = {.queue = g->queue, .delay_ms = delays[i]};
+            st = do_declare_retry(e, &ra);
+            sl_free(ra.name);
+        }
+    }
+    return st;
+}
+
+/* Consume again on every live subscription (not interrupted, not closed
+ * by the broker). */
+static sl_status resubscribe(amqp_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    asub *list = e->subs;
+    uint32_t gen = e->gen;
+    pthread_mutex_unlock(&e->mu);
+    for (asub *s = list; s; s = s->next) {
+        pthread_mutex_lock(&s->mu);
+        bool skip = s->dead || atomic_load(&s->interrupted) ||
+                    atomic_load(&s->cancel_asked);
+        pthread_mutex_unlock(&s->mu);
+        if (skip) {
+            continue;
+        }
+        sl_status st = open_channel(e, s->ch);
+        if (st == SL_OK) {
+            amqp_basic_qos(e->conn, s->ch, 0, (uint16_t)s->prefetch, 0);
+            st = check_rpc(e, s->ch);
+        }
+        if (st != SL_OK) {
+            return st;
+        }
+        /* Deliveries may follow consume-ok at once: they belong to the
+         * new generation. */
+        pthread_mutex_lock(&s->mu);
+        s->gen = gen;
+        s->down = false;
+        s->cancelled = false;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        amqp_basic_consume_ok_t *ok =
+            amqp_basic_consume(e->conn, s->ch, bytes_of(s->queue),
+                               amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+        if (ok != NULL) {
+            char *tag = dup_bytes(ok->consumer_tag);
+            if (tag == NULL) {
+                return SL_NOMEM;
+            }
+            pthread_mutex_lock(&e->mu);
+            sl_free(s->ctag);
+            s->ctag = tag;
+            pthread_mutex_unlock(&e->mu);
+        }
+        if ((st = check_rpc(e, s->ch)) != SL_OK) {
+            return st;
+        }
+    }
+    return SL_OK;
+}
+
+static sl_status connect_once(amqp_engine *e, sl_diag *diag);
+
+/* Reconnect with jittered exponential backoff until connected (true) or
+ * the engine stops (false). */
+static bool reconnect(amqp_engine *e)
+{
+    uint64_t delay = RECONNECT_MIN_MS;
+    for (uint32_t attempt = 1;; attempt++) {
+        e->rng ^= e->rng << 13;
+        e->rng ^= e->rng >> 7;
+        e->rng ^= e->rng << 17;
+        /* Half the delay plus a random part of the other half, so that
+         * many clients do not come back in step. */
+        uint64_t wait = delay / 2 + e->rng % (delay / 2 + 1);
+        if (!down_wait(e, wait)) {
+            return false;
+        }
+        sl_diag diag = {0};
+        sl_status st = connect_once(e, &diag);
+        if (st == SL_OK && (st = redeclare(e)) != SL_OK) {
+            sl_diag_set(&diag, st, "declaring the topology again: %s",
+                        sl_status_str(st));
+        }
+        if (st == SL_OK && (st = resubscribe(e)) != SL_OK) {
+            sl_diag_set(&diag, st, "subscribing again: %s",
+                        sl_status_str(st));
+        }
+        if (st == SL_OK) {
+            pthread_mutex_lock(&e->mu);
+            e->dead = false;
+            pthread_mutex_unlock(&e->mu);
+            sl_logf(SL_LOG_INFO, LOG,
+                    "reconnected to RabbitMQ at %s (attempt %" PRIu32 ")",
+                    e->host, attempt);
+            return true;
+        }
+        sl_logf(attempt == 1 ? SL_LOG_WARN : SL_LOG_DEBUG, LOG,
+                "reconnect attempt %" PRIu32 " to %s failed: %s; next in "
+                "about %" PRIu64 " ms",
+                attempt, e->host, diag.msg[0] ? diag.msg : sl_status_str(st),
+                delay * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : delay * 2);
+        subs_down(e);
+        if (e->conn != NULL) {
+            amqp_destroy_connection(e->conn);
+            e->conn = NULL;
+        }
+        delay = delay * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : delay * 2;
+    }
+}
+
+static void *io_main(void *arg)
+{
+    amqp_engine *e = arg;
+    while (!run_connected(e)) {
+        go_down(e);
+        if (!reconnect(e)) {
+            break;
+        }
+    }
+    /* The engine closes: nothing more will be confirmed; what is
+     * unconfirmed has an unknown outcome. */
+    pthread_mutex_lock(&e->mu);
+    e->dead = true;
+    pthread_mutex_unlock(&e->mu);
+    fail_unconfirmed(e, SL_TIMEOUT);
+    pthread_mutex_lock(&e->mu);
+    for (asub *s = e->subs; s; s = s->next) {
+        pthread_mutex_lock(&s->mu);
+        s->dead = true;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    void *item;
+    while (sl_queue_pop(e->reqs, &item, 0) == SL_OK) {
+        fail_req(e, item);
+    }
+    pthread_mutex_lock(&e->mu);
+    e->io_exited = true;
+    pthread_mutex_unlock(&e->mu);
+    /* A call pushed just before io_exited was set is failed by close. */
+    return NULL;
+}
+
 /* ---- inspection ---------------------------------------------------------------------- */
 
 typedef struct depth_args {
@@ -2183,13 +2600,15 @@ static void await_returns(amqp_engine *e)
     }
 }
 
-static sl_status do_depth(amqp_engine *e, void *arg)
+/* The broker's ready count of @p a's queue plus what this engine's
+ * subscriptions buffer, and what they have handed out. */
+static sl_status sample_depth(amqp_engine *e, depth_args *a,
+                              uint64_t *ready, uint64_t *in_flight)
 {
-    depth_args *a = arg;
-    await_returns(e);
-    /* Acks and nacks sent before are applied; then the broker's count;
-     * then a second round trip, so that deliveries the queue handed our
-     * subscriptions before it counted are in their buffers. */
+    /* The channels have handled the acks and nacks sent before; then the
+     * broker's count; then a second round trip, so that deliveries the
+     * queue handed our subscriptions before it counted are in their
+     * buffers. */
     barrier_queue(e, a->qkey);
     declare_args qa = {.queue = a->queue, .passive = true};
     sl_status st = do_declare_queue(e, &qa);
@@ -2197,17 +2616,46 @@ static sl_status do_depth(amqp_engine *e, void *arg)
         return st;
     }
     barrier_queue(e, a->qkey);
-    uint64_t ready = qa.message_count, in_flight = 0, delayed = 0;
+    *ready = qa.message_count;
+    *in_flight = 0;
     pthread_mutex_lock(&e->mu);
     for (asub *s = e->subs; s; s = s->next) {
         if (s->qkey == a->qkey) {
             pthread_mutex_lock(&s->mu);
-            ready += s->nbuf;
-            in_flight += s->nflight;
+            *ready += s->nbuf;
+            *in_flight += s->nflight;
             pthread_mutex_unlock(&s->mu);
         }
     }
     pthread_mutex_unlock(&e->mu);
+    return SL_OK;
+}
+
+static sl_status do_depth(amqp_engine *e, void *arg)
+{
+    depth_args *a = arg;
+    await_returns(e);
+    /* A quorum queue applies acks through its Raft log, after the channel
+     * answered: a count taken before an ack is applied, plus deliveries
+     * the queue checked out to us once it was, counts those twice. Two
+     * samples that agree are consistent; a few tries, then the last. */
+    uint64_t ready = 0, in_flight = 0, delayed = 0;
+    sl_status st = sample_depth(e, a, &ready, &in_flight);
+    for (int i = 0; i < DEPTH_TRIES && st == SL_OK; i++) {
+        uint64_t r2 = 0, f2 = 0;
+        st = sample_depth(e, a, &r2, &f2);
+        bool same = r2 == ready && f2 == in_flight;
+        ready = r2;
+        in_flight = f2;
+        if (same) {
+            break;
+        }
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (st != SL_OK) {
+        return st;
+    }
     for (size_t i = 0; i < a->ndelays; i++) {
         char ms[32];
         snprintf(ms, sizeof ms, "%" PRIu64, a->delays[i]);
@@ -2398,6 +2846,67 @@ static sl_status parse_query(amqp_engine *e, const char *q, sl_diag *diag)
     return SL_OK;
 }
 
+/* Connect, log in and open the publish and admin channels; the new
+ * connection becomes e->conn with the next generation. Never puts the
+ * credentials in a message. */
+static sl_status connect_once(amqp_engine *e, sl_diag *diag)
+{
+    char *url = sl_strdup(e->server);
+    if (url == NULL) {
+        return SL_NOMEM;
+    }
+    sl_status st = SL_OK;
+    struct amqp_connection_info ci;
+    amqp_default_connection_info(&ci);
+    amqp_connection_state_t conn = NULL;
+    if (amqp_parse_url(url, &ci) != AMQP_STATUS_OK) {
+        st = sl_diag_set(diag, SL_INVALID, "bad AMQP URL");
+        goto fail;
+    }
+    conn = amqp_new_connection();
+    amqp_socket_t *sock = conn ? amqp_tcp_socket_new(conn) : NULL;
+    if (sock == NULL) {
+        st = SL_NOMEM;
+        goto fail;
+    }
+    struct timeval tv = {CONNECT_TIMEOUT_S, 0};
+    if (amqp_socket_open_noblock(sock, ci.host, ci.port, &tv) !=
+        AMQP_STATUS_OK) {
+        st = sl_diag_set(diag, SL_UNAVAILABLE,
+                         "cannot connect to RabbitMQ at %s:%d", ci.host,
+                         ci.port);
+        goto fail;
+    }
+    fcntl(amqp_get_sockfd(conn), F_SETFD, FD_CLOEXEC);
+    amqp_rpc_reply_t r =
+        amqp_login(conn, ci.vhost, 0, FRAME_MAX, 0, AMQP_SASL_METHOD_PLAIN,
+                   ci.user, ci.password);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        st = sl_diag_set(diag, SL_UNAVAILABLE,
+                         "RabbitMQ at %s:%d refused the login (vhost '%s')",
+                         ci.host, ci.port, ci.vhost);
+        goto fail;
+    }
+    e->conn = conn;
+    if ((st = open_publish_channel(e)) != SL_OK ||
+        (st = open_channel(e, ADMIN_CH)) != SL_OK) {
+        e->conn = NULL;
+        st = sl_diag_set(diag, st, "cannot open AMQP channels");
+        goto fail;
+    }
+    pthread_mutex_lock(&e->mu);
+    e->gen++;
+    pthread_mutex_unlock(&e->mu);
+    sl_free(url);
+    return SL_OK;
+fail:
+    if (conn != NULL) {
+        amqp_destroy_connection(conn);
+    }
+    sl_free(url);
+    return st;
+}
+
 static sl_status amqp_open(const char *url, const sl_engine_opts *opts,
                            sl_engine **out, sl_diag *diag)
 {
@@ -2426,16 +2935,25 @@ static sl_status amqp_open(const char *url, const sl_engine_opts *opts,
     if ((st = parse_query(e, q ? q + 1 : NULL, diag)) != SL_OK) {
         goto fail;
     }
+    /* amqp_parse_url cuts its argument up: parse a copy. */
+    char *parsed = sl_strdup(server);
+    if (parsed == NULL) {
+        st = SL_NOMEM;
+        goto fail;
+    }
     struct amqp_connection_info ci;
     amqp_default_connection_info(&ci);
-    if (amqp_parse_url(server, &ci) != AMQP_STATUS_OK || ci.ssl) {
+    if (amqp_parse_url(parsed, &ci) != AMQP_STATUS_OK || ci.ssl) {
         st = sl_diag_set(diag, SL_INVALID,
                          ci.ssl ? "amqps:// is not supported yet"
                                 : "bad AMQP URL (expected "
                                   "amqp://user:pass@host:port/vhost)");
+        sl_free(parsed);
         goto fail;
     }
-    if ((e->host = sl_strdup(ci.host)) == NULL) {
+    e->host = sl_strdup(ci.host);
+    sl_free(parsed);
+    if (e->host == NULL) {
         st = SL_NOMEM;
         goto fail;
     }
@@ -2457,34 +2975,10 @@ static sl_status amqp_open(const char *url, const sl_engine_opts *opts,
     fcntl(e->wake[1], F_SETFL, O_NONBLOCK);
     fcntl(e->wake[0], F_SETFD, FD_CLOEXEC);
     fcntl(e->wake[1], F_SETFD, FD_CLOEXEC);
-    e->conn = amqp_new_connection();
-    amqp_socket_t *sock = e->conn ? amqp_tcp_socket_new(e->conn) : NULL;
-    if (sock == NULL) {
-        st = SL_NOMEM;
-        goto fail;
-    }
-    struct timeval tv = {5, 0};
-    if (amqp_socket_open_noblock(sock, ci.host, ci.port, &tv) !=
-        AMQP_STATUS_OK) {
-        st = sl_diag_set(diag, SL_UNAVAILABLE,
-                         "cannot connect to RabbitMQ at %s:%d", ci.host,
-                         ci.port);
-        goto fail;
-    }
-    fcntl(amqp_get_sockfd(e->conn), F_SETFD, FD_CLOEXEC);
-    amqp_rpc_reply_t r =
-        amqp_login(e->conn, ci.vhost, 0, FRAME_MAX, 0, AMQP_SASL_METHOD_PLAIN,
-                   ci.user, ci.password);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        /* Never the credentials in the message. */
-        st = sl_diag_set(diag, SL_UNAVAILABLE,
-                         "RabbitMQ at %s:%d refused the login (vhost '%s')",
-                         ci.host, ci.port, ci.vhost);
-        goto fail;
-    }
-    if ((st = open_publish_channel(e)) != SL_OK ||
-        (st = open_channel(e, ADMIN_CH)) != SL_OK) {
-        st = sl_diag_set(diag, st, "cannot open AMQP channels");
+    e->server = server;
+    server = NULL;
+    e->rng = e->uid_state | 1;
+    if ((st = connect_once(e, diag)) != SL_OK) {
         goto fail;
     }
     if (pthread_create(&e->io_thread, NULL, io_main, e) != 0) {
@@ -2492,7 +2986,6 @@ static sl_status amqp_open(const char *url, const sl_engine_opts *opts,
         goto fail;
     }
     e->io_started = true;
-    sl_free(server);
     *out = &e->base;
     return SL_OK;
 fail:
@@ -2514,12 +3007,8 @@ static void amqp_close(sl_engine *base)
         pthread_join(e->io_thread, NULL);
     }
     if (e->conn != NULL) {
-        pthread_mutex_lock(&e->mu);
-        bool dead = e->dead && !e->stopping;
-        pthread_mutex_unlock(&e->mu);
-        if (!dead) {
-            amqp_connection_close(e->conn, AMQP_REPLY_SUCCESS);
-        }
+        /* Still connected (the I/O thread drops a lost connection). */
+        amqp_connection_close(e->conn, AMQP_REPLY_SUCCESS);
         amqp_destroy_connection(e->conn);
     }
     if (e->reqs != NULL) {
@@ -2545,9 +3034,17 @@ static void amqp_close(sl_engine *base)
         sl_free(g->channel);
         sl_free(g);
     }
+    for (aqueue *q = e->queues, *next; q; q = next) {
+        next = q->next;
+        sl_free(q->queue);
+        sl_free(q->exchange);
+        sl_free(q->dlx);
+        sl_free(q);
+    }
     sl__dedup_destroy(e->dedup);
     sl_free(e->ns);
     sl_free(e->host);
+    sl_free(e->server);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     sl_free(e);

@@ -87,6 +87,7 @@ struct sl_consumer {
     pthread_t watchdog;
     bool watchdog_started;
     atomic_bool stopping;
+    atomic_bool signalled; /* sl_consumer_signal_stop ran */
     bool started;
     bool stopped;
     pthread_mutex_t mu;
@@ -657,14 +658,19 @@ sl_status sl_consumer_start(sl_consumer *c)
 
 void sl_consumer_signal_stop(sl_consumer *c)
 {
-    if (atomic_exchange(&c->stopping, true)) {
+    if (atomic_exchange(&c->signalled, true)) {
         return;
     }
+    /* Interrupt the subscriptions before any worker can see `stopping`
+     * and release what it fetched: a broker engine cancels its consumer
+     * in the interrupt, and the cancel must reach the broker first, or
+     * the broker redelivers (and counts) what was in transit. */
     for (uint32_t i = 0; i < c->concurrency; i++) {
         if (c->workers[i].sub != NULL) {
             sl_subscription_interrupt(c->workers[i].sub);
         }
     }
+    atomic_store(&c->stopping, true);
 }
 
 sl_status sl_consumer_stop(sl_consumer *c, uint64_t drain_timeout_ms)
