@@ -9,8 +9,8 @@ FUZZ_SECONDS ?= 10
 JOBS       ?= 2
 CMAKE_ARGS ?=
 
-.PHONY: all deps build build-san build-tsan build-fuzz run test test-run fuzz bench \
-        clean
+.PHONY: all deps build build-san build-tsan build-fuzz run test test-run \
+        chaos fuzz bench clean
 
 all: build
 
@@ -56,7 +56,7 @@ test: build build-san build-tsan build-fuzz
 	@sh scripts/with-brokers.sh $(MAKE) --no-print-directory test-run
 
 test-run:
-	@ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+	@ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS) -LE chaos
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ctest --test-dir $(BUILD_SAN) --output-on-failure -j$(JOBS) \
 	    -L sanitize
@@ -65,8 +65,14 @@ test-run:
 	    -L sanitize
 	@ctest --test-dir $(BUILD_FUZZ) --output-on-failure -j$(JOBS) -L fuzz
 
+# Long chaos soaks (broker and node kills), kept out of `make test`.
+chaos: build
+	@sh scripts/with-brokers.sh ctest --test-dir $(BUILD) \
+	    --output-on-failure -L chaos
+
+# Broker benchmarks need the test brokers: they run for the whole bench.
 bench: build
-	@sh bench/run.sh $(BUILD)
+	@sh scripts/with-brokers.sh sh bench/run.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_TSAN) $(BUILD_FUZZ)

@@ -55,6 +55,16 @@ echo
 # The HTTP gateway under wrk and an open-loop generator, next to the raw
 # engine publish rate (needs wrk: apt-get install wrk).
 sh "$(dirname "$0")/gateway_bench.sh" "$build" "$summary"
+
+# Broker engines against their raw client libraries, side by side (the
+# brokers are started by `make bench` through scripts/with-brokers.sh).
+if [ -x "$build/nats_bench" ]; then
+    "$build/nats_bench" "$@" --summary "$summary"
+fi
+if [ -x "$build/amqp_bench" ]; then
+    "$build/amqp_bench" "$@" --pika "$(dirname "$0")/amqp_pika_bench.py" \
+        --summary "$summary"
+fi
 echo
 
 echo "== summary (ratio = measured / target) =="

@@ -5,6 +5,18 @@
 #                                      127.0.0.1:$NATS_PORT (default 14222)
 #   sh scripts/brokers.sh stop nats    stop exactly the server started here
 #   sh scripts/brokers.sh status nats
+#   sh scripts/brokers.sh start nats-cluster
+#                                      three nats-servers with JetStream in
+#                                      one cluster ("sluice-test"), clients
+#                                      on 127.0.0.1:$NATS_CLUSTER_PORT+1..3
+#                                      (default 14231-14233), routes on
+#                                      $NATS_ROUTE_PORT+1..3 (16231-16233),
+#                                      each with its own store; start waits
+#                                      for a JetStream meta leader
+#   sh scripts/brokers.sh kill-node N nats-cluster
+#                                      SIGKILL node N (1-3), by its PID
+#   sh scripts/brokers.sh start-node N nats-cluster
+#                                      start node N again, keeping its store
 #   sh scripts/brokers.sh start rabbitmq
 #                                      rabbitmq-server as a plain process
 #                                      (not a system service), AMQP on
@@ -13,6 +25,14 @@
 #                                      $RABBITMQ_EPMD_PORT (default 14369)
 #                                      and distribution port
 #                                      $RABBITMQ_DIST_PORT (default 15674)
+#   sh scripts/brokers.sh kill rabbitmq
+#                                      SIGKILL our node's VM by its PID (a
+#                                      broker crash; chaos tests); its data
+#                                      stays
+#   sh scripts/brokers.sh restart-keep-data rabbitmq
+#                                      start it again on the data it had
+#                                      (queues, messages), unlike start,
+#                                      which begins with a fresh node
 #
 # State (PID file, log, JetStream store) lives in $SLUICE_BROKER_DIR
 # (default: $TMPDIR/sluice-brokers-$USER). Idempotent: start does nothing
@@ -21,6 +41,9 @@
 set -eu
 
 NATS_PORT=${NATS_PORT:-14222}
+NATS_CLUSTER_PORT=${NATS_CLUSTER_PORT:-14230}
+NATS_ROUTE_PORT=${NATS_ROUTE_PORT:-16230}
+NATS_MON_PORT=${NATS_MON_PORT:-18230}
 RMQ_PORT=${RABBITMQ_PORT:-15673}
 RMQ_DIST_PORT=${RABBITMQ_DIST_PORT:-15674}
 RMQ_EPMD_PORT=${RABBITMQ_EPMD_PORT:-14369}
@@ -32,7 +55,9 @@ WAIT_S=${SLUICE_BROKER_WAIT_S:-15}
 RABBIT_WAIT_S=${SLUICE_RABBITMQ_WAIT_S:-60}
 
 usage() {
-    echo "usage: $0 start|stop|status nats|rabbitmq" >&2
+    echo "usage: $0 start|stop|status nats|nats-cluster|rabbitmq" >&2
+    echo "       $0 kill-node|start-node N nats-cluster" >&2
+    echo "       $0 kill|restart-keep-data rabbitmq" >&2
     exit 2
 }
 
@@ -129,6 +154,137 @@ nats_status() {
         echo "nats not running"
         return 1
     fi
+}
+
+# ---- a three-node NATS JetStream cluster -------------------------------------
+# Node N (1-3): client port NATS_CLUSTER_PORT+N, route port NATS_ROUTE_PORT+N,
+# monitoring port NATS_MON_PORT+N (for /jsz: the meta leader), store and log
+# in $DIR/nats-cluster/nN. Stopped (and killed) by the PIDs recorded here.
+
+ncl_dir() { echo "$DIR/nats-cluster/n$1"; }
+
+ncl_start_node() { # N [fresh]
+    n=$1
+    d=$(ncl_dir "$n")
+    pidf="$d/nats.pid"
+    if alive "$pidf"; then
+        return 0
+    fi
+    port=$((NATS_CLUSTER_PORT + n))
+    if accepts "$port"; then
+        echo "brokers.sh: port $port is taken by another process" >&2
+        return 1
+    fi
+    bin=$(nats_find)
+    if [ "${2:-}" = fresh ]; then
+        rm -rf "$d"
+    fi
+    mkdir -p "$d/store"
+    routes=
+    for m in 1 2 3; do
+        if [ "$m" != "$n" ]; then
+            routes="${routes:+$routes,}nats-route://127.0.0.1:$((NATS_ROUTE_PORT + m))"
+        fi
+    done
+    cat >"$d/nats.conf" <<CONF
+server_name: n$n
+listen: 127.0.0.1:$port
+http: 127.0.0.1:$((NATS_MON_PORT + n))
+jetstream { store_dir: "$d/store" }
+cluster {
+  name: sluice-test
+  listen: 127.0.0.1:$((NATS_ROUTE_PORT + n))
+  routes: [$routes]
+}
+CONF
+    "$bin" -c "$d/nats.conf" -l "$d/nats.log" >/dev/null 2>&1 &
+    echo $! >"$pidf"
+}
+
+# True once node $1 answers /jsz with a meta leader.
+ncl_has_leader() {
+    command -v curl >/dev/null 2>&1 || return 1
+    curl -sf "http://127.0.0.1:$((NATS_MON_PORT + $1))/jsz" 2>/dev/null |
+        grep -q '"leader": *"n[123]"'
+}
+
+ncl_wait() { # wait until every running node has a meta leader
+    i=0
+    while [ "$i" -lt $((WAIT_S * 10)) ]; do
+        ok=1
+        for n in 1 2 3; do
+            pidf="$(ncl_dir "$n")/nats.pid"
+            if [ -f "$pidf" ] && ! alive "$pidf"; then
+                echo "brokers.sh: cluster node $n exited; see" \
+                    "$(ncl_dir "$n")/nats.log" >&2
+                tail -5 "$(ncl_dir "$n")/nats.log" >&2 || true
+                return 1
+            fi
+            if alive "$pidf" && ! ncl_has_leader "$n"; then
+                ok=0
+            fi
+        done
+        if [ "$ok" = 1 ]; then
+            return 0
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    echo "brokers.sh: nats-cluster has no JetStream meta leader after" \
+        "${WAIT_S}s" >&2
+    return 1
+}
+
+nats_cluster_start() {
+    command -v curl >/dev/null 2>&1 ||
+        { echo "brokers.sh: nats-cluster needs curl" >&2; return 1; }
+    for n in 1 2 3; do
+        ncl_start_node "$n" fresh || { nats_cluster_stop >/dev/null; return 1; }
+    done
+    if ! ncl_wait; then
+        nats_cluster_stop >/dev/null
+        return 1
+    fi
+    echo "brokers.sh: nats-cluster ready on 127.0.0.1:$((NATS_CLUSTER_PORT + 1))," \
+        "$((NATS_CLUSTER_PORT + 2)), $((NATS_CLUSTER_PORT + 3))" \
+        "(logs $DIR/nats-cluster/n*/nats.log)"
+}
+
+ncl_stop_node() { # N SIGNAL
+    pidf="$(ncl_dir "$1")/nats.pid"
+    if ! alive "$pidf"; then
+        rm -f "$pidf"
+        return 0
+    fi
+    pid=$(cat "$pidf")
+    kill "-$2" "$pid" 2>/dev/null || true
+    i=0
+    while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 100 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$pidf"
+}
+
+nats_cluster_stop() {
+    for n in 1 2 3; do
+        ncl_stop_node "$n" TERM
+    done
+    echo "brokers.sh: nats-cluster stopped"
+}
+
+nats_cluster_status() {
+    up=0
+    for n in 1 2 3; do
+        if alive "$(ncl_dir "$n")/nats.pid"; then
+            echo "nats-cluster node $n running (pid $(cat "$(ncl_dir "$n")/nats.pid"))"
+            up=$((up + 1))
+        else
+            echo "nats-cluster node $n not running"
+        fi
+    done
+    [ "$up" -gt 0 ]
 }
 
 # ---- RabbitMQ ---------------------------------------------------------------
@@ -252,7 +408,13 @@ rabbitmq_start() {
         return 1
     fi
     # A fresh node each start: tests must not see an earlier run's queues.
-    rm -rf "$d/mnesia" "$d/log" "$d/conf.d" "$d/erl_crash.dump" "$d/ctl.err"
+    # restart-keep-data keeps the node's data (a restart after a crash).
+    if [ "${RMQ_KEEP_DATA:-0}" = 1 ]; then
+        rm -rf "$d/conf.d" "$d/erl_crash.dump" "$d/ctl.err"
+    else
+        rm -rf "$d/mnesia" "$d/log" "$d/conf.d" "$d/erl_crash.dump" \
+            "$d/ctl.err"
+    fi
     mkdir -p "$d/home" "$d/mnesia" "$d/log" "$d/conf.d"
     rabbit_cookie
     echo '[].' >"$d/enabled_plugins"
@@ -360,6 +522,35 @@ rabbitmq_stop() {
     echo "brokers.sh: rabbitmq stopped (pid $pid)"
 }
 
+# A broker crash: SIGKILL the VM (and the script that runs it) by the
+# recorded PIDs; epmd and the data stay for restart-keep-data.
+rabbitmq_kill() {
+    rabbit_env
+    pidf="$d/rabbitmq.pid"
+    if ! alive "$pidf"; then
+        echo "brokers.sh: rabbitmq not running" >&2
+        return 1
+    fi
+    pid=$(cat "$pidf")
+    vm=$(cat "$d/node.pid" 2>/dev/null || true)
+    for p in $vm $pid; do
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    i=0
+    while { kill -0 "$pid" 2>/dev/null ||
+            { [ -n "$vm" ] && kill -0 "$vm" 2>/dev/null; }; } &&
+            [ "$i" -lt 100 ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+    rm -f "$pidf" "$d/node.pid"
+    echo "brokers.sh: rabbitmq killed (vm ${vm:-?}, pid $pid)"
+}
+
+rabbitmq_restart_keep_data() {
+    RMQ_KEEP_DATA=1 rabbitmq_start
+}
+
 rabbitmq_status() {
     if rabbit_alive; then
         echo "rabbitmq running (pid $(cat "$DIR/rabbitmq/rabbitmq.pid"))"
@@ -369,12 +560,33 @@ rabbitmq_status() {
     fi
 }
 
+case "${1:-}" in
+kill-node | start-node)
+    [ $# -eq 3 ] && [ "$3" = nats-cluster ] || usage
+    case "$2" in
+    1 | 2 | 3) ;;
+    *) usage ;;
+    esac
+    if [ "$1" = kill-node ]; then
+        ncl_stop_node "$2" KILL
+        echo "brokers.sh: nats-cluster node $2 killed"
+    else
+        ncl_start_node "$2" && ncl_wait &&
+            echo "brokers.sh: nats-cluster node $2 started" \
+                "(pid $(cat "$(ncl_dir "$2")/nats.pid"))"
+    fi
+    exit $?
+    ;;
+esac
 [ $# -eq 2 ] || usage
 case "$2" in
-nats | rabbitmq) ;;
+nats | rabbitmq) b=$2 ;;
+nats-cluster) b=nats_cluster ;;
 *) usage ;;
 esac
-case "$1" in
-start | stop | status) "$2_$1" ;;
+case "$1:$b" in
+start:* | stop:* | status:*) "${b}_$1" ;;
+kill:rabbitmq) rabbitmq_kill ;;
+restart-keep-data:rabbitmq) rabbitmq_restart_keep_data ;;
 *) usage ;;
 esac

@@ -172,6 +172,10 @@ struct asub {
     uint32_t nbuf;
     adelivery *flight; /* fetched, not settled */
     uint32_t nflight;
+    /* Deliveries out of the buffer and the flight list whose ack or nack
+     * is not sent yet (a fetch dead-lettering them, a retry republishing
+     * them): while any exists, ack_many sends no multiple ack. */
+    uint32_t nlimbo;
     bool dead;         /* the AMQP channel closed */
     bool cancelled;    /* basic.cancel sent (I/O thread, under eng->mu) */
     bool arrived;      /* deliveries buffered since the last wake-up */
@@ -189,7 +193,14 @@ typedef struct track {
     uint64_t touched;
 } track;
 
-enum req_kind { REQ_PUBLISH, REQ_ACK, REQ_NACK, REQ_CANCEL, REQ_CALL };
+enum req_kind {
+    REQ_PUBLISH,
+    REQ_ACK,
+    REQ_ACK_MULTIPLE, /* every unacked delivery up to tag, on ch */
+    REQ_NACK,
+    REQ_CANCEL,
+    REQ_CALL
+};
 
 typedef struct acall {
     sl_status (*fn)(amqp_engine *e, void *arg);
@@ -234,6 +245,7 @@ struct amqp_engine {
     asub *subs;
     sl_dedup *dedup;
     track tracks[TRACK_MAX];
+    uint32_t ntracked; /* slots in use: lookups skip an empty table */
     uint64_t track_clock;
     uint32_t npending; /* publishes queued or unconfirmed */
     bool blocked;      /* connection.blocked */
@@ -362,6 +374,9 @@ static track *track_find(amqp_engine *e, uint64_t key, uint64_t uid,
                          bool create)
 {
     track *free_slot = NULL, *oldest = NULL;
+    if (e->ntracked == 0 && !create) {
+        return NULL; /* the common case: nothing was ever released */
+    }
     for (size_t i = 0; i < TRACK_MAX; i++) {
         track *t = &e->tracks[i];
         if (t->key == key && t->uid == uid) {
@@ -380,6 +395,9 @@ static track *track_find(amqp_engine *e, uint64_t key, uint64_t uid,
         return NULL;
     }
     track *t = free_slot ? free_slot : oldest;
+    if (free_slot != NULL) {
+        e->ntracked++;
+    }
     *t = (track){.key = key, .uid = uid, .touched = ++e->track_clock};
     return t;
 }
@@ -400,6 +418,7 @@ static void track_forget(amqp_engine *e, uint64_t key, uint64_t uid)
     track *t = track_find(e, key, uid, false);
     if (t != NULL) {
         t->key = 0;
+        e->ntracked--;
     }
     pthread_mutex_unlock(&e->mu);
 }
@@ -1203,6 +1222,9 @@ static void handle_req(amqp_engine *e, areq *r)
     case REQ_ACK:
         amqp_basic_ack(e->conn, r->ch, r->tag, 0);
         break;
+    case REQ_ACK_MULTIPLE:
+        amqp_basic_ack(e->conn, r->ch, r->tag, 1);
+        break;
     case REQ_NACK:
         amqp_basic_nack(e->conn, r->ch, r->tag, 0, 1);
         note_return(e);
@@ -1808,6 +1830,15 @@ static void flight_remove(asub *s, adelivery *d)
     s->nflight--;
 }
 
+/* A delivery that left the buffer or the flight list had its ack or nack
+ * sent (or queued): multiple acks are possible again once none is left. */
+static void limbo_done(asub *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->nlimbo--;
+    pthread_mutex_unlock(&s->mu);
+}
+
 static adelivery *buf_pop(asub *s)
 {
     adelivery *d = s->buf_head;
@@ -1948,6 +1979,7 @@ static sl_status amqp_fetch(sl_subscription *base, sl_delivery **out,
         while (k < want && k < 64 && s->nbuf > 0) {
             taken[k++] = buf_pop(s);
         }
+        s->nlimbo += (uint32_t)k; /* until in flight or dead-lettered */
         pthread_mutex_unlock(&s->mu);
         uint64_t now = sl_clock_now_ms(e->clock);
         for (size_t i = 0; i < k; i++) {
@@ -1964,6 +1996,7 @@ static sl_status amqp_fetch(sl_subscription *base, sl_delivery **out,
                 dead_letter(e, d, SL_DEAD_EXPIRED, attempt - 1,
                             "deadline passed before delivery");
                 delivery_free(d);
+                limbo_done(s);
                 continue;
             }
             if (attempt > s->max_attempts) {
@@ -1971,9 +2004,11 @@ static sl_status amqp_fetch(sl_subscription *base, sl_delivery **out,
                             "delivery limit reached: the handler crashed or "
                             "timed out on every attempt");
                 delivery_free(d);
+                limbo_done(s);
                 continue;
             }
             pthread_mutex_lock(&s->mu);
+            s->nlimbo--;
             flight_add(s, d);
             pthread_mutex_unlock(&s->mu);
             out[got++] = &d->base;
@@ -2211,6 +2246,7 @@ static sl_status amqp_settle(sl_delivery *base, sl_settle_op op,
     amqp_engine *e = s->eng;
     pthread_mutex_lock(&s->mu);
     flight_remove(s, d);
+    s->nlimbo++;
     pthread_mutex_unlock(&s->mu);
     sl_status st = SL_OK;
     switch (op) {
@@ -2230,7 +2266,77 @@ static sl_status amqp_settle(sl_delivery *base, sl_settle_op op,
         break;
     }
     delivery_free(d);
+    limbo_done(s);
     return st == SL_UNAVAILABLE || st == SL_TIMEOUT ? SL_CLOSED : st;
+}
+
+/* Ack several deliveries: one basic.ack with multiple per subscription
+ * when no other delivery of its channel with a lower tag is still
+ * unsettled (the deliveries of one channel carry increasing tags, and a
+ * multiple ack settles every unacked one up to its tag); otherwise one
+ * basic.ack each. Deliveries of a lost connection are refused (SL_CLOSED)
+ * as in settle. */
+static sl_status amqp_ack_many(sl_delivery **ds, size_t n)
+{
+    sl_status first = SL_OK;
+    size_t i = 0;
+    while (i < n) {
+        adelivery *d0 = (adelivery *)ds[i];
+        asub *s = d0->sub;
+        amqp_engine *e = s->eng;
+        /* The run of deliveries of the same subscription and connection. */
+        size_t j = i + 1;
+        while (j < n && ((adelivery *)ds[j])->sub == s &&
+               ((adelivery *)ds[j])->gen == d0->gen) {
+            j++;
+        }
+        uint64_t top = 0;
+        pthread_mutex_lock(&s->mu);
+        for (size_t k = i; k < j; k++) {
+            adelivery *d = (adelivery *)ds[k];
+            flight_remove(s, d);
+            top = d->tag > top ? d->tag : top;
+        }
+        bool dead = s->dead || s->down || d0->gen != s->gen;
+        bool contiguous = s->nlimbo == 0;
+        for (adelivery *o = s->flight; o && contiguous; o = o->next) {
+            contiguous = !(o->gen == d0->gen && o->tag < top);
+        }
+        pthread_mutex_unlock(&s->mu);
+        for (size_t k = i; k < j; k++) {
+            track_forget(e, s->qkey, ((adelivery *)ds[k])->uid);
+        }
+        sl_status st = SL_OK;
+        if (dead) {
+            st = SL_CLOSED; /* the broker requeued them with the channel */
+        } else if (contiguous && j - i > 1) {
+            areq *r = sl_calloc(1, sizeof *r);
+            if (r == NULL) {
+                st = SL_NOMEM;
+            } else {
+                r->kind = REQ_ACK_MULTIPLE;
+                r->ch = d0->ch;
+                r->tag = top;
+                if (push_req(e, r) != SL_OK) {
+                    sl_free(r);
+                    st = SL_CLOSED;
+                }
+            }
+        } else {
+            for (size_t k = i; k < j; k++) {
+                sl_status one = send_settle(e, (adelivery *)ds[k], true);
+                st = st == SL_OK ? one : st;
+            }
+        }
+        for (size_t k = i; k < j; k++) {
+            delivery_free((adelivery *)ds[k]);
+        }
+        if (first == SL_OK) {
+            first = st;
+        }
+        i = j;
+    }
+    return first;
 }
 
 /* ---- the I/O thread ---------------------------------------------------- */
@@ -3065,7 +3171,7 @@ const sl_driver sl__amqp_driver = {
     .in_flight = amqp_in_flight,
     .unsubscribe = amqp_unsubscribe,
     .settle = amqp_settle,
-    .ack_many = NULL,
+    .ack_many = amqp_ack_many,
     .depth = amqp_depth,
     .browse = amqp_browse,
 };

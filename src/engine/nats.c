@@ -132,7 +132,17 @@ struct nats_engine {
     uint32_t npending; /* records alive: in nats.c or in the queue */
     pthread_cond_t pending_cv;
     track tracks[TRACK_MAX];
+    uint32_t ntracks; /* slots in use: none (the common case) skips scans */
     uint64_t track_clock;
+    /* Acks sent by ack_many whose "ack of the ack" has not come back yet
+     * (on ack_sub): depth, browse and close wait for them, so that what
+     * they read includes this process's acks. */
+    natsSubscription *ack_sub;
+    char ack_inbox[96];
+    uint64_t ack_seq;
+    uint32_t acks_unconfirmed;
+    uint64_t ack_last_sent_ms; /* mono ms */
+    pthread_cond_t ack_cv;
     nats_sub *subs;
     bool closing;
     pthread_cond_t hb_cv;
@@ -288,6 +298,9 @@ static track *track_find(nats_engine *e, uint64_t key, uint64_t seq,
                          bool create)
 {
     track *free_slot = NULL, *oldest = NULL;
+    if (e->ntracks == 0 && !create) {
+        return NULL; /* nothing was ever given back: no scan per message */
+    }
     for (size_t i = 0; i < TRACK_MAX; i++) {
         track *t = &e->tracks[i];
         if (t->key == key && t->seq == seq) {
@@ -306,6 +319,9 @@ static track *track_find(nats_engine *e, uint64_t key, uint64_t seq,
         return NULL;
     }
     track *t = free_slot ? free_slot : oldest;
+    if (t == free_slot) {
+        e->ntracks++;
+    }
     *t = (track){.key = key, .seq = seq, .touched = ++e->track_clock};
     return t;
 }
@@ -316,6 +332,7 @@ static void track_forget(nats_engine *e, uint64_t key, uint64_t seq)
     track *t = track_find(e, key, seq, false);
     if (t != NULL) {
         t->key = 0;
+        e->ntracks--;
     }
     pthread_mutex_unlock(&e->mu);
 }
@@ -1252,10 +1269,76 @@ static sl_status nats_settle(sl_delivery *base, sl_settle_op op,
     return st == SL_UNAVAILABLE || st == SL_TIMEOUT ? SL_CLOSED : st;
 }
 
+/* nats.c's thread: the server's answer to an ack sent by ack_many. */
+static void on_ack_reply(natsConnection *nc, natsSubscription *sub,
+                         natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    nats_engine *e = closure;
+    pthread_mutex_lock(&e->mu);
+    if (e->acks_unconfirmed > 0) {
+        e->acks_unconfirmed--;
+    }
+    pthread_cond_broadcast(&e->ack_cv);
+    pthread_mutex_unlock(&e->mu);
+    natsMsg_Destroy(msg);
+}
+
+/* Wait until the server answered every ack ack_many sent, so that what
+ * is read next (depth, browse, another process after close) includes
+ * them. An answer lost with a connection is given up on API_WAIT_MS after
+ * the last ack was sent. */
+static void acks_settle_wait(nats_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    while (e->acks_unconfirmed > 0) {
+        uint64_t now = sl_time_mono_ms();
+        uint64_t until = e->ack_last_sent_ms + API_WAIT_MS;
+        if (now >= until) {
+            e->acks_unconfirmed = 0; /* lost: the server redelivers */
+            break;
+        }
+        struct timespec ts;
+        sl__deadline_after(&ts, until - now);
+        pthread_cond_timedwait(&e->ack_cv, &e->mu, &ts);
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Send +ACK for @p m asking for the server's answer on ack_sub, without
+ * waiting for it. */
+static sl_status ack_confirmed_later(nats_engine *e, natsMsg *m)
+{
+    const char *reply = natsMsg_GetReply(m);
+    if (reply == NULL) {
+        return SL_INVALID;
+    }
+    char inbox[128];
+    pthread_mutex_lock(&e->mu);
+    snprintf(inbox, sizeof inbox, "%s.%" PRIu64, e->ack_inbox, ++e->ack_seq);
+    e->acks_unconfirmed++;
+    e->ack_last_sent_ms = sl_time_mono_ms();
+    pthread_mutex_unlock(&e->mu);
+    natsStatus s = natsConnection_PublishRequestString(e->nc, reply, inbox,
+                                                       "+ACK");
+    if (s != NATS_OK) {
+        pthread_mutex_lock(&e->mu);
+        if (e->acks_unconfirmed > 0) {
+            e->acks_unconfirmed--;
+        }
+        pthread_cond_broadcast(&e->ack_cv);
+        pthread_mutex_unlock(&e->mu);
+    }
+    return from_nats(s);
+}
+
 static sl_status nats_ack_many(sl_delivery **ds, size_t n)
 {
     /* Acks of one consumer are applied in order: plain acks for all but
-     * the last, which waits for the server and so for all of them. */
+     * the last, whose answer from the server (and so the application of
+     * all of them) is awaited by the next depth, browse or close rather
+     * than here: the worker goes on to its next fetch at once. */
     sl_status first = SL_OK;
     for (size_t i = 0; i < n; i++) {
         ndelivery *d = (ndelivery *)ds[i];
@@ -1269,7 +1352,7 @@ static sl_status nats_ack_many(sl_delivery **ds, size_t n)
         track_forget(s->eng, s->key, d->seq);
         sl_status st = i + 1 < n
                            ? from_nats(natsMsg_Ack(d->msg, NULL))
-                           : settle_sync(s->eng, d->msg, "+ACK");
+                           : ack_confirmed_later(s->eng, d->msg);
         if (first == SL_OK && st != SL_OK) {
             first = st;
         }
@@ -1317,6 +1400,7 @@ static sl_status nats_depth(sl_engine *base, const char *channel,
                             const char *group, sl_depth *out)
 {
     nats_engine *e = (nats_engine *)base;
+    acks_settle_wait(e);
     char *stream = escape_name(e->ns, channel);
     char *durable = escape_name(NULL, group);
     if (stream == NULL || durable == NULL) {
@@ -1354,6 +1438,7 @@ static sl_status nats_depth(sl_engine *base, const char *channel,
         }
         if (t->seq <= floor) {
             t->key = 0; /* acked since, wherever it went */
+            e->ntracks--;
         } else if (t->due_ms > now) {
             delayed++;
         } else {
@@ -1379,6 +1464,7 @@ static sl_status nats_browse(sl_engine *base, const char *channel,
                              void *ctx)
 {
     nats_engine *e = (nats_engine *)base;
+    acks_settle_wait(e);
     char *stream = escape_name(e->ns, channel);
     char *durable = escape_name(NULL, group);
     if (stream == NULL || durable == NULL) {
@@ -1510,6 +1596,47 @@ static sl_status parse_url(nats_engine *e, const char *url, char **server,
     return SL_OK;
 }
 
+/* "nats://h1:p1,h2:p2,..." (a cluster): every server to nats.c, which
+ * connects to one and reconnects to another when it goes away. Hosts
+ * after the first may omit the scheme. */
+static natsStatus set_servers(natsOptions *no, const char *server)
+{
+    if (strchr(server, ',') == NULL) {
+        return natsOptions_SetURL(no, server);
+    }
+    const char *servers[16];
+    char *urls[16] = {0};
+    int n = 0;
+    natsStatus s = NATS_OK;
+    for (const char *p = server; *p && s == NATS_OK;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == 16) {
+            s = NATS_INVALID_ARG;
+            break;
+        }
+        const char *sep = strstr(p, "://");
+        bool scheme = sep != NULL && (size_t)(sep - p) < len;
+        size_t size = len + (scheme ? 0 : strlen("nats://")) + 1;
+        if ((urls[n] = sl_malloc(size)) == NULL) {
+            s = NATS_NO_MEMORY;
+            break;
+        }
+        snprintf(urls[n], size, "%s%.*s", scheme ? "" : "nats://", (int)len,
+                 p);
+        servers[n] = urls[n];
+        n++;
+        p += len + (comma ? 1 : 0);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetServers(no, servers, n);
+    }
+    for (int i = 0; i < n; i++) {
+        sl_free(urls[i]);
+    }
+    return s;
+}
+
 static sl_status nats_open(const char *url, const sl_engine_opts *opts,
                            sl_engine **out, sl_diag *diag)
 {
@@ -1526,6 +1653,7 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->pending_cv, NULL);
     sl__cond_init_mono(&e->hb_cv);
+    sl__cond_init_mono(&e->ack_cv);
     char *server = NULL;
     natsOptions *no = NULL;
     sl_status st = parse_url(e, url, &server, diag);
@@ -1546,7 +1674,7 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
     e->lib_held = true;
     s = natsOptions_Create(&no);
     if (s == NATS_OK) {
-        s = natsOptions_SetURL(no, server);
+        s = set_servers(no, server);
     }
     if (s == NATS_OK) {
         s = natsOptions_SetName(no, "sluice");
@@ -1591,6 +1719,20 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
         goto fail;
     }
     jsAccountInfo_Destroy(ai);
+    natsInbox *inbox = NULL;
+    if ((s = natsInbox_Create(&inbox)) == NATS_OK) {
+        snprintf(e->ack_inbox, sizeof e->ack_inbox, "%s", (const char *)inbox);
+        natsInbox_Destroy(inbox);
+        char wild[128];
+        snprintf(wild, sizeof wild, "%s.*", e->ack_inbox);
+        s = natsConnection_Subscribe(&e->ack_sub, e->nc, wild, on_ack_reply,
+                                     e);
+    }
+    if (s != NATS_OK) {
+        st = sl_diag_set(diag, SL_UNAVAILABLE, "ack inbox: %s",
+                         natsStatus_GetText(s));
+        goto fail;
+    }
     if (pthread_create(&e->confirm_thread, NULL, confirm_main, e) != 0) {
         st = sl_diag_set(diag, SL_INTERNAL, "cannot start confirm thread");
         goto fail;
@@ -1622,6 +1764,10 @@ static void nats_close(sl_engine *base)
         po.MaxWait = API_WAIT_MS;
         js_PublishAsyncComplete(e->js, &po);
     }
+    if (e->ack_sub != NULL) {
+        /* Another process opened next sees this one's acks applied. */
+        acks_settle_wait(e);
+    }
     pthread_mutex_lock(&e->mu);
     e->closing = true;
     pthread_cond_broadcast(&e->hb_cv);
@@ -1632,6 +1778,10 @@ static void nats_close(sl_engine *base)
     }
     if (e->confirm_started) {
         pthread_join(e->confirm_thread, NULL); /* calls what is queued */
+    }
+    if (e->ack_sub != NULL) {
+        natsSubscription_Unsubscribe(e->ack_sub);
+        natsSubscription_Destroy(e->ack_sub);
     }
     if (e->js != NULL) {
         jsCtx_Destroy(e->js);
@@ -1673,6 +1823,7 @@ static void nats_close(sl_engine *base)
     }
     pthread_cond_destroy(&e->pending_cv);
     pthread_cond_destroy(&e->hb_cv);
+    pthread_cond_destroy(&e->ack_cv);
     pthread_mutex_destroy(&e->mu);
     sl_free(e);
 }

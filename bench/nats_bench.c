@@ -1,0 +1,771 @@
+/* NATS JetStream: sluice against raw nats.c, side by side in one run.
+ *
+ * Both sides drive the same nats-server (started beforehand, by
+ * scripts/with-brokers.sh or `sh scripts/brokers.sh start nats`; the
+ * benchmark starts nothing) with the same settings: 512-byte events, one
+ * file-storage stream (interest retention, discard new, a duplicate window,
+ * Nats-Msg-Id on every publish), one durable pull consumer (explicit ack,
+ * AckWait 30 s, MaxAckPending 10 000), a PubAck window of WINDOW publishes
+ * and fetch batches of BATCH.
+ *
+ *   raw     js_PublishAsync (MsgId set, MaxPending WINDOW) then
+ *           js_PublishAsyncComplete; js_PullSubscribe, natsSubscription_Fetch
+ *           of BATCH, natsMsg_Ack on each (no wait), as nats.c's examples do.
+ *   sluice  sl_producer_publish_async (max_in_flight WINDOW) then
+ *           sl_producer_flush; the sl_consumer runtime (prefetch BATCH,
+ *           concurrency 1, a handler that returns ACK) — what a user writes.
+ *
+ * Each run is a child process of its own (so that its peak RSS, VmHWM, is
+ * its own and nats.c's threads never meet fork): it declares a fresh
+ * stream, publishes N events (publish figure: first publish to last PubAck)
+ * and then consumes them (consume figure: first fetch to last event
+ * handled). Raw and sluice alternate within each round, the order flipping
+ * every round, so that the drift of a shared machine hits both alike; the
+ * medians are compared.
+ *
+ * Latency: the producer publishes at a fixed rate on an absolute schedule
+ * while the consumer runs; latency = consumer receipt - scheduled send time
+ * (no coordinated omission).
+ *
+ * Usage: nats_bench [--quick] [--rounds N] [--events N] [--latency-rate R]
+ *                   [--latency-seconds S] [--url nats://HOST:PORT]
+ *                   [--only raw|sluice] [--summary FILE]
+ */
+#include "bench_util.h"
+
+#include "sluice/consumer.h"
+#include "sluice/engine.h"
+#include "sluice/producer.h"
+
+#include <nats/nats.h>
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DEFAULT_URL "nats://127.0.0.1:14222"
+#define CHANNEL "bench"
+#define GROUP "bench"
+#define WINDOW 4096 /* PubAck window: publishes awaiting their PubAck */
+#define BATCH 256   /* fetch batch = sluice prefetch */
+#define ACK_WAIT_NS (30LL * 1000000000LL)
+#define MAX_ACK_PENDING 10000
+#define DUP_WINDOW_NS (120LL * 1000000000LL)
+/* A generous bound on one phase, so that a stuck run ends the program
+ * with a message instead of hanging it. Not a timed assertion. */
+#define PHASE_LIMIT_MS 120000
+
+enum { RAW, SLUICE, NIMPL };
+static const char *const impl_name[NIMPL] = {"raw nats.c", "sluice"};
+
+typedef struct bench_opts {
+    unsigned rounds;
+    uint64_t events;
+    double latency_rate_per_s;
+    double latency_seconds;
+    double latency_warmup_seconds;
+    const char *url;
+    const char *summary_path;
+    int only; /* -1 = both */
+} bench_opts;
+
+/* What a child reports through its pipe. */
+typedef struct child_result {
+    double publish_per_s;
+    double consume_per_s;
+    uint64_t p50_ns, p99_ns, max_ns, counted;
+    unsigned long hwm_kb;
+    char error[200];
+} child_result;
+
+static char prefix[32]; /* "nb<pid>": every stream this run creates */
+
+static void child_fail(child_result *res, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void child_fail(child_result *res, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res->error, sizeof res->error, fmt, ap);
+    va_end(ap);
+}
+
+static void fill_data(unsigned char *data, uint64_t seq, uint64_t mono_ns)
+{
+    bench_stamp stamp = {seq, mono_ns};
+    memset(data, 'x', BENCH_DATA_BYTES);
+    memcpy(data, &stamp, sizeof stamp);
+}
+
+static uint64_t lat_slot(const void *data, int len, uint64_t n, uint64_t now,
+                         uint64_t *lat)
+{
+    bench_stamp stamp;
+    if (data == NULL || len < (int)sizeof stamp) {
+        return 0;
+    }
+    memcpy(&stamp, data, sizeof stamp);
+    if (stamp.seq < n) {
+        lat[stamp.seq] = now - stamp.mono_ns;
+    }
+    return 1;
+}
+
+/* ---- raw nats.c ------------------------------------------------------------ */
+
+typedef struct raw_rig {
+    natsConnection *nc;
+    jsCtx *js;
+    natsSubscription *sub;
+    char stream[64];
+    char subject[64];
+} raw_rig;
+
+static natsStatus raw_open(raw_rig *r, const char *url, const char *tag)
+{
+    snprintf(r->stream, sizeof r->stream, "%s_%s", prefix, tag);
+    snprintf(r->subject, sizeof r->subject, "%s.%s", prefix, tag);
+    natsOptions *no = NULL;
+    natsStatus s = natsOptions_Create(&no);
+    if (s == NATS_OK) {
+        s = natsOptions_SetURL(no, url);
+    }
+    if (s == NATS_OK) {
+        s = natsConnection_Connect(&r->nc, no);
+    }
+    natsOptions_Destroy(no);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = WINDOW;
+    jo.PublishAsync.StallWait = PHASE_LIMIT_MS;
+    if (s == NATS_OK) {
+        s = natsConnection_JetStream(&r->js, r->nc, &jo);
+    }
+    /* The same stream and consumer as the sluice engine declares. */
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    const char *subjects[1] = {r->subject};
+    sc.Name = r->stream;
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.Retention = js_InterestPolicy;
+    sc.Discard = js_DiscardNew;
+    sc.MaxMsgs = -1;
+    sc.Storage = js_FileStorage;
+    sc.Replicas = 1;
+    sc.Duplicates = DUP_WINDOW_NS;
+    if (s == NATS_OK) {
+        s = js_AddStream(NULL, r->js, &sc, NULL, NULL);
+    }
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = GROUP;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = ACK_WAIT_NS;
+    cc.MaxDeliver = -1;
+    cc.MaxAckPending = MAX_ACK_PENDING;
+    cc.DeliverPolicy = js_DeliverNew;
+    cc.MaxWaiting = 512;
+    if (s == NATS_OK) {
+        s = js_AddConsumer(NULL, r->js, r->stream, &cc, NULL, NULL);
+    }
+    if (s == NATS_OK) {
+        jsSubOptions so;
+        jsSubOptions_Init(&so);
+        so.Stream = r->stream;
+        so.Consumer = GROUP;
+        s = js_PullSubscribe(&r->sub, r->js, r->subject, GROUP, NULL, &so,
+                             NULL);
+    }
+    return s;
+}
+
+static void raw_close(raw_rig *r)
+{
+    natsSubscription_Destroy(r->sub);
+    jsCtx_Destroy(r->js);
+    natsConnection_Destroy(r->nc);
+}
+
+/* Publish @p n events; with @p period_ns on an absolute schedule. */
+static natsStatus raw_publish(raw_rig *r, uint64_t n, uint64_t period_ns,
+                              uint64_t start_ns)
+{
+    unsigned char data[BENCH_DATA_BYTES];
+    char id[96];
+    jsPubOptions po;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t sched = 0;
+        if (period_ns != 0) {
+            sched = start_ns + i * period_ns;
+            if (sl_time_mono_ns() < sched) {
+                bench_sleep_until_ns(sched);
+            }
+        }
+        fill_data(data, i, sched);
+        snprintf(id, sizeof id, "%s-%" PRIu64, r->stream, i);
+        jsPubOptions_Init(&po);
+        po.MsgId = id;
+        natsStatus s =
+            js_PublishAsync(r->js, r->subject, data, sizeof data, &po);
+        if (s != NATS_OK) {
+            return s;
+        }
+    }
+    jsPubOptions_Init(&po);
+    po.MaxWait = PHASE_LIMIT_MS;
+    return js_PublishAsyncComplete(r->js, &po);
+}
+
+/* Fetch and ack until @p n events arrived; *last_ns = last one handled. */
+static natsStatus raw_consume(raw_rig *r, uint64_t n, uint64_t *lat,
+                              uint64_t nlat, _Atomic bool *stop,
+                              uint64_t *last_ns)
+{
+    uint64_t got = 0;
+    uint64_t give_up = sl_time_mono_ns() + PHASE_LIMIT_MS * 1000000ull;
+    while (got < n) {
+        if (sl_time_mono_ns() > give_up ||
+            (stop != NULL && atomic_load(stop))) {
+            return NATS_TIMEOUT;
+        }
+        natsMsgList list = {0};
+        natsStatus s = natsSubscription_Fetch(&list, r->sub, BATCH, 500, NULL);
+        if (s == NATS_TIMEOUT) {
+            continue;
+        }
+        if (s != NATS_OK) {
+            return s;
+        }
+        uint64_t now = sl_time_mono_ns();
+        for (int i = 0; i < list.Count; i++) {
+            natsMsg *m = list.Msgs[i];
+            if (lat != NULL) {
+                lat_slot(natsMsg_GetData(m), natsMsg_GetDataLength(m), nlat,
+                         now, lat);
+            }
+            natsMsg_Ack(m, NULL);
+        }
+        got += (uint64_t)list.Count;
+        natsMsgList_Destroy(&list);
+        *last_ns = sl_time_mono_ns();
+    }
+    return NATS_OK;
+}
+
+/* ---- sluice ------------------------------------------------------------------ */
+
+typedef struct sluice_rig {
+    sl_engine *eng;
+    sl_producer *prod;
+    sl_consumer *cons;
+    _Atomic uint64_t handled;
+    _Atomic uint64_t last_ns;
+    uint64_t *lat; /* latency run: by sequence number */
+    uint64_t nlat;
+} sluice_rig;
+
+static sl_outcome sluice_handler(sl_handler_ctx *ctx, void *user)
+{
+    sluice_rig *r = user;
+    uint64_t now = sl_time_mono_ns();
+    if (r->lat != NULL) {
+        size_t len = 0;
+        const void *data = sl_event_data(sl_handler_event(ctx), &len);
+        lat_slot(data, (int)len, r->nlat, now, r->lat);
+    }
+    atomic_store_explicit(&r->last_ns, now, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->handled, 1, memory_order_release);
+    return SL_OUTCOME_ACK;
+}
+
+static sl_status sluice_open(sluice_rig *r, const char *url, const char *tag,
+                         sl_diag *diag)
+{
+    char full[512];
+    snprintf(full, sizeof full, "%s%cns=%s_%s", url,
+             strchr(url, '?') ? '&' : '?', prefix, tag);
+    sl_status st = sl_engine_open(full, NULL, &r->eng, diag);
+    sl_channel_opts co = {.name = CHANNEL};
+    if (st == SL_OK) {
+        st = sl_engine_declare_channel(r->eng, &co, diag);
+    }
+    sl_group_opts go = {.channel = CHANNEL, .name = GROUP};
+    if (st == SL_OK) {
+        st = sl_engine_declare_group(r->eng, &go, diag);
+    }
+    sl_producer_opts po = {.max_in_flight = WINDOW,
+                           .publish_timeout_ms = PHASE_LIMIT_MS};
+    if (st == SL_OK) {
+        st = sl_producer_create(r->eng, &po, &r->prod);
+    }
+    sl_consumer_opts cons = {
+        .channel = CHANNEL,
+        .group = GROUP,
+        .prefetch = BATCH,
+        .concurrency = 1,
+        .handler = sluice_handler,
+        .handler_ctx = r,
+        .service = "bench",
+    };
+    if (st == SL_OK) {
+        st = sl_consumer_create(r->eng, &cons, &r->cons, diag);
+    }
+    return st;
+}
+
+static void sluice_close(sluice_rig *r)
+{
+    if (r->cons != NULL) {
+        sl_consumer_stop(r->cons, 5000);
+        sl_consumer_destroy(r->cons);
+    }
+    sl_producer_destroy(r->prod);
+    sl_engine_close(r->eng);
+}
+
+static sl_status sluice_publish_n(sluice_rig *r, uint64_t n, uint64_t period_ns,
+                              uint64_t start_ns)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t sched = 0;
+        if (period_ns != 0) {
+            sched = start_ns + i * period_ns;
+            if (sl_time_mono_ns() < sched) {
+                bench_sleep_until_ns(sched);
+            }
+        }
+        sl_event *ev = bench_event(i, sched);
+        sl_status st =
+            sl_producer_publish_async(r->prod, CHANNEL, ev, NULL, NULL);
+        sl_event_unref(ev);
+        if (st != SL_OK) {
+            return st;
+        }
+    }
+    return sl_producer_flush(r->prod, PHASE_LIMIT_MS);
+}
+
+static bool sluice_wait_handled(sluice_rig *r, uint64_t n)
+{
+    uint64_t give_up = sl_time_mono_ns() + PHASE_LIMIT_MS * 1000000ull;
+    while (atomic_load_explicit(&r->handled, memory_order_acquire) < n) {
+        if (sl_time_mono_ns() >= give_up) {
+            return false;
+        }
+        bench_sleep_ms(1);
+    }
+    return true;
+}
+
+/* ---- the children -------------------------------------------------------------- */
+
+/* Throughput: publish N, then consume N. */
+static void child_throughput(int impl, const bench_opts *o, unsigned round,
+                             child_result *res)
+{
+    char tag[32];
+    snprintf(tag, sizeof tag, "t%u%c", round, impl == RAW ? 'r' : 's');
+    uint64_t n = o->events;
+    if (impl == RAW) {
+        raw_rig r = {0};
+        natsStatus s = raw_open(&r, o->url, tag);
+        if (s != NATS_OK) {
+            child_fail(res, "raw setup: %s", natsStatus_GetText(s));
+            return;
+        }
+        uint64_t t0 = sl_time_mono_ns();
+        s = raw_publish(&r, n, 0, 0);
+        uint64_t t1 = sl_time_mono_ns();
+        if (s != NATS_OK) {
+            child_fail(res, "raw publish: %s", natsStatus_GetText(s));
+            raw_close(&r);
+            return;
+        }
+        uint64_t last = t1;
+        uint64_t t2 = sl_time_mono_ns();
+        s = raw_consume(&r, n, NULL, 0, NULL, &last);
+        if (s != NATS_OK) {
+            child_fail(res, "raw consume: %s", natsStatus_GetText(s));
+        }
+        natsConnection_FlushTimeout(r.nc, 5000); /* the last acks out */
+        res->publish_per_s = (double)n * 1e9 / (double)(t1 - t0);
+        res->consume_per_s = (double)n * 1e9 / (double)(last - t2);
+        raw_close(&r);
+        return;
+    }
+    sluice_rig r = {0};
+    sl_diag diag = {0};
+    sl_status st = sluice_open(&r, o->url, tag, &diag);
+    if (st != SL_OK) {
+        child_fail(res, "sluice setup: %s: %s", sl_status_str(st), diag.msg);
+        sluice_close(&r);
+        return;
+    }
+    uint64_t t0 = sl_time_mono_ns();
+    st = sluice_publish_n(&r, n, 0, 0);
+    uint64_t t1 = sl_time_mono_ns();
+    if (st != SL_OK) {
+        child_fail(res, "sluice publish: %s", sl_status_str(st));
+        sluice_close(&r);
+        return;
+    }
+    uint64_t t2 = sl_time_mono_ns();
+    st = sl_consumer_start(r.cons);
+    if (st != SL_OK || !sluice_wait_handled(&r, n)) {
+        child_fail(res, "sluice consume: %s, %llu of %llu handled",
+                   sl_status_str(st), (unsigned long long)r.handled,
+                   (unsigned long long)n);
+    }
+    res->publish_per_s = (double)n * 1e9 / (double)(t1 - t0);
+    res->consume_per_s =
+        (double)n * 1e9 / (double)(atomic_load(&r.last_ns) - t2);
+    sluice_close(&r);
+}
+
+typedef struct raw_lat_consumer {
+    raw_rig *r;
+    uint64_t n;
+    uint64_t *lat;
+    _Atomic bool stop;
+    natsStatus s;
+} raw_lat_consumer;
+
+static void *raw_lat_consume(void *arg)
+{
+    raw_lat_consumer *c = arg;
+    uint64_t last = 0;
+    c->s = raw_consume(c->r, c->n, c->lat, c->n, &c->stop, &last);
+    return NULL;
+}
+
+/* Latency: publish at a fixed rate while consuming. */
+static void child_latency(int impl, const bench_opts *o, child_result *res)
+{
+    char tag[32];
+    snprintf(tag, sizeof tag, "lat%c", impl == RAW ? 'r' : 's');
+    uint64_t warmup =
+        (uint64_t)(o->latency_rate_per_s * o->latency_warmup_seconds);
+    uint64_t n =
+        warmup + (uint64_t)(o->latency_rate_per_s * o->latency_seconds);
+    uint64_t period = (uint64_t)(1e9 / o->latency_rate_per_s);
+    uint64_t *lat = malloc(n * sizeof *lat);
+    if (lat == NULL) {
+        child_fail(res, "out of memory");
+        return;
+    }
+    memset(lat, 0xff, n * sizeof *lat); /* UINT64_MAX: never arrived */
+    if (impl == RAW) {
+        raw_rig r = {0};
+        natsStatus s = raw_open(&r, o->url, tag);
+        if (s != NATS_OK) {
+            child_fail(res, "raw setup: %s", natsStatus_GetText(s));
+            free(lat);
+            return;
+        }
+        raw_lat_consumer c = {.r = &r, .n = n, .lat = lat};
+        pthread_t th;
+        if (pthread_create(&th, NULL, raw_lat_consume, &c) != 0) {
+            bench_die("cannot start the consumer thread");
+        }
+        s = raw_publish(&r, n, period, sl_time_mono_ns() + 1000000);
+        if (s != NATS_OK) {
+            atomic_store(&c.stop, true);
+            child_fail(res, "raw publish: %s", natsStatus_GetText(s));
+        }
+        pthread_join(th, NULL);
+        if (s == NATS_OK && c.s != NATS_OK) {
+            child_fail(res, "raw consume: %s", natsStatus_GetText(c.s));
+        }
+        raw_close(&r);
+    } else {
+        sluice_rig r = {.lat = lat, .nlat = n};
+        sl_diag diag = {0};
+        sl_status st = sluice_open(&r, o->url, tag, &diag);
+        if (st == SL_OK) {
+            st = sl_consumer_start(r.cons);
+        }
+        if (st == SL_OK) {
+            st = sluice_publish_n(&r, n, period, sl_time_mono_ns() + 1000000);
+        }
+        if (st != SL_OK) {
+            child_fail(res, "sluice: %s: %s", sl_status_str(st), diag.msg);
+        } else if (!sluice_wait_handled(&r, n)) {
+            child_fail(res, "sluice latency run did not drain");
+        }
+        sluice_close(&r);
+    }
+    uint64_t *v = lat + warmup;
+    size_t k = 0;
+    for (uint64_t i = warmup; i < n; i++) {
+        if (lat[i] != UINT64_MAX) {
+            v[k++] = lat[i];
+        }
+    }
+    qsort(v, k, sizeof *v, bench_cmp_u64);
+    res->counted = k;
+    res->p50_ns = bench_percentile(v, k, 50);
+    res->p99_ns = bench_percentile(v, k, 99);
+    res->max_ns = k ? v[k - 1] : 0;
+    free(lat);
+}
+
+/* Delete every stream of this run (a child of its own, like the runs). */
+static void child_cleanup(const bench_opts *o, child_result *res)
+{
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    jsStreamNamesList *names = NULL;
+    natsStatus s = natsConnection_ConnectTo(&nc, o->url);
+    if (s == NATS_OK) {
+        s = natsConnection_JetStream(&js, nc, NULL);
+    }
+    if (s == NATS_OK) {
+        s = js_StreamNames(&names, js, NULL, NULL);
+    }
+    for (int i = 0; s == NATS_OK && i < names->Count; i++) {
+        if (strncmp(names->List[i], prefix, strlen(prefix)) == 0) {
+            js_DeleteStream(js, names->List[i], NULL, NULL);
+        }
+    }
+    if (s != NATS_OK && s != NATS_NOT_FOUND) {
+        child_fail(res, "cleanup: %s", natsStatus_GetText(s));
+    }
+    jsStreamNamesList_Destroy(names);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
+enum { RUN_THROUGHPUT, RUN_LATENCY, RUN_CLEANUP };
+
+/* Run one child; its result, or the end of the program on failure. */
+static child_result run_child(int kind, int impl, const bench_opts *o,
+                              unsigned round)
+{
+    int fds[2];
+    if (pipe(fds) != 0) {
+        bench_die("pipe: %s", strerror(errno));
+    }
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        bench_die("fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        child_result res = {0};
+        if (kind == RUN_THROUGHPUT) {
+            child_throughput(impl, o, round, &res);
+        } else if (kind == RUN_LATENCY) {
+            child_latency(impl, o, &res);
+        } else {
+            child_cleanup(o, &res);
+        }
+        res.hwm_kb = bench_proc_status_kb("VmHWM");
+        if (write(fds[1], &res, sizeof res) != (ssize_t)sizeof res) {
+            _exit(3);
+        }
+        close(fds[1]);
+        nats_CloseAndWait(2000);
+        _exit(0);
+    }
+    close(fds[1]);
+    child_result res = {0};
+    ssize_t got = read(fds[0], &res, sizeof res);
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (got != (ssize_t)sizeof res) {
+        bench_die("%s run ended without a result (status %d)",
+                  impl_name[impl], status);
+    }
+    if (res.error[0] != '\0') {
+        bench_die("%s: %s (is nats-server with JetStream running at %s?)",
+                  impl_name[impl], res.error, o->url);
+    }
+    return res;
+}
+
+/* ---- main ------------------------------------------------------------------------ */
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: nats_bench [--quick] [--rounds N] [--events N]\n"
+            "                  [--latency-rate R] [--latency-seconds S]\n"
+            "                  [--url nats://HOST:PORT] [--only raw|sluice]\n"
+            "                  [--summary FILE]\n");
+    exit(2);
+}
+
+static void add_ratio_row(bench_summary *sum, const char *figure,
+                          double sluice, double raw)
+{
+    char v[32], r[16];
+    bench_fmt_count(sluice, v);
+    snprintf(r, sizeof r, "%.2f", raw > 0 ? sluice / raw / 0.90 : 0);
+    char t[32], rawc[32];
+    snprintf(t, sizeof t, ">= %s", bench_fmt_count(raw * 0.90, rawc));
+    bench_summary_add(sum, figure, v, t, r);
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts o = {
+        .rounds = 5,
+        .events = 50000,
+        .latency_rate_per_s = 5000,
+        .latency_seconds = 3,
+        .latency_warmup_seconds = 0.5,
+        .url = DEFAULT_URL,
+        .only = -1,
+    };
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(arg, "--quick") == 0) {
+            o.rounds = 2;
+            o.events = 10000;
+            o.latency_seconds = 1;
+            o.latency_warmup_seconds = 0.2;
+            continue;
+        }
+        if (val == NULL) {
+            usage();
+        }
+        i++;
+        if (strcmp(arg, "--rounds") == 0) {
+            o.rounds = (unsigned)strtoul(val, NULL, 10);
+        } else if (strcmp(arg, "--events") == 0) {
+            o.events = strtoull(val, NULL, 10);
+        } else if (strcmp(arg, "--latency-rate") == 0) {
+            o.latency_rate_per_s = atof(val);
+        } else if (strcmp(arg, "--latency-seconds") == 0) {
+            o.latency_seconds = atof(val);
+        } else if (strcmp(arg, "--url") == 0) {
+            o.url = val;
+        } else if (strcmp(arg, "--only") == 0) {
+            o.only = strcmp(val, "raw") == 0      ? RAW
+                     : strcmp(val, "sluice") == 0 ? SLUICE
+                                                  : -2;
+        } else if (strcmp(arg, "--summary") == 0) {
+            o.summary_path = val;
+        } else {
+            usage();
+        }
+    }
+    if (o.rounds < 1 || o.rounds > 16 || o.events < 1 || o.only == -2 ||
+        o.latency_rate_per_s <= 0 || o.latency_seconds <= 0) {
+        usage();
+    }
+    snprintf(prefix, sizeof prefix, "nb%ld", (long)getpid());
+
+    char a[32], b[32];
+    printf("== NATS JetStream: sluice vs raw nats.c (%s) ==\n", o.url);
+    printf("%u-byte events, file stream (interest, discard new, dedup "
+           "window, Nats-Msg-Id),\ndurable pull consumer (explicit ack); "
+           "PubAck window %d, fetch batch / prefetch %d\n",
+           BENCH_DATA_BYTES, WINDOW, BATCH);
+    printf("raw:    js_PublishAsync + js_PublishAsyncComplete; "
+           "natsSubscription_Fetch + natsMsg_Ack\n");
+    printf("sluice: sl_producer_publish_async + sl_producer_flush; "
+           "sl_consumer (concurrency 1, handler returns ACK)\n");
+    printf("%u rounds of %s events each way, raw and sluice alternating, "
+           "each run a child process\n\n",
+           o.rounds, bench_fmt_count((double)o.events, a));
+    printf("%-7s %14s %14s %14s %14s\n", "round", "raw pub/s", "sluice pub/s",
+           "raw cons/s", "sluice cons/s");
+
+    double pub[NIMPL][16] = {{0}}, con[NIMPL][16] = {{0}};
+    unsigned long hwm[NIMPL] = {0};
+    for (unsigned r = 0; r < o.rounds; r++) {
+        for (int k = 0; k < NIMPL; k++) {
+            int impl = (r % 2 == 0) ? k : NIMPL - 1 - k;
+            if (o.only >= 0 && impl != o.only) {
+                continue;
+            }
+            child_result res = run_child(RUN_THROUGHPUT, impl, &o, r + 1);
+            pub[impl][r] = res.publish_per_s;
+            con[impl][r] = res.consume_per_s;
+            hwm[impl] = res.hwm_kb > hwm[impl] ? res.hwm_kb : hwm[impl];
+            run_child(RUN_CLEANUP, impl, &o, 0);
+        }
+        printf("%-7u %14s %14s", r + 1, bench_fmt_count(pub[RAW][r], a),
+               bench_fmt_count(pub[SLUICE][r], b));
+        printf(" %14s %14s\n", bench_fmt_count(con[RAW][r], a),
+               bench_fmt_count(con[SLUICE][r], b));
+        fflush(stdout);
+    }
+    double mpub[NIMPL], mcon[NIMPL];
+    for (int k = 0; k < NIMPL; k++) {
+        mpub[k] = bench_median(pub[k], o.rounds);
+        mcon[k] = bench_median(con[k], o.rounds);
+    }
+    printf("%-7s %14s %14s", "median", bench_fmt_count(mpub[RAW], a),
+           bench_fmt_count(mpub[SLUICE], b));
+    printf(" %14s %14s\n", bench_fmt_count(mcon[RAW], a),
+           bench_fmt_count(mcon[SLUICE], b));
+    bool both = o.only < 0;
+    if (both) {
+        printf("sluice / raw: publish %.2f, consume %.2f (target >= 0.90)\n",
+               mpub[SLUICE] / mpub[RAW], mcon[SLUICE] / mcon[RAW]);
+    }
+    printf("peak RSS (VmHWM of the run's process): raw %lu KiB, sluice %lu "
+           "KiB\n\n",
+           hwm[RAW], hwm[SLUICE]);
+
+    printf("== latency at %s events/s for %.1f s (after %.1f s warm-up), "
+           "publisher and consumer running ==\n",
+           bench_fmt_count(o.latency_rate_per_s, a), o.latency_seconds,
+           o.latency_warmup_seconds);
+    printf("latency = consumer receipt - scheduled send time\n");
+    printf("%-12s %10s %10s %10s %10s %12s\n", "", "events", "p50 us",
+           "p99 us", "max us", "VmHWM KiB");
+    child_result lat[NIMPL] = {{0}};
+    for (int impl = 0; impl < NIMPL; impl++) {
+        if (o.only >= 0 && impl != o.only) {
+            continue;
+        }
+        lat[impl] = run_child(RUN_LATENCY, impl, &o, 0);
+        run_child(RUN_CLEANUP, impl, &o, 0);
+        printf("%-12s %10s %10.0f %10.0f %10.0f %12lu\n", impl_name[impl],
+               bench_fmt_count((double)lat[impl].counted, a),
+               (double)lat[impl].p50_ns / 1e3, (double)lat[impl].p99_ns / 1e3,
+               (double)lat[impl].max_ns / 1e3, lat[impl].hwm_kb);
+        fflush(stdout);
+    }
+    printf("\n");
+
+    bench_summary sum = {0};
+    char v[32];
+    if (both) {
+        add_ratio_row(&sum, "nats publish sluice (ev/s)", mpub[SLUICE],
+                      mpub[RAW]);
+        add_ratio_row(&sum, "nats consume sluice (ev/s)", mcon[SLUICE],
+                      mcon[RAW]);
+        snprintf(v, sizeof v, "%.2f", mpub[SLUICE] / mpub[RAW]);
+        bench_summary_add(&sum, "nats publish sluice / raw", v, ">= 0.90", "");
+        snprintf(v, sizeof v, "%.2f", mcon[SLUICE] / mcon[RAW]);
+        bench_summary_add(&sum, "nats consume sluice / raw", v, ">= 0.90", "");
+    }
+    for (int impl = 0; impl < NIMPL; impl++) {
+        if (o.only >= 0 && impl != o.only) {
+            continue;
+        }
+        char fig[64];
+        snprintf(fig, sizeof fig, "nats latency %s p50 / p99 (us)",
+                 impl == RAW ? "raw" : "sluice");
+        snprintf(v, sizeof v, "%.0f / %.0f", (double)lat[impl].p50_ns / 1e3,
+                 (double)lat[impl].p99_ns / 1e3);
+        bench_summary_add(&sum, fig, v, "", "");
+        snprintf(fig, sizeof fig, "nats peak RSS %s (KiB)",
+                 impl == RAW ? "raw" : "sluice");
+        bench_summary_add(&sum, fig,
+                          bench_fmt_count((double)hwm[impl], a), "", "");
+    }
+    bench_summary_finish(&sum, o.summary_path);
+    return 0;
+}
