@@ -133,7 +133,7 @@ typedef struct sl_config {
     /* gateway (HTTP ingest), present when gateway.routes is non-empty: */
     char *gateway_listen;          /* default 127.0.0.1:8080 */
     uint64_t gateway_max_body;     /* default 1 MiB */
-    uint32_t gateway_threads;      /* default 64 */
+    uint32_t gateway_threads;      /* default 8 */
     double gateway_client_rate;    /* per client, events/s; 0 = off */
     double gateway_client_burst;   /* default 2 x rate */
     char *gateway_client_header;   /* client key header; default X-API-Key,

@@ -662,12 +662,12 @@ static const opt_desc gateway_opts[] = {
     {.key = "threads",
      .type = OPT_UINT32,
      .offset = offsetof(sl_config, gateway_threads),
-     .def = "64",
+     .def = "8",
      .min = 1,
      .max = 1024,
-     .doc = "Requests handled at once: each holds a thread while its "
-            "publish is confirmed, so more threads let the engine batch "
-            "more confirms per commit (docs/benchmarks.md)."},
+     .doc = "HTTP worker threads. A request does not hold one while its "
+            "publish is confirmed (the connection is suspended), so a few "
+            "per core suffice (docs/benchmarks.md)."},
     {.key = "client_rate",
      .type = OPT_DOUBLE,
      .offset = offsetof(sl_config, gateway_client_rate),

@@ -1,18 +1,22 @@
 /* The HTTP gateway: routes, admission, body decoding, validation,
  * idempotency keys, confirmed publishing and the status endpoint.
  *
- * One request runs start to finish on a server worker thread:
+ * A request runs on a server worker thread up to its publishes:
  *
  *   route → draining / engine ready → client bucket (429) → content type
  *   (415) → Idempotency-Key claim (replay, 409, 422) → decode and validate
- *   (400, 413, 422) → try_publish each event → wait for the confirms
- *   (503, 504) → 202 → "pending" in the status projection.
+ *   (400, 413, 422) → try_publish each event
+ *
+ * and then no thread waits for the confirms: the answer is deferred (the
+ * connection is suspended, sl__http_defer), the last confirm resumes it
+ * from the engine's thread, or the timer thread does at the confirm
+ * timeout, and a server thread concludes: "pending" in the status
+ * projection → 202 (or 503, 504) → the Idempotency-Key settled.
  *
  * Publishing uses sl_producer_try_publish, which never waits for room: a
  * full window or channel is answered 503 at once, so refusals stay cheap
- * under overload, and only accepted requests hold a worker while their
- * confirm comes back. Nothing is published before every check that can
- * answer 4xx has passed.
+ * under overload. Nothing is published before every check that can answer
+ * 4xx has passed.
  */
 #include "sluice/gateway.h"
 
@@ -30,6 +34,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,8 +70,18 @@ typedef struct route_rt {
     uint64_t refused[2];
 } route_rt;
 
+typedef struct pending_req pending_req;
+
 struct sl_gateway {
     sl_http_server *srv;
+    /* Deferred requests by confirm deadline, for the timer thread (504);
+     * guarded by pmu. */
+    pthread_mutex_t pmu;
+    pthread_cond_t pcv;
+    pending_req *phead, *ptail;
+    bool timer_stop;
+    bool timer_started;
+    pthread_t timer;
     route_rt *routes;
     size_t nroutes;
     sl_producer *producer;
@@ -286,6 +301,14 @@ static void refuse_publish(exchange *ex, sl_status st, const char *what)
                 "event id), duplicates are dropped; %s",
                 (unsigned long long)gw->confirm_timeout_ms, what);
         break;
+    case SL_CLOSED:
+        set_retry_after(ex, SHORT_RETRY_AFTER_MS);
+        problem(ex, 503, "stopping", "Service Unavailable", NULL,
+                "the service stopped before the engine confirmed; the "
+                "outcome is unknown: retry with the same Idempotency-Key (or "
+                "the same event id), duplicates are dropped; %s",
+                what);
+        break;
     case SL_TOO_LARGE:
         problem(ex, 413, "too_large", "Payload Too Large", NULL,
                 "an event exceeds the engine's event size limit; %s", what);
@@ -306,54 +329,6 @@ static void refuse_publish(exchange *ex, sl_status st, const char *what)
         break;
     }
     }
-}
-
-/* Publish @p n events, never waiting for room, then wait for every
- * confirm within the confirm timeout. ok[i] tells which were confirmed.
- * Returns the first failure (publishing stops at the first refusal). */
-static sl_status publish_all(exchange *ex, sl_event **evs, size_t n, bool *ok)
-{
-    sl_gateway *gw = ex->gw;
-    sl_waiter *stack_w[1];
-    sl_waiter **w = n == 1 ? stack_w : sl_calloc(n, sizeof *w);
-    if (w == NULL) {
-        return SL_NOMEM;
-    }
-    sl_status first = SL_OK;
-    size_t started = 0;
-    for (; started < n; started++) {
-        ok[started] = false;
-        sl_status st = sl__waiter_create(&w[started]);
-        if (st == SL_OK) {
-            st = sl_producer_try_publish(gw->producer, ex->route->channel,
-                                         evs[started], sl__waiter_signal,
-                                         w[started]);
-            if (st != SL_OK) {
-                sl__waiter_destroy(w[started]);
-            }
-        }
-        if (st != SL_OK) {
-            first = st;
-            break;
-        }
-    }
-    for (size_t i = started; i < n; i++) {
-        ok[i] = false;
-    }
-    uint64_t deadline = sl_time_mono_ms() + gw->confirm_timeout_ms;
-    for (size_t i = 0; i < started; i++) {
-        uint64_t now = sl_time_mono_ms();
-        sl_status st =
-            sl__waiter_wait(w[i], deadline > now ? deadline - now : 0);
-        ok[i] = st == SL_OK;
-        if (st != SL_OK && first == SL_OK) {
-            first = st;
-        }
-    }
-    if (w != stack_w) {
-        sl_free(w);
-    }
-    return first;
 }
 
 /* ---- decoding -------------------------------------------------------------
@@ -928,71 +903,215 @@ static void settle_key(exchange *ex)
     }
 }
 
-static void serve_route(exchange *ex)
+static void record_metrics(sl_gateway *gw, const sl_gateway_request_info *i)
 {
+    char code[8];
+    snprintf(code, sizeof code, "%d", i->status);
+    /* Route labels come from the configuration, never from the request, so
+     * the series stay bounded. */
+    const char *route = i->route[0] ? i->route : "unmatched";
+    sl_counter_inc(
+        sl_metric_get(gw->sm.http_requests, SL_LABELS("gateway", route, code)));
+    sl_histogram_observe(
+        sl_metric_get(gw->sm.http_seconds, SL_LABELS("gateway", route)),
+        (double)i->duration_ns / 1e9);
+    if (i->status == 429) {
+        sl_counter_inc(
+            sl_metric_get(gw->sm.rate_limited, SL_LABELS("gateway_client")));
+    }
+}
+
+/* Metrics and the observer, once the answer is written. */
+static void record_request(exchange *ex, uint64_t t0_ns)
+{
+    ex->info.status = ex->resp->status ? ex->resp->status : 500;
+    ex->info.duration_ns = sl_time_mono_ns() - t0_ns;
+    if (ex->gw->has_metrics) {
+        record_metrics(ex->gw, &ex->info);
+    }
+    if (ex->gw->observe != NULL) {
+        ex->gw->observe(&ex->info, ex->gw->observe_ctx);
+    }
+}
+
+/* ---- confirms without a waiting thread ------------------------------------
+ *
+ * After its events are handed to sl_producer_try_publish, a request waits
+ * for nothing: its answer is deferred and its connection suspended. Three
+ * things can end the wait — the last confirm (an engine thread), the
+ * confirm timeout (the timer thread), the server stopping (a server thread,
+ * `cancelled`) — and whichever comes first resumes the connection
+ * (`resumed` makes it once); then a server thread concludes, in fill: the
+ * "pending" rows, the answer, the Idempotency-Key. Confirms that arrive
+ * after the answer was decided (`decided`) are ignored.
+ *
+ * References to a pending_req: the request's (given up by conclude), one
+ * per publish the producer accepted (given up by its confirm, which may
+ * come long after the answer, even after the gateway stopped: a confirm
+ * touches only the pending_req and the server's token). */
+
+#define UNCONFIRMED (-1)
+
+typedef struct confirm_slot {
+    pending_req *pr;
+    size_t i;
+} confirm_slot;
+
+struct pending_req {
+    atomic_int refs;
+    pthread_mutex_t mu;
+    exchange ex; /* req is NULL; resp is set during conclude */
+    uint64_t t0_ns;
+    bool batch;
+    sl_event *one;
+    sl_event **evs; /* &one, or an array of n */
+    size_t n;
+    size_t started;    /* publishes the producer accepted */
+    sl_status refused; /* why publishing stopped before n; SL_OK */
+    /* Under mu: */
+    int *res;           /* per event: sl_status, or UNCONFIRMED */
+    size_t outstanding; /* confirms still to come */
+    bool published;     /* publishing is over and tok is set */
+    bool resumed;       /* sl__http_resume was called, or is being */
+    bool decided;       /* conclude read res; later confirms are ignored */
+    sl_http_pending *tok;
+    /* Under the gateway's pmu: */
+    uint64_t deadline_ms;
+    bool listed;
+    pending_req *prev, *next;
+};
+
+static void pending_unref(pending_req *pr)
+{
+    if (atomic_fetch_sub(&pr->refs, 1) != 1) {
+        return;
+    }
+    for (size_t i = 0; i < pr->n; i++) {
+        sl_event_unref(pr->evs[i]);
+    }
+    if (pr->evs != &pr->one) {
+        sl_free(pr->evs);
+    }
+    pthread_mutex_destroy(&pr->mu);
+    sl_free(pr);
+}
+
+/* An engine thread; never blocks beyond a mutex held for a few stores. */
+static void on_confirm(sl_status st, void *ctx)
+{
+    confirm_slot *slot = ctx;
+    pending_req *pr = slot->pr;
+    sl_http_pending *resume = NULL;
+    pthread_mutex_lock(&pr->mu);
+    if (!pr->decided) {
+        pr->res[slot->i] = (int)st;
+    }
+    pr->outstanding--;
+    if (pr->outstanding == 0 && pr->published && !pr->resumed) {
+        pr->resumed = true;
+        resume = pr->tok;
+    }
+    pthread_mutex_unlock(&pr->mu);
+    if (resume != NULL) {
+        sl__http_resume(resume);
+    }
+    pending_unref(pr);
+}
+
+static void timer_unlink(sl_gateway *gw, pending_req *pr)
+{
+    if (!pr->listed) {
+        return;
+    }
+    if (pr->prev != NULL) {
+        pr->prev->next = pr->next;
+    } else {
+        gw->phead = pr->next;
+    }
+    if (pr->next != NULL) {
+        pr->next->prev = pr->prev;
+    } else {
+        gw->ptail = pr->prev;
+    }
+    pr->prev = pr->next = NULL;
+    pr->listed = false;
+}
+
+/* The timer thread: resumes the requests whose confirm deadline passed, so
+ * that they are answered 504. Deadlines are set at insertion under pmu, so
+ * the list is in deadline order and only its head is waited for. */
+static void *timer_main(void *arg)
+{
+    sl_gateway *gw = arg;
+    pthread_mutex_lock(&gw->pmu);
+    while (!gw->timer_stop) {
+        uint64_t now = sl_time_mono_ms();
+        while (gw->phead != NULL && gw->phead->deadline_ms <= now) {
+            pending_req *pr = gw->phead;
+            timer_unlink(gw, pr);
+            sl_http_pending *resume = NULL;
+            pthread_mutex_lock(&pr->mu);
+            if (!pr->resumed) {
+                pr->resumed = true;
+                resume = pr->tok;
+            }
+            pthread_mutex_unlock(&pr->mu);
+            /* pr may be freed from here on (its conclude may run); the
+             * token is ours until resumed. */
+            if (resume != NULL) {
+                sl__http_resume(resume);
+            }
+        }
+        if (gw->phead == NULL) {
+            pthread_cond_wait(&gw->pcv, &gw->pmu);
+        } else {
+            struct timespec until;
+            sl__deadline_after(&until, gw->phead->deadline_ms - now);
+            pthread_cond_timedwait(&gw->pcv, &gw->pmu, &until);
+        }
+    }
+    pthread_mutex_unlock(&gw->pmu);
+    return NULL;
+}
+
+/* Decide and write the answer from what was confirmed; then the pending
+ * rows, the key, the metrics. On a server thread (or the handler's). */
+static void conclude(pending_req *pr, sl_http_response *resp, bool cancelled)
+{
+    exchange *ex = &pr->ex;
     sl_gateway *gw = ex->gw;
-    const sl_http_request *req = ex->req;
-    route_rt *r = ex->route;
-    if (!admit(ex)) {
-        return;
-    }
-    ex->content_type = sl__http_header(req, "Content-Type");
-    char mt[128];
-    sl__gw_media_type(ex->content_type, mt, sizeof mt);
-    bool binary = sl__http_header(req, "ce-specversion") != NULL;
-    sl_gw_body_kind kind = sl__gw_body_kind(mt, binary);
-    if (kind == SL_GW_BODY_MISSING || kind == SL_GW_BODY_UNSUPPORTED) {
-        problem(ex, 415, "unsupported_media_type", "Unsupported Media Type",
-                NULL,
-                "Content-Type %s%s%s is not accepted: send application/json, "
-                "a CloudEvent in binary mode (ce- headers), "
-                "application/cloudevents+json or "
-                "application/cloudevents-batch+json",
-                kind == SL_GW_BODY_MISSING ? "(none)" : "'",
-                kind == SL_GW_BODY_MISSING ? "" : mt,
-                kind == SL_GW_BODY_MISSING ? "" : "'");
-        return;
-    }
-    if (!claim_key(ex, kind)) {
-        return;
-    }
-    sl_event *one = NULL;
-    sl_event **evs = &one;
-    size_t n = 1;
-    switch (kind) {
-    case SL_GW_BODY_JSON:
-        one = decode_json(ex);
-        break;
-    case SL_GW_BODY_BINARY:
-        one = decode_binary(ex);
-        break;
-    case SL_GW_BODY_STRUCTURED:
-        one = decode_structured(ex);
-        break;
-    default:
-        evs = decode_batch(ex, &n);
-        break;
-    }
-    if (evs == NULL || evs[0] == NULL) {
-        return;
-    }
+    ex->resp = resp;
+    pthread_mutex_lock(&pr->mu);
+    pr->decided = true;
+    pthread_mutex_unlock(&pr->mu);
+
+    size_t n = pr->n;
+    sl_event **evs = pr->evs;
     bool ok_one;
     bool *ok = n == 1 ? &ok_one : sl_calloc(n, sizeof *ok);
     if (ok == NULL) {
         problem(ex, 500, "nomem", "Internal Server Error", NULL,
                 "out of memory");
-        goto free_events;
+        goto settle;
     }
-    for (size_t i = 0; i < n; i++) {
-        fill_trace(ex, evs[i]);
-    }
-
-    sl_status st = publish_all(ex, evs, n, ok);
+    /* The first failure: a refusal (publishing stopped there), otherwise
+     * the first event, in order, not confirmed. */
+    sl_status st = pr->refused;
     size_t confirmed = 0;
     for (size_t i = 0; i < n; i++) {
+        sl_status r = SL_CLOSED;
+        if (i < pr->started) {
+            r = pr->res[i] != UNCONFIRMED ? (sl_status)pr->res[i]
+                : cancelled              ? SL_CLOSED
+                                         : SL_TIMEOUT;
+        }
+        ok[i] = i < pr->started && r == SL_OK;
         confirmed += ok[i];
+        if (i < pr->started && r != SL_OK && st == SL_OK) {
+            st = r;
+        }
     }
-    window_count(gw, r, confirmed, st == SL_FULL ? 1 : 0);
+    window_count(gw, ex->route, confirmed, st == SL_FULL ? 1 : 0);
     ex->info.events = confirmed;
     if (confirmed > 0) {
         const char *stack_ids[1];
@@ -1013,7 +1132,7 @@ static void serve_route(exchange *ex)
         }
     }
     if (st == SL_OK) {
-        answer_accepted(ex, evs, n, kind == SL_GW_BODY_BATCH);
+        answer_accepted(ex, evs, n, pr->batch);
     } else if (n > 1) {
         char what[160];
         snprintf(what, sizeof what,
@@ -1037,36 +1156,195 @@ static void serve_route(exchange *ex)
                      obj);
         }
     } else {
-        refuse_publish(ex, st, "nothing was published");
+        refuse_publish(ex, st,
+                       pr->started > 0 ? "the event was handed to the engine"
+                                       : "nothing was published");
     }
     if (ok != &ok_one) {
         sl_free(ok);
     }
-free_events:
-    for (size_t i = 0; i < n; i++) {
-        sl_event_unref(evs[i]);
-    }
-    if (evs != &one) {
-        sl_free(evs);
-    }
+settle:
+    settle_key(ex);
+    record_request(ex, pr->t0_ns);
 }
 
-static void record_metrics(sl_gateway *gw, const sl_gateway_request_info *i)
+/* The server's call for a deferred answer (sl_http_fill_fn). */
+static void fill_deferred(void *ctx, sl_http_response *resp, bool cancelled)
 {
-    char code[8];
-    snprintf(code, sizeof code, "%d", i->status);
-    /* Route labels come from the configuration, never from the request, so
-     * the series stay bounded. */
-    const char *route = i->route[0] ? i->route : "unmatched";
-    sl_counter_inc(
-        sl_metric_get(gw->sm.http_requests, SL_LABELS("gateway", route, code)));
-    sl_histogram_observe(
-        sl_metric_get(gw->sm.http_seconds, SL_LABELS("gateway", route)),
-        (double)i->duration_ns / 1e9);
-    if (i->status == 429) {
-        sl_counter_inc(
-            sl_metric_get(gw->sm.rate_limited, SL_LABELS("gateway_client")));
+    pending_req *pr = ctx;
+    sl_gateway *gw = pr->ex.gw;
+    pthread_mutex_lock(&gw->pmu);
+    timer_unlink(gw, pr);
+    pthread_mutex_unlock(&gw->pmu);
+    /* Cancelled before anyone resumed it: the token still has to be
+     * given back, exactly once. */
+    sl_http_pending *resume = NULL;
+    pthread_mutex_lock(&pr->mu);
+    if (!pr->resumed) {
+        pr->resumed = true;
+        resume = pr->tok;
     }
+    pthread_mutex_unlock(&pr->mu);
+    if (resume != NULL) {
+        sl__http_resume(resume);
+    }
+    conclude(pr, resp, cancelled);
+    pending_unref(pr);
+}
+
+/* Publish the events (taken; @p evs is an array of its own when n > 1)
+ * and defer the answer until they are
+ * confirmed. Returns true: the answer is concluded here or later. */
+static bool publish_deferred(exchange *ex, sl_event **evs, size_t n, bool batch,
+                             uint64_t t0_ns)
+{
+    sl_gateway *gw = ex->gw;
+    size_t size =
+        sizeof(pending_req) + n * (sizeof(confirm_slot) + sizeof(int));
+    pending_req *pr = sl_calloc(1, size);
+    if (pr == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            sl_event_unref(evs[i]);
+        }
+        if (n > 1) {
+            sl_free(evs);
+        }
+        problem(ex, 500, "nomem", "Internal Server Error", NULL,
+                "out of memory");
+        return false;
+    }
+    atomic_init(&pr->refs, 1);
+    pthread_mutex_init(&pr->mu, NULL);
+    pr->ex = *ex;
+    pr->ex.req = NULL;
+    pr->ex.content_type = NULL;
+    pr->t0_ns = t0_ns;
+    pr->batch = batch;
+    pr->n = n;
+    if (n == 1) {
+        pr->one = evs[0];
+        pr->evs = &pr->one;
+    } else {
+        pr->evs = evs;
+    }
+    confirm_slot *slots = (confirm_slot *)(pr + 1);
+    pr->res = (int *)(slots + n);
+
+    for (size_t i = 0; i < n; i++) {
+        slots[i] = (confirm_slot){pr, i};
+        pthread_mutex_lock(&pr->mu);
+        pr->res[i] = UNCONFIRMED;
+        pr->outstanding++;
+        pthread_mutex_unlock(&pr->mu);
+        atomic_fetch_add(&pr->refs, 1);
+        sl_status st =
+            sl_producer_try_publish(gw->producer, ex->route->channel,
+                                    pr->evs[i], on_confirm, &slots[i]);
+        if (st != SL_OK) {
+            pthread_mutex_lock(&pr->mu);
+            pr->outstanding--;
+            pthread_mutex_unlock(&pr->mu);
+            atomic_fetch_sub(&pr->refs, 1);
+            pr->refused = st;
+            break;
+        }
+        pr->started = i + 1;
+    }
+    sl_http_pending *tok =
+        pr->started > 0 ? sl__http_defer(ex->req, fill_deferred, pr) : NULL;
+    if (tok == NULL) {
+        /* Nothing published (a refusal, answered at once), or no memory
+         * for the token: what is not confirmed now counts as timed out. */
+        conclude(pr, ex->resp, false);
+        pending_unref(pr);
+        return true;
+    }
+    pthread_mutex_lock(&gw->pmu);
+    pr->deadline_ms = sl_time_mono_ms() + gw->confirm_timeout_ms;
+    pr->listed = true;
+    pr->prev = gw->ptail;
+    if (gw->ptail != NULL) {
+        gw->ptail->next = pr;
+    } else {
+        gw->phead = pr;
+        pthread_cond_signal(&gw->pcv);
+    }
+    gw->ptail = pr;
+    pthread_mutex_unlock(&gw->pmu);
+    /* Confirmed already (the race with the suspension): resume now, and
+     * the server answers before it would suspend. */
+    sl_http_pending *resume = NULL;
+    pthread_mutex_lock(&pr->mu);
+    pr->tok = tok;
+    pr->published = true;
+    if (pr->outstanding == 0 && !pr->resumed) {
+        pr->resumed = true;
+        resume = tok;
+    }
+    pthread_mutex_unlock(&pr->mu);
+    if (resume != NULL) {
+        sl__http_resume(resume);
+    }
+    return true;
+}
+
+/* Returns true when the answer is (or will be) concluded by the publish
+ * path, which also settles the key and records the request. */
+static bool serve_route(exchange *ex, uint64_t t0_ns)
+{
+    const sl_http_request *req = ex->req;
+    if (!admit(ex)) {
+        return false;
+    }
+    ex->content_type = sl__http_header(req, "Content-Type");
+    char mt[128];
+    sl__gw_media_type(ex->content_type, mt, sizeof mt);
+    bool binary = sl__http_header(req, "ce-specversion") != NULL;
+    sl_gw_body_kind kind = sl__gw_body_kind(mt, binary);
+    if (kind == SL_GW_BODY_MISSING || kind == SL_GW_BODY_UNSUPPORTED) {
+        problem(ex, 415, "unsupported_media_type", "Unsupported Media Type",
+                NULL,
+                "Content-Type %s%s%s is not accepted: send application/json, "
+                "a CloudEvent in binary mode (ce- headers), "
+                "application/cloudevents+json or "
+                "application/cloudevents-batch+json",
+                kind == SL_GW_BODY_MISSING ? "(none)" : "'",
+                kind == SL_GW_BODY_MISSING ? "" : mt,
+                kind == SL_GW_BODY_MISSING ? "" : "'");
+        return false;
+    }
+    if (!claim_key(ex, kind)) {
+        return false;
+    }
+    sl_event *one = NULL;
+    sl_event **evs = &one;
+    size_t n = 1;
+    switch (kind) {
+    case SL_GW_BODY_JSON:
+        one = decode_json(ex);
+        break;
+    case SL_GW_BODY_BINARY:
+        one = decode_binary(ex);
+        break;
+    case SL_GW_BODY_STRUCTURED:
+        one = decode_structured(ex);
+        break;
+    default:
+        evs = decode_batch(ex, &n);
+        break;
+    }
+    if (evs == NULL || evs[0] == NULL) {
+        return false;
+    }
+    if (n == 1 && evs != &one) { /* a batch of one */
+        one = evs[0];
+        sl_free(evs);
+        evs = &one;
+    }
+    for (size_t i = 0; i < n; i++) {
+        fill_trace(ex, evs[i]);
+    }
+    return publish_deferred(ex, evs, n, kind == SL_GW_BODY_BATCH, t0_ns);
 }
 
 static void handle(const sl_http_request *req, sl_http_response *resp,
@@ -1083,17 +1361,12 @@ static void handle(const sl_http_request *req, sl_http_response *resp,
         serve_status(&ex);
     } else if ((ex.route = match_route(&ex)) != NULL) {
         ex.info.route = ex.route->path;
-        serve_route(&ex);
+        if (serve_route(&ex, t0)) {
+            return;
+        }
         settle_key(&ex);
     }
-    ex.info.status = resp->status ? resp->status : 500;
-    ex.info.duration_ns = sl_time_mono_ns() - t0;
-    if (ex.gw->has_metrics) {
-        record_metrics(ex.gw, &ex.info);
-    }
-    if (ex.gw->observe != NULL) {
-        ex.gw->observe(&ex.info, ex.gw->observe_ctx);
-    }
+    record_request(&ex, t0);
 }
 
 /* ---- options and lifetime ------------------------------------------- */
@@ -1302,6 +1575,8 @@ sl_status sl_gateway_start(const sl_gateway_opts *opts, sl_gateway **out,
     if (gw == NULL) {
         return sl_diag_set(diag, SL_NOMEM, "out of memory");
     }
+    pthread_mutex_init(&gw->pmu, NULL);
+    sl__cond_init_mono(&gw->pcv);
     gw->producer = opts->producer;
     gw->eng = opts->eng;
     gw->clock = opts->clock;
@@ -1377,6 +1652,11 @@ sl_status sl_gateway_start(const sl_gateway_opts *opts, sl_gateway **out,
         }
         gw->own_state = true;
     }
+    if (pthread_create(&gw->timer, NULL, timer_main, gw) != 0) {
+        st = sl_diag_set(diag, SL_NOMEM, "gateway: cannot start a thread");
+        goto fail;
+    }
+    gw->timer_started = true;
     sl_http_server_opts so = {
         .listen = opts->listen ? opts->listen : DEFAULT_LISTEN,
         .max_body = opts->max_body,
@@ -1410,7 +1690,19 @@ void sl_gateway_stop(sl_gateway *gw)
     if (gw == NULL) {
         return;
     }
+    /* Every deferred request is concluded when the server has stopped (its
+     * fill runs, cancelled if need be); confirms still to come touch only
+     * their own pending_req. */
     sl__http_server_stop(gw->srv);
+    if (gw->timer_started) {
+        pthread_mutex_lock(&gw->pmu);
+        gw->timer_stop = true;
+        pthread_cond_signal(&gw->pcv);
+        pthread_mutex_unlock(&gw->pmu);
+        pthread_join(gw->timer, NULL);
+    }
+    pthread_cond_destroy(&gw->pcv);
+    pthread_mutex_destroy(&gw->pmu);
     if (gw->own_state) {
         sl_gateway_state_close(gw->state);
     }

@@ -1,12 +1,14 @@
 #include "http/server.h"
 
 #include "sluice/alloc.h"
+#include "sluice/clock.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -27,14 +29,41 @@
 
 /* Longest wait at stop for requests already read to be answered. */
 #define STOP_GRACE_MS 5000
+/* After the grace, how long the cancelled deferred requests get for their
+ * 503 to be sent. */
+#define STOP_FLUSH_MS 1000
+
+/* A deferred answer. Two references: the owner's (given back by
+ * sl__http_resume) and the connection's (given back when the request
+ * completes). The flags are guarded by mu; the list links by the server's
+ * mu. */
+struct sl_http_pending {
+    pthread_mutex_t mu;
+    atomic_int refs;
+    struct MHD_Connection *conn;
+    sl_http_fill_fn fill;
+    void *ctx;
+    bool resumed;   /* the owner called sl__http_resume */
+    bool suspended; /* the connection is suspended (and not yet resumed) */
+    bool cancelled; /* the server stopped waiting for the owner */
+    bool filled;    /* fill was called */
+    bool listed;    /* in the server's list */
+    sl_http_pending *prev, *next;
+};
 
 struct sl_http_server {
     struct MHD_Daemon *daemon;
     sl_http_handler_fn handler;
     void *ctx;
     size_t max_body;
+    uint64_t stop_grace_ms;
     uint16_t port;
     atomic_int active; /* requests read and not yet fully answered */
+    /* Deferred requests that were suspended, until they complete; and
+     * whether stop has cancelled them (no more suspensions then). */
+    pthread_mutex_t mu;
+    sl_http_pending *deferred;
+    bool cancelling;
 };
 
 /* Per-request state, from the first access-handler call to the completion
@@ -43,7 +72,8 @@ typedef struct request_state {
     uint8_t *body;
     size_t len;
     size_t cap;
-    bool too_large; /* the body passed max_body; the rest is discarded */
+    bool too_large;        /* the body passed max_body; the rest is discarded */
+    sl_http_pending *pend; /* set by sl__http_defer */
 } request_state;
 
 const char *sl__http_header(const sl_http_request *req, const char *name)
@@ -296,6 +326,93 @@ static void remote_address(struct MHD_Connection *conn, char *buf, size_t size)
     }
 }
 
+static void pending_unref(sl_http_pending *p)
+{
+    if (atomic_fetch_sub(&p->refs, 1) == 1) {
+        pthread_mutex_destroy(&p->mu);
+        sl_free(p);
+    }
+}
+
+sl_http_pending *sl__http_defer(const sl_http_request *req,
+                                sl_http_fill_fn fill, void *ctx)
+{
+    request_state *rs = req != NULL ? req->state : NULL;
+    if (rs == NULL || rs->pend != NULL || fill == NULL) {
+        return NULL;
+    }
+    sl_http_pending *p = sl_calloc(1, sizeof *p);
+    if (p == NULL) {
+        return NULL;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    atomic_init(&p->refs, 2);
+    p->conn = req->impl;
+    p->fill = fill;
+    p->ctx = ctx;
+    rs->pend = p;
+    return p;
+}
+
+void sl__http_resume(sl_http_pending *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->resumed = true;
+    /* Thread-safe with ITC (MHD_ALLOW_SUSPEND_RESUME implies it); under mu
+     * so that it cannot overtake the suspension. */
+    if (p->suspended) {
+        p->suspended = false;
+        MHD_resume_connection(p->conn);
+    }
+    pthread_mutex_unlock(&p->mu);
+    pending_unref(p);
+}
+
+/* Have the owner fill the deferred answer, and send it. */
+static enum MHD_Result answer_deferred(struct MHD_Connection *conn,
+                                       sl_http_pending *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool cancelled = p->cancelled;
+    bool again = p->filled;
+    p->filled = true;
+    pthread_mutex_unlock(&p->mu);
+    if (again) {
+        return MHD_NO;
+    }
+    sl_http_response resp = {0};
+    p->fill(p->ctx, &resp, cancelled);
+    return send_response(conn, &resp);
+}
+
+/* After the handler deferred: suspend the connection, unless the owner
+ * resumed already (answer now) or the server is stopping (cancel). */
+static enum MHD_Result suspend(sl_http_server *srv, struct MHD_Connection *conn,
+                               sl_http_pending *p)
+{
+    pthread_mutex_lock(&srv->mu);
+    pthread_mutex_lock(&p->mu);
+    if (!p->resumed && !srv->cancelling) {
+        MHD_suspend_connection(conn);
+        p->suspended = true;
+        p->listed = true;
+        p->next = srv->deferred;
+        if (p->next != NULL) {
+            p->next->prev = p;
+        }
+        srv->deferred = p;
+        pthread_mutex_unlock(&p->mu);
+        pthread_mutex_unlock(&srv->mu);
+        return MHD_YES;
+    }
+    if (!p->resumed) {
+        p->cancelled = true;
+    }
+    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&srv->mu);
+    return answer_deferred(conn, p);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *upload_data,
@@ -336,6 +453,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     if (rs->too_large) {
         return send_too_large(conn, srv->max_body);
     }
+    if (rs->pend != NULL) {
+        return answer_deferred(conn, rs->pend); /* resumed */
+    }
 
     char remote[INET6_ADDRSTRLEN];
     remote_address(conn, remote, sizeof remote);
@@ -346,10 +466,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         .body_len = rs->len,
         .remote_addr = remote,
         .impl = conn,
+        .state = rs,
     };
     sl_http_response resp = {0};
     srv->handler(&req, &resp, srv->ctx);
-    return send_response(conn, &resp);
+    if (rs->pend == NULL) {
+        return send_response(conn, &resp);
+    }
+    sl_free(resp.body);
+    return suspend(srv, conn, rs->pend);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -358,6 +483,34 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     sl_http_server *srv = cls;
     request_state *rs = *con_cls;
     if (rs != NULL) {
+        sl_http_pending *p = rs->pend;
+        if (p != NULL) {
+            pthread_mutex_lock(&srv->mu);
+            if (p->listed) {
+                if (p->prev != NULL) {
+                    p->prev->next = p->next;
+                } else {
+                    srv->deferred = p->next;
+                }
+                if (p->next != NULL) {
+                    p->next->prev = p->prev;
+                }
+                p->listed = false;
+            }
+            pthread_mutex_unlock(&srv->mu);
+            /* Closed before it was answered (the client left, or stop):
+             * the owner still gets its one fill call. */
+            pthread_mutex_lock(&p->mu);
+            bool unfilled = !p->filled;
+            p->filled = true;
+            pthread_mutex_unlock(&p->mu);
+            if (unfilled) {
+                sl_http_response resp = {0};
+                p->fill(p->ctx, &resp, true);
+                sl_free(resp.body);
+            }
+            pending_unref(p);
+        }
         sl_free(rs->body);
         sl_free(rs);
         *con_cls = NULL;
@@ -384,6 +537,9 @@ sl_status sl__http_server_start(const sl_http_server_opts *opts,
     srv->handler = opts->handler;
     srv->ctx = opts->ctx;
     srv->max_body = opts->max_body != 0 ? opts->max_body : DEFAULT_MAX_BODY;
+    srv->stop_grace_ms =
+        opts->stop_grace_ms != 0 ? opts->stop_grace_ms : STOP_GRACE_MS;
+    pthread_mutex_init(&srv->mu, NULL);
     unsigned threads = opts->threads != 0 ? opts->threads : DEFAULT_THREADS;
     unsigned max_conns =
         opts->max_conns != 0 ? opts->max_conns : DEFAULT_MAX_CONNS;
@@ -392,8 +548,10 @@ sl_status sl__http_server_start(const sl_http_server_opts *opts,
      * MHD_OPTION_LISTENING_ADDRESS_REUSE is left unset: its default is
      * SO_REUSEADDR (quick restarts), while setting it would add
      * SO_REUSEPORT and let a second server share a port silently. */
-    /* ITC: so that the listening socket can be quiesced at stop. */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC;
+    /* ITC: so that the listening socket can be quiesced at stop, and
+     * connections resumed from any thread (deferred answers). */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+                     MHD_ALLOW_SUSPEND_RESUME;
     if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES) {
         flags |= MHD_USE_EPOLL;
     }
@@ -407,6 +565,7 @@ sl_status sl__http_server_start(const sl_http_server_opts *opts,
         (unsigned)IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         srv, MHD_OPTION_END);
     if (srv->daemon == NULL) {
+        pthread_mutex_destroy(&srv->mu);
         sl_free(srv);
         return sl_diag_set(diag, SL_IO,
                            "cannot listen on %s (address in use or not "
@@ -425,6 +584,16 @@ uint16_t sl__http_server_port(const sl_http_server *srv)
     return srv != NULL ? srv->port : 0;
 }
 
+/* Wait up to @p ms for every request read to be answered. */
+static void wait_idle(sl_http_server *srv, uint64_t ms)
+{
+    uint64_t until = sl_time_mono_ms() + ms;
+    while (atomic_load(&srv->active) > 0 && sl_time_mono_ms() < until) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 void sl__http_server_stop(sl_http_server *srv)
 {
     if (srv == NULL) {
@@ -434,15 +603,35 @@ void sl__http_server_stop(sl_http_server *srv)
      * queued: a client would lose the 202 of an event already published.
      * So refuse new connections first, let the requests already read be
      * answered and flushed (bounded), then stop. */
+    /* The listening socket is shut down now (new connections are refused)
+     * but closed only after the daemon stopped: its worker threads remove
+     * it from their epoll sets after the quiesce, and libmicrohttpd aborts
+     * when that finds it closed. */
     MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);
+    if (lfd != MHD_INVALID_SOCKET) {
+        shutdown(lfd, SHUT_RDWR);
+    }
+    wait_idle(srv, srv->stop_grace_ms);
+    /* Deferred requests still waiting are answered 503 now: their fill is
+     * told they are cancelled. libmicrohttpd must not be stopped with a
+     * connection suspended, and none is suspended after this. */
+    pthread_mutex_lock(&srv->mu);
+    srv->cancelling = true;
+    for (sl_http_pending *p = srv->deferred; p != NULL; p = p->next) {
+        pthread_mutex_lock(&p->mu);
+        if (p->suspended) {
+            p->suspended = false;
+            p->cancelled = true;
+            MHD_resume_connection(p->conn);
+        }
+        pthread_mutex_unlock(&p->mu);
+    }
+    pthread_mutex_unlock(&srv->mu);
+    wait_idle(srv, STOP_FLUSH_MS);
+    MHD_stop_daemon(srv->daemon);
     if (lfd != MHD_INVALID_SOCKET) {
         close(lfd);
     }
-    for (int i = 0; i < STOP_GRACE_MS && atomic_load(&srv->active) > 0;
-         i++) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
-    MHD_stop_daemon(srv->daemon);
+    pthread_mutex_destroy(&srv->mu);
     sl_free(srv);
 }

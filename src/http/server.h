@@ -3,15 +3,19 @@
  *
  * The server reads the whole request body (refusing one larger than
  * max_body with 413 before the handler runs), then calls the handler on one
- * of its worker threads; the handler fills a response. Handlers may block
- * (e.g. waiting for a publish confirm): `threads` bounds how many run at
- * once.
+ * of its worker threads; the handler fills a response. Handlers may block,
+ * and `threads` bounds how many run at once; a handler that would wait for
+ * something (a publish confirm) can instead defer its answer: it calls
+ * sl__http_defer and returns, the connection is suspended without holding
+ * a thread, and sl__http_resume, from any thread, has the server call the
+ * deferred answer's fill function on one of its threads.
  */
 #ifndef SLUICE_HTTP_SERVER_H
 #define SLUICE_HTTP_SERVER_H
 
 #include "sluice/status.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +29,7 @@ typedef struct sl_http_request {
     size_t body_len;
     const char *remote_addr; /* "127.0.0.1" or "::1" */
     void *impl;              /* the server's; for the lookups below */
+    void *state;             /* the server's; for sl__http_defer */
 } sl_http_request;
 
 /** Request header by name, case-insensitive; NULL if absent. */
@@ -65,6 +70,36 @@ sl_status sl__http_problem(sl_http_response *resp, int status,
 typedef void (*sl_http_handler_fn)(const sl_http_request *req,
                                    sl_http_response *resp, void *ctx);
 
+/* ---- deferred answers ----------------------------------------------------
+ *
+ * A handler calls sl__http_defer and returns (its response is then
+ * ignored). The connection is suspended until its owner calls
+ * sl__http_resume; then, on a server thread, the server calls @p fill to
+ * write the answer and sends it. If sl__http_resume came before the handler
+ * returned, fill runs at once on the handler's thread, without suspending.
+ *
+ * fill is called exactly once per deferred request, before
+ * sl__http_server_stop returns. @p cancelled is true when the server is
+ * stopping and the request was not resumed within the stop grace: fill
+ * should answer 503 then (and @p resp may be discarded when the
+ * connection is already closed).
+ */
+typedef struct sl_http_pending sl_http_pending;
+
+typedef void (*sl_http_fill_fn)(void *ctx, sl_http_response *resp,
+                                bool cancelled);
+
+/** From a handler, on its thread: answer later. @return the token, which
+ * the caller owns until it passes it to sl__http_resume; NULL when out of
+ * memory (answer synchronously then). */
+sl_http_pending *sl__http_defer(const sl_http_request *req,
+                                sl_http_fill_fn fill, void *ctx);
+
+/** Any thread, never blocks: the answer can be written. Exactly once per
+ * token, also after a cancellation (it then only frees); the token is the
+ * server's again after the call. */
+void sl__http_resume(sl_http_pending *p);
+
 typedef struct sl_http_server_opts {
     const char *listen;    /* "127.0.0.1:8080"; port 0 = any free port */
     size_t max_body;       /* bytes; 0 = 1 MiB; larger bodies get 413 */
@@ -72,6 +107,9 @@ typedef struct sl_http_server_opts {
     unsigned max_conns;    /* 0 = 1024; beyond it connections are refused */
     sl_http_handler_fn handler;
     void *ctx;
+    /* Longest wait at stop for the requests already read (deferred ones
+     * included) to be answered; 0 = 5000 ms. */
+    uint64_t stop_grace_ms;
 } sl_http_server_opts;
 
 sl_status sl__http_server_start(const sl_http_server_opts *opts,
@@ -80,7 +118,9 @@ sl_status sl__http_server_start(const sl_http_server_opts *opts,
 /** The port actually bound (useful with port 0). */
 uint16_t sl__http_server_port(const sl_http_server *srv);
 
-/** Stop accepting, finish running handlers, free. NULL is a no-op. */
+/** Stop accepting, let the requests already read be answered within the
+ * stop grace (deferred ones still unresumed then are cancelled: their fill
+ * answers 503), free. NULL is a no-op. */
 void sl__http_server_stop(sl_http_server *srv);
 
 #endif

@@ -24,7 +24,7 @@ RATE=2000
 # Peak RSS bound. Idle, `sluice run` on this example holds ~17 MiB (SQLite
 # page caches, the plugin, libcurl, thread stacks as touched); under this
 # overload every queue is bounded (max_length 50 per channel, prefetch 64,
-# 64 gateway threads) and a refusal keeps nothing, so the peak should stay
+# 8 gateway threads) and a refusal keeps nothing, so the peak should stay
 # near idle. 64 MiB leaves room for allocator slack and still fails if the
 # process kept ~2 KiB per refused request (20 000 of them) or queued the
 # excess instead of refusing it.
@@ -36,7 +36,7 @@ C=$WORK/service.yaml
 sed -i -e 's/max_length: 100000}/max_length: 50}/' \
     -e 's/^    concurrency: 32$/    concurrency: 4/' \
     -e 's/^      max_concurrency: 32$/      max_concurrency: 4/' \
-    -e 's/^  threads: 64$/  threads: 64\n  client_rate: 400\n  client_burst: 400/' "$C"
+    -e 's/^  threads: 8$/  threads: 8\n  client_rate: 400\n  client_burst: 400/' "$C"
 [ "$(grep -c 'max_length: 50}' "$C")" -eq 4 ] || fail "config: max_length"
 grep -q '^    concurrency: 4$' "$C" || fail "config: payment concurrency"
 grep -q '^      max_concurrency: 4$' "$C" || fail "config: max_concurrency"

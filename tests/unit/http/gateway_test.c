@@ -19,6 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
 
 #define CH "orders.created"
 #define GROUP "g"
@@ -66,16 +69,16 @@ static bool is_draining(void *ctx)
     return ((fixture *)ctx)->draining;
 }
 
-/* Start an engine, a producer and a gateway; @p tweak adjusts the
- * gateway's options and @p max_length the channel's. */
-static fixture *start(uint64_t max_length, const sl_producer_opts *popts,
-                      void (*tweak)(sl_gateway_opts *o))
+/* Start an engine (@p url, @p eo), a producer and a gateway; @p tweak
+ * adjusts the gateway's options and @p max_length the channel's. */
+static fixture *start_on(const char *url, const sl_engine_opts *eo,
+                         uint64_t max_length, const sl_producer_opts *popts,
+                         void (*tweak)(sl_gateway_opts *o))
 {
     fixture *fx = sl_calloc(1, sizeof *fx);
     assert_non_null(fx);
     sl_manual_clock_init(&fx->clock, T0);
-    assert_int_equal(sl_engine_open("embedded::memory:", NULL, &fx->eng, NULL),
-                     SL_OK);
+    assert_int_equal(sl_engine_open(url, eo, &fx->eng, NULL), SL_OK);
     sl_channel_opts co = {.name = CH, .max_length = max_length};
     assert_int_equal(sl_engine_declare_channel(fx->eng, &co, NULL), SL_OK);
     sl_group_opts go = {.channel = CH, .name = GROUP};
@@ -104,6 +107,14 @@ static fixture *start(uint64_t max_length, const sl_producer_opts *popts,
     fx->curl = curl_easy_init();
     assert_non_null(fx->curl);
     return fx;
+}
+
+/* On the embedded engine in memory, where confirms fire during the
+ * publish call. */
+static fixture *start(uint64_t max_length, const sl_producer_opts *popts,
+                      void (*tweak)(sl_gateway_opts *o))
+{
+    return start_on("embedded::memory:", NULL, max_length, popts, tweak);
 }
 
 static void stop(fixture *fx)
@@ -995,6 +1006,232 @@ static void gateway_counts_requests_by_route_and_code(void **state)
     sl_metrics_destroy(test_metrics);
 }
 
+/* ---- confirms: deferred answers ------------------------------------------
+ *
+ * The memory engine confirms inside the publish call, before the handler
+ * returns (the answer is decided before the connection would be
+ * suspended); an engine with a store confirms from its writer thread after
+ * commit_interval, so the connection is suspended and resumed. */
+
+typedef struct poster {
+    fixture *fx;
+    char path[32];
+    const char *ctype;
+    const char *body;
+    const char *key; /* Idempotency-Key or NULL */
+    int n;
+    int accepted;
+    long last_status;
+    char last_body[16384];
+} poster;
+
+static void *post_n(void *arg)
+{
+    poster *p = arg;
+    fixture own = *p->fx;
+    own.curl = curl_easy_init();
+    char kh[128];
+    snprintf(kh, sizeof kh, "Idempotency-Key: %s", p->key ? p->key : "");
+    char ch[128];
+    snprintf(ch, sizeof ch, "Content-Type: %s", p->ctype);
+    const char *hs[] = {ch, p->key ? kh : NULL, NULL};
+    reply r = {0};
+    for (int i = 0; i < p->n; i++) {
+        http(&own, "POST", p->path, hs, p->body, strlen(p->body), &r);
+        p->accepted += r.status == 202;
+        p->last_status = r.status;
+        snprintf(p->last_body, sizeof p->last_body, "%s", r.body);
+    }
+    done(&r);
+    curl_easy_cleanup(own.curl);
+    return NULL;
+}
+
+static void gateway_confirm_before_suspension_is_answered_at_once(void **state)
+{
+    (void)state;
+    fixture *fx = start(0, NULL, NULL);
+    enum { THREADS = 4, EACH = 50 };
+    poster ps[THREADS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        ps[i] = (poster){.fx = fx, .path = "/orders",
+                         .ctype = "application/json",
+                         .body = "{\"qty\": 1, \"sku\": \"A\"}", .n = EACH};
+        assert_int_equal(pthread_create(&t[i], NULL, post_n, &ps[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(ps[i].accepted, EACH);
+    }
+    assert_int_equal(ready(fx), THREADS * EACH);
+    /* The key is settled before the answer is sent: a replay right after
+     * finds it. */
+    const char *hs[] = {"Content-Type: application/json",
+                        "Idempotency-Key: race-1", NULL};
+    const char *body = "{\"qty\": 3, \"sku\": \"A\"}";
+    reply r = {0};
+    http(fx, "POST", "/orders", hs, body, strlen(body), &r);
+    assert_int_equal(r.status, 202);
+    char id[64];
+    snprintf(id, sizeof id, "%s", member(&r, "id"));
+    http(fx, "POST", "/orders", hs, body, strlen(body), &r);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(member(&r, "id"), id);
+    done(&r);
+    stop(fx);
+}
+
+typedef struct store_dir {
+    char path[64];
+} store_dir;
+
+static void store_open(store_dir *d, char *url, size_t size)
+{
+    snprintf(d->path, sizeof d->path, "/tmp/sluice-gwtest.XXXXXX");
+    assert_non_null(mkdtemp(d->path));
+    snprintf(url, size, "embedded:%s", d->path);
+}
+
+static void store_remove(store_dir *d)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->path);
+    assert_int_equal(system(cmd), 0);
+}
+
+static uint64_t g_confirm_timeout_ms;
+
+static void set_confirm_timeout(sl_gateway_opts *o)
+{
+    o->confirm_timeout_ms = g_confirm_timeout_ms;
+}
+
+static void gateway_confirm_after_suspension_resumes_the_request(void **state)
+{
+    (void)state;
+    store_dir d;
+    char url[96];
+    store_open(&d, url, sizeof url);
+    sl_engine_opts eo = {.commit_interval_ms = 100};
+    fixture *fx = start_on(url, &eo, 0, NULL, NULL);
+    /* More concurrent requests than server threads (4): none holds one
+     * while its confirm is pending. */
+    enum { THREADS = 8 };
+    poster ps[THREADS];
+    pthread_t t[THREADS];
+    uint64_t t0 = sl_time_mono_ms();
+    for (int i = 0; i < THREADS; i++) {
+        ps[i] = (poster){.fx = fx, .path = "/orders",
+                         .ctype = "application/json",
+                         .body = "{\"qty\": 1, \"sku\": \"A\"}", .n = 2};
+        assert_int_equal(pthread_create(&t[i], NULL, post_n, &ps[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(ps[i].accepted, 2);
+    }
+    uint64_t took = sl_time_mono_ms() - t0;
+    /* Two rounds of commit_interval, not 16 / 4 of them. */
+    assert_true(took >= 200 && took < 1000);
+
+    /* A batch: answered after its last confirm. */
+    const char *batch =
+        "[{\"specversion\":\"1.0\",\"id\":\"b1\",\"source\":\"/t\",\"type\":"
+        "\"t\",\"data\":{\"qty\":1,\"sku\":\"A\"}},"
+        "{\"specversion\":\"1.0\",\"id\":\"b2\",\"source\":\"/t\",\"type\":"
+        "\"t\",\"data\":{\"qty\":2,\"sku\":\"B\"}}]";
+    reply r = {0};
+    post(fx, "/orders", "application/cloudevents-batch+json", batch, &r);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(json_array_size(json_object_get(r.json, "events")), 2);
+    /* "pending" is written before the answer. */
+    http(fx, "GET", "/status/b2", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(member(&r, "status"), "pending");
+    assert_int_equal(ready(fx), 2 * THREADS + 2);
+    done(&r);
+    stop(fx);
+    store_remove(&d);
+}
+
+static void
+gateway_confirm_timeout_is_504_and_late_confirm_ignored(void **state)
+{
+    (void)state;
+    store_dir d;
+    char url[96];
+    store_open(&d, url, sizeof url);
+    sl_engine_opts eo = {.commit_interval_ms = 1200};
+    g_confirm_timeout_ms = 200;
+    fixture *fx = start_on(url, &eo, 0, NULL, set_confirm_timeout);
+    const char *hs[] = {"Content-Type: application/json",
+                        "Idempotency-Key: slow-1", NULL};
+    const char *body = "{\"qty\": 1, \"sku\": \"A\"}";
+    reply r = {0};
+    uint64_t t0 = sl_time_mono_ms();
+    http(fx, "POST", "/orders", hs, body, strlen(body), &r);
+    uint64_t took = sl_time_mono_ms() - t0;
+    assert_problem(&r, 504, "did not confirm within 200 ms");
+    assert_int_equal(retry_after(&r), 1);
+    assert_true(took >= 200 && took < 1000);
+    /* The late confirm comes while the gateway runs; it changes nothing. */
+    usleep(1300 * 1000);
+    assert_int_equal(ready(fx), 1);
+    /* The key was left open (5xx): the retry claims it again and
+     * publishes the same event id, which the engine drops as a duplicate
+     * (its confirm waits for commit_interval again: 202 or 504). */
+    http(fx, "POST", "/orders", hs, body, strlen(body), &r);
+    assert_true(r.status == 202 || r.status == 504);
+    assert_int_equal(ready(fx), 1);
+    /* A request whose confirm comes after the gateway stopped. */
+    const char *plain = "{\"qty\": 2, \"sku\": \"B\"}";
+    post(fx, "/orders", "application/json", plain, &r);
+    assert_problem(&r, 504, NULL);
+    done(&r);
+    sl_gateway_stop(fx->gw); /* the confirms come in the producer's flush */
+    fx->gw = NULL;
+    curl_easy_cleanup(fx->curl);
+    sl_producer_destroy(fx->producer);
+    sl_engine_close(fx->eng);
+    sl_free(fx);
+    store_remove(&d);
+}
+
+static void gateway_stop_answers_suspended_requests_503(void **state)
+{
+    (void)state;
+    store_dir d;
+    char url[96];
+    store_open(&d, url, sizeof url);
+    /* Confirms take longer than the server's stop grace (5 s). */
+    sl_engine_opts eo = {.commit_interval_ms = 6500};
+    g_confirm_timeout_ms = 30000;
+    fixture *fx = start_on(url, &eo, 0, NULL, set_confirm_timeout);
+    poster p = {.fx = fx, .path = "/orders", .ctype = "application/json",
+                .body = "{\"qty\": 1, \"sku\": \"A\"}", .key = "stop-1",
+                .n = 1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, post_n, &p), 0);
+    usleep(300 * 1000);
+    uint64_t t0 = sl_time_mono_ms();
+    sl_gateway_stop(fx->gw);
+    uint64_t took = sl_time_mono_ms() - t0;
+    fx->gw = NULL;
+    pthread_join(t, NULL);
+    if (p.last_status != 503) {
+        fail_msg("after %llu ms: %ld %s", (unsigned long long)took,
+                 p.last_status, p.last_body);
+    }
+    assert_non_null(strstr(p.last_body, "stopped before the engine confirmed"));
+    assert_true(took >= 4500 && took < 6500);
+    curl_easy_cleanup(fx->curl);
+    sl_producer_destroy(fx->producer);
+    sl_engine_close(fx->eng);
+    sl_free(fx);
+    store_remove(&d);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
@@ -1028,6 +1265,13 @@ int main(void)
             gateway_malformed_input_gets_4xx_and_publishes_nothing),
         cmocka_unit_test(gateway_opts_check_names_the_bad_route),
         cmocka_unit_test(gateway_counts_requests_by_route_and_code),
+        cmocka_unit_test(
+            gateway_confirm_before_suspension_is_answered_at_once),
+        cmocka_unit_test(
+            gateway_confirm_after_suspension_resumes_the_request),
+        cmocka_unit_test(
+            gateway_confirm_timeout_is_504_and_late_confirm_ignored),
+        cmocka_unit_test(gateway_stop_answers_suspended_requests_503),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

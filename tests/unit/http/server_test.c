@@ -1,6 +1,7 @@
 #include "http/server.h"
 
 #include "sluice/alloc.h"
+#include "sluice/clock.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -466,6 +468,183 @@ static void server_stop_null_is_a_noop(void **state)
     assert_int_equal(sl__http_server_port(NULL), 0);
 }
 
+/* ---- deferred answers ---------------------------------------------------- */
+
+/* A handler that defers: "/now" resumes before returning (the race with the
+ * suspension), "/later" hands the token to a thread that resumes after
+ * 50 ms, "/never" keeps it in g_kept until the test gives it back. */
+typedef struct deferred {
+    pthread_mutex_t mu;
+    int fills;
+    int cancelled;
+    sl_http_pending *kept;
+} deferred;
+
+static deferred g_def = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void fill(void *ctx, sl_http_response *resp, bool cancelled)
+{
+    const char *what = ctx;
+    pthread_mutex_lock(&g_def.mu);
+    g_def.fills++;
+    g_def.cancelled += cancelled;
+    pthread_mutex_unlock(&g_def.mu);
+    if (cancelled) {
+        sl__http_problem(resp, 503, "Service Unavailable", "stopping");
+        return;
+    }
+    sl__http_set_body(resp, 202, "text/plain", what, strlen(what));
+}
+
+static void *resume_later(void *arg)
+{
+    struct timespec ts = {0, 50000000};
+    nanosleep(&ts, NULL);
+    sl__http_resume(arg);
+    return NULL;
+}
+
+static void deferring_handler(const sl_http_request *req,
+                              sl_http_response *resp, void *ctx)
+{
+    (void)ctx;
+    /* The handler's own response is ignored once it deferred. */
+    sl__http_set_body(resp, 500, "text/plain", "ignored", 7);
+    if (strcmp(req->path, "/now") == 0) {
+        sl_http_pending *p = sl__http_defer(req, fill, "now");
+        assert_non_null(p);
+        assert_null(sl__http_defer(req, fill, "twice"));
+        sl__http_resume(p);
+    } else if (strcmp(req->path, "/later") == 0) {
+        sl_http_pending *p = sl__http_defer(req, fill, "later");
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, resume_later, p), 0);
+        pthread_detach(t);
+    } else if (strcmp(req->path, "/never") == 0) {
+        sl_http_pending *p = sl__http_defer(req, fill, "never");
+        pthread_mutex_lock(&g_def.mu);
+        g_def.kept = p;
+        pthread_mutex_unlock(&g_def.mu);
+    } else {
+        handler(req, resp, ctx);
+    }
+}
+
+static sl_http_server *start_deferring(uint64_t stop_grace_ms)
+{
+    sl_http_server *srv = NULL;
+    sl_http_server_opts opts = {.listen = "127.0.0.1:0",
+                                .threads = 2,
+                                .handler = deferring_handler,
+                                .stop_grace_ms = stop_grace_ms};
+    assert_int_equal(sl__http_server_start(&opts, &srv, NULL), SL_OK);
+    pthread_mutex_lock(&g_def.mu);
+    g_def.fills = g_def.cancelled = 0;
+    g_def.kept = NULL;
+    pthread_mutex_unlock(&g_def.mu);
+    return srv;
+}
+
+static void server_deferred_answer_resumed_before_suspension(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start_deferring(0);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/now",
+             (unsigned)sl__http_server_port(srv));
+    for (int i = 0; i < 20; i++) {
+        reply r = request(url, "POST", "x", 1, false, NULL);
+        assert_int_equal(r.status, 202);
+        assert_string_equal(r.body, "now");
+    }
+    sl__http_server_stop(srv);
+    assert_int_equal(g_def.fills, 20);
+    assert_int_equal(g_def.cancelled, 0);
+}
+
+static void server_deferred_answer_resumed_from_another_thread(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start_deferring(0);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/later",
+             (unsigned)sl__http_server_port(srv));
+    /* More requests than threads: a suspended request holds none. */
+    for (int i = 0; i < 5; i++) {
+        reply r = request(url, "GET", NULL, 0, false, NULL);
+        assert_int_equal(r.status, 202);
+        assert_string_equal(r.body, "later");
+    }
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/plain",
+             (unsigned)sl__http_server_port(srv));
+    reply r = request(url, "GET", NULL, 0, false, NULL);
+    assert_int_equal(r.status, 200);
+    sl__http_server_stop(srv);
+    assert_int_equal(g_def.fills, 5);
+}
+
+typedef struct bg_request {
+    char url[64];
+    reply r;
+} bg_request;
+
+static void *request_in_background(void *arg)
+{
+    bg_request *bg = arg;
+    bg->r = request(bg->url, "GET", NULL, 0, false, NULL);
+    return NULL;
+}
+
+static void server_stop_cancels_suspended_requests_with_503(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start_deferring(200);
+    bg_request bg[2];
+    pthread_t t[2];
+    sl_http_pending *late = NULL;
+    for (int i = 0; i < 2; i++) {
+        snprintf(bg[i].url, sizeof bg[i].url, "http://127.0.0.1:%u/never",
+                 (unsigned)sl__http_server_port(srv));
+        assert_int_equal(pthread_create(&t[i], NULL, request_in_background,
+                                        &bg[i]),
+                         0);
+        /* One at a time, so that g_def.kept is each one's in turn. */
+        for (int k = 0; k < 2000; k++) {
+            pthread_mutex_lock(&g_def.mu);
+            bool kept = g_def.kept != NULL;
+            pthread_mutex_unlock(&g_def.mu);
+            if (kept) {
+                break;
+            }
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+        pthread_mutex_lock(&g_def.mu);
+        sl_http_pending *p = g_def.kept;
+        g_def.kept = NULL;
+        pthread_mutex_unlock(&g_def.mu);
+        assert_non_null(p);
+        if (i == 0) {
+            /* The owner gives its token back late: after stop. */
+            late = p;
+        } else {
+            sl__http_resume(p); /* answered normally */
+        }
+    }
+    pthread_join(t[1], NULL);
+    assert_int_equal(bg[1].r.status, 202);
+    uint64_t t0 = sl_time_mono_ms();
+    sl__http_server_stop(srv);
+    uint64_t took = sl_time_mono_ms() - t0;
+    assert_true(took >= 200 && took < 3000);
+    pthread_join(t[0], NULL);
+    assert_int_equal(bg[0].r.status, 503);
+    assert_string_equal(bg[0].r.content_type, "application/problem+json");
+    assert_int_equal(g_def.fills, 2);
+    assert_int_equal(g_def.cancelled, 1);
+    sl__http_resume(late); /* only frees now */
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -488,6 +667,9 @@ int main(void)
         cmocka_unit_test(server_listens_on_ipv6_loopback),
         cmocka_unit_test(server_bad_listen_addresses_are_invalid),
         cmocka_unit_test(server_stop_null_is_a_noop),
+        cmocka_unit_test(server_deferred_answer_resumed_before_suspension),
+        cmocka_unit_test(server_deferred_answer_resumed_from_another_thread),
+        cmocka_unit_test(server_stop_cancels_suspended_requests_with_503),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
