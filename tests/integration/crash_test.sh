@@ -51,6 +51,8 @@ consumers:
       kind: append
       file: $WORK/appended.txt
 drain_timeout: 5s
+admin:
+  enabled: false
 YAML
 
 wait_for() { # wait_for SECONDS CONDITION-COMMAND...

@@ -31,6 +31,8 @@ wait_for() {
 mkdir -p "$WORK/build/examples"
 ln -s "$BUILD/examples/libgreeter.so" "$WORK/build/examples/libgreeter.so"
 cp "$SRC/examples/hello/service.yaml" "$WORK/service.yaml"
+# Tests run in parallel: the admin listener on a free port, not 9090.
+printf 'admin:\n  listen: "127.0.0.1:0"\n' >> "$WORK/service.yaml"
 cd "$WORK"
 S="$BUILD/sluice"
 E="embedded:./data/hello"

@@ -128,6 +128,8 @@ consumers:
       kind: append
       file: $WORK/appended.txt
 drain_timeout: 5s
+admin:
+  enabled: false
 YAML
     "$SLUICE" run -q "$WORK/service.yaml" 2>"$WORK/run.log" &
     RUN_PID=$!
