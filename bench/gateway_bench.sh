@@ -211,14 +211,14 @@ ov_rej_p99=$(awk -v v="$(kv rej_p99_us "$line")" 'BEGIN { printf "%.2f", v / 100
 echo "  10x overload, $offered req/s offered against a $over_capacity req/s client limit:" \
     "$ov_ok accepted/s (p99 $ov_ok_p99 ms), $ov_rej refused/s (429; p50 $ov_rej_p50 ms, p99 $ov_rej_p99 ms)"
 
-# The service default gateway.threads (64), once, for comparison.
+# The service default gateway.threads (see docs/configuration.md), once.
 write_config "$dir/def.yaml" "$dir/data-def" ""
 start_service "$dir/def.yaml"
 wrk -t2 -c"$conns" -d1s -s "$here/wrk_orders.lua" "$url" >/dev/null
 wrk_run "$conns" "$wrk_s"
 stop_service
 def_acc=$wrk_acc
-echo "  default gateway.threads (64), wrk -c$conns once: $def_acc accepted/s, p50 $wrk_p50 ms, p99 $wrk_p99 ms"
+echo "  default gateway.threads, wrk -c$conns once: $def_acc accepted/s, p50 $wrk_p50 ms, p99 $wrk_p99 ms"
 echo
 
 met() { # met VALUE OP LIMIT -> met|missed
@@ -230,7 +230,7 @@ count() { # thousands separators
 }
 rows=$(cat <<EOF
 gateway accepted orders/s (wrk -c$conns)	$(count "$sat")	>= 20,000	$(awk -v s="$sat" 'BEGIN { printf "%.2f", s / 20000 }')
-gateway accepted/s, default threads (64)	$(count "$def_acc")	-	-
+gateway accepted/s, default threads	$(count "$def_acc")	-	-
 raw engine confirmed publishes/s	$(count "$raw")	-	-
 gateway / raw engine	$ratio	-	-
 gateway p50 / p99 at saturation (ms)	$sat_p50 / $sat_p99	-	-
