@@ -44,6 +44,7 @@
  */
 #include "engine/dedup.h"
 #include "engine/driver.h"
+#include "engine/track.h"
 #include "core/waiter.h"
 #include "sluice/alloc.h"
 #include "sluice/log.h"
@@ -74,7 +75,6 @@
 #define API_WAIT_MS 5000
 #define PUB_MAX_PENDING 4096 /* publishes queued or awaiting a confirm */
 #define REQ_CAPACITY 8192
-#define TRACK_MAX 4096
 #define RETURN_SETTLE_MS 100 /* see await_returns() */
 #define FETCH_LINGER_MS 2    /* see amqp_fetch() */
 #define DEPTH_TRIES 5        /* see do_depth() */
@@ -186,12 +186,8 @@ struct asub {
     asub *next;
 };
 
-typedef struct track {
-    uint64_t key; /* 0 = free */
-    uint64_t uid;
-    uint32_t released;
-    uint64_t touched;
-} track;
+/* key: the queue; id: the message's uid. */
+typedef sl_track track;
 
 enum req_kind {
     REQ_PUBLISH,
@@ -244,9 +240,7 @@ struct amqp_engine {
     agroup *groups;
     asub *subs;
     sl_dedup *dedup;
-    track tracks[TRACK_MAX];
-    uint32_t ntracked; /* slots in use: lookups skip an empty table */
-    uint64_t track_clock;
+    sl_track_table tracks; /* remembered released deliveries */
     uint32_t npending; /* publishes queued or unconfirmed */
     bool blocked;      /* connection.blocked */
     bool dead;         /* disconnected: lost, or not yet reconnected */
@@ -373,33 +367,7 @@ static sl_status from_reply(amqp_rpc_reply_t r, uint16_t *code)
 static track *track_find(amqp_engine *e, uint64_t key, uint64_t uid,
                          bool create)
 {
-    track *free_slot = NULL, *oldest = NULL;
-    if (e->ntracked == 0 && !create) {
-        return NULL; /* the common case: nothing was ever released */
-    }
-    for (size_t i = 0; i < TRACK_MAX; i++) {
-        track *t = &e->tracks[i];
-        if (t->key == key && t->uid == uid) {
-            t->touched = ++e->track_clock;
-            return t;
-        }
-        if (t->key == 0) {
-            if (free_slot == NULL) {
-                free_slot = t;
-            }
-        } else if (oldest == NULL || t->touched < oldest->touched) {
-            oldest = t;
-        }
-    }
-    if (!create) {
-        return NULL;
-    }
-    track *t = free_slot ? free_slot : oldest;
-    if (free_slot != NULL) {
-        e->ntracked++;
-    }
-    *t = (track){.key = key, .uid = uid, .touched = ++e->track_clock};
-    return t;
+    return sl__track_find(&e->tracks, key, uid, create);
 }
 
 static void track_release(amqp_engine *e, uint64_t key, uint64_t uid)
@@ -417,8 +385,7 @@ static void track_forget(amqp_engine *e, uint64_t key, uint64_t uid)
     pthread_mutex_lock(&e->mu);
     track *t = track_find(e, key, uid, false);
     if (t != NULL) {
-        t->key = 0;
-        e->ntracked--;
+        sl__track_drop(&e->tracks, t);
     }
     pthread_mutex_unlock(&e->mu);
 }

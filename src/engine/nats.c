@@ -22,9 +22,10 @@
  * Attempts. JetStream counts every delivery; sluice does not count a
  * release (a delivery given back unstarted). The engine remembers, per
  * group and stream sequence, how many of its deliveries it released and
- * subtracts them. That memory is per process and bounded (TRACK_MAX).
+ * subtracts them. That memory is per process and bounded (engine/track.h).
  */
 #include "engine/driver.h"
+#include "engine/track.h"
 #include "sluice/alloc.h"
 #include "sluice/log.h"
 #include "sluice/queue.h"
@@ -50,7 +51,6 @@
 #define API_WAIT_MS 5000
 #define PUB_MAX_PENDING 4096 /* async publishes awaiting their PubAck */
 #define FETCH_SLICE_MS 100   /* a fetch checks for interrupts this often */
-#define TRACK_MAX 4096       /* remembered released / nak'ed deliveries */
 #define PENDING_BUCKETS 256
 #define SUBJECT_ROOT "sluice."
 #define CE_PREFIX "ce-"
@@ -78,14 +78,8 @@ typedef struct npub {
 } npub;
 
 /* What the engine remembers about a delivery it gave back. */
-typedef struct track {
-    uint64_t key;      /* hash of stream and consumer; 0 = free slot */
-    uint64_t seq;      /* stream sequence */
-    uint32_t released; /* deliveries released, not attempts */
-    bool nakked;       /* given back and not fetched again by us */
-    uint64_t due_ms;   /* wall time it becomes deliverable again */
-    uint64_t touched;  /* for eviction */
-} track;
+/* key: hash of stream and consumer; id: stream sequence. */
+typedef sl_track track;
 
 typedef struct ndelivery {
     sl_delivery base;
@@ -131,9 +125,7 @@ struct nats_engine {
     npub *pending[PENDING_BUCKETS];
     uint32_t npending; /* records alive: in nats.c or in the queue */
     pthread_cond_t pending_cv;
-    track tracks[TRACK_MAX];
-    uint32_t ntracks; /* slots in use: none (the common case) skips scans */
-    uint64_t track_clock;
+    sl_track_table tracks; /* remembered released / nak'ed deliveries */
     /* Acks sent by ack_many whose "ack of the ack" has not come back yet
      * (on ack_sub): depth, browse and close wait for them, so that what
      * they read includes this process's acks. */
@@ -297,33 +289,7 @@ static sl_status from_pub_error(natsStatus s, jsErrCode code, const char *txt)
 static track *track_find(nats_engine *e, uint64_t key, uint64_t seq,
                          bool create)
 {
-    track *free_slot = NULL, *oldest = NULL;
-    if (e->ntracks == 0 && !create) {
-        return NULL; /* nothing was ever given back: no scan per message */
-    }
-    for (size_t i = 0; i < TRACK_MAX; i++) {
-        track *t = &e->tracks[i];
-        if (t->key == key && t->seq == seq) {
-            t->touched = ++e->track_clock;
-            return t;
-        }
-        if (t->key == 0) {
-            if (free_slot == NULL) {
-                free_slot = t;
-            }
-        } else if (oldest == NULL || t->touched < oldest->touched) {
-            oldest = t;
-        }
-    }
-    if (!create) {
-        return NULL;
-    }
-    track *t = free_slot ? free_slot : oldest;
-    if (t == free_slot) {
-        e->ntracks++;
-    }
-    *t = (track){.key = key, .seq = seq, .touched = ++e->track_clock};
-    return t;
+    return sl__track_find(&e->tracks, key, seq, create);
 }
 
 static void track_forget(nats_engine *e, uint64_t key, uint64_t seq)
@@ -331,8 +297,7 @@ static void track_forget(nats_engine *e, uint64_t key, uint64_t seq)
     pthread_mutex_lock(&e->mu);
     track *t = track_find(e, key, seq, false);
     if (t != NULL) {
-        t->key = 0;
-        e->ntracks--;
+        sl__track_drop(&e->tracks, t);
     }
     pthread_mutex_unlock(&e->mu);
 }
@@ -1431,14 +1396,13 @@ static sl_status nats_depth(sl_engine *base, const char *channel,
      * is split out as ready or delayed. */
     uint64_t now = wall_ms(e), waiting = 0, delayed = 0;
     pthread_mutex_lock(&e->mu);
-    for (size_t i = 0; i < TRACK_MAX; i++) {
-        track *t = &e->tracks[i];
+    for (size_t i = 0; i < SL_TRACK_MAX; i++) {
+        track *t = &e->tracks.slots[i];
         if (t->key != key || !t->nakked) {
             continue;
         }
-        if (t->seq <= floor) {
-            t->key = 0; /* acked since, wherever it went */
-            e->ntracks--;
+        if (t->id <= floor) {
+            sl__track_drop(&e->tracks, t); /* acked since, wherever it went */
         } else if (t->due_ms > now) {
             delayed++;
         } else {
