@@ -33,6 +33,12 @@
 #                                      start it again on the data it had
 #                                      (queues, messages), unlike start,
 #                                      which begins with a fresh node
+#   sh scripts/brokers.sh await-durable rabbitmq QUEUE...
+#                                      wait until the node has written the
+#                                      Raft registration of each quorum
+#                                      queue QUEUE (vhost "/") to its data
+#                                      directory, so that it survives a
+#                                      SIGKILL (see rabbitmq_await_durable)
 #
 # State (PID file, log, JetStream store) lives in $SLUICE_BROKER_DIR
 # (default: $TMPDIR/sluice-brokers-$USER). Idempotent: start does nothing
@@ -58,6 +64,7 @@ usage() {
     echo "usage: $0 start|stop|status nats|nats-cluster|rabbitmq" >&2
     echo "       $0 kill-node|start-node N nats-cluster" >&2
     echo "       $0 kill|restart-keep-data rabbitmq" >&2
+    echo "       $0 await-durable rabbitmq QUEUE..." >&2
     exit 2
 }
 
@@ -551,6 +558,51 @@ rabbitmq_restart_keep_data() {
     RMQ_KEEP_DATA=1 rabbitmq_start
 }
 
+# RabbitMQ 3.10 (ra 2.2) records which Raft server holds each quorum queue
+# in a dets table, quorum/<node>/names.dets, which it writes lazily (dets
+# caches writes; ra asks for a save after 500 ms without access; ra 2.10+
+# syncs each registration, ra pull request 443). A node SIGKILLed before a
+# new queue's registration reached the file restarts with the queue in its
+# schema but without its Raft server: it starts a new, empty one under a
+# new id that never elects a leader, and the queue's messages stay in the
+# orphaned server's log (basic.consume and publishes time out). A crash
+# test must therefore crash the node only once the queues it uses are on
+# disk, as they are for any queue declared more than a few seconds
+# before. This reads a copy of the file with a separate Erlang VM.
+rabbitmq_await_durable() {
+    rabbit_env
+    shift 2
+    f="$d/mnesia/$RMQ_NODE/quorum/$RMQ_NODE/names.dets"
+    tmp="$d/names-copy.dets"
+    deadline=$(($(date +%s) + RABBIT_WAIT_S))
+    while :; do
+        missing=
+        if [ -f "$f" ] && cp "$f" "$tmp" 2>/dev/null; then
+            for q in "$@"; do
+                if ! ERL_CRASH_DUMP_BYTES=0 erl -noshell -eval "
+                    {ok, T} = dets:open_file(t, [{file, \"$tmp\"},
+                                                {repair, true}]),
+                    K = list_to_atom(\"%2F_\" ++ \"$q\"),
+                    halt(case dets:lookup(T, K) of [] -> 1; _ -> 0 end)." \
+                        >/dev/null 2>&1; then
+                    missing="$missing '$q'"
+                fi
+            done
+        else
+            missing=" (no $f)"
+        fi
+        rm -f "$tmp"
+        if [ -z "$missing" ]; then
+            return 0
+        fi
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            echo "brokers.sh: not on disk after ${RABBIT_WAIT_S}s:$missing" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
 rabbitmq_status() {
     if rabbit_alive; then
         echo "rabbitmq running (pid $(cat "$DIR/rabbitmq/rabbitmq.pid"))"
@@ -575,6 +627,11 @@ kill-node | start-node)
             echo "brokers.sh: nats-cluster node $2 started" \
                 "(pid $(cat "$(ncl_dir "$2")/nats.pid"))"
     fi
+    exit $?
+    ;;
+await-durable)
+    [ $# -ge 3 ] && [ "$2" = rabbitmq ] || usage
+    rabbitmq_await_durable "$@"
     exit $?
     ;;
 esac
