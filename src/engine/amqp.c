@@ -44,6 +44,7 @@
  */
 #include "core/secret.h"
 #include "core/waiter.h"
+#include "engine/amqp_topology.h"
 #include "engine/dedup.h"
 #include "engine/driver.h"
 #include "engine/track.h"
@@ -186,9 +187,17 @@ struct asub {
     bool cancelled; /* basic.cancel sent (I/O thread, under eng->mu) */
     bool arrived;   /* deliveries buffered since the last wake-up */
     bool down;      /* no channel on the current connection (yet) */
-    uint32_t gen;   /* connection generation of its channel */
+    uint32_t gen;   /* generation of its channel (connection, rebind) */
     _Atomic bool cancel_asked; /* the interrupt queued REQ_CANCEL */
     _Atomic bool interrupted;
+    /* Consumer cancelled by the broker (basic.cancel: its queue was
+     * deleted, or the queue could not keep it): subscribe again, at
+     * rebind_at_ms, then with backoff (I/O thread only). */
+    bool rebind;
+    bool rebind_warned; /* the first failure is logged, not every one */
+    bool ch_closed;     /* no open AMQP channel on this connection */
+    uint64_t rebind_at_ms;
+    uint32_t rebind_delay_ms;
     asub *next;
 };
 
@@ -226,6 +235,7 @@ typedef struct areq {
     enum req_kind kind;
     uint16_t ch;
     uint64_t tag;
+    uint32_t gen; /* acks and nacks: the deliveries' generation */
     apub *pub;
     acall *call;
 } areq;
@@ -251,7 +261,8 @@ struct amqp_engine {
     bool blocked;            /* connection.blocked */
     bool dead;               /* disconnected: lost, or not yet reconnected */
     bool io_exited;          /* the I/O thread is gone */
-    uint32_t gen;            /* connection generation, +1 per connect */
+    uint32_t gen;     /* +1 per connect and per resubscription */
+    uint32_t nrebind; /* subscriptions with rebind set (I/O thread) */
     aqueue *queues;          /* declared here, for re-declaration */
     uint64_t last_return_ms; /* mono: last nack with requeue sent */
     bool stopping;
@@ -1110,6 +1121,54 @@ static void mark_sub_dead(amqp_engine *e, uint16_t ch)
     }
 }
 
+static void set_rebind(amqp_engine *e, asub *s, uint32_t delay_ms)
+{
+    if (!s->rebind) {
+        s->rebind = true;
+        s->rebind_warned = false;
+        e->nrebind++;
+    }
+    s->rebind_delay_ms = delay_ms;
+    s->rebind_at_ms = sl_time_mono_ms() + delay_ms;
+}
+
+static void clear_rebind(amqp_engine *e, asub *s)
+{
+    if (s->rebind) {
+        s->rebind = false;
+        e->nrebind--;
+    }
+}
+
+/* The broker cancelled the consumer on @p ch (basic.cancel, announced by
+ * consumer_cancel_notify): its queue was deleted, or the queue could not
+ * keep it. The subscription is down (fetch waits, settling its deliveries
+ * is refused) until rebind_due() subscribes again. Only flags here: this
+ * may run inside another call's RPC. */
+static void on_broker_cancel(amqp_engine *e, uint16_t ch)
+{
+    pthread_mutex_lock(&e->mu);
+    asub *s = sub_by_channel_locked(e, ch);
+    bool stopping = s != NULL && (atomic_load(&s->interrupted) ||
+                                  atomic_load(&s->cancel_asked));
+    if (s != NULL && stopping) {
+        s->cancelled = true; /* no consumer left to cancel */
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (s == NULL || stopping) {
+        return;
+    }
+    sl_logf(SL_LOG_WARN, LOG,
+            "RabbitMQ cancelled the consumer of group '%s' on channel '%s' "
+            "(queue %s deleted or unavailable); subscribing again",
+            s->group, s->channel, s->queue);
+    pthread_mutex_lock(&s->mu);
+    s->down = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    set_rebind(e, s, 0);
+}
+
 static void handle_frame(amqp_engine *e, amqp_frame_t *f)
 {
     if (f->frame_type != AMQP_FRAME_METHOD) {
@@ -1134,8 +1193,8 @@ static void handle_frame(amqp_engine *e, amqp_frame_t *f)
     case AMQP_BASIC_DELIVER_METHOD:
         on_deliver(e, ch, dec);
         break;
-    case AMQP_BASIC_CANCEL_METHOD: /* the queue went away */
-        mark_sub_dead(e, ch);
+    case AMQP_BASIC_CANCEL_METHOD:
+        on_broker_cancel(e, ch);
         break;
     case AMQP_CONNECTION_BLOCKED_METHOD:
     case AMQP_CONNECTION_UNBLOCKED_METHOD:
@@ -1225,8 +1284,31 @@ static void send_end(amqp_engine *e)
     atomic_store_explicit(&e->send_since, 0, memory_order_relaxed);
 }
 
+/* True when the deliveries an ack or nack names are of the channel's
+ * current generation: one queued before the broker cancelled the consumer
+ * would name tags the reopened channel never gave (a channel error). */
+static bool settle_current(amqp_engine *e, const areq *r)
+{
+    pthread_mutex_lock(&e->mu);
+    asub *s = sub_by_channel_locked(e, r->ch);
+    pthread_mutex_unlock(&e->mu);
+    if (s == NULL) {
+        return true; /* browse and unsubscribe channels */
+    }
+    pthread_mutex_lock(&s->mu);
+    bool ok = s->gen == r->gen && !s->down && !s->dead;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
 static void handle_req(amqp_engine *e, areq *r)
 {
+    if ((r->kind == REQ_ACK || r->kind == REQ_ACK_MULTIPLE ||
+         r->kind == REQ_NACK) &&
+        !settle_current(e, r)) {
+        sl_free(r); /* the broker returned those with the old channel */
+        return;
+    }
     bool write = r->kind != REQ_CALL && r->kind != REQ_CANCEL;
     if (write) {
         send_begin(e);
@@ -1298,12 +1380,39 @@ typedef struct declare_args {
     sl_diag *diag;
 } declare_args;
 
+/* Why the broker refused to declare @p kind @p name, into @p diag: an
+ * existing entity with other arguments in sluice's terms (which argument,
+ * both values: amqp_topology.h), else the broker's text. */
+static void declare_refusal(amqp_rpc_reply_t r, const char *kind,
+                            const char *name, sl_diag *diag)
+{
+    if (diag == NULL || r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION ||
+        r.reply.id != AMQP_CHANNEL_CLOSE_METHOD) {
+        return;
+    }
+    amqp_channel_close_t *c = r.reply.decoded;
+    const char *text = c->reply_text.bytes ? c->reply_text.bytes : "";
+    char msg[sizeof diag->msg];
+    uint16_t code = 0;
+    sl_status st = from_reply(r, &code);
+    if (c->reply_code == AMQP_PRECONDITION_FAILED &&
+        sl__amqp_describe_difference(text, c->reply_text.len, msg,
+                                     sizeof msg)) {
+        sl_diag_set(diag, st, "%s", msg);
+    } else {
+        sl_diag_set(diag, st, "%s '%s': %.*s", kind, name,
+                    (int)c->reply_text.len, text);
+    }
+}
+
 static sl_status do_declare_exchange(amqp_engine *e, void *arg)
 {
     declare_args *a = arg;
     amqp_exchange_declare(e->conn, ADMIN_CH, bytes_of(a->exchange),
                           bytes_of("topic"), a->passive, 1, 0, 0,
                           amqp_empty_table);
+    declare_refusal(amqp_get_rpc_reply(e->conn), "exchange", a->exchange,
+                    a->diag);
     return check_rpc(e, ADMIN_CH);
 }
 
@@ -1358,13 +1467,7 @@ static sl_status do_declare_queue(amqp_engine *e, void *arg)
     if (ok != NULL) {
         a->message_count = ok->message_count;
     }
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(e->conn);
-    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD && a->diag != NULL) {
-        amqp_channel_close_t *c = r.reply.decoded;
-        sl_diag_set(a->diag, SL_CONFIG, "queue '%s': %.*s", a->queue,
-                    (int)c->reply_text.len, (const char *)c->reply_text.bytes);
-    }
+    declare_refusal(amqp_get_rpc_reply(e->conn), "queue", a->queue, a->diag);
     sl_status st = check_rpc(e, ADMIN_CH);
     if (st != SL_OK || a->passive || a->exchange == NULL) {
         return st;
@@ -1386,8 +1489,11 @@ static sl_status amqp_declare_channel(sl_engine *base,
     if (strlen(c->exchange) > 255) {
         return sl_diag_set(diag, SL_TOO_LARGE, "exchange name too long");
     }
-    declare_args a = {.exchange = c->exchange};
+    declare_args a = {.exchange = c->exchange, .diag = diag};
     sl_status st = io_call(e, do_declare_exchange, &a);
+    if (st != SL_OK && diag != NULL && diag->msg[0] != '\0') {
+        return st;
+    }
     if (st != SL_OK) {
         return sl_diag_set(diag, st,
                            "declaring exchange %s for channel "
@@ -1899,6 +2005,7 @@ static sl_status send_settle(amqp_engine *e, adelivery *d, bool ack)
     r->kind = ack ? REQ_ACK : REQ_NACK;
     r->ch = d->ch;
     r->tag = d->tag;
+    r->gen = d->gen;
     sl_status st = push_req(e, r);
     if (st != SL_OK) {
         sl_free(r);
@@ -2108,6 +2215,16 @@ static void release_buffered(amqp_engine *e, asub *s)
 static sl_status do_unsubscribe(amqp_engine *e, void *arg)
 {
     asub *s = arg;
+    if (s->rebind) {
+        /* Cancelled by the broker, not subscribed again yet: its channel
+         * may still be open. */
+        if (e->conn != NULL && !e->dead && !s->ch_closed) {
+            amqp_channel_close(e->conn, s->ch, AMQP_REPLY_SUCCESS);
+            drain_enqueued(e);
+        }
+        s->ch_closed = true;
+        clear_rebind(e, s);
+    }
     pthread_mutex_lock(&s->mu);
     bool dead = s->dead || s->down; /* down: runs while disconnected */
     adelivery *fl = s->flight;
@@ -2337,6 +2454,7 @@ static sl_status amqp_ack_many(sl_delivery **ds, size_t n)
                 r->kind = REQ_ACK_MULTIPLE;
                 r->ch = d0->ch;
                 r->tag = top;
+                r->gen = d0->gen;
                 if (push_req(e, r) != SL_OK) {
                     sl_free(r);
                     st = SL_CLOSED;
@@ -2363,6 +2481,8 @@ static sl_status amqp_ack_many(sl_delivery **ds, size_t n)
 
 /* Serve the connection until it is lost (false) or the engine stops
  * (true). */
+static void rebind_due(amqp_engine *e);
+
 static bool run_connected(amqp_engine *e)
 {
     void *items[64];
@@ -2410,6 +2530,9 @@ static bool run_connected(amqp_engine *e)
             got = true;
         }
         wake_fetchers(e);
+        if (e->nrebind > 0 && !e->dead) {
+            rebind_due(e);
+        }
         if (!amqp_frames_enqueued(e->conn) && !amqp_data_in_buffer(e->conn)) {
             amqp_maybe_release_buffers(e->conn);
         }
@@ -2447,6 +2570,7 @@ static void subs_down(amqp_engine *e)
         s->down = true;
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
+        s->ch_closed = true; /* I/O thread only */
     }
     pthread_mutex_unlock(&e->mu);
     /* Only this thread adds or removes subscriptions while it runs. */
@@ -2516,7 +2640,7 @@ static bool down_wait(amqp_engine *e, uint64_t ms)
 
 /* Declare again what this engine declared: exchanges, group and
  * dead-letter queues with their bindings, retry queues. */
-static sl_status redeclare(amqp_engine *e)
+static sl_status redeclare(amqp_engine *e, sl_diag *diag)
 {
     pthread_mutex_lock(&e->mu);
     achan *chans = e->chans;
@@ -2528,7 +2652,7 @@ static sl_status redeclare(amqp_engine *e)
         bool mine = c->declared_here;
         pthread_mutex_unlock(&e->mu);
         if (mine) {
-            declare_args a = {.exchange = c->exchange};
+            declare_args a = {.exchange = c->exchange, .diag = diag};
             st = do_declare_exchange(e, &a);
         }
     }
@@ -2537,7 +2661,8 @@ static sl_status redeclare(amqp_engine *e)
                           .queue = q->queue,
                           .dlx = q->dlx,
                           .max_length = q->max_length,
-                          .delivery_limit = q->delivery_limit};
+                          .delivery_limit = q->delivery_limit,
+                          .diag = diag};
         st = do_declare_queue(e, &a);
     }
     pthread_mutex_lock(&e->mu);
@@ -2558,8 +2683,79 @@ static sl_status redeclare(amqp_engine *e)
     return st;
 }
 
+/* The reply of an RPC on @p s's channel. Unlike check_rpc, a channel the
+ * broker closes (a missing queue: SL_NOT_FOUND) leaves the subscription
+ * alive, without a channel, for the caller to try again. */
+static sl_status check_sub_rpc(amqp_engine *e, asub *s)
+{
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(e->conn);
+    uint16_t code = 0;
+    sl_status st = from_reply(r, &code);
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        amqp_channel_close_ok_t ok = {0};
+        amqp_send_method(e->conn, s->ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        s->ch_closed = true;
+    } else if (st != SL_OK) {
+        pthread_mutex_lock(&e->mu);
+        e->dead = true; /* the connection is gone */
+        pthread_mutex_unlock(&e->mu);
+        st = SL_UNAVAILABLE;
+    }
+    drain_enqueued(e);
+    return st;
+}
+
+/* Open @p s's channel, set its prefetch and consume from its queue; its
+ * deliveries belong to generation @p gen. On failure the subscription
+ * stays down. */
+static sl_status bind_sub(amqp_engine *e, asub *s, uint32_t gen)
+{
+    sl_status st = SL_OK;
+    if (s->ch_closed) {
+        if ((st = open_channel(e, s->ch)) != SL_OK) {
+            return st;
+        }
+        s->ch_closed = false;
+    }
+    amqp_basic_qos(e->conn, s->ch, 0, (uint16_t)s->prefetch, 0);
+    if ((st = check_sub_rpc(e, s)) != SL_OK) {
+        return st;
+    }
+    /* Deliveries may follow consume-ok at once: they belong to the new
+     * generation. */
+    pthread_mutex_lock(&s->mu);
+    s->gen = gen;
+    s->down = false;
+    s->cancelled = false;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    amqp_basic_consume_ok_t *ok =
+        amqp_basic_consume(e->conn, s->ch, bytes_of(s->queue),
+                           amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+    if (ok != NULL) {
+        char *tag = dup_bytes(ok->consumer_tag);
+        if (tag == NULL) {
+            return SL_NOMEM;
+        }
+        pthread_mutex_lock(&e->mu);
+        sl_free(s->ctag);
+        s->ctag = tag;
+        pthread_mutex_unlock(&e->mu);
+    }
+    if ((st = check_sub_rpc(e, s)) != SL_OK) {
+        pthread_mutex_lock(&s->mu);
+        s->down = true;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return st;
+}
+
 /* Consume again on every live subscription (not interrupted, not closed
- * by the broker). */
+ * by the broker). A subscription whose queue is missing (deleted, and not
+ * declared by this engine, so not declared again) does not fail the
+ * reconnect: it waits for its queue (rebind). */
 static sl_status resubscribe(amqp_engine *e)
 {
     pthread_mutex_lock(&e->mu);
@@ -2574,40 +2770,125 @@ static sl_status resubscribe(amqp_engine *e)
         if (skip) {
             continue;
         }
-        sl_status st = open_channel(e, s->ch);
+        sl_status st = bind_sub(e, s, gen);
         if (st == SL_OK) {
-            amqp_basic_qos(e->conn, s->ch, 0, (uint16_t)s->prefetch, 0);
-            st = check_rpc(e, s->ch);
-        }
-        if (st != SL_OK) {
-            return st;
-        }
-        /* Deliveries may follow consume-ok at once: they belong to the
-         * new generation. */
-        pthread_mutex_lock(&s->mu);
-        s->gen = gen;
-        s->down = false;
-        s->cancelled = false;
-        pthread_cond_broadcast(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-        amqp_basic_consume_ok_t *ok =
-            amqp_basic_consume(e->conn, s->ch, bytes_of(s->queue),
-                               amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
-        if (ok != NULL) {
-            char *tag = dup_bytes(ok->consumer_tag);
-            if (tag == NULL) {
-                return SL_NOMEM;
-            }
-            pthread_mutex_lock(&e->mu);
-            sl_free(s->ctag);
-            s->ctag = tag;
-            pthread_mutex_unlock(&e->mu);
-        }
-        if ((st = check_rpc(e, s->ch)) != SL_OK) {
+            clear_rebind(e, s);
+        } else if (st == SL_NOT_FOUND && !e->dead) {
+            set_rebind(e, s, RECONNECT_MIN_MS);
+        } else {
             return st;
         }
     }
     return SL_OK;
+}
+
+/* Declare @p s's queue again if this engine declared it (with its
+ * exchange and binding): after basic.cancel it may have been deleted. */
+static sl_status redeclare_queue_of(amqp_engine *e, asub *s)
+{
+    declare_args a = {0};
+    bool known = false;
+    pthread_mutex_lock(&e->mu);
+    for (aqueue *q = e->queues; q && !known; q = q->next) {
+        if (strcmp(q->queue, s->queue) == 0) {
+            a = (declare_args){.exchange = q->exchange,
+                               .queue = q->queue,
+                               .dlx = q->dlx,
+                               .max_length = q->max_length,
+                               .delivery_limit = q->delivery_limit};
+            known = true;
+        }
+    }
+    achan *c = chan_find_locked(e, s->channel);
+    bool mine = c != NULL && c->declared_here;
+    pthread_mutex_unlock(&e->mu);
+    if (!known) {
+        return SL_OK; /* not ours to create: consume says if it exists */
+    }
+    sl_status st = SL_OK;
+    if (mine) {
+        declare_args x = {.exchange = c->exchange};
+        st = do_declare_exchange(e, &x);
+    }
+    return st == SL_OK ? do_declare_queue(e, &a) : st;
+}
+
+/* Subscribe again, on a fresh channel, where the broker cancelled the
+ * consumer (on_broker_cancel): close the old channel (the broker returns
+ * what it held, buffered deliveries count as releases, handed-out ones
+ * can no longer be settled: their generation is gone), declare the queue
+ * again if this engine declared it, consume. On failure try again with
+ * backoff (100 ms doubling to 10 s), logging the first failure. */
+static void rebind_one(amqp_engine *e, asub *s)
+{
+    if (!s->ch_closed) {
+        amqp_channel_close(e->conn, s->ch, AMQP_REPLY_SUCCESS);
+        s->ch_closed = true;
+        drain_enqueued(e);
+        pthread_mutex_lock(&e->mu);
+        bool dead = e->dead;
+        pthread_mutex_unlock(&e->mu);
+        if (dead) {
+            return;
+        }
+    }
+    release_buffered(e, s);
+    sl_status st = redeclare_queue_of(e, s);
+    if (st == SL_OK) {
+        pthread_mutex_lock(&e->mu);
+        uint32_t gen = ++e->gen;
+        pthread_mutex_unlock(&e->mu);
+        st = bind_sub(e, s, gen);
+    }
+    if (st == SL_OK) {
+        clear_rebind(e, s);
+        sl_logf(SL_LOG_INFO, LOG, "subscribed again to queue %s (group '%s')",
+                s->queue, s->group);
+        return;
+    }
+    if (e->dead || st == SL_UNAVAILABLE) {
+        return; /* the reconnect subscribes again */
+    }
+    uint32_t delay = s->rebind_delay_ms ? s->rebind_delay_ms * 2
+                                        : RECONNECT_MIN_MS;
+    delay = delay > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : delay;
+    if (!s->rebind_warned) {
+        sl_logf(SL_LOG_WARN, LOG,
+                "cannot subscribe again to queue %s (group '%s'): %s; "
+                "trying again with backoff",
+                s->queue, s->group,
+                st == SL_NOT_FOUND ? "it does not exist and this process "
+                                     "did not declare it"
+                                   : sl_status_str(st));
+    }
+    set_rebind(e, s, delay);
+    s->rebind_warned = true;
+}
+
+/* Subscriptions whose consumer the broker cancelled, when due. */
+static void rebind_due(amqp_engine *e)
+{
+    asub *due[64];
+    size_t n = 0;
+    uint64_t now = sl_time_mono_ms();
+    pthread_mutex_lock(&e->mu);
+    for (asub *s = e->subs; s && n < 64; s = s->next) {
+        if (s->rebind && now >= s->rebind_at_ms) {
+            due[n++] = s;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    for (size_t i = 0; i < n && !e->dead; i++) {
+        pthread_mutex_lock(&due[i]->mu);
+        bool gone = due[i]->dead || atomic_load(&due[i]->interrupted) ||
+                    atomic_load(&due[i]->cancel_asked);
+        pthread_mutex_unlock(&due[i]->mu);
+        if (gone) {
+            clear_rebind(e, due[i]); /* unsubscribe closes its channel */
+        } else {
+            rebind_one(e, due[i]);
+        }
+    }
 }
 
 static sl_status connect_once(amqp_engine *e, sl_diag *diag);
@@ -2629,9 +2910,11 @@ static bool reconnect(amqp_engine *e)
         }
         sl_diag diag = {0};
         sl_status st = connect_once(e, &diag);
-        if (st == SL_OK && (st = redeclare(e)) != SL_OK) {
-            sl_diag_set(&diag, st, "declaring the topology again: %s",
-                        sl_status_str(st));
+        if (st == SL_OK && (st = redeclare(e, &diag)) != SL_OK) {
+            char why[sizeof diag.msg];
+            snprintf(why, sizeof why, "%s",
+                     diag.msg[0] ? diag.msg : sl_status_str(st));
+            sl_diag_set(&diag, st, "declaring the topology again: %s", why);
         }
         if (st == SL_OK && (st = resubscribe(e)) != SL_OK) {
             sl_diag_set(&diag, st, "subscribing again: %s", sl_status_str(st));

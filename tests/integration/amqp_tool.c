@@ -5,8 +5,9 @@
  *       declare the channel (with max_length MAX_LENGTH) and the group
  *       (quorum queue), then exit; on failure print the engine's message
  *       ("amqp_tool: declare: STATUS: MESSAGE") and exit 1.
- *   amqp_tool produce URL CHANNEL N CONFIRMED_FILE
- *       publish events "ev-0" .. "ev-<N-1>" (512 bytes of data) with a
+ *   amqp_tool produce URL CHANNEL N CONFIRMED_FILE [PREFIX]
+ *       publish events "ev-0" .. "ev-<N-1>" (PREFIX instead of "ev-"
+ *       when given; 512 bytes of data) with a
  *       window of 500; every id whose publish is confirmed is appended to
  *       CONFIRMED_FILE. A refused or failed publish (broker down: "full",
  *       unavailable, outcome unknown) is tried again with the same id after
@@ -85,6 +86,7 @@ typedef struct prod_state {
     uint64_t confirmed;
     uint64_t errors;
     int fd;
+    const char *prefix; /* of the ids */
 } prod_state;
 
 typedef struct one {
@@ -100,7 +102,8 @@ static void on_confirm(sl_status st, void *ctx)
     if (st == SL_OK) {
         if (ps->state[o->i] != ST_DONE) {
             char line[32];
-            int n = snprintf(line, sizeof line, "ev-%" PRIu64 "\n", o->i);
+            int n = snprintf(line, sizeof line, "%s%" PRIu64 "\n", ps->prefix,
+                             o->i);
             if (write(ps->fd, line, (size_t)n) != n) {
                 perror("write");
                 exit(1);
@@ -117,9 +120,10 @@ static void on_confirm(sl_status st, void *ctx)
 }
 
 static int cmd_produce(const char *url, const char *channel, uint64_t n,
-                       const char *path)
+                       const char *path, const char *prefix)
 {
-    prod_state ps = {.fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644)};
+    prod_state ps = {.fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644),
+                     .prefix = prefix};
     pthread_mutex_init(&ps.mu, NULL);
     ps.state = calloc(n, 1);
     if (ps.fd < 0 || ps.state == NULL) {
@@ -161,7 +165,7 @@ static int cmd_produce(const char *url, const char *channel, uint64_t n,
                 continue;
             }
             char id[32];
-            snprintf(id, sizeof id, "ev-%" PRIu64, i);
+            snprintf(id, sizeof id, "%s%" PRIu64, prefix, i);
             sl_event *ev = NULL;
             if (sl_event_create_new("/chaos", "chaos.event", &ev) != SL_OK ||
                 sl_event_set(ev, SL_ATTR_ID, id) != SL_OK ||
@@ -395,6 +399,9 @@ static int cmd_delete_queue(const char *url, const char *queue)
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* The tests read the engine's information lines too (reconnected,
+     * subscribed again). */
+    sl_log_set_sink(sl_log_json_sink, stderr, SL_LOG_INFO);
     if ((argc == 5 || argc == 6) && strcmp(argv[1], "declare") == 0) {
         sl_engine *eng = open_engine(argv[2]);
         sl_diag diag = {0};
@@ -418,9 +425,9 @@ int main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "delete-queue") == 0) {
         return cmd_delete_queue(argv[2], argv[3]);
     }
-    if (argc == 6 && strcmp(argv[1], "produce") == 0) {
+    if ((argc == 6 || argc == 7) && strcmp(argv[1], "produce") == 0) {
         return cmd_produce(argv[2], argv[3], strtoull(argv[4], NULL, 10),
-                           argv[5]);
+                           argv[5], argc == 7 ? argv[6] : "ev-");
     }
     if ((argc == 6 || argc == 7) && strcmp(argv[1], "consume") == 0) {
         return cmd_consume(argv[2], argv[3], argv[4], argv[5],
