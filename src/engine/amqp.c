@@ -281,10 +281,11 @@ struct amqp_engine {
 
     /* Heartbeats (docs: "Heartbeats"). The I/O thread notes when it starts
      * writing to a socket and when it is done; the watchdog thread shuts
-     * the socket down when a write has made no progress for two heartbeat
-     * intervals (a broker that stopped reading), which wakes the I/O
+     * the socket down when a write has made no progress for a heartbeat
+     * interval (a broker that stopped reading), which wakes the I/O
      * thread from a write rabbitmq-c would wait on forever. */
-    uint16_t heartbeat_s;        /* negotiated with the broker; 0 = off */
+    uint16_t heartbeat_s;        /* asked for (URL); 0 = off */
+    uint16_t hb_now_s;           /* negotiated on this connection (mu) */
     int io_fd;                   /* the connection's socket or -1 (mu) */
     _Atomic uint64_t send_since; /* mono ms a write began; 0 = none */
     pthread_t wd_thread;
@@ -1713,9 +1714,10 @@ static sl_status submit(amqp_engine *e, apub *p)
 {
     pthread_mutex_lock(&e->mu);
     if (e->dead || e->stopping) {
+        sl_status why = e->dead ? SL_UNAVAILABLE : SL_CLOSED;
         pthread_mutex_unlock(&e->mu);
         pub_free(p);
-        return e->dead ? SL_UNAVAILABLE : SL_CLOSED;
+        return why;
     }
     if (e->blocked || e->npending >= PUB_MAX_PENDING) {
         pthread_mutex_unlock(&e->mu);
@@ -2507,6 +2509,9 @@ static bool run_connected(amqp_engine *e)
          * a silent broker would go unnoticed; with 1 us it does, and
          * sends our heartbeats when due. */
         bool got = false;
+        /* Reading never waits here, but rabbitmq-c may send a heartbeat,
+         * which waits like any write. */
+        send_begin(e);
         for (int k = 0; k < 256; k++) {
             amqp_frame_t f;
             struct timeval tv = {0, 1};
@@ -2518,7 +2523,7 @@ static bool run_connected(amqp_engine *e)
                 sl_logf(SL_LOG_WARN, LOG,
                         "RabbitMQ at %s sent nothing for two heartbeat "
                         "intervals (%u s each)",
-                        e->host, (unsigned)e->heartbeat_s);
+                        e->host, (unsigned)amqp_get_heartbeat(e->conn));
             }
             if (rc != AMQP_STATUS_OK) {
                 pthread_mutex_lock(&e->mu);
@@ -2529,6 +2534,7 @@ static bool run_connected(amqp_engine *e)
             handle_frame(e, &f);
             got = true;
         }
+        send_end(e);
         wake_fetchers(e);
         if (e->nrebind > 0 && !e->dead) {
             rebind_due(e);
@@ -3565,6 +3571,9 @@ static sl_status connect_once(amqp_engine *e, sl_diag *diag)
                 : "");
         goto fail;
     }
+    pthread_mutex_lock(&e->mu);
+    e->hb_now_s = (uint16_t)amqp_get_heartbeat(conn);
+    pthread_mutex_unlock(&e->mu);
     e->conn = conn;
     if ((st = open_publish_channel(e)) != SL_OK ||
         (st = open_channel(e, ADMIN_CH)) != SL_OK) {
@@ -3591,10 +3600,10 @@ fail:
 
 /* The watchdog: see amqp_engine.send_since. A write to a broker that
  * stopped reading (frozen, or a network that drops everything) waits in
- * rabbitmq-c without a deadline; after two heartbeat intervals without
- * progress, and without anything new to read from the broker (a broker
- * that blocked us for flow control still sends heartbeats), the socket is
- * shut down, which ends the write with an error: the connection is lost
+ * rabbitmq-c without a deadline; after a heartbeat interval without
+ * progress and without anything new to read from the broker (which sends
+ * a heartbeat every half interval, also while it holds us back for flow
+ * control), the socket is shut down, which ends the write with an error: the connection is lost
  * and reconnected. Also bounds close(): a write still stuck when the
  * confirms' deadline passed is cut short. */
 static void *watchdog_main(void *arg)
@@ -3625,8 +3634,11 @@ static void *watchdog_main(void *arg)
             continue;
         }
         uint64_t now = sl_time_mono_ms();
-        uint64_t limit = (uint64_t)e->heartbeat_s * 2000;
-        bool stuck = e->heartbeat_s > 0 && !e->blocked &&
+        /* RabbitMQ sends a heartbeat every half interval: one interval
+         * without a byte from it is two missed heartbeats, its own rule
+         * for a dead peer. */
+        uint64_t limit = (uint64_t)e->hb_now_s * 1000;
+        bool stuck = e->hb_now_s > 0 && !e->blocked &&
                      now - e->wd_progress_ms >= limit;
         bool closing = e->stopping && now >= e->stop_by_ms;
         if (stuck || closing) {

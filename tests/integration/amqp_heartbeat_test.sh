@@ -11,7 +11,8 @@
 #            blocks in a write the frozen broker never reads, which only
 #            the engine's watchdog can end.
 # Both must report not ready (sl_engine_is_ready, what /readyz answers)
-# within 3 intervals (+ 0.5 s for a loaded machine), then, after SIGCONT
+# within 3 intervals (+ 0.5 s for a loaded machine; expected: idle about
+# 2 intervals, flood 1 to 2), then, after SIGCONT
 # (brokers.sh thaw), be ready again by themselves; the flood must go on
 # publishing (confirms after the thaw).
 #
@@ -28,12 +29,17 @@ BROKERS="$SRC/scripts/brokers.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-amqp-hb.XXXXXX")
 PIDS=
 frozen=0
+base="amqp://guest:guest@127.0.0.1:$PORT?ns=hb-$$"
 
 cleanup() {
     if [ "$frozen" = 1 ]; then
         sh "$BROKERS" thaw rabbitmq >/dev/null 2>&1 || true
     fi
     for p in $PIDS; do kill -KILL "$p" 2>/dev/null || true; done
+    # The flood's events are never consumed: do not leave them behind.
+    for q in hb/workers hb.workers.dlq/dlq; do
+        "$TOOL" delete-queue "$base" "sluice/hb-$$/$q" 2>/dev/null || true
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -72,7 +78,6 @@ state() { grep -E '^(un)?ready ' "$WORK/$1.out" 2>/dev/null | tail -n 1; }
 is_state() { state "$1" | grep -q "^$2 "; }
 since() { state "$1" | cut -d' ' -f2; }
 
-base="amqp://guest:guest@127.0.0.1:$PORT?ns=hb-$$"
 url="$base&heartbeat=$HB"
 "$TOOL" declare "$base" hb workers
 
@@ -87,7 +92,7 @@ done
 for w in idle flood; do
     wait_for 20 is_state "$w" ready || fail "$w: never ready"
 done
-sleep 1 # the flood fills the broker's queue for a moment
+sleep 0.5 # the flood fills the sockets and the broker's queue
 
 t0=$(now_ms)
 sh "$BROKERS" freeze rabbitmq

@@ -199,6 +199,7 @@ static int cmd_produce(const char *url, const char *channel, uint64_t n,
     printf("produce: confirmed %" PRIu64 " errors %" PRIu64 "\n", ps.confirmed,
            ps.errors);
     close(ps.fd);
+    free(ps.state);
     return 0;
 }
 
