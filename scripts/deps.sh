@@ -10,12 +10,13 @@ set -eu
 # NATS JetStream engine and the broker its tests run on; rabbitmq-server
 # and librabbitmq-dev (rabbitmq-c): the RabbitMQ engine and its broker;
 # python3-pika and python3-aio-pika: the foreign AMQP client of the
-# interoperability test and the Python service of the RabbitMQ benchmark.
+# interoperability test and the Python service of the RabbitMQ benchmark;
+# openssl: brokers.sh makes the RabbitMQ TLS listener's test certificates.
 PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
 libsqlite3-dev sqlite3 libyaml-dev libjansson-dev libcmocka-dev
 libmicrohttpd-dev libcurl4-openssl-dev prometheus wrk
 time procps nats-server libnats-dev rabbitmq-server librabbitmq-dev
-python3-pika python3-aio-pika"
+python3-pika python3-aio-pika openssl"
 
 missing=""
 for p in $PACKAGES; do
