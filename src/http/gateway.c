@@ -1039,7 +1039,11 @@ static void timer_unlink(sl_gateway *gw, pending_req *pr)
 
 /* The timer thread: resumes the requests whose confirm deadline passed, so
  * that they are answered 504. Deadlines are set at insertion under pmu, so
- * the list is in deadline order and only its head is waited for. */
+ * the list is in deadline order and only its head is waited for. With the
+ * list empty it sleeps one confirm timeout: a request deferred meanwhile
+ * has its deadline at least that far away, so a deferral never has to wake
+ * this thread (waking it at each empty-to-busy transition cost a context
+ * switch for every other request at moderate rates). */
 static void *timer_main(void *arg)
 {
     sl_gateway *gw = arg;
@@ -1062,13 +1066,11 @@ static void *timer_main(void *arg)
                 sl__http_resume(resume);
             }
         }
-        if (gw->phead == NULL) {
-            pthread_cond_wait(&gw->pcv, &gw->pmu);
-        } else {
-            struct timespec until;
-            sl__deadline_after(&until, gw->phead->deadline_ms - now);
-            pthread_cond_timedwait(&gw->pcv, &gw->pmu, &until);
-        }
+        struct timespec until;
+        sl__deadline_after(&until, gw->phead != NULL
+                                       ? gw->phead->deadline_ms - now
+                                       : gw->confirm_timeout_ms);
+        pthread_cond_timedwait(&gw->pcv, &gw->pmu, &until);
     }
     pthread_mutex_unlock(&gw->pmu);
     return NULL;
@@ -1266,8 +1268,7 @@ static bool publish_deferred(exchange *ex, sl_event **evs, size_t n, bool batch,
     if (gw->ptail != NULL) {
         gw->ptail->next = pr;
     } else {
-        gw->phead = pr;
-        pthread_cond_signal(&gw->pcv);
+        gw->phead = pr; /* the timer wakes by then anyway (timer_main) */
     }
     gw->ptail = pr;
     pthread_mutex_unlock(&gw->pmu);

@@ -37,6 +37,12 @@
  * wait (at most PENDING_WAIT_MS) rather than grow memory. */
 #define PENDING_MAX 65536
 #define PENDING_WAIT_MS 1000
+/* The writer commits at most once per PENDING_BATCH_MS, or sooner once
+ * PENDING_BATCH_IDS have queued: at 20 000 requests/s that is about 100
+ * rows per transaction instead of a handful, and one wake-up of the writer
+ * per batch instead of one per few requests. */
+#define PENDING_BATCH_MS 5
+#define PENDING_BATCH_IDS 1024
 
 /* Record states. */
 enum { IDEM_CLAIMED = 1, IDEM_DONE = 2, IDEM_OPEN = 3 };
@@ -110,7 +116,7 @@ struct sl_gateway_state {
      * writer swaps it with the other buffer and commits that one (flush,
      * NULL between batches), emptying it with mu held. */
     pthread_mutex_t pmu;
-    pthread_cond_t work; /* ids queued, or stop */
+    pthread_cond_t work; /* the first id queued, a full batch, or stop */
     pthread_cond_t room; /* the queue took a batch */
     pending_buf buf[2];
     pending_buf *fill;
@@ -152,7 +158,7 @@ sl_status sl_gateway_state_open(const char *path,
     }
     pthread_mutex_init(&gs->mu, NULL);
     pthread_mutex_init(&gs->pmu, NULL);
-    pthread_cond_init(&gs->work, NULL);
+    sl__cond_init_mono(&gs->work);
     sl__cond_init_mono(&gs->room);
     gs->fill = &gs->buf[0];
     gs->idem_ttl_ms = o.idempotency_ttl_ms ? o.idempotency_ttl_ms
@@ -382,10 +388,13 @@ static void pending_commit(sl_gateway_state *gs, const pending_buf *b)
 }
 
 /* The writer: commit what has queued, one transaction per batch, until
- * stopped with the queue empty. */
+ * stopped with the queue empty. A batch gathers for PENDING_BATCH_MS after
+ * the previous commit (a lone request after a quiet spell is committed at
+ * once). */
 static void *pending_writer(void *arg)
 {
     sl_gateway_state *gs = arg;
+    uint64_t last_ms = 0;
     pthread_mutex_lock(&gs->pmu);
     for (;;) {
         while (gs->fill->n == 0 && !gs->stop) {
@@ -393,6 +402,14 @@ static void *pending_writer(void *arg)
         }
         if (gs->fill->n == 0) {
             break; /* stopped, nothing left */
+        }
+        uint64_t now = sl_time_mono_ms();
+        if (!gs->stop && now < last_ms + PENDING_BATCH_MS) {
+            struct timespec until;
+            sl__deadline_after(&until, last_ms + PENDING_BATCH_MS - now);
+            while (!gs->stop && gs->fill->n < PENDING_BATCH_IDS &&
+                   pthread_cond_timedwait(&gs->work, &gs->pmu, &until) == 0) {
+            }
         }
         gs->flush = gs->fill;
         gs->fill = gs->flush == &gs->buf[0] ? &gs->buf[1] : &gs->buf[0];
@@ -405,6 +422,7 @@ static void *pending_writer(void *arg)
         pending_clear(gs->flush);
         gs->flush = NULL;
         pthread_mutex_unlock(&gs->mu);
+        last_ms = sl_time_mono_ms();
     }
     pthread_mutex_unlock(&gs->pmu);
     return NULL;
@@ -460,6 +478,7 @@ sl_status sl__gw_status_pending(sl_gateway_state *gs, const char *const *ids,
         st = gs->stop ? SL_CLOSED : SL_NOMEM;
     }
     uint64_t now = st == SL_OK ? now_ms(gs) : 0;
+    size_t before = gs->fill->n;
     for (size_t i = 0; st == SL_OK && i < n; i++) {
         char *copy = sl_strdup(ids[i]);
         if (copy == NULL) {
@@ -471,7 +490,12 @@ sl_status sl__gw_status_pending(sl_gateway_state *gs, const char *const *ids,
         b->at_ms[b->n] = now;
         b->n++;
     }
-    pthread_cond_signal(&gs->work);
+    /* The writer waits for the first id, or gathers until its batch time
+     * or a full batch: only those wake it. */
+    if (before == 0 ||
+        (before < PENDING_BATCH_IDS && gs->fill->n >= PENDING_BATCH_IDS)) {
+        pthread_cond_signal(&gs->work);
+    }
     pthread_mutex_unlock(&gs->pmu);
     if (st != SL_OK) {
         sl_logf(SL_LOG_WARN, "gateway", "state: pending status not queued: %s",

@@ -40,6 +40,7 @@
 struct sl_http_pending {
     pthread_mutex_t mu;
     atomic_int refs;
+    sl_http_server *srv;
     struct MHD_Connection *conn;
     sl_http_fill_fn fill;
     void *ctx;
@@ -59,6 +60,9 @@ struct sl_http_server {
     uint64_t stop_grace_ms;
     uint16_t port;
     atomic_int active; /* requests read and not yet fully answered */
+    /* sl__http_resume calls between taking a suspension and
+     * MHD_resume_connection returning; stop waits for none to be left. */
+    atomic_int resuming;
     /* Deferred requests that were suspended, until they complete; and
      * whether stop has cancelled them (no more suspensions then). */
     pthread_mutex_t mu;
@@ -69,6 +73,7 @@ struct sl_http_server {
 /* Per-request state, from the first access-handler call to the completion
  * notification. */
 typedef struct request_state {
+    sl_http_server *srv;
     uint8_t *body;
     size_t len;
     size_t cap;
@@ -347,6 +352,7 @@ sl_http_pending *sl__http_defer(const sl_http_request *req,
     }
     pthread_mutex_init(&p->mu, NULL);
     atomic_init(&p->refs, 2);
+    p->srv = rs->srv;
     p->conn = req->impl;
     p->fill = fill;
     p->ctx = ctx;
@@ -356,15 +362,26 @@ sl_http_pending *sl__http_defer(const sl_http_request *req,
 
 void sl__http_resume(sl_http_pending *p)
 {
+    sl_http_server *srv = p->srv;
     pthread_mutex_lock(&p->mu);
     p->resumed = true;
-    /* Thread-safe with ITC (MHD_ALLOW_SUSPEND_RESUME implies it); under mu
-     * so that it cannot overtake the suspension. */
-    if (p->suspended) {
+    /* Taking the suspension under mu orders this after suspend(); the
+     * resume itself comes after unlocking: the server thread it wakes
+     * takes mu at once (answer_deferred), and finding it still held here
+     * would put that thread straight back to sleep, two context switches
+     * per request for nothing. */
+    bool wake = p->suspended;
+    if (wake) {
         p->suspended = false;
-        MHD_resume_connection(p->conn);
+        atomic_fetch_add(&srv->resuming, 1);
     }
     pthread_mutex_unlock(&p->mu);
+    if (wake) {
+        /* Thread-safe with ITC (MHD_ALLOW_SUSPEND_RESUME implies it). The
+         * daemon outlives the call: stop waits for `resuming` to drop. */
+        MHD_resume_connection(p->conn);
+        atomic_fetch_sub(&srv->resuming, 1);
+    }
     pending_unref(p);
 }
 
@@ -438,6 +455,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         if (rs == NULL) {
             return MHD_NO;
         }
+        rs->srv = srv;
         *con_cls = rs;
         atomic_fetch_add(&srv->active, 1);
         return MHD_YES;
@@ -627,6 +645,12 @@ void sl__http_server_stop(sl_http_server *srv)
         pthread_mutex_unlock(&p->mu);
     }
     pthread_mutex_unlock(&srv->mu);
+    /* No suspension is left to take, so `resuming` only drops now; the
+     * calls in progress return within microseconds. */
+    while (atomic_load(&srv->resuming) > 0) {
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    }
     wait_idle(srv, STOP_FLUSH_MS);
     MHD_stop_daemon(srv->daemon);
     if (lfd != MHD_INVALID_SOCKET) {
