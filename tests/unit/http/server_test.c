@@ -343,6 +343,29 @@ static void server_header_lookup_is_case_insensitive(void **state)
     sl__http_server_stop(srv);
 }
 
+/* Request headers of 12 KiB in all are read; 20 KiB get 431 without the
+ * handler (the connection's memory is 16 KiB). */
+static void server_headers_up_to_12k_are_read_larger_get_431(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("127.0.0.1:0", 0);
+    char url[128];
+    url_for(url, sizeof url, srv, "127.0.0.1", "/h");
+    static char header[20 * 1024 + 32];
+    size_t n = (size_t)snprintf(header, sizeof header, "X-Pad: ");
+    memset(header + n, 'a', 12 * 1024);
+    header[n + 12 * 1024] = '\0';
+    reply r = request(url, NULL, NULL, 0, false, header);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(seen_calls(), 1);
+    memset(header + n, 'a', 20 * 1024);
+    header[n + 20 * 1024] = '\0';
+    r = request(url, NULL, NULL, 0, false, header);
+    assert_int_equal(r.status, 431);
+    assert_int_equal(seen_calls(), 1);
+    sl__http_server_stop(srv);
+}
+
 static void server_query_args_are_decoded_and_path_excludes_them(void **state)
 {
     (void)state;
@@ -658,6 +681,7 @@ int main(void)
             server_oversized_chunked_body_gets_413_without_calling_handler),
         cmocka_unit_test(server_body_exactly_at_limit_is_accepted),
         cmocka_unit_test(server_header_lookup_is_case_insensitive),
+        cmocka_unit_test(server_headers_up_to_12k_are_read_larger_get_431),
         cmocka_unit_test(server_query_args_are_decoded_and_path_excludes_them),
         cmocka_unit_test(server_response_headers_and_status_are_sent),
         cmocka_unit_test(server_problem_is_rfc9457_json_with_escaping),
