@@ -8,7 +8,9 @@
 #
 # N orders (default 4000) at RATE req/s (default 400: a rate callgrind keeps
 # up with, so the figure is the work per request, not the cost of a backlog).
-# GATEWAY_THREADS as for gateway_bench.sh (default 8). GATEWAY_COST_OUT=DIR
+# GATEWAY_THREADS as for gateway_bench.sh (default 8). GATEWAY_STATUS="start:
+# processing, ack: completed" has the consumer report statuses (the
+# consumers[].status mapping). GATEWAY_COST_OUT=DIR
 # keeps the callgrind files (one per thread) there for callgrind_annotate.
 # Prints one line:
 #   requests=N accepted=A per_request=I http=… status_writer=… timer=…
@@ -85,6 +87,9 @@ consumers:
     concurrency: 1
     handler: {kind: append, file: /dev/null}
 EOF
+if [ -n "${GATEWAY_STATUS:-}" ]; then
+    echo "    status: {$GATEWAY_STATUS}" >>"$dir/cost.yaml"
+fi
 
 log="$dir/run.log"
 valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes \
