@@ -107,6 +107,17 @@ const char *sl__http_query(const sl_http_request *req, const char *name)
                                        MHD_GET_ARGUMENT_KIND, name);
 }
 
+/* Copy @p src into @p dst of @p size bytes, cut to fit, NUL-terminated. */
+static void copy_cut(char *dst, size_t size, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= size) {
+        n = size - 1;
+    }
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 void sl__http_set_header(sl_http_response *resp, const char *name,
                          const char *value)
 {
@@ -114,9 +125,8 @@ void sl__http_set_header(sl_http_response *resp, const char *name,
         return;
     }
     size_t i = resp->nheaders++;
-    snprintf(resp->headers[i].name, sizeof resp->headers[i].name, "%s", name);
-    snprintf(resp->headers[i].value, sizeof resp->headers[i].value, "%s",
-             value);
+    copy_cut(resp->headers[i].name, sizeof resp->headers[i].name, name);
+    copy_cut(resp->headers[i].value, sizeof resp->headers[i].value, value);
 }
 
 sl_status sl__http_set_body(sl_http_response *resp, int status,
@@ -330,9 +340,23 @@ static void remote_address(struct MHD_Connection *conn, char *buf, size_t size)
         return;
     }
     const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET) {
+    if (sa->sa_family == AF_INET && size >= INET_ADDRSTRLEN) {
+        /* Dotted quad by hand: inet_ntop goes through sprintf, a few
+         * per cent of a request's instructions. */
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, buf, (socklen_t)size);
+        const uint8_t *b = (const uint8_t *)&in->sin_addr.s_addr;
+        char *p = buf;
+        for (int i = 0; i < 4; i++) {
+            unsigned v = b[i];
+            if (v >= 100) {
+                *p++ = (char)('0' + v / 100);
+            }
+            if (v >= 10) {
+                *p++ = (char)('0' + v / 10 % 10);
+            }
+            *p++ = (char)('0' + v % 10);
+            *p++ = i < 3 ? '.' : '\0';
+        }
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, buf, (socklen_t)size);

@@ -229,6 +229,36 @@ static void server_get_round_trip_reaches_handler(void **state)
     sl__http_server_stop(srv);
 }
 
+/* The handler sees the client's address in dotted-quad form, whatever
+ * its digits (the client binds a loopback address of its choice). */
+static void server_remote_address_is_the_clients(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("127.0.0.1:0", 0);
+    const char *froms[] = {"127.100.20.3", "127.0.9.255", "127.10.0.1"};
+    for (size_t i = 0; i < sizeof froms / sizeof froms[0]; i++) {
+        char url[128];
+        url_for(url, sizeof url, srv, "127.0.0.1", "/who");
+        CURL *h = curl_easy_init();
+        assert_non_null(h);
+        reply r = {0};
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+        curl_easy_setopt(h, CURLOPT_INTERFACE, froms[i]);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
+        assert_int_equal(curl_easy_perform(h), CURLE_OK);
+        curl_easy_cleanup(h);
+        pthread_mutex_lock(&g_seen.mu);
+        char remote[64];
+        snprintf(remote, sizeof remote, "%s", g_seen.remote);
+        pthread_mutex_unlock(&g_seen.mu);
+        assert_string_equal(remote, froms[i]);
+    }
+    sl__http_server_stop(srv);
+}
+
 static void server_post_body_reaches_handler_whole(void **state)
 {
     (void)state;
@@ -673,6 +703,7 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(server_get_round_trip_reaches_handler),
+        cmocka_unit_test(server_remote_address_is_the_clients),
         cmocka_unit_test(server_post_body_reaches_handler_whole),
         cmocka_unit_test(server_large_body_within_limit_arrives_intact),
         cmocka_unit_test(
