@@ -17,6 +17,10 @@
 # and nothing else, so the figure is the gateway's and the engine's. The
 # engine is embedded with SQLite sync=normal, the default; the gateway's
 # state (idempotency keys, status projection) is a SQLite file next to it.
+# The open-loop phases use gateway_load's epoll client (GATEWAY_CLIENT=curl
+# selects the libcurl client of earlier runs: same schedule, about three
+# times the generator's CPU per request, which on two cores comes out of
+# the service's share); each run prints the generator's CPU per request.
 # gateway.threads is 8 (GATEWAY_THREADS overrides it): no server thread
 # waits for a confirm (the connection is suspended until the engine
 # confirms), so the threads only do the requests' CPU work, and a few per
@@ -50,6 +54,7 @@ else
 fi
 conns=64           # wrk connections at saturation (wrk -c256 is shown once)
 threads=${GATEWAY_THREADS:-8} # gateway.threads
+client=${GATEWAY_CLIENT:-epoll} # gateway_load paced --client
 over_capacity=1000 # overload: the client's rate limit, requests/s
 over_factor=10
 
@@ -185,12 +190,13 @@ echo "  median: gateway $sat accepted/s (p50 $sat_p50 ms, p99 $sat_p99 ms);" \
 
 # (b) half of saturation, open loop.
 half=$(awk -v s="$sat" 'BEGIN { printf "%.0f", s / 2 }')
-line=$("$load" paced --url "$url" --rate "$half" --seconds "$paced_s" \
-    --warmup "$warm_s" --connections 128)
+line=$("$load" paced --client "$client" --url "$url" --rate "$half" \
+    --seconds "$paced_s" --warmup "$warm_s" --connections 128)
 half_p50=$(awk -v v="$(kv ok_p50_us "$line")" 'BEGIN { printf "%.2f", v / 1000 }')
 half_p99=$(awk -v v="$(kv ok_p99_us "$line")" 'BEGIN { printf "%.2f", v / 1000 }')
 echo "  half of saturation, $half req/s offered for ${paced_s} s: $(kv ok_per_s "$line") accepted/s," \
-    "p50 $half_p50 ms, p99 $half_p99 ms (errors $(kv errors "$line"), late by > 1 ms $(kv late_1ms "$line"))"
+    "p50 $half_p50 ms, p99 $half_p99 ms (errors $(kv errors "$line"), late by > 1 ms $(kv late_1ms "$line");" \
+    "generator ($client) $(kv cpu_us_per_req "$line") us CPU per request)"
 stop_service
 
 # (c) 10x overload: the client's token bucket (capacity) is the limit.
@@ -200,8 +206,8 @@ write_config "$dir/over.yaml" "$dir/data-over" \
   client_rate: $over_capacity
   client_burst: $((over_capacity / 10))"
 start_service "$dir/over.yaml"
-line=$("$load" paced --url "$url" --rate "$offered" --seconds "$paced_s" \
-    --warmup "$warm_s" --connections 128)
+line=$("$load" paced --client "$client" --url "$url" --rate "$offered" \
+    --seconds "$paced_s" --warmup "$warm_s" --connections 128)
 stop_service
 ov_ok=$(kv ok_per_s "$line")
 ov_rej=$(kv rej_per_s "$line")

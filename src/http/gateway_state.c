@@ -6,15 +6,19 @@
  * share the file (WAL); a claim is one IMMEDIATE transaction, so two
  * processes never both claim a key.
  *
- * The "pending" rows the gateway writes for every accepted event are group
- * committed: sl__gw_status_pending queues the ids and returns, and a writer
- * thread inserts whatever has queued in one transaction, then the next
- * batch. One transaction per request (its file locks and WAL append) was
- * the largest cost of an accepted request. Until its batch commits, an id
- * is answered "pending" from the queue by sl_gateway_status_get, so the
- * gateway's own GET /status/{id} shows it right after the 202; the writer
- * commits a batch and drops it from the queue under the connection's mutex,
- * so a reader sees the id in one place or the other, never in neither.
+ * The "pending" rows the gateway writes for every accepted event, and the
+ * statuses the service's consumers report (sl__gw_status_queue), are group
+ * committed: they are queued and a writer thread writes whatever has
+ * queued in one transaction, in queue order, then the next batch (at most
+ * one per PENDING_BATCH_MS). One transaction per write (its file locks and
+ * WAL append) was the largest cost of an accepted request. Until its batch
+ * commits, sl_gateway_status_get applies the queued writes to what the
+ * table holds, so the gateway's own GET /status/{id} shows "pending" right
+ * after the 202; the writer commits a batch and drops it from the queue
+ * under the connection's mutex, so a reader sees a write in one place or
+ * the other, never in neither. sl_gateway_status_set, the public call,
+ * still writes at once, for callers that need the row in the file when it
+ * returns.
  */
 #include "sluice/gateway.h"
 
@@ -37,6 +41,12 @@
  * wait (at most PENDING_WAIT_MS) rather than grow memory. */
 #define PENDING_MAX 65536
 #define PENDING_WAIT_MS 1000
+/* The writer commits at most once per PENDING_BATCH_MS, or sooner once
+ * PENDING_BATCH_IDS have queued: at 20 000 requests/s that is about 100
+ * rows per transaction instead of a handful, and one wake-up of the writer
+ * per batch instead of one per few requests. */
+#define PENDING_BATCH_MS 5
+#define PENDING_BATCH_IDS 1024
 
 /* Record states. */
 enum { IDEM_CLAIMED = 1, IDEM_DONE = 2, IDEM_OPEN = 3 };
@@ -89,10 +99,18 @@ static const char *const sql[Q_COUNT_] = {
     [Q_ROLLBACK] = "ROLLBACK",
 };
 
-/* Ids waiting for their "pending" row, with the time they were queued. */
+/* A queued status write: the gateway's "pending" (inserted unless the id
+ * has a status) or a consumer's status (replacing, last write wins). */
+typedef struct queued_status {
+    char *id;           /* sl_malloc'd */
+    const char *status; /* one of the SL_GATEWAY_STATUS_ constants */
+    char *detail;       /* sl_malloc'd; NULL when none */
+    uint64_t at_ms;     /* when it was queued: the row's updated_at */
+    bool replace;
+} queued_status;
+
 typedef struct pending_buf {
-    char **ids; /* sl_malloc'd copies */
-    uint64_t *at_ms;
+    queued_status *q;
     size_t n;
     size_t cap;
 } pending_buf;
@@ -110,7 +128,7 @@ struct sl_gateway_state {
      * writer swaps it with the other buffer and commits that one (flush,
      * NULL between batches), emptying it with mu held. */
     pthread_mutex_t pmu;
-    pthread_cond_t work; /* ids queued, or stop */
+    pthread_cond_t work; /* the first id queued, a full batch, or stop */
     pthread_cond_t room; /* the queue took a batch */
     pending_buf buf[2];
     pending_buf *fill;
@@ -152,7 +170,7 @@ sl_status sl_gateway_state_open(const char *path,
     }
     pthread_mutex_init(&gs->mu, NULL);
     pthread_mutex_init(&gs->pmu, NULL);
-    pthread_cond_init(&gs->work, NULL);
+    sl__cond_init_mono(&gs->work);
     sl__cond_init_mono(&gs->room);
     gs->fill = &gs->buf[0];
     gs->idem_ttl_ms = o.idempotency_ttl_ms ? o.idempotency_ttl_ms
@@ -183,7 +201,8 @@ sl_status sl_gateway_state_open(const char *path,
 static void pending_clear(pending_buf *b)
 {
     for (size_t i = 0; i < b->n; i++) {
-        sl_free(b->ids[i]);
+        sl_free(b->q[i].id);
+        sl_free(b->q[i].detail);
     }
     b->n = 0;
 }
@@ -204,8 +223,7 @@ void sl_gateway_state_close(sl_gateway_state *gs)
     }
     for (int b = 0; b < 2; b++) {
         pending_clear(&gs->buf[b]);
-        sl_free(gs->buf[b].ids);
-        sl_free(gs->buf[b].at_ms);
+        sl_free(gs->buf[b].q);
     }
     pthread_cond_destroy(&gs->work);
     pthread_cond_destroy(&gs->room);
@@ -302,27 +320,31 @@ sl_status sl_gateway_status_set(sl_gateway_state *gs, const char *id,
     return st;
 }
 
-/* Whether @p id waits in the pending queue; its queueing time in @p at. mu
- * held. A linear scan: the queue holds one commit's worth of ids (hundreds
- * at most under load), and reads of the projection are rare next to
- * writes. */
-static bool pending_find(sl_gateway_state *gs, const char *id, uint64_t *at)
+/* Apply the queued writes for @p id, oldest first, to the row read from
+ * the table (*found says whether there was one). mu held, so the writer is
+ * not between committing a batch and dropping it from the queue: every
+ * write is in the table or here, never in neither. A linear scan: the
+ * queue holds a few milliseconds' worth of writes, and reads of the
+ * projection are rare next to writes. */
+static void queued_apply(sl_gateway_state *gs, const char *id, bool *found,
+                         sl_gateway_status_row *out)
 {
-    bool found = false;
     pthread_mutex_lock(&gs->pmu);
-    const pending_buf *bufs[2] = {gs->fill, gs->flush};
-    for (int b = 0; b < 2 && !found; b++) {
-        /* Newest first: the latest queueing time of a repeated id. */
-        for (size_t i = bufs[b] ? bufs[b]->n : 0; i-- > 0;) {
-            if (strcmp(bufs[b]->ids[i], id) == 0) {
-                *at = bufs[b]->at_ms[i];
-                found = true;
-                break;
+    const pending_buf *bufs[2] = {gs->flush, gs->fill};
+    for (int b = 0; b < 2; b++) {
+        for (size_t i = 0; bufs[b] != NULL && i < bufs[b]->n; i++) {
+            const queued_status *qs = &bufs[b]->q[i];
+            if (strcmp(qs->id, id) != 0 || (!qs->replace && *found)) {
+                continue;
             }
+            snprintf(out->status, sizeof out->status, "%s", qs->status);
+            snprintf(out->detail, sizeof out->detail, "%s",
+                     qs->detail ? qs->detail : "");
+            out->updated_ms = qs->at_ms;
+            *found = true;
         }
     }
     pthread_mutex_unlock(&gs->pmu);
-    return found;
 }
 
 sl_status sl_gateway_status_get(sl_gateway_state *gs, const char *id,
@@ -347,27 +369,39 @@ sl_status sl_gateway_status_get(sl_gateway_state *gs, const char *id,
     }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
-    /* Not written yet: maybe queued. With mu held, the writer cannot be
-     * between committing a batch and dropping it from the queue. */
-    if (st == SL_NOT_FOUND && pending_find(gs, id, &out->updated_ms)) {
-        snprintf(out->status, sizeof out->status, "%s",
-                 SL_GATEWAY_STATUS_PENDING);
-        out->detail[0] = '\0';
-        st = SL_OK;
+    /* Queued writes not committed yet come after the table's row. */
+    if (st == SL_OK || st == SL_NOT_FOUND) {
+        bool found = st == SL_OK;
+        queued_apply(gs, id, &found, out);
+        st = found ? SL_OK : SL_NOT_FOUND;
     }
     pthread_mutex_unlock(&gs->mu);
     return st;
 }
 
-/* Insert the batch in one transaction. mu held. */
+/* Write the batch in one transaction, in queue order. mu held. */
 static void pending_commit(sl_gateway_state *gs, const pending_buf *b)
 {
     int rc = step_done(gs, Q_BEGIN);
-    sqlite3_stmt *s = gs->q[Q_STATUS_PENDING];
     for (size_t i = 0; rc == SQLITE_OK && i < b->n; i++) {
-        sqlite3_bind_text(s, 1, b->ids[i], -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, (sqlite3_int64)b->at_ms[i]);
-        rc = step_done(gs, Q_STATUS_PENDING);
+        const queued_status *qs = &b->q[i];
+        if (qs->replace) {
+            sqlite3_stmt *s = gs->q[Q_STATUS_SET];
+            sqlite3_bind_text(s, 1, qs->id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s, 2, qs->status, -1, SQLITE_STATIC);
+            if (qs->detail != NULL) {
+                sqlite3_bind_text(s, 3, qs->detail, -1, SQLITE_STATIC);
+            } else {
+                sqlite3_bind_null(s, 3);
+            }
+            sqlite3_bind_int64(s, 4, (sqlite3_int64)qs->at_ms);
+            rc = step_done(gs, Q_STATUS_SET);
+        } else {
+            sqlite3_stmt *s = gs->q[Q_STATUS_PENDING];
+            sqlite3_bind_text(s, 1, qs->id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(s, 2, (sqlite3_int64)qs->at_ms);
+            rc = step_done(gs, Q_STATUS_PENDING);
+        }
     }
     rc = rc == SQLITE_OK ? step_done(gs, Q_COMMIT) : rc;
     if (rc != SQLITE_OK) {
@@ -382,10 +416,13 @@ static void pending_commit(sl_gateway_state *gs, const pending_buf *b)
 }
 
 /* The writer: commit what has queued, one transaction per batch, until
- * stopped with the queue empty. */
+ * stopped with the queue empty. A batch gathers for PENDING_BATCH_MS after
+ * the previous commit (a lone request after a quiet spell is committed at
+ * once). */
 static void *pending_writer(void *arg)
 {
     sl_gateway_state *gs = arg;
+    uint64_t last_ms = 0;
     pthread_mutex_lock(&gs->pmu);
     for (;;) {
         while (gs->fill->n == 0 && !gs->stop) {
@@ -393,6 +430,14 @@ static void *pending_writer(void *arg)
         }
         if (gs->fill->n == 0) {
             break; /* stopped, nothing left */
+        }
+        uint64_t now = sl_time_mono_ms();
+        if (!gs->stop && now < last_ms + PENDING_BATCH_MS) {
+            struct timespec until;
+            sl__deadline_after(&until, last_ms + PENDING_BATCH_MS - now);
+            while (!gs->stop && gs->fill->n < PENDING_BATCH_IDS &&
+                   pthread_cond_timedwait(&gs->work, &gs->pmu, &until) == 0) {
+            }
         }
         gs->flush = gs->fill;
         gs->fill = gs->flush == &gs->buf[0] ? &gs->buf[1] : &gs->buf[0];
@@ -405,6 +450,7 @@ static void *pending_writer(void *arg)
         pending_clear(gs->flush);
         gs->flush = NULL;
         pthread_mutex_unlock(&gs->mu);
+        last_ms = sl_time_mono_ms();
     }
     pthread_mutex_unlock(&gs->pmu);
     return NULL;
@@ -419,22 +465,19 @@ static bool pending_reserve(pending_buf *b, size_t n)
     while (cap < b->n + n) {
         cap *= 2;
     }
-    char **ids = sl_realloc(b->ids, cap * sizeof *ids);
-    if (ids == NULL) {
+    queued_status *q = sl_realloc(b->q, cap * sizeof *q);
+    if (q == NULL) {
         return false;
     }
-    b->ids = ids;
-    uint64_t *at = sl_realloc(b->at_ms, cap * sizeof *at);
-    if (at == NULL) {
-        return false;
-    }
-    b->at_ms = at;
+    b->q = q;
     b->cap = cap;
     return true;
 }
 
-sl_status sl__gw_status_pending(sl_gateway_state *gs, const char *const *ids,
-                                size_t n)
+/* Queue @p n writes of @p status (a constant) for @p ids, with @p detail
+ * (copied; may be NULL); @p replace for a consumer's status. */
+static sl_status enqueue(sl_gateway_state *gs, const char *const *ids, size_t n,
+                         const char *status, const char *detail, bool replace)
 {
     sl_status st = SL_OK;
     pthread_mutex_lock(&gs->pmu);
@@ -460,24 +503,66 @@ sl_status sl__gw_status_pending(sl_gateway_state *gs, const char *const *ids,
         st = gs->stop ? SL_CLOSED : SL_NOMEM;
     }
     uint64_t now = st == SL_OK ? now_ms(gs) : 0;
+    size_t before = gs->fill->n;
     for (size_t i = 0; st == SL_OK && i < n; i++) {
-        char *copy = sl_strdup(ids[i]);
-        if (copy == NULL) {
+        queued_status qs = {
+            .id = sl_strdup(ids[i]),
+            .status = status,
+            .detail = detail != NULL ? sl_strdup(detail) : NULL,
+            .at_ms = now,
+            .replace = replace,
+        };
+        if (qs.id == NULL || (detail != NULL && qs.detail == NULL)) {
+            sl_free(qs.id);
+            sl_free(qs.detail);
             st = SL_NOMEM;
             break;
         }
-        pending_buf *b = gs->fill;
-        b->ids[b->n] = copy;
-        b->at_ms[b->n] = now;
-        b->n++;
+        gs->fill->q[gs->fill->n++] = qs;
     }
-    pthread_cond_signal(&gs->work);
+    /* The writer waits for the first write, or gathers until its batch
+     * time or a full batch: only those wake it. */
+    if (before == 0 ||
+        (before < PENDING_BATCH_IDS && gs->fill->n >= PENDING_BATCH_IDS)) {
+        pthread_cond_signal(&gs->work);
+    }
     pthread_mutex_unlock(&gs->pmu);
     if (st != SL_OK) {
-        sl_logf(SL_LOG_WARN, "gateway", "state: pending status not queued: %s",
-                sl_status_str(st));
+        sl_logf(SL_LOG_WARN, "gateway", "state: %s status not queued: %s",
+                status, sl_status_str(st));
     }
     return st;
+}
+
+sl_status sl__gw_status_pending(sl_gateway_state *gs, const char *const *ids,
+                                size_t n)
+{
+    return enqueue(gs, ids, n, SL_GATEWAY_STATUS_PENDING, NULL, false);
+}
+
+/* The constant for a valid status, so that a queued write need not copy
+ * it; NULL for anything else. */
+static const char *status_constant(const char *status)
+{
+    static const char *const all[] = {
+        SL_GATEWAY_STATUS_PENDING, SL_GATEWAY_STATUS_PROCESSING,
+        SL_GATEWAY_STATUS_COMPLETED, SL_GATEWAY_STATUS_FAILED};
+    for (size_t i = 0; status != NULL && i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(status, all[i]) == 0) {
+            return all[i];
+        }
+    }
+    return NULL;
+}
+
+sl_status sl__gw_status_queue(sl_gateway_state *gs, const char *id,
+                              const char *status, const char *detail)
+{
+    const char *constant = status_constant(status);
+    if (gs == NULL || !id_is_valid(id) || constant == NULL) {
+        return SL_INVALID;
+    }
+    return enqueue(gs, &id, 1, constant, detail, true);
 }
 
 /* ---- idempotency records ---------------------------------------------- */

@@ -1,4 +1,5 @@
-/* The gateway's state store, internal side: idempotency records.
+/* The gateway's state store, internal side: idempotency records and the
+ * queued writes of the status projection.
  *
  * A record binds an Idempotency-Key to the request's fingerprint and to the
  * event id chosen for it, and, once the request succeeded, to the answer.
@@ -61,5 +62,21 @@ sl_status sl__gw_idem_forget(sl_gateway_state *gs, const char *key);
  * @return SL_OK; SL_TIMEOUT (queue full); SL_CLOSED; SL_NOMEM. */
 sl_status sl__gw_status_pending(sl_gateway_state *gs, const char *const *ids,
                                 size_t n);
+
+/**
+ * sl_gateway_status_set through the same queue: the status (last write
+ * wins) is written in the writer's next batch, in queue order with the
+ * "pending" rows, instead of in a transaction of its own. This handle's
+ * sl_gateway_status_get sees it at once; another handle on the file, once
+ * its batch commits (within a few milliseconds; at close at the latest).
+ * For the consumers of the service that owns the handle, which report
+ * every event they handle. Not to be mixed with sl_gateway_status_set for
+ * one id on one handle: a queued write committed later wins.
+ * @return SL_OK; SL_INVALID (as sl_gateway_status_set); SL_TIMEOUT (queue
+ *         full for 1 s); SL_CLOSED; SL_NOMEM.
+ * Thread safety: any thread.
+ */
+sl_status sl__gw_status_queue(sl_gateway_state *gs, const char *id,
+                              const char *status, const char *detail);
 
 #endif

@@ -2,6 +2,7 @@
 #include "sluice/service.h"
 
 #include "http/admin.h"
+#include "http/gateway_state.h"
 #include "runtime/handlers.h"
 #include "sluice/alloc.h"
 #include "sluice/gateway.h"
@@ -41,12 +42,15 @@ static bool is_draining(void *ctx)
     return atomic_load(&((sl_service *)ctx)->draining);
 }
 
-/* Consumers report statuses here; the gateway serves them. */
+/* Consumers report statuses here; the gateway serves them. Queued and
+ * group committed with the gateway's "pending" rows (a transaction per
+ * status cost a consumer more than handling an order); the gateway's
+ * GET /status/{id} sees a status at once. */
 static void report_status(const char *key, const char *status,
                           const char *detail, void *ctx)
 {
     sl_service *svc = ctx;
-    sl_status st = sl_gateway_status_set(svc->gstate, key, status, detail);
+    sl_status st = sl__gw_status_queue(svc->gstate, key, status, detail);
     if (st != SL_OK) {
         sl_logf(SL_LOG_WARN, "service", "status of %s not recorded: %s", key,
                 sl_status_str(st));

@@ -230,6 +230,98 @@ static void status_pending_many_ids_all_read_pending(void **state)
     }
 }
 
+static void status_queued_reads_back_at_once(void **state)
+{
+    fixture *fx = *state;
+    sl_gateway_status_row row;
+    assert_int_equal(
+        sl__gw_status_queue(fx->gs, "ev-1", "failed", "payment declined"),
+        SL_OK);
+    assert_int_equal(sl_gateway_status_get(fx->gs, "ev-1", &row), SL_OK);
+    assert_string_equal(row.status, "failed");
+    assert_string_equal(row.detail, "payment declined");
+    assert_int_equal(row.updated_ms, T0);
+    assert_int_equal(sl__gw_status_queue(fx->gs, "ev", "done", NULL),
+                     SL_INVALID);
+    assert_int_equal(sl__gw_status_queue(fx->gs, "", "failed", NULL),
+                     SL_INVALID);
+}
+
+/* Queued statuses replace (last write wins); "pending" fills only an id
+ * without a status, whether that status is queued or in the table; the
+ * same before the batch commits (read through the queue) and after
+ * (another handle reads the file once the first closed). */
+static void status_queued_writes_keep_their_order_with_pending(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/sluice-gwstate-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    sl_gateway_state *gs = NULL;
+    assert_int_equal(sl_gateway_state_open(path, NULL, &gs, NULL), SL_OK);
+    const char *a = "ev-a", *b = "ev-b", *c = "ev-c";
+    /* A consumer before the gateway's pending row. */
+    sl__gw_status_queue(gs, a, "processing", NULL);
+    sl__gw_status_pending(gs, &a, 1);
+    /* The gateway first, then the consumer, twice. */
+    sl__gw_status_pending(gs, &b, 1);
+    sl__gw_status_queue(gs, b, "processing", NULL);
+    sl__gw_status_queue(gs, b, "completed", "shipped");
+    /* A status in the table, then a queued pending row. */
+    assert_int_equal(sl_gateway_status_set(gs, c, "failed", NULL), SL_OK);
+    sl__gw_status_pending(gs, &c, 1);
+    for (int pass = 0; pass < 2; pass++) {
+        sl_gateway_status_row row;
+        assert_int_equal(sl_gateway_status_get(gs, a, &row), SL_OK);
+        assert_string_equal(row.status, "processing");
+        assert_int_equal(sl_gateway_status_get(gs, b, &row), SL_OK);
+        assert_string_equal(row.status, "completed");
+        assert_string_equal(row.detail, "shipped");
+        assert_int_equal(sl_gateway_status_get(gs, c, &row), SL_OK);
+        assert_string_equal(row.status, "failed");
+        sl_gateway_state_close(gs);
+        gs = NULL;
+        if (pass == 0) {
+            assert_int_equal(sl_gateway_state_open(path, NULL, &gs, NULL),
+                             SL_OK);
+        }
+    }
+    char aux[sizeof path + 8];
+    unlink(path);
+    snprintf(aux, sizeof aux, "%s-wal", path);
+    unlink(aux);
+    snprintf(aux, sizeof aux, "%s-shm", path);
+    unlink(aux);
+}
+
+static void status_queued_is_committed_for_other_handles(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/sluice-gwstate-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    sl_gateway_state *a = NULL, *b = NULL;
+    assert_int_equal(sl_gateway_state_open(path, NULL, &a, NULL), SL_OK);
+    const char *id = "ev-1";
+    assert_int_equal(sl__gw_status_pending(a, &id, 1), SL_OK);
+    assert_int_equal(sl__gw_status_queue(a, id, "completed", "done"), SL_OK);
+    sl_gateway_state_close(a);
+    assert_int_equal(sl_gateway_state_open(path, NULL, &b, NULL), SL_OK);
+    sl_gateway_status_row row;
+    assert_int_equal(sl_gateway_status_get(b, id, &row), SL_OK);
+    assert_string_equal(row.status, "completed");
+    assert_string_equal(row.detail, "done");
+    sl_gateway_state_close(b);
+    char aux[sizeof path + 8];
+    unlink(path);
+    snprintf(aux, sizeof aux, "%s-wal", path);
+    unlink(aux);
+    snprintf(aux, sizeof aux, "%s-shm", path);
+    unlink(aux);
+}
+
 static void state_file_is_shared_between_handles(void **state)
 {
     (void)state;
@@ -290,6 +382,9 @@ int main(void)
         T(status_pending_does_not_overwrite_a_consumer),
         T(status_pending_is_committed_by_close),
         T(status_pending_many_ids_all_read_pending),
+        T(status_queued_reads_back_at_once),
+        cmocka_unit_test(status_queued_writes_keep_their_order_with_pending),
+        cmocka_unit_test(status_queued_is_committed_for_other_handles),
         cmocka_unit_test(state_file_is_shared_between_handles),
         cmocka_unit_test(state_open_refuses_a_file_that_is_not_a_database),
     };

@@ -467,6 +467,46 @@ static void gateway_oversized_body_is_413(void **state)
 
 /* ---- CloudEvents ------------------------------------------------------- */
 
+/* The 202 body, byte for byte: compact JSON; an id of unreserved characters
+ * as it is, any other escaped in the JSON and percent-encoded in the URL. */
+static void gateway_202_body_is_compact_and_escapes_unusual_ids(void **state)
+{
+    (void)state;
+    fixture *fx = start(0, NULL, NULL);
+    const char *body = "{\"qty\": 3, \"sku\": \"B\"}";
+    const char *plain[] = {"Content-Type: application/json",
+                           "ce-specversion: 1.0",
+                           "ce-id: order-42.a_b~c",
+                           "ce-source: /shop",
+                           "ce-type: t",
+                           NULL};
+    reply r = {0};
+    http(fx, "POST", "/orders", plain, body, strlen(body), &r);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.body, "{\"id\":\"order-42.a_b~c\",\"status\":"
+                                "\"queued\",\"status_url\":\"/status/"
+                                "order-42.a_b~c\"}");
+    char loc[128];
+    assert_string_equal(header(&r, "Location", loc, sizeof loc),
+                        "/status/order-42.a_b~c");
+    done(&r);
+    const char *odd[] = {"Content-Type: application/json",
+                         "ce-specversion: 1.0",
+                         "ce-id: a/b%22c%22%C3%A9",
+                         "ce-source: /shop",
+                         "ce-type: t",
+                         NULL};
+    http(fx, "POST", "/orders", odd, body, strlen(body), &r);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.body, "{\"id\":\"a/b\\\"c\\\"\xc3\xa9\",\"status\":"
+                                "\"queued\",\"status_url\":\"/status/"
+                                "a%2Fb%22c%22%C3%A9\"}");
+    assert_string_equal(header(&r, "Location", loc, sizeof loc),
+                        "/status/a%2Fb%22c%22%C3%A9");
+    done(&r);
+    stop(fx);
+}
+
 static void gateway_binary_mode_keeps_the_client_envelope(void **state)
 {
     (void)state;
@@ -1246,6 +1286,7 @@ int main(void)
         cmocka_unit_test(gateway_wrong_method_is_405_with_allow),
         cmocka_unit_test(gateway_unsupported_content_type_is_415),
         cmocka_unit_test(gateway_oversized_body_is_413),
+        cmocka_unit_test(gateway_202_body_is_compact_and_escapes_unusual_ids),
         cmocka_unit_test(gateway_binary_mode_keeps_the_client_envelope),
         cmocka_unit_test(gateway_bad_cloudevents_headers_are_400),
         cmocka_unit_test(gateway_binary_mode_data_is_validated_too),

@@ -229,6 +229,36 @@ static void server_get_round_trip_reaches_handler(void **state)
     sl__http_server_stop(srv);
 }
 
+/* The handler sees the client's address in dotted-quad form, whatever
+ * its digits (the client binds a loopback address of its choice). */
+static void server_remote_address_is_the_clients(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("127.0.0.1:0", 0);
+    const char *froms[] = {"127.100.20.3", "127.0.9.255", "127.10.0.1"};
+    for (size_t i = 0; i < sizeof froms / sizeof froms[0]; i++) {
+        char url[128];
+        url_for(url, sizeof url, srv, "127.0.0.1", "/who");
+        CURL *h = curl_easy_init();
+        assert_non_null(h);
+        reply r = {0};
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+        curl_easy_setopt(h, CURLOPT_INTERFACE, froms[i]);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
+        assert_int_equal(curl_easy_perform(h), CURLE_OK);
+        curl_easy_cleanup(h);
+        pthread_mutex_lock(&g_seen.mu);
+        char remote[64];
+        snprintf(remote, sizeof remote, "%s", g_seen.remote);
+        pthread_mutex_unlock(&g_seen.mu);
+        assert_string_equal(remote, froms[i]);
+    }
+    sl__http_server_stop(srv);
+}
+
 static void server_post_body_reaches_handler_whole(void **state)
 {
     (void)state;
@@ -340,6 +370,29 @@ static void server_header_lookup_is_case_insensitive(void **state)
     assert_string_equal(g_seen.header, "v1 v2");
     r = request(url, NULL, NULL, 0, false, NULL);
     assert_string_equal(g_seen.header, "(null)");
+    sl__http_server_stop(srv);
+}
+
+/* Request headers of 12 KiB in all are read; 20 KiB get 431 without the
+ * handler (the connection's memory is 16 KiB). */
+static void server_headers_up_to_12k_are_read_larger_get_431(void **state)
+{
+    (void)state;
+    sl_http_server *srv = start("127.0.0.1:0", 0);
+    char url[128];
+    url_for(url, sizeof url, srv, "127.0.0.1", "/h");
+    static char header[20 * 1024 + 32];
+    size_t n = (size_t)snprintf(header, sizeof header, "X-Pad: ");
+    memset(header + n, 'a', 12 * 1024);
+    header[n + 12 * 1024] = '\0';
+    reply r = request(url, NULL, NULL, 0, false, header);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(seen_calls(), 1);
+    memset(header + n, 'a', 20 * 1024);
+    header[n + 20 * 1024] = '\0';
+    r = request(url, NULL, NULL, 0, false, header);
+    assert_int_equal(r.status, 431);
+    assert_int_equal(seen_calls(), 1);
     sl__http_server_stop(srv);
 }
 
@@ -650,6 +703,7 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(server_get_round_trip_reaches_handler),
+        cmocka_unit_test(server_remote_address_is_the_clients),
         cmocka_unit_test(server_post_body_reaches_handler_whole),
         cmocka_unit_test(server_large_body_within_limit_arrives_intact),
         cmocka_unit_test(
@@ -658,6 +712,7 @@ int main(void)
             server_oversized_chunked_body_gets_413_without_calling_handler),
         cmocka_unit_test(server_body_exactly_at_limit_is_accepted),
         cmocka_unit_test(server_header_lookup_is_case_insensitive),
+        cmocka_unit_test(server_headers_up_to_12k_are_read_larger_get_431),
         cmocka_unit_test(server_query_args_are_decoded_and_path_excludes_them),
         cmocka_unit_test(server_response_headers_and_status_are_sent),
         cmocka_unit_test(server_problem_is_rfc9457_json_with_escaping),
