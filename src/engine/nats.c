@@ -51,6 +51,10 @@
 #define API_WAIT_MS 5000
 #define PUB_MAX_PENDING 4096 /* async publishes awaiting their PubAck */
 #define FETCH_SLICE_MS 100   /* a fetch checks for interrupts this often */
+#define PULL_EXPIRES_MS 100  /* server-side life of one pull request */
+#define PULL_NOWAIT_MS 50    /* ... of a no-wait pull request */
+#define PULL_GRACE_MS 200    /* after its expiry, a request is over for us */
+#define JS_API_PREFIX "$JS.API."
 #define PENDING_BUCKETS 256
 #define SUBJECT_ROOT "sluice."
 #define CE_PREFIX "ce-"
@@ -93,7 +97,18 @@ typedef struct ndelivery {
 struct nats_sub {
     sl_subscription base;
     nats_engine *eng;
+    /* A plain synchronous subscription on "<inbox>.*": the deliveries and
+     * status messages of this subscription's pull requests, each sent with
+     * the reply subject "<inbox>.<request id>" (see nats_fetch). */
     natsSubscription *ns;
+    char inbox[96];
+    char *next_subject; /* $JS.API.CONSUMER.MSG.NEXT.<stream>.<durable> */
+    /* The one pull request outstanding, owned by the fetching thread. */
+    uint64_t req_seq;   /* last request id sent */
+    uint64_t req_id;    /* the live request, 0: none */
+    uint32_t req_left;  /* deliveries it may still bring */
+    bool req_nowait;    /* answered at once (404 when empty) */
+    uint64_t req_until; /* mono ms: over by then, answered or not */
     char *channel;
     char *group;
     char *stream;
@@ -865,11 +880,10 @@ static sl_status nats_subscribe(sl_engine *base, const char *channel,
     s->prefetch = opts->prefetch ? opts->prefetch : DEFAULT_PREFETCH;
     pthread_mutex_init(&s->mu, NULL);
     sl_status st = SL_NOMEM;
-    char *subject = subject_of(e, channel);
     if ((s->channel = sl_strdup(channel)) == NULL ||
         (s->group = sl_strdup(group)) == NULL ||
         (s->stream = escape_name(e->ns, channel)) == NULL ||
-        (s->durable = escape_name(NULL, group)) == NULL || subject == NULL) {
+        (s->durable = escape_name(NULL, group)) == NULL) {
         goto fail;
     }
     s->key = fnv1a(s->stream, s->durable);
@@ -895,18 +909,34 @@ static sl_status nats_subscribe(sl_engine *base, const char *channel,
         s->max_attempts = DEFAULT_MAX_ATTEMPTS;
     }
     jsConsumerInfo_Destroy(ci);
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = s->stream;
-    so.Consumer = s->durable;
-    ns = js_PullSubscribe(&s->ns, e->js, subject, s->durable, NULL, &so,
-                          &jerr);
-    if (ns != NATS_OK) {
-        st = sl_diag_set(diag, from_nats(ns), "pull subscribe %s/%s: %s",
-                         s->stream, s->durable, nats_GetLastError(NULL));
+    /* Pull requests are sent by nats_fetch itself rather than through
+     * natsSubscription_Fetch (see there): a plain subscription receives
+     * their answers. */
+    size_t nlen = strlen(JS_API_PREFIX "CONSUMER.MSG.NEXT..") +
+                  strlen(s->stream) + strlen(s->durable) + 1;
+    natsInbox *inbox = NULL;
+    if ((s->next_subject = sl_malloc(nlen)) == NULL) {
         goto fail;
     }
-    sl_free(subject);
+    snprintf(s->next_subject, nlen, JS_API_PREFIX "CONSUMER.MSG.NEXT.%s.%s",
+             s->stream, s->durable);
+    ns = natsInbox_Create(&inbox);
+    if (ns == NATS_OK) {
+        char wild[sizeof s->inbox + 2];
+        snprintf(s->inbox, sizeof s->inbox, "%s", (const char *)inbox);
+        natsInbox_Destroy(inbox);
+        snprintf(wild, sizeof wild, "%s.*", s->inbox);
+        ns = natsConnection_SubscribeSync(&s->ns, e->nc, wild);
+    }
+    if (ns == NATS_OK) {
+        /* Bounded by the prefetch anyway; no slow-consumer drops. */
+        ns = natsSubscription_SetPendingLimits(s->ns, -1, -1);
+    }
+    if (ns != NATS_OK) {
+        st = sl_diag_set(diag, from_nats(ns), "subscribe %s/%s: %s",
+                         s->stream, s->durable, natsStatus_GetText(ns));
+        goto fail;
+    }
     pthread_mutex_lock(&e->mu);
     s->next = e->subs;
     e->subs = s;
@@ -914,7 +944,8 @@ static sl_status nats_subscribe(sl_engine *base, const char *channel,
     *out = &s->base;
     return SL_OK;
 fail:
-    sl_free(subject);
+    natsSubscription_Destroy(s->ns);
+    sl_free(s->next_subject);
     sl_free(s->channel);
     sl_free(s->group);
     sl_free(s->stream);
@@ -1018,6 +1049,176 @@ static sl_status dead_letter(nats_engine *e, nats_sub *s, natsMsg *m,
     return settle_sync(e, m, "+TERM");
 }
 
+/* The stream sequence and delivery count of a delivery, from its ack
+ * subject: "$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.
+ * <pending>", or the form with domain and account hash after "ACK" (11 or
+ * 12 tokens). */
+static bool parse_ack_reply(const char *reply, uint64_t *seq,
+                            uint64_t *delivered)
+{
+    const char *tok[13];
+    int n = 0;
+    for (const char *p = reply; p != NULL && n < 13;) {
+        tok[n++] = p;
+        p = strchr(p, '.');
+        p = p ? p + 1 : NULL;
+    }
+    if (reply == NULL || n < 9 || strncmp(reply, "$JS.ACK.", 8) != 0) {
+        return false;
+    }
+    int at = n == 9 ? 4 : 6; /* the delivery count; the sequence follows */
+    char *end = NULL;
+    unsigned long long dc = strtoull(tok[at], &end, 10);
+    if (end == tok[at] || *end != '.') {
+        return false;
+    }
+    unsigned long long sq = strtoull(tok[at + 1], &end, 10);
+    if (end == tok[at + 1] || *end != '.') {
+        return false;
+    }
+    *delivered = dc;
+    *seq = sq;
+    return true;
+}
+
+/* Ask the consumer for up to @p batch deliveries, answered on
+ * "<inbox>.<id>". Fetching thread only. */
+static sl_status pull_request(nats_engine *e, nats_sub *s, uint32_t batch,
+                              bool no_wait)
+{
+    uint64_t expires_ms = no_wait ? PULL_NOWAIT_MS : PULL_EXPIRES_MS;
+    uint64_t id = ++s->req_seq;
+    char reply[sizeof s->inbox + 24];
+    char body[128];
+    snprintf(reply, sizeof reply, "%s.%" PRIu64, s->inbox, id);
+    int len = snprintf(body, sizeof body,
+                       "{\"batch\":%" PRIu32 ",\"expires\":%" PRIu64 "%s}",
+                       batch, expires_ms * 1000000,
+                       no_wait ? ",\"no_wait\":true" : "");
+    natsStatus ns = natsConnection_PublishRequest(e->nc, s->next_subject,
+                                                  reply, body, len);
+    if (ns != NATS_OK) {
+        return from_nats(ns);
+    }
+    s->req_id = id;
+    s->req_nowait = no_wait;
+    s->req_left = batch;
+    s->req_until = sl_time_mono_ms() + expires_ms + PULL_GRACE_MS;
+    return SL_OK;
+}
+
+/* The id of the request @p m answers (its subject "<inbox>.<id>"). */
+static uint64_t request_of(const natsMsg *m)
+{
+    const char *subj = natsMsg_GetSubject((natsMsg *)m);
+    const char *dot = subj ? strrchr(subj, '.') : NULL;
+    return dot ? strtoull(dot + 1, NULL, 10) : 0;
+}
+
+/* A status message of the pull protocol ("NATS/1.0 404 No Messages",
+ * 408 Request Timeout, 409 ..., 100 Idle Heartbeat): its code, or 0 for a
+ * delivery. */
+static int status_of(natsMsg *m)
+{
+    const char *v = NULL;
+    if (natsMsg_GetDataLength(m) > 0 ||
+        natsMsgHeader_Get(m, "Status", &v) != NATS_OK || v == NULL) {
+        return 0;
+    }
+    return atoi(v);
+}
+
+/* Turn one delivered message into a delivery in out[*got], or settle it
+ * here: an unreadable event is terminated, an expired one or one past its
+ * attempts is dead-lettered, one beyond the prefetch is given back.
+ * Takes @p m. */
+static void take_message(nats_engine *e, nats_sub *s, natsMsg *m,
+                         sl_delivery **out, size_t *got)
+{
+    uint64_t seq = 0, delivered = 0;
+    if (!parse_ack_reply(natsMsg_GetReply(m), &seq, &delivered)) {
+        natsMsg_Destroy(m);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    bool room = s->nflight < s->prefetch;
+    pthread_mutex_unlock(&s->mu);
+    if (!room) {
+        /* Only a late answer to an earlier request can bring more than
+         * the credit asked for: give it back, not counted. */
+        track_nak(e, s->key, seq, true, 0);
+        natsConnection_PublishString(e->nc, natsMsg_GetReply(m), "-NAK");
+        natsMsg_Destroy(m);
+        return;
+    }
+    uint32_t released = 0;
+    pthread_mutex_lock(&e->mu);
+    track *t = track_find(e, s->key, seq, false);
+    if (t != NULL) {
+        released = t->released;
+        t->nakked = false;
+    }
+    pthread_mutex_unlock(&e->mu);
+    uint32_t attempt =
+        delivered > released ? (uint32_t)(delivered - released) : 1;
+    sl_event *ev = NULL;
+    sl_status st = msg_to_event(m, s->stream, seq, &ev);
+    if (st != SL_OK) {
+        sl_logf(SL_LOG_ERROR, LOG,
+                "message %" PRIu64 " on %s is not a readable event "
+                "(%s): terminated",
+                seq, s->stream, sl_status_str(st));
+        settle_sync(e, m, "+TERM");
+        natsMsg_Destroy(m);
+        return;
+    }
+    uint64_t deadline = sl_event_deadline_ms(ev);
+    if (deadline != 0 && deadline <= wall_ms(e)) {
+        dead_letter(e, s, m, ev, seq, SL_DEAD_EXPIRED, attempt - 1,
+                    "deadline passed before delivery");
+        sl_event_unref(ev);
+        natsMsg_Destroy(m);
+        return;
+    }
+    if (attempt > s->max_attempts) {
+        dead_letter(e, s, m, ev, seq, SL_DEAD_MAX_ATTEMPTS, s->max_attempts,
+                    "delivery limit reached: the handler crashed or "
+                    "timed out on every attempt");
+        sl_event_unref(ev);
+        natsMsg_Destroy(m);
+        return;
+    }
+    ndelivery *d = sl_calloc(1, sizeof *d);
+    if (d == NULL) {
+        settle_sync(e, m, "-NAK");
+        sl_event_unref(ev);
+        natsMsg_Destroy(m);
+        return;
+    }
+    d->base.drv = &sl__nats_driver;
+    d->base.ev = ev;
+    d->base.attempt = attempt;
+    d->base.channel = s->channel;
+    d->base.group = s->group;
+    d->msg = m;
+    d->sub = s;
+    d->seq = seq;
+    d->held_since = sl_time_mono_ms();
+    pthread_mutex_lock(&s->mu);
+    flight_add(s, d);
+    pthread_mutex_unlock(&s->mu);
+    out[(*got)++] = &d->base;
+}
+
+/* Fetch with pull requests of our own, one outstanding at a time, rather
+ * than natsSubscription_Fetch: in nats.c 3.4 that function compares its
+ * count with a batch it has just lowered, so when messages of an earlier
+ * request are already queued it can collect more than the batch and write
+ * past its array (heap corruption; seen as a crash in the cluster chaos
+ * test). Here a request asks for no more than the free credit, it stays
+ * outstanding across calls until answered in full, ended by a status or
+ * past its expiry, and a message beyond the credit (a late answer) is
+ * given back. */
 static sl_status nats_fetch(sl_subscription *base, sl_delivery **out,
                             size_t max, uint64_t timeout_ms, size_t *n)
 {
@@ -1025,121 +1226,114 @@ static sl_status nats_fetch(sl_subscription *base, sl_delivery **out,
     nats_engine *e = s->eng;
     uint64_t until = sl_time_mono_ms() + timeout_ms;
     size_t got = 0;
+    bool asked = false;
+    sl_status st = SL_OK;
     for (;;) {
         if (atomic_load(&s->interrupted)) {
-            return SL_CLOSED;
+            st = SL_CLOSED;
+            break;
         }
-        pthread_mutex_lock(&s->mu);
-        size_t credit =
-            s->prefetch > s->nflight ? s->prefetch - s->nflight : 0;
-        pthread_mutex_unlock(&s->mu);
-        if (credit == 0) {
-            return SL_FULL;
-        }
-        size_t want = max < credit ? max : credit;
         uint64_t now = sl_time_mono_ms();
-        uint64_t left = until > now ? until - now : 0;
-        uint64_t slice = left < FETCH_SLICE_MS ? left : FETCH_SLICE_MS;
-        natsMsgList list = {0};
-        jsErrCode jerr = 0;
-        natsStatus ns;
-        if (slice < 10) {
-            /* Nothing to wait for: ask for what is there now. */
-            jsFetchRequest fr;
-            jsFetchRequest_Init(&fr);
-            fr.Batch = (int)want;
-            fr.NoWait = true;
-            fr.Expires = 50 * 1000000LL;
-            ns = natsSubscription_FetchRequest(&list, s->ns, &fr);
-        } else {
-            ns = natsSubscription_Fetch(&list, s->ns, (int)want,
-                                        (int64_t)slice, &jerr);
+        if (s->req_id != 0 && (s->req_left == 0 || now >= s->req_until)) {
+            s->req_id = 0;
         }
-        if (ns != NATS_OK && ns != NATS_TIMEOUT && ns != NATS_NOT_FOUND) {
-            natsMsgList_Destroy(&list);
-            return e->closing ? SL_CLOSED : from_nats(ns);
-        }
-        uint64_t wnow = wall_ms(e);
-        for (int i = 0; i < list.Count; i++) {
-            natsMsg *m = list.Msgs[i];
-            list.Msgs[i] = NULL;
-            jsMsgMetaData *md = NULL;
-            if (natsMsg_GetMetaData(&md, m) != NATS_OK) {
-                natsMsg_Destroy(m);
-                continue;
+        if (s->req_id == 0) {
+            if (got > 0) {
+                break;
             }
-            uint64_t seq = md->Sequence.Stream;
-            uint64_t delivered = md->NumDelivered;
-            jsMsgMetaData_Destroy(md);
-            uint32_t released = 0;
-            pthread_mutex_lock(&e->mu);
-            track *t = track_find(e, s->key, seq, false);
-            if (t != NULL) {
-                released = t->released;
-                t->nakked = false;
+            if (asked && now >= until) {
+                st = SL_EMPTY;
+                break;
             }
-            pthread_mutex_unlock(&e->mu);
-            uint32_t attempt = delivered > released
-                                   ? (uint32_t)(delivered - released)
-                                   : 1;
-            sl_event *ev = NULL;
-            sl_status st = msg_to_event(m, s->stream, seq, &ev);
-            if (st != SL_OK) {
-                sl_logf(SL_LOG_ERROR, LOG,
-                        "message %" PRIu64 " on %s is not a readable event "
-                        "(%s): terminated",
-                        seq, s->stream, sl_status_str(st));
-                settle_sync(e, m, "+TERM");
-                natsMsg_Destroy(m);
-                continue;
-            }
-            uint64_t deadline = sl_event_deadline_ms(ev);
-            if (deadline != 0 && deadline <= wnow) {
-                dead_letter(e, s, m, ev, seq, SL_DEAD_EXPIRED, attempt - 1,
-                            "deadline passed before delivery");
-                sl_event_unref(ev);
-                natsMsg_Destroy(m);
-                continue;
-            }
-            if (attempt > s->max_attempts) {
-                dead_letter(e, s, m, ev, seq, SL_DEAD_MAX_ATTEMPTS,
-                            s->max_attempts,
-                            "delivery limit reached: the handler crashed or "
-                            "timed out on every attempt");
-                sl_event_unref(ev);
-                natsMsg_Destroy(m);
-                continue;
-            }
-            ndelivery *d = sl_calloc(1, sizeof *d);
-            if (d == NULL) {
-                settle_sync(e, m, "-NAK");
-                sl_event_unref(ev);
-                natsMsg_Destroy(m);
-                continue;
-            }
-            d->base.drv = &sl__nats_driver;
-            d->base.ev = ev;
-            d->base.attempt = attempt;
-            d->base.channel = s->channel;
-            d->base.group = s->group;
-            d->msg = m;
-            d->sub = s;
-            d->seq = seq;
-            d->held_since = sl_time_mono_ms();
             pthread_mutex_lock(&s->mu);
-            flight_add(s, d);
+            size_t credit =
+                s->prefetch > s->nflight ? s->prefetch - s->nflight : 0;
             pthread_mutex_unlock(&s->mu);
-            out[got++] = &d->base;
+            size_t want = max < credit ? max : credit;
+            if (want == 0) {
+                st = SL_FULL;
+                break;
+            }
+            /* First ask for what is there now (answered at once, ended
+             * by a 404 when there is less than asked for), so that a
+             * backlog comes in one call; then, when there was nothing,
+             * wait for what comes next. */
+            bool no_wait = !asked || until <= now || until - now < 10;
+            if ((st = pull_request(e, s, (uint32_t)want, no_wait)) !=
+                SL_OK) {
+                break;
+            }
+            asked = true;
         }
-        natsMsgList_Destroy(&list);
-        if (got > 0) {
-            *n = got;
-            return SL_OK;
+        /* A no-wait request is read until it is answered in full or
+         * ended; from a waiting one, once something is in hand, take
+         * only what already arrived. */
+        uint64_t wait = 0;
+        if (got == 0 || s->req_nowait) {
+            wait = until > now ? until - now : 0;
+            if (s->req_nowait) {
+                wait = s->req_until - now;
+            }
+            if (wait > FETCH_SLICE_MS) {
+                wait = FETCH_SLICE_MS;
+            }
+            if (s->req_until - now < wait) {
+                wait = s->req_until - now;
+            }
         }
-        if (sl_time_mono_ms() >= until) {
-            return SL_EMPTY;
+        natsMsg *m = NULL;
+        natsStatus ns = natsSubscription_NextMsg(&m, s->ns, (int64_t)wait);
+        if (ns == NATS_TIMEOUT) {
+            if (got > 0 && !s->req_nowait) {
+                break;
+            }
+            if (sl_time_mono_ms() >= until &&
+                !(s->req_id != 0 && s->req_nowait)) {
+                st = SL_EMPTY;
+                break;
+            }
+            continue;
+        }
+        if (ns == NATS_NO_RESPONDERS) {
+            /* No JetStream to answer (a cluster without a leader). */
+            s->req_id = 0;
+            st = SL_UNAVAILABLE;
+            break;
+        }
+        if (ns == NATS_SLOW_CONSUMER) {
+            continue; /* reported once; nothing was dropped (no limit) */
+        }
+        if (ns != NATS_OK) {
+            st = e->closing ? SL_CLOSED : from_nats(ns);
+            break;
+        }
+        int code = status_of(m);
+        if (code != 0) {
+            /* 404 / 408 / 409 end the request they answer (a status
+             * arrives on the request's reply subject); 100 is an idle
+             * heartbeat. */
+            if (code != 100 && request_of(m) == s->req_id) {
+                s->req_id = 0;
+            }
+            natsMsg_Destroy(m);
+            continue;
+        }
+        /* A delivery keeps the subject it was published to: counted
+         * against the live request (a late one from an earlier request
+         * only ends the live one sooner; take_message keeps the bound). */
+        if (s->req_id != 0 && s->req_left > 0) {
+            s->req_left--;
+        }
+        take_message(e, s, m, out, &got);
+        if (got == max) {
+            break;
         }
     }
+    if (got > 0) {
+        *n = got;
+        return SL_OK;
+    }
+    return st;
 }
 
 static void nats_interrupt(sl_subscription *base)
@@ -1183,8 +1377,40 @@ static void nats_unsubscribe(sl_subscription *base)
         delivery_free(d);
         d = next;
     }
+    /* Deliveries that arrived but were never fetched, and what the
+     * outstanding pull request still brings until it expires (at most
+     * PULL_EXPIRES_MS): given back unstarted, not counted here, rather
+     * than left to wait out AckWait. */
+    for (;;) {
+        uint64_t now = sl_time_mono_ms();
+        bool live = s->req_id != 0 && s->req_left > 0 && now < s->req_until;
+        uint64_t wait = live ? s->req_until - now : 0;
+        natsMsg *m = NULL;
+        natsStatus ns = natsSubscription_NextMsg(
+            &m, s->ns, (int64_t)(wait > FETCH_SLICE_MS ? FETCH_SLICE_MS : wait));
+        if (ns == NATS_TIMEOUT && live) {
+            continue;
+        }
+        if (ns != NATS_OK) {
+            break;
+        }
+        uint64_t seq = 0, delivered = 0;
+        if (status_of(m) != 0) {
+            if (request_of(m) == s->req_id) {
+                s->req_id = 0;
+            }
+        } else if (parse_ack_reply(natsMsg_GetReply(m), &seq, &delivered)) {
+            if (s->req_left > 0) {
+                s->req_left--;
+            }
+            track_nak(e, s->key, seq, true, 0);
+            natsConnection_PublishString(e->nc, natsMsg_GetReply(m), "-NAK");
+        }
+        natsMsg_Destroy(m);
+    }
     natsSubscription_Unsubscribe(s->ns);
     natsSubscription_Destroy(s->ns);
+    sl_free(s->next_subject);
     sl_free(s->channel);
     sl_free(s->group);
     sl_free(s->stream);
@@ -1315,9 +1541,10 @@ static sl_status nats_ack_many(sl_delivery **ds, size_t n)
         flight_remove(s, d);
         pthread_mutex_unlock(&s->mu);
         track_forget(s->eng, s->key, d->seq);
-        sl_status st = i + 1 < n
-                           ? from_nats(natsMsg_Ack(d->msg, NULL))
-                           : ack_confirmed_later(s->eng, d->msg);
+        sl_status st =
+            i + 1 < n ? from_nats(natsConnection_PublishString(
+                            s->eng->nc, natsMsg_GetReply(d->msg), "+ACK"))
+                      : ack_confirmed_later(s->eng, d->msg);
         if (first == SL_OK && st != SL_OK) {
             first = st;
         }
@@ -1348,7 +1575,8 @@ static void *hb_main(void *arg)
             pthread_mutex_lock(&s->mu);
             for (ndelivery *d = s->flight; d; d = d->next) {
                 if (now - d->held_since >= period) {
-                    natsMsg_InProgress(d->msg, NULL);
+                    natsConnection_PublishString(
+                        e->nc, natsMsg_GetReply(d->msg), "+WPI");
                     d->held_since = now;
                 }
             }
