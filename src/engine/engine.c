@@ -175,6 +175,8 @@ const char *sl_dead_reason_str(sl_dead_reason reason)
         return "max_attempts";
     case SL_DEAD_EXPIRED:
         return "expired";
+    case SL_DEAD_MAX_DELIVERIES:
+        return "max_deliveries";
     }
     return "unknown";
 }

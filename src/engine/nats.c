@@ -31,6 +31,7 @@
 #include "sluice/queue.h"
 #include "core/waiter.h"
 
+#include <jansson.h>
 #include <nats/nats.h>
 
 #include <ctype.h>
@@ -85,6 +86,20 @@ typedef struct npub {
 /* key: hash of stream and consumer; id: stream sequence. */
 typedef sl_track track;
 
+/* A group this process consumes: the server's max-deliveries advisory
+ * for its consumer is listened to (see on_max_deliveries). Kept until the
+ * engine closes. */
+typedef struct nadv {
+    nats_engine *eng;
+    char *channel;
+    char *group;
+    char *stream;
+    char *durable;
+    uint64_t key;
+    natsSubscription *sub;
+    struct nadv *next;
+} nadv;
+
 typedef struct ndelivery {
     sl_delivery base;
     natsMsg *msg;
@@ -133,6 +148,7 @@ struct nats_engine {
     int64_t ack_wait_ms;
     int64_t max_ack_pending;
     int64_t replicas;
+    int64_t max_deliver; /* ?max_deliver=N; 0 = 2 x max_attempts + 20 */
     bool memory;       /* ?storage=memory */
 
     pthread_mutex_t mu;
@@ -151,6 +167,11 @@ struct nats_engine {
     uint64_t ack_last_sent_ms; /* mono ms */
     pthread_cond_t ack_cv;
     nats_sub *subs;
+    nadv *advs;
+    /* Asynchronous subscriptions (ack_sub, advisories) whose handler may
+     * still run: close waits for their completion callbacks. */
+    uint32_t async_live;
+    pthread_cond_t async_cv;
     bool closing;
     pthread_cond_t hb_cv;
 
@@ -463,8 +484,25 @@ static bool is_dlq_channel(const char *name)
     return n > 4 && strcmp(name + n - 4, ".dlq") == 0;
 }
 
+/* The server's delivery limit for a group with @p max_attempts: the
+ * URL's max_deliver, else a backstop above the engine's own count (which
+ * does not count releases): 2 x max_attempts + 20, as the RabbitMQ
+ * engine's x-delivery-limit. -1 (none) for a dead-letter channel's
+ * keeper. */
+static int64_t max_deliver_of(const nats_engine *e, uint32_t max_attempts)
+{
+    if (max_attempts == UINT32_MAX) {
+        return -1;
+    }
+    if (e->max_deliver > 0) {
+        return e->max_deliver;
+    }
+    return (int64_t)max_attempts * 2 + 20;
+}
+
 static sl_status put_consumer(nats_engine *e, const char *channel,
                               const char *group, uint32_t max_attempts,
+                              const uint64_t *backoff_ms, size_t backoff_len,
                               sl_diag *diag)
 {
     char *stream = escape_name(e->ns, channel);
@@ -484,8 +522,34 @@ static sl_status put_consumer(nats_engine *e, const char *channel,
     cc.AckWait = e->ack_wait_ms * 1000000;
     /* Attempts are counted and enforced by the engine at fetch (a release
      * is not an attempt, and an event past its attempts must reach the
-     * dead-letter channel): the server never stops delivering. */
-    cc.MaxDeliver = -1;
+     * dead-letter channel). MaxDeliver is the server's backstop above
+     * that; an event it stops delivering is dead-lettered by the
+     * max-deliveries advisory listener (reason max_deliveries). */
+    cc.MaxDeliver = max_deliver_of(e, max_attempts);
+    /* BackOff: after a delivery whose holder died (no ack, no +WPI), the
+     * server redelivers after the group's retry delay for that attempt,
+     * never sooner than AckWait (a live holder's heartbeats assume
+     * AckWait). Set only where it differs from AckWait alone; the server
+     * wants fewer entries than MaxDeliver (the last one repeats). */
+    int64_t backoff[32];
+    size_t nb = 0;
+    bool differs = false;
+    if (cc.MaxDeliver > 1) {
+        size_t cap = (size_t)(cc.MaxDeliver - 1) < 32
+                         ? (size_t)(cc.MaxDeliver - 1)
+                         : 32;
+        for (; nb < backoff_len && nb < cap; nb++) {
+            uint64_t ms = backoff_ms[nb] > (uint64_t)e->ack_wait_ms
+                              ? backoff_ms[nb]
+                              : (uint64_t)e->ack_wait_ms;
+            differs = differs || ms != (uint64_t)e->ack_wait_ms;
+            backoff[nb] = (int64_t)ms * 1000000;
+        }
+    }
+    if (differs) {
+        cc.BackOff = backoff;
+        cc.BackOffLen = (int)nb;
+    }
     cc.MaxAckPending = e->max_ack_pending;
     cc.DeliverPolicy = js_DeliverNew;
     cc.MaxWaiting = 512;
@@ -518,8 +582,11 @@ static sl_status nats_declare_group(sl_engine *base, const sl_group_opts *opts,
     uint32_t max_attempts =
         opts->max_attempts ? opts->max_attempts : DEFAULT_MAX_ATTEMPTS;
     bool keeper = is_dlq_channel(opts->channel);
-    sl_status st = put_consumer(e, opts->channel, opts->name,
-                                keeper ? UINT32_MAX : max_attempts, diag);
+    sl_status st =
+        put_consumer(e, opts->channel, opts->name,
+                     keeper ? UINT32_MAX : max_attempts,
+                     keeper ? NULL : opts->backoff_ms,
+                     keeper ? 0 : opts->backoff_len, diag);
     if (st != SL_OK || keeper) {
         return st;
     }
@@ -531,7 +598,7 @@ static sl_status nats_declare_group(sl_engine *base, const sl_group_opts *opts,
     if ((st = put_stream(e, dlq, 0, diag)) != SL_OK) {
         return st;
     }
-    return put_consumer(e, dlq, SL_DLQ_GROUP, UINT32_MAX, diag);
+    return put_consumer(e, dlq, SL_DLQ_GROUP, UINT32_MAX, NULL, 0, diag);
 }
 
 /* ---- events <-> messages ------------------------------------------------------ */
@@ -865,6 +932,8 @@ static sl_status nats_publish(sl_engine *base, const char *channel,
 
 /* ---- consuming -------------------------------------------------------------------- */
 
+static void adv_listen(nats_engine *e, const nats_sub *s);
+
 static sl_status nats_subscribe(sl_engine *base, const char *channel,
                                 const char *group,
                                 const sl_subscribe_opts *opts,
@@ -937,6 +1006,7 @@ static sl_status nats_subscribe(sl_engine *base, const char *channel,
                          s->stream, s->durable, natsStatus_GetText(ns));
         goto fail;
     }
+    adv_listen(e, s);
     pthread_mutex_lock(&e->mu);
     s->next = e->subs;
     e->subs = s;
@@ -1002,27 +1072,32 @@ static void delivery_free(ndelivery *d)
     sl_free(d);
 }
 
-/* Publish the dead letter of @p ev and terminate @p m. */
-static sl_status dead_letter(nats_engine *e, nats_sub *s, natsMsg *m,
-                             const sl_event *ev, uint64_t seq,
-                             sl_dead_reason reason, uint32_t attempts,
-                             const char *error)
+/* Publish the dead letter of @p ev (from group @p group on @p channel) and
+ * wait for its PubAck. @p msg_id, when set, is its Nats-Msg-Id, so that a
+ * repeated attempt within the duplicate window adds nothing. */
+static sl_status publish_dead_letter(nats_engine *e, const char *channel,
+                                     const char *group, const sl_event *ev,
+                                     sl_dead_reason reason, uint32_t attempts,
+                                     const char *error, const char *msg_id)
 {
     char dlq[512];
-    sl_status st = sl__dlq_channel_name(s->channel, s->group, dlq, sizeof dlq);
+    sl_status st = sl__dlq_channel_name(channel, group, dlq, sizeof dlq);
     sl_event *dead = NULL;
     char *subject = NULL;
     uint64_t ml = 0;
     natsMsg *out = NULL;
     if (st == SL_OK) {
-        st = sl__dead_letter_event(ev, reason, attempts, error, s->channel,
-                                   s->group, wall_ms(e), &dead);
+        st = sl__dead_letter_event(ev, reason, attempts, error, channel,
+                                   group, wall_ms(e), &dead);
     }
     if (st == SL_OK) {
         st = chan_lookup(e, dlq, &subject, &ml);
     }
     if (st == SL_OK) {
         st = event_to_msg(dead, subject, false, &out);
+    }
+    if (st == SL_OK && msg_id != NULL) {
+        st = from_nats(natsMsgHeader_Set(out, "Nats-Msg-Id", msg_id));
     }
     if (st == SL_OK) {
         jsPubOptions po;
@@ -1037,12 +1112,23 @@ static sl_status dead_letter(nats_engine *e, nats_sub *s, natsMsg *m,
     sl_free(subject);
     sl_event_unref(dead);
     if (st != SL_OK) {
+        sl_logf(SL_LOG_ERROR, LOG, "dead-lettering %s from %s/%s failed: %s",
+                sl_event_id(ev), channel, group, sl_status_str(st));
+    }
+    return st;
+}
+
+/* Publish the dead letter of @p ev and terminate @p m. */
+static sl_status dead_letter(nats_engine *e, nats_sub *s, natsMsg *m,
+                             const sl_event *ev, uint64_t seq,
+                             sl_dead_reason reason, uint32_t attempts,
+                             const char *error)
+{
+    sl_status st = publish_dead_letter(e, s->channel, s->group, ev, reason,
+                                       attempts, error, NULL);
+    if (st != SL_OK) {
         /* Keep the event: it comes back after AckWait rather than being
          * lost without a dead letter. */
-        sl_logf(SL_LOG_ERROR, LOG,
-                "dead-lettering %s from %s/%s failed: %s; left for "
-                "redelivery",
-                sl_event_id(ev), s->channel, s->group, sl_status_str(st));
         return st;
     }
     track_forget(e, s->key, seq);
@@ -1587,6 +1673,209 @@ static void *hb_main(void *arg)
     return NULL;
 }
 
+/* ---- asynchronous subscriptions ------------------------------------------------------- */
+
+/* nats.c's thread: the handler of an asynchronous subscription has
+ * returned for the last time. */
+static void on_async_complete(void *closure)
+{
+    nats_engine *e = closure;
+    pthread_mutex_lock(&e->mu);
+    e->async_live--;
+    pthread_cond_broadcast(&e->async_cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Subscribe @p cb (in queue group @p queue, or none) so that close can
+ * wait until it no longer runs: nats.c may call a handler once more after
+ * natsSubscription_Unsubscribe returns. */
+static natsStatus async_subscribe(nats_engine *e, natsSubscription **out,
+                                  const char *subject, const char *queue,
+                                  natsMsgHandler cb, void *closure)
+{
+    natsSubscription *sub = NULL;
+    natsStatus s =
+        queue ? natsConnection_QueueSubscribe(&sub, e->nc, subject, queue, cb,
+                                              closure)
+              : natsConnection_Subscribe(&sub, e->nc, subject, cb, closure);
+    if (s == NATS_OK) {
+        s = natsSubscription_SetOnCompleteCB(sub, on_async_complete, e);
+        if (s != NATS_OK) {
+            natsSubscription_Unsubscribe(sub);
+            natsSubscription_Destroy(sub);
+            return s;
+        }
+        pthread_mutex_lock(&e->mu);
+        e->async_live++;
+        pthread_mutex_unlock(&e->mu);
+        *out = sub;
+    }
+    return s;
+}
+
+/* ---- the max-deliveries advisory ----------------------------------------------------- */
+
+/* Dead-letter stream message @p seq of @p a's group, which the server
+ * stopped delivering after @p deliveries, and make it leave the stream for
+ * this group. */
+static void dead_letter_undeliverable(nats_engine *e, nadv *a, uint64_t seq,
+                                      uint64_t deliveries)
+{
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    natsStatus ns = js_GetMsg(&m, e->js, a->stream, seq, NULL, &jerr);
+    if (ns != NATS_OK) {
+        if (ns == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
+            return; /* gone already: every group is done with it */
+        }
+        sl_logf(SL_LOG_ERROR, LOG,
+                "max deliveries: reading message %" PRIu64 " of %s: %s",
+                seq, a->stream, natsStatus_GetText(ns));
+        return;
+    }
+    uint32_t released = 0;
+    pthread_mutex_lock(&e->mu);
+    track *t = track_find(e, a->key, seq, false);
+    if (t != NULL) {
+        released = t->released;
+    }
+    pthread_mutex_unlock(&e->mu);
+    uint32_t attempts = deliveries > released
+                            ? (uint32_t)(deliveries - released > UINT32_MAX
+                                             ? UINT32_MAX
+                                             : deliveries - released)
+                            : 0;
+    sl_event *ev = NULL;
+    sl_status st = msg_to_event(m, a->stream, seq, &ev);
+    natsMsg_Destroy(m);
+    if (st == SL_OK) {
+        char error[160];
+        char msg_id[320];
+        snprintf(error, sizeof error,
+                 "the server stopped delivering it after %" PRIu64
+                 " deliveries (MaxDeliver): its handler crashed or timed "
+                 "out every time",
+                 deliveries);
+        snprintf(msg_id, sizeof msg_id, "sluice-max-deliveries-%s-%s-%" PRIu64,
+                 a->stream, a->durable, seq);
+        st = publish_dead_letter(e, a->channel, a->group, ev,
+                                 SL_DEAD_MAX_DELIVERIES, attempts, error,
+                                 msg_id);
+        if (st == SL_OK) {
+            sl_logf(SL_LOG_WARN, LOG,
+                    "event %s of %s/%s reached the server's delivery limit "
+                    "(%" PRIu64 " deliveries): dead-lettered",
+                    sl_event_id(ev), a->channel, a->group, deliveries);
+        }
+        sl_event_unref(ev);
+    } else {
+        sl_logf(SL_LOG_ERROR, LOG,
+                "max deliveries: message %" PRIu64 " on %s is not a readable "
+                "event (%s): terminated without a dead letter",
+                seq, a->stream, sl_status_str(st));
+        st = SL_OK;
+    }
+    if (st != SL_OK) {
+        return; /* stays in the stream, undelivered: logged above */
+    }
+    /* The delivery itself is gone with the advisory: acknowledge the
+     * sequence for this consumer on its ack subject (the server keys acks
+     * by stream sequence), so that interest retention lets it go. */
+    char ack[512];
+    snprintf(ack, sizeof ack, "$JS.ACK.%s.%s.1.%" PRIu64 ".0.0.0", a->stream,
+             a->durable, seq);
+    natsMsg *resp = NULL;
+    ns = natsConnection_RequestString(&resp, e->nc, ack, "+TERM",
+                                      API_WAIT_MS);
+    natsMsg_Destroy(resp);
+    if (ns != NATS_OK) {
+        sl_logf(SL_LOG_ERROR, LOG,
+                "max deliveries: terminating message %" PRIu64
+                " of %s/%s: %s",
+                seq, a->channel, a->group, natsStatus_GetText(ns));
+    }
+    track_forget(e, a->key, seq);
+}
+
+/* nats.c's thread (this subscription's own): the server stopped delivering
+ * a message of a group this process consumes, at the consumer's
+ * MaxDeliver. It does so only when it would deliver it once more, so some
+ * process of the group is fetching; the queue group gives each advisory
+ * to one of them. The work here is the engine's own (stream get, publish,
+ * ack), not a user callback. */
+static void on_max_deliveries(natsConnection *nc, natsSubscription *sub,
+                              natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    nadv *a = closure;
+    nats_engine *e = a->eng;
+    json_error_t jerr;
+    json_t *root = json_loadb(natsMsg_GetData(msg),
+                              (size_t)natsMsg_GetDataLength(msg), 0, &jerr);
+    natsMsg_Destroy(msg);
+    json_t *jseq = json_object_get(root, "stream_seq");
+    json_t *jdel = json_object_get(root, "deliveries");
+    uint64_t seq = json_is_integer(jseq) ? (uint64_t)json_integer_value(jseq)
+                                         : 0;
+    uint64_t deliveries =
+        json_is_integer(jdel) ? (uint64_t)json_integer_value(jdel) : 0;
+    json_decref(root);
+    pthread_mutex_lock(&e->mu);
+    bool closing = e->closing;
+    pthread_mutex_unlock(&e->mu);
+    if (seq == 0 || closing) {
+        return;
+    }
+    dead_letter_undeliverable(e, a, seq, deliveries);
+}
+
+/* Listen to the max-deliveries advisory of @p s's group, once per group
+ * and process. A failure is logged, not fatal: the fetch-side count still
+ * dead-letters crash loops. */
+static void adv_listen(nats_engine *e, const nats_sub *s)
+{
+    pthread_mutex_lock(&e->mu);
+    for (nadv *a = e->advs; a; a = a->next) {
+        if (a->key == s->key && strcmp(a->stream, s->stream) == 0 &&
+            strcmp(a->durable, s->durable) == 0) {
+            pthread_mutex_unlock(&e->mu);
+            return;
+        }
+    }
+    nadv *a = sl_calloc(1, sizeof *a);
+    if (a == NULL || (a->channel = sl_strdup(s->channel)) == NULL ||
+        (a->group = sl_strdup(s->group)) == NULL ||
+        (a->stream = sl_strdup(s->stream)) == NULL ||
+        (a->durable = sl_strdup(s->durable)) == NULL) {
+        if (a != NULL) {
+            sl_free(a->channel);
+            sl_free(a->group);
+            sl_free(a->stream);
+            sl_free(a);
+        }
+        pthread_mutex_unlock(&e->mu);
+        return;
+    }
+    a->eng = e;
+    a->key = s->key;
+    a->next = e->advs;
+    e->advs = a;
+    pthread_mutex_unlock(&e->mu);
+    char subject[600];
+    snprintf(subject, sizeof subject,
+             "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", a->stream,
+             a->durable);
+    natsStatus ns = async_subscribe(e, &a->sub, subject,
+                                    "sluice-max-deliveries",
+                                    on_max_deliveries, a);
+    if (ns != NATS_OK) {
+        sl_logf(SL_LOG_WARN, LOG,
+                "cannot listen to the max-deliveries advisory of %s/%s: %s",
+                a->channel, a->group, natsStatus_GetText(ns));
+    }
+}
+
 /* ---- inspection -------------------------------------------------------------------- */
 
 static sl_status nats_depth(sl_engine *base, const char *channel,
@@ -1773,6 +2062,9 @@ static sl_status parse_url(nats_engine *e, const char *url, char **server,
             e->max_ack_pending = num;
         } else if (strcmp(kv, "replicas") == 0 && is_num && num <= 5) {
             e->replicas = num;
+        } else if (strcmp(kv, "max_deliver") == 0 && is_num &&
+                   num <= 100000) {
+            e->max_deliver = num;
         } else if (strcmp(kv, "storage") == 0 &&
                    (strcmp(val, "memory") == 0 || strcmp(val, "file") == 0)) {
             e->memory = strcmp(val, "memory") == 0;
@@ -1780,7 +2072,7 @@ static sl_status parse_url(nats_engine *e, const char *url, char **server,
             return sl_diag_set(diag, SL_INVALID,
                                "engine URL '%s': unknown parameter '%s' "
                                "(expected ns, ack_wait_ms, max_ack_pending, "
-                               "replicas, storage)",
+                               "max_deliver, replicas, storage)",
                                *server, kv);
         }
         p += len + (amp ? 1 : 0);
@@ -1846,6 +2138,7 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
     pthread_cond_init(&e->pending_cv, NULL);
     sl__cond_init_mono(&e->hb_cv);
     sl__cond_init_mono(&e->ack_cv);
+    sl__cond_init_mono(&e->async_cv);
     char *server = NULL;
     natsOptions *no = NULL;
     sl_status st = parse_url(e, url, &server, diag);
@@ -1917,8 +2210,7 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
         natsInbox_Destroy(inbox);
         char wild[128];
         snprintf(wild, sizeof wild, "%s.*", e->ack_inbox);
-        s = natsConnection_Subscribe(&e->ack_sub, e->nc, wild, on_ack_reply,
-                                     e);
+        s = async_subscribe(e, &e->ack_sub, wild, NULL, on_ack_reply, e);
     }
     if (s != NATS_OK) {
         st = sl_diag_set(diag, SL_UNAVAILABLE, "ack inbox: %s",
@@ -1971,10 +2263,36 @@ static void nats_close(sl_engine *base)
     if (e->confirm_started) {
         pthread_join(e->confirm_thread, NULL); /* calls what is queued */
     }
+    /* Close the asynchronous subscriptions and wait until their handlers
+     * returned for good (they use e): at most the requests an advisory
+     * handler may be in (3 x API_WAIT_MS). */
     if (e->ack_sub != NULL) {
         natsSubscription_Unsubscribe(e->ack_sub);
-        natsSubscription_Destroy(e->ack_sub);
     }
+    for (nadv *a = e->advs; a; a = a->next) {
+        if (a->sub != NULL) {
+            natsSubscription_Unsubscribe(a->sub);
+        }
+    }
+    struct timespec until;
+    sl__deadline_after(&until, 3 * API_WAIT_MS + 1000);
+    pthread_mutex_lock(&e->mu);
+    while (e->async_live > 0 &&
+           pthread_cond_timedwait(&e->async_cv, &e->mu, &until) == 0) {
+    }
+    bool quiet = e->async_live == 0;
+    pthread_mutex_unlock(&e->mu);
+    natsSubscription_Destroy(e->ack_sub);
+    for (nadv *a = e->advs, *next; a; a = next) {
+        next = a->next;
+        natsSubscription_Destroy(a->sub);
+        sl_free(a->channel);
+        sl_free(a->group);
+        sl_free(a->stream);
+        sl_free(a->durable);
+        sl_free(a);
+    }
+    e->advs = NULL;
     if (e->js != NULL) {
         jsCtx_Destroy(e->js);
     }
@@ -2013,9 +2331,16 @@ static void nats_close(sl_engine *base)
     if (e->lib_held) {
         lib_unref();
     }
+    if (!quiet) {
+        /* A handler still running would use freed memory: keep it. */
+        sl_logf(SL_LOG_ERROR, LOG, "closing: a subscription handler did not "
+                                   "return; engine state leaked");
+        return;
+    }
     pthread_cond_destroy(&e->pending_cv);
     pthread_cond_destroy(&e->hb_cv);
     pthread_cond_destroy(&e->ack_cv);
+    pthread_cond_destroy(&e->async_cv);
     pthread_mutex_destroy(&e->mu);
     sl_free(e);
 }

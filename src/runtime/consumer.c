@@ -593,9 +593,18 @@ sl_status sl_consumer_create(sl_engine *eng, const sl_consumer_opts *opts,
         sl_diag_set(diag, st, "consumer %s: bad backoff", opts->group);
         goto fail;
     }
+    /* The delays before attempts 2..max_attempts, for a broker that
+     * redelivers after a crash on its own schedule. */
+    uint64_t schedule[32];
+    size_t schedule_len = c->max_attempts < 32 ? c->max_attempts : 32;
+    for (size_t i = 0; i < schedule_len; i++) {
+        schedule[i] = sl_retry_delay_ms(c->retry, (uint32_t)i + 1);
+    }
     sl_group_opts go = {.channel = opts->channel,
                         .name = opts->group,
-                        .max_attempts = c->max_attempts};
+                        .max_attempts = c->max_attempts,
+                        .backoff_ms = schedule,
+                        .backoff_len = schedule_len};
     if ((st = sl_engine_declare_group(eng, &go, diag)) != SL_OK) {
         goto fail;
     }
