@@ -86,7 +86,7 @@ YAML
     track_pid "$sup"
     # The group exists once the first run declared it; a group gets the
     # events published after it was declared.
-    wait_for 20 grep -q 'started on nats' "$WORK/run-$phase.log" ||
+    wait_for 20 grep -qs 'started on nats' "$WORK/run-$phase.log" ||
         fail "phase $phase: sluice run did not start"
     "$TOOL" publish "$url" loop.events ok 20 1 ||
         fail "phase $phase: publish"
