@@ -83,7 +83,7 @@ nats_start() {
     "$(nats_bin)" -c "$2" -l "$WORK/$1.log" >/dev/null 2>&1 &
     NATS_PID=$!
     track_pid "$NATS_PID"
-    wait_for 15 grep -q "Server is ready" "$WORK/$1.log" ||
+    wait_for 15 grep -qs "Server is ready" "$WORK/$1.log" ||
         fail "nats-server $1 did not start"
 }
 
