@@ -91,6 +91,11 @@ sl_status sl__dead_letter_event(const sl_event *ev, sl_dead_reason reason,
 sl_status sl__dlq_channel_name(const char *channel, const char *group,
                                char *buf, size_t size);
 
+/** Give back unprocessed like sl_delivery_release (not an attempt), to
+ * be redelivered after @p delay_ms where the engine can delay a release
+ * (NATS); others redeliver at once. Takes *d and sets it to NULL. */
+sl_status sl__delivery_release_after(sl_delivery **d, uint64_t delay_ms);
+
 /** Name of the group that keeps a dead-letter channel's events. */
 #define SL_DLQ_GROUP "dlq"
 

@@ -260,6 +260,11 @@ sl_status sl_delivery_release(sl_delivery **d)
     return settle(d, SL_SETTLE_RELEASE, 0, SL_DEAD_REJECTED, NULL);
 }
 
+sl_status sl__delivery_release_after(sl_delivery **d, uint64_t delay_ms)
+{
+    return settle(d, SL_SETTLE_RELEASE, delay_ms, SL_DEAD_REJECTED, NULL);
+}
+
 sl_status sl_engine_depth(sl_engine *eng, const char *channel,
                           const char *group, sl_depth *out)
 {

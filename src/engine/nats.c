@@ -25,6 +25,7 @@
  * subtracts them. That memory is per process and bounded (engine/track.h).
  */
 #include "engine/driver.h"
+#include "engine/nats_kv.h"
 #include "engine/track.h"
 #include "sluice/alloc.h"
 #include "sluice/log.h"
@@ -1525,10 +1526,20 @@ static sl_status nats_settle(sl_delivery *base, sl_settle_op op,
         st = dead_letter(e, s, d->msg, d->base.ev, d->seq, reason,
                          d->base.attempt, error);
         break;
-    case SL_SETTLE_RELEASE:
-        track_nak(e, s->key, d->seq, true, 0);
-        st = settle_sync(e, d->msg, "-NAK");
+    case SL_SETTLE_RELEASE: {
+        /* Not an attempt; a delayed release (an id another process is
+         * handling, engine/nats_kv.h) waits like a retry. */
+        track_nak(e, s->key, d->seq, true, delay_ms);
+        char body[64];
+        if (delay_ms == 0) {
+            snprintf(body, sizeof body, "-NAK");
+        } else {
+            snprintf(body, sizeof body, "-NAK {\"delay\": %" PRIu64 "}",
+                     delay_ms * 1000000);
+        }
+        st = settle_sync(e, d->msg, body);
         break;
+    }
     case SL_SETTLE_RETRY: {
         track_nak(e, s->key, d->seq, false, delay_ms);
         char body[64];
@@ -1874,6 +1885,63 @@ static void adv_listen(nats_engine *e, const nats_sub *s)
                 "cannot listen to the max-deliveries advisory of %s/%s: %s",
                 a->channel, a->group, natsStatus_GetText(ns));
     }
+}
+
+/* ---- for the idempotency store on JetStream KV (engine/nats_kv.c) --------------------- */
+
+bool sl__nats_is(const sl_engine *eng)
+{
+    return eng != NULL && eng->drv == &sl__nats_driver;
+}
+
+jsCtx *sl__nats_js(sl_engine *eng)
+{
+    return ((nats_engine *)eng)->js;
+}
+
+/* The per-group bucket's name, "inbox-<stream>-g<consumer>" (escape_name
+ * never writes "-g", so distinct groups never share one), or a named
+ * bucket with the namespace in front. */
+char *sl__nats_bucket_name(const sl_engine *eng, const char *name,
+                           const char *channel, const char *group)
+{
+    const nats_engine *e = (const nats_engine *)eng;
+    if (name != NULL) {
+        size_t n = (e->ns ? strlen(e->ns) + 1 : 0) + strlen(name) + 1;
+        char *b = sl_malloc(n);
+        if (b != NULL) {
+            snprintf(b, n, "%s%s%s", e->ns ? e->ns : "", e->ns ? "_" : "",
+                     name);
+        }
+        return b;
+    }
+    char *stream = escape_name(e->ns, channel);
+    char *durable = escape_name(NULL, group);
+    char *b = NULL;
+    if (stream != NULL && durable != NULL) {
+        size_t n = strlen("inbox--g") + strlen(stream) + strlen(durable) + 1;
+        if ((b = sl_malloc(n < 40 ? 40 : n)) != NULL) {
+            if (n <= 200) {
+                snprintf(b, n, "inbox-%s-g%s", stream, durable);
+            } else {
+                /* Too long for a stream name: a digest instead. */
+                snprintf(b, 40, "inbox-h%016" PRIx64, fnv1a(stream, durable));
+            }
+        }
+    }
+    sl_free(stream);
+    sl_free(durable);
+    return b;
+}
+
+int sl__nats_replicas(const sl_engine *eng)
+{
+    return (int)((const nats_engine *)eng)->replicas;
+}
+
+bool sl__nats_memory_storage(const sl_engine *eng)
+{
+    return ((const nats_engine *)eng)->memory;
 }
 
 /* ---- inspection -------------------------------------------------------------------- */

@@ -1,9 +1,10 @@
 /* A small client for the NATS integration tests (nats_*_test.sh).
  *
- *   nats_tool publish URL CHANNEL PREFIX N COPIES
+ *   nats_tool publish URL CHANNEL PREFIX N COPIES [nodedup]
  *       publish events PREFIX-1 .. PREFIX-N (N = 0: the one id PREFIX),
- *       each COPIES times in a row: the first copy normally, the others
- *       with SL_PUBLISH_NO_DEDUP, so that the stream holds COPIES messages
+ *       each COPIES times in a row: the first copy normally (or with
+ *       SL_PUBLISH_NO_DEDUP too, given "nodedup"), the others with
+ *       SL_PUBLISH_NO_DEDUP, so that the stream holds COPIES messages
  *       with the same event id (as after the duplicate window). Waits for
  *       every confirm; exits 1 on a failed publish.
  *   nats_tool stream-msgs URL CHANNEL
@@ -15,12 +16,13 @@
 
 #include <nats/nats.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static int publish(const char *url, const char *channel, const char *prefix,
-                   long n, long copies)
+                   long n, long copies, bool nodedup)
 {
     sl_engine *eng = NULL;
     sl_diag diag = {0};
@@ -43,7 +45,9 @@ static int publish(const char *url, const char *channel, const char *prefix,
                 sl_event_set_data(ev, "{\"k\":1}", 7) != SL_OK) {
                 rc = 1;
             } else if (sl_engine_publish(eng, channel, ev,
-                                         c == 0 ? 0 : SL_PUBLISH_NO_DEDUP,
+                                         c == 0 && !nodedup
+                                             ? 0
+                                             : SL_PUBLISH_NO_DEDUP,
                                          10000, &diag) != SL_OK) {
                 fprintf(stderr, "nats_tool: publish %s: %s\n", id, diag.msg);
                 rc = 1;
@@ -125,14 +129,15 @@ static int stream_msgs(const char *url, const char *channel)
 
 int main(int argc, char **argv)
 {
-    if (argc == 7 && strcmp(argv[1], "publish") == 0) {
+    if ((argc == 7 || argc == 8) && strcmp(argv[1], "publish") == 0) {
         return publish(argv[2], argv[3], argv[4], atol(argv[5]),
-                       atol(argv[6]));
+                       atol(argv[6]),
+                       argc == 8 && strcmp(argv[7], "nodedup") == 0);
     }
     if (argc == 4 && strcmp(argv[1], "stream-msgs") == 0) {
         return stream_msgs(argv[2], argv[3]);
     }
-    fprintf(stderr, "usage: nats_tool publish URL CHANNEL PREFIX N COPIES\n"
+    fprintf(stderr, "usage: nats_tool publish URL CHANNEL PREFIX N COPIES [nodedup]\n"
                     "       nats_tool stream-msgs URL CHANNEL\n");
     return 2;
 }
