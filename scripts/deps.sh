@@ -10,12 +10,14 @@ set -eu
 # NATS JetStream engine and the broker its tests run on; rabbitmq-server
 # and librabbitmq-dev (rabbitmq-c): the RabbitMQ engine and its broker;
 # python3-pika and python3-aio-pika: the foreign AMQP client of the
-# interoperability test and the Python service of the RabbitMQ benchmark.
+# interoperability test and the Python service of the RabbitMQ benchmark;
+# openssl and python3-cryptography: the certificates, nkeys and JWT
+# credentials of the NATS security test (nsc and nk are not packaged).
 PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
 libsqlite3-dev sqlite3 libyaml-dev libjansson-dev libcmocka-dev
 libmicrohttpd-dev libcurl4-openssl-dev prometheus wrk
 time procps nats-server libnats-dev rabbitmq-server librabbitmq-dev
-python3-pika python3-aio-pika"
+python3-pika python3-aio-pika openssl python3-cryptography"
 
 missing=""
 for p in $PACKAGES; do

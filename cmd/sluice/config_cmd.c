@@ -24,8 +24,10 @@ int cmd_config(int argc, char **argv)
             cli_error("%s", diag.msg);
             return CLI_USAGE;
         }
+        char url[1024];
         printf("%s: ok (%zu channel(s), %zu consumer group(s), engine %s)\n",
-               argv[2], cfg->nchannels, cfg->nconsumers, cfg->engine_url);
+               argv[2], cfg->nchannels, cfg->nconsumers,
+               cli_url_for_log(cfg->engine_url, url, sizeof url));
         sl_config_free(cfg);
         return CLI_OK;
     }

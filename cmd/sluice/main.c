@@ -101,6 +101,80 @@ int cli_number(const char *opt, const char *text, double min, double max,
     return CLI_OK;
 }
 
+static bool secret_param(const char *name, size_t len)
+{
+    static const char *const names[] = {"password", "pass", "passwd",
+                                        "token", "secret"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strlen(names[i]) == len && strncmp(name, names[i], len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+const char *cli_url_for_log(const char *url, char *buf, size_t size)
+{
+    size_t o = 0;
+#define PUT(p, n)                                                              \
+    do {                                                                       \
+        size_t n_ = (n);                                                       \
+        if (o + n_ >= size) {                                                  \
+            n_ = size - 1 - o;                                                 \
+        }                                                                      \
+        memcpy(buf + o, (p), n_);                                              \
+        o += n_;                                                               \
+    } while (0)
+    if (size == 0) {
+        return buf;
+    }
+    const char *q = strchr(url, '?');
+    const char *end = q ? q : url + strlen(url);
+    /* Servers: "scheme://[info@]host[,[info@]host...]". */
+    for (const char *p = url; p < end;) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *stop = comma ? comma : end;
+        const char *at = NULL;
+        for (const char *c = p; c < stop; c++) {
+            if (*c == '@') {
+                at = c;
+            }
+        }
+        if (at != NULL) {
+            const char *sep = strstr(p, "://");
+            const char *info = sep != NULL && sep < at ? sep + 3 : p;
+            const char *colon = memchr(info, ':', (size_t)(at - info));
+            PUT(p, (size_t)((colon ? colon + 1 : info) - p));
+            PUT("***", 3);
+            p = at;
+        }
+        PUT(p, (size_t)(stop - p));
+        if (comma != NULL) {
+            PUT(",", 1);
+            stop++;
+        }
+        p = stop;
+    }
+    /* Query: hide secret values that are not references. */
+    for (const char *p = q; p != NULL && *p;) {
+        const char *amp = strchr(p + 1, '&');
+        const char *stop = amp ? amp : p + strlen(p);
+        const char *eq = memchr(p + 1, '=', (size_t)(stop - p - 1));
+        if (eq != NULL && secret_param(p + 1, (size_t)(eq - p - 1)) &&
+            strncmp(eq + 1, "env:", 4) != 0 &&
+            strncmp(eq + 1, "file:", 5) != 0) {
+            PUT(p, (size_t)(eq + 1 - p));
+            PUT("***", 3);
+        } else {
+            PUT(p, (size_t)(stop - p));
+        }
+        p = amp;
+    }
+#undef PUT
+    buf[o] = '\0';
+    return buf;
+}
+
 void cli_sleep_until_ns(uint64_t until_ns)
 {
     struct timespec ts = {(time_t)(until_ns / 1000000000u),

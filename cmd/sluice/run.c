@@ -25,8 +25,9 @@ static const char run_usage[] =
 
 static void banner(const sl_config *cfg, const sl_service *svc)
 {
+    char url[1024];
     fprintf(stderr, "sluice: %s running on %s (pid %d)\n", cfg->service_name,
-            cfg->engine_url, (int)getpid());
+            cli_url_for_log(cfg->engine_url, url, sizeof url), (int)getpid());
     if (sl_service_gateway_port(svc) != 0) {
         fprintf(stderr, "  gateway on port %u:", sl_service_gateway_port(svc));
         for (size_t i = 0; i < cfg->nroutes; i++) {

@@ -75,6 +75,7 @@ struct sl_driver {
 extern const sl_driver sl__embedded_driver;
 #ifdef SLUICE_HAVE_NATS
 extern const sl_driver sl__nats_driver;
+extern const sl_driver sl__nats_tls_driver; /* "tls://" */
 #endif
 #ifdef SLUICE_HAVE_AMQP
 extern const sl_driver sl__amqp_driver;

@@ -15,6 +15,7 @@ static const sl_driver *const drivers[] = {
     &sl__embedded_driver,
 #ifdef SLUICE_HAVE_NATS
     &sl__nats_driver,
+    &sl__nats_tls_driver,
 #endif
 #ifdef SLUICE_HAVE_AMQP
     &sl__amqp_driver,
@@ -41,7 +42,7 @@ sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
                        "unknown engine URL '%s' (expected embedded:PATH, "
                        "embedded::memory:"
 #ifdef SLUICE_HAVE_NATS
-                       ", nats://HOST:PORT"
+                       ", nats://HOST:PORT, tls://HOST:PORT"
 #endif
 #ifdef SLUICE_HAVE_AMQP
                        ", amqp://USER:PASS@HOST:PORT/VHOST"

@@ -2083,21 +2083,198 @@ static bool nats_is_ready(const sl_engine *base)
 
 static void nats_close(sl_engine *base);
 
+/* ---- credentials and TLS ---------------------------------------------------------------- */
+
+/* Connection options of the URL that are not the engine's: TLS and
+ * credentials. Paths and references, never secrets: a secret is read
+ * from its reference at connect time and wiped afterwards. */
+typedef struct conn_opts {
+    bool tls;          /* tls:// or ?tls=true */
+    char *tls_ca;      /* PEM file of the CAs that sign the server */
+    char *tls_cert;    /* client certificate chain (PEM) ... */
+    char *tls_key;     /* ... and its key, for servers that verify clients */
+    char *tls_hostname; /* name expected in the server certificate */
+    char *user;        /* with password */
+    char *password;    /* env:NAME or file:PATH */
+    char *token;       /* env:NAME or file:PATH */
+    char *creds;       /* a credentials file (user JWT and nkey seed) */
+    char *nkey;        /* a user's public nkey (U...) ... */
+    char *nkey_seed;   /* ... and the file of its seed */
+} conn_opts;
+
+static void conn_opts_fini(conn_opts *co)
+{
+    sl_free(co->tls_ca);
+    sl_free(co->tls_cert);
+    sl_free(co->tls_key);
+    sl_free(co->tls_hostname);
+    sl_free(co->user);
+    sl_free(co->password);
+    sl_free(co->token);
+    sl_free(co->creds);
+    sl_free(co->nkey);
+    sl_free(co->nkey_seed);
+    memset(co, 0, sizeof *co);
+}
+
+/* A secret from its reference, "env:NAME" or "file:PATH" (trailing line
+ * breaks dropped; empty refused). Messages name the variable or the file,
+ * never the secret. The same rules as sl__secret_read (core/secret.h, on
+ * its way from the RabbitMQ work), which this is meant to become. */
+static sl_status read_secret(const char *what, const char *ref, char **out,
+                             sl_diag *diag)
+{
+    char *v = NULL;
+    if (strncmp(ref, "env:", 4) == 0 && ref[4] != '\0') {
+        const char *e = getenv(ref + 4);
+        if (e == NULL) {
+            return sl_diag_set(diag, SL_NOT_FOUND,
+                               "engine URL: %s: environment variable %s is "
+                               "not set",
+                               what, ref + 4);
+        }
+        if ((v = sl_strdup(e)) == NULL) {
+            return SL_NOMEM;
+        }
+    } else if (strncmp(ref, "file:", 5) == 0 && ref[5] != '\0') {
+        FILE *f = fopen(ref + 5, "rb");
+        if (f == NULL) {
+            return sl_diag_set(diag, SL_NOT_FOUND,
+                               "engine URL: %s: cannot read %s", what,
+                               ref + 5);
+        }
+        enum { MAX_SECRET = 65536 };
+        if ((v = sl_malloc(MAX_SECRET + 1)) == NULL) {
+            fclose(f);
+            return SL_NOMEM;
+        }
+        size_t n = fread(v, 1, MAX_SECRET + 1, f);
+        bool bad = ferror(f) != 0;
+        fclose(f);
+        if (bad || n > MAX_SECRET || memchr(v, '\0', n) != NULL) {
+            memset(v, 0, MAX_SECRET + 1);
+            sl_free(v);
+            return sl_diag_set(diag, SL_INVALID,
+                               "engine URL: %s: %s is not a secret (unreadable, "
+                               "over %d bytes, or binary)",
+                               what, ref + 5, MAX_SECRET);
+        }
+        v[n] = '\0';
+    } else {
+        return sl_diag_set(diag, SL_INVALID,
+                           "engine URL: %s must be a reference, env:NAME or "
+                           "file:PATH (a secret in the URL would be logged)",
+                           what);
+    }
+    size_t n = strlen(v);
+    while (n > 0 && (v[n - 1] == '\n' || v[n - 1] == '\r')) {
+        v[--n] = '\0';
+    }
+    if (n == 0) {
+        sl_free(v);
+        return sl_diag_set(diag, SL_INVALID, "engine URL: %s: %s is empty",
+                           what, ref);
+    }
+    *out = v;
+    return SL_OK;
+}
+
+static void free_secret(char *v)
+{
+    if (v != NULL) {
+        memset(v, 0, strlen(v));
+        sl_free(v);
+    }
+}
+
+/* @p url for messages: the user info of every server hidden (a password,
+ * or a token on its own, becomes ***), and the query left out (its
+ * secrets are references, but it is not needed to name the servers). The
+ * same output as sl__secret_redact_url (core/secret.h) for these URLs. */
+static const char *redact_url(const char *url, char *buf, size_t size)
+{
+    size_t o = 0;
+    const char *p = url;
+    while (*p && *p != '?' && o + 1 < size) {
+        const char *end = p;
+        while (*end && *end != ',' && *end != '?') {
+            end++;
+        }
+        const char *at = NULL;
+        for (const char *q = p; q < end; q++) {
+            if (*q == '@') {
+                at = q;
+            }
+        }
+        const char *host = p;
+        if (at != NULL) {
+            const char *sep = strstr(p, "://");
+            const char *info = sep != NULL && sep < at ? sep + 3 : p;
+            const char *colon = memchr(info, ':', (size_t)(at - info));
+            int n = snprintf(buf + o, size - o, "%.*s%.*s%s@", (int)(info - p),
+                             p, colon ? (int)(colon - info) : 0, info,
+                             colon ? ":***" : "***");
+            o += n > 0 ? (size_t)n : 0;
+            host = at + 1;
+        }
+        if (o < size) {
+            int n = snprintf(buf + o, size - o, "%.*s", (int)(end - host), host);
+            o += n > 0 ? (size_t)n : 0;
+        }
+        if (*end == ',' && o + 1 < size) {
+            buf[o++] = ',';
+            buf[o] = '\0';
+            end++;
+        }
+        p = end;
+    }
+    if (o >= size) {
+        o = size - 1;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* nats.c's last error without its "(file.c:123): " prefix, or NULL when
+ * it says no more than @p s. */
+static const char *last_error(natsStatus s)
+{
+    const char *t = nats_GetLastError(NULL);
+    if (t != NULL && t[0] == '(') {
+        const char *close = strstr(t, "): ");
+        if (close != NULL) {
+            t = close + 3;
+        }
+    }
+    if (t == NULL || t[0] == '\0' || strcmp(t, natsStatus_GetText(s)) == 0) {
+        return NULL;
+    }
+    return t;
+}
+
+static bool truthy(const char *v)
+{
+    return strcmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
+           strcmp(v, "yes") == 0;
+}
+
 /* "nats://host:port?ns=x&ack_wait_ms=N&max_ack_pending=N&replicas=N&
- * storage=memory". The server URL (without the query) goes to nats.c. */
+ * storage=memory&tls_ca=PATH&token=env:NAME...". The server URL (without
+ * the query) goes to nats.c; TLS and credentials to @p co. */
 static sl_status parse_url(nats_engine *e, const char *url, char **server,
-                           sl_diag *diag)
+                           conn_opts *co, sl_diag *diag)
 {
     const char *q = strchr(url, '?');
     *server = q ? sl_strndup(url, (size_t)(q - url)) : sl_strdup(url);
     if (*server == NULL) {
         return SL_NOMEM;
     }
+    co->tls = strncmp(url, "tls://", 6) == 0;
     const char *p = q ? q + 1 : NULL;
     while (p != NULL && *p) {
         const char *amp = strchr(p, '&');
         size_t len = amp ? (size_t)(amp - p) : strlen(p);
-        char kv[256];
+        char kv[1024];
         if (len >= sizeof kv) {
             return sl_diag_set(diag, SL_INVALID, "engine URL parameter too "
                                                  "long");
@@ -2112,7 +2289,53 @@ static sl_status parse_url(nats_engine *e, const char *url, char **server,
         char *end = NULL;
         long long num = strtoll(val, &end, 10);
         bool is_num = end != val && *end == '\0' && num > 0;
-        if (strcmp(kv, "ns") == 0 && val[0] != '\0') {
+        char **str = NULL; /* a string option */
+        if (strcmp(kv, "tls_ca") == 0) {
+            str = &co->tls_ca;
+        } else if (strcmp(kv, "tls_cert") == 0) {
+            str = &co->tls_cert;
+        } else if (strcmp(kv, "tls_key") == 0) {
+            str = &co->tls_key;
+        } else if (strcmp(kv, "tls_hostname") == 0) {
+            str = &co->tls_hostname;
+        } else if (strcmp(kv, "user") == 0) {
+            str = &co->user;
+        } else if (strcmp(kv, "password") == 0) {
+            str = &co->password;
+        } else if (strcmp(kv, "token") == 0) {
+            str = &co->token;
+        } else if (strcmp(kv, "creds") == 0) {
+            str = &co->creds;
+        } else if (strcmp(kv, "nkey") == 0) {
+            str = &co->nkey;
+        } else if (strcmp(kv, "nkey_seed") == 0) {
+            str = &co->nkey_seed;
+        }
+        if (str != NULL) {
+            if (val[0] == '\0') {
+                return sl_diag_set(diag, SL_INVALID,
+                                   "engine URL: %s needs a value", kv);
+            }
+            if ((strcmp(kv, "password") == 0 || strcmp(kv, "token") == 0) &&
+                strncmp(val, "env:", 4) != 0 &&
+                strncmp(val, "file:", 5) != 0) {
+                /* Name the parameter only: its value is the secret. */
+                return sl_diag_set(diag, SL_INVALID,
+                                   "engine URL: %s must be a reference, "
+                                   "env:NAME or file:PATH (a secret in the "
+                                   "URL would be logged)",
+                                   kv);
+            }
+            sl_free(*str);
+            if ((*str = sl_strdup(val)) == NULL) {
+                return SL_NOMEM;
+            }
+            if (strncmp(kv, "tls_", 4) == 0) {
+                co->tls = true;
+            }
+        } else if (strcmp(kv, "tls") == 0) {
+            co->tls = truthy(val);
+        } else if (strcmp(kv, "ns") == 0 && val[0] != '\0') {
             for (const char *c = val; *c; c++) {
                 if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_') {
                     return sl_diag_set(diag, SL_INVALID,
@@ -2137,15 +2360,97 @@ static sl_status parse_url(nats_engine *e, const char *url, char **server,
                    (strcmp(val, "memory") == 0 || strcmp(val, "file") == 0)) {
             e->memory = strcmp(val, "memory") == 0;
         } else {
+            char shown[512];
             return sl_diag_set(diag, SL_INVALID,
-                               "engine URL '%s': unknown parameter '%s' "
-                               "(expected ns, ack_wait_ms, max_ack_pending, "
-                               "max_deliver, replicas, storage)",
-                               *server, kv);
+                               "engine URL '%s': unknown parameter or bad "
+                               "value '%s' (expected ns, ack_wait_ms, "
+                               "max_ack_pending, max_deliver, replicas, "
+                               "storage, tls, tls_ca, tls_cert, tls_key, "
+                               "tls_hostname, user, password, token, creds, "
+                               "nkey, nkey_seed)",
+                               redact_url(*server, shown, sizeof shown), kv);
         }
         p += len + (amp ? 1 : 0);
     }
+    if ((co->tls_cert == NULL) != (co->tls_key == NULL)) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "engine URL: tls_cert and tls_key go together");
+    }
+    if ((co->nkey == NULL) != (co->nkey_seed == NULL)) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "engine URL: nkey (the public key) and nkey_seed "
+                           "(its seed file) go together");
+    }
+    if ((co->user == NULL) != (co->password == NULL)) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "engine URL: user and password go together");
+    }
+    int kinds = (co->user != NULL) + (co->token != NULL) +
+                (co->creds != NULL) + (co->nkey != NULL);
+    if (kinds > 1) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "engine URL: give one of user/password, token, "
+                           "creds, nkey/nkey_seed");
+    }
     return SL_OK;
+}
+
+/* TLS and credentials to nats.c. The secrets read here are wiped at
+ * once: nats.c keeps its own copies. */
+static sl_status apply_conn_opts(natsOptions *no, const conn_opts *co,
+                                 sl_diag *diag)
+{
+    natsStatus s = NATS_OK;
+    const char *step = "";
+    if (co->tls) {
+        step = "TLS";
+        s = natsOptions_SetSecure(no, true);
+    }
+    if (s == NATS_OK && co->tls_ca != NULL) {
+        step = "tls_ca";
+        s = natsOptions_LoadCATrustedCertificates(no, co->tls_ca);
+    }
+    if (s == NATS_OK && co->tls_cert != NULL) {
+        step = "tls_cert/tls_key";
+        s = natsOptions_LoadCertificatesChain(no, co->tls_cert, co->tls_key);
+    }
+    if (s == NATS_OK && co->tls_hostname != NULL) {
+        step = "tls_hostname";
+        s = natsOptions_SetExpectedHostname(no, co->tls_hostname);
+    }
+    if (s == NATS_OK && co->creds != NULL) {
+        step = "creds";
+        s = natsOptions_SetUserCredentialsFromFiles(no, co->creds, NULL);
+    }
+    if (s == NATS_OK && co->nkey != NULL) {
+        step = "nkey_seed";
+        s = natsOptions_SetNKeyFromSeed(no, co->nkey, co->nkey_seed);
+    }
+    if (s != NATS_OK) {
+        /* nats.c's text names files and what is wrong with them. */
+        const char *why = last_error(s);
+        return sl_diag_set(diag, SL_INVALID, "engine URL: %s: %s%s%s", step,
+                           natsStatus_GetText(s), why ? ": " : "",
+                           why ? why : "");
+    }
+    sl_status st = SL_OK;
+    char *secret = NULL;
+    if (co->password != NULL) {
+        if ((st = read_secret("password", co->password, &secret, diag)) ==
+            SL_OK) {
+            s = natsOptions_SetUserInfo(no, co->user, secret);
+        }
+    } else if (co->token != NULL) {
+        if ((st = read_secret("token", co->token, &secret, diag)) == SL_OK) {
+            s = natsOptions_SetToken(no, secret);
+        }
+    }
+    free_secret(secret);
+    if (st == SL_OK && s != NATS_OK) {
+        st = sl_diag_set(diag, from_nats(s), "engine URL: credentials: %s",
+                         natsStatus_GetText(s));
+    }
+    return st;
 }
 
 /* "nats://h1:p1,h2:p2,..." (a cluster): every server to nats.c, which
@@ -2169,13 +2474,15 @@ static natsStatus set_servers(natsOptions *no, const char *server)
         }
         const char *sep = strstr(p, "://");
         bool scheme = sep != NULL && (size_t)(sep - p) < len;
-        size_t size = len + (scheme ? 0 : strlen("nats://")) + 1;
+        /* A host without a scheme takes the first URL's (tls:// too). */
+        const char *dflt =
+            strncmp(server, "tls://", 6) == 0 ? "tls://" : "nats://";
+        size_t size = len + (scheme ? 0 : strlen(dflt)) + 1;
         if ((urls[n] = sl_malloc(size)) == NULL) {
             s = NATS_NO_MEMORY;
             break;
         }
-        snprintf(urls[n], size, "%s%.*s", scheme ? "" : "nats://", (int)len,
-                 p);
+        snprintf(urls[n], size, "%s%.*s", scheme ? "" : dflt, (int)len, p);
         servers[n] = urls[n];
         n++;
         p += len + (comma ? 1 : 0);
@@ -2209,7 +2516,8 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
     sl__cond_init_mono(&e->async_cv);
     char *server = NULL;
     natsOptions *no = NULL;
-    sl_status st = parse_url(e, url, &server, diag);
+    conn_opts co = {0};
+    sl_status st = parse_url(e, url, &server, &co, diag);
     if (st != SL_OK) {
         goto fail;
     }
@@ -2241,15 +2549,41 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
     if (s == NATS_OK) {
         s = natsOptions_SetReconnectWait(no, 250);
     }
-    if (s == NATS_OK) {
-        s = natsConnection_Connect(&e->nc, no);
-    }
     if (s != NATS_OK) {
-        /* The URL may carry credentials: name only the host part. */
-        const char *at = strrchr(server, '@');
-        st = sl_diag_set(diag, SL_UNAVAILABLE, "cannot connect to NATS at %s: "
-                                               "%s",
-                         at ? at + 1 : server, natsStatus_GetText(s));
+        st = sl_diag_set(diag, SL_INVALID, "engine URL: %s",
+                         natsStatus_GetText(s));
+        goto fail;
+    }
+    if ((st = apply_conn_opts(no, &co, diag)) != SL_OK) {
+        goto fail;
+    }
+    if ((s = natsConnection_Connect(&e->nc, no)) != NATS_OK) {
+        /* The URL may carry credentials: name the servers without them.
+         * nats.c's last error says why (a TLS verification failure, an
+         * authorization violation); it holds no secret of ours. */
+        char shown[512];
+        const char *why = last_error(s);
+        bool tls_fail = why != NULL && (strstr(why, "SSL") != NULL ||
+                                        strstr(why, "certificate") != NULL);
+        st = sl_diag_set(diag, SL_UNAVAILABLE,
+                         "cannot connect to NATS at %s: %s%s%s%s",
+                         redact_url(server, shown, sizeof shown),
+                         natsStatus_GetText(s), why ? " (" : "",
+                         why ? why : "", why ? ")" : "");
+        const char *hint = NULL;
+        if (tls_fail) {
+            hint = "; check tls_ca (the CA that signed the server's "
+                   "certificate) and tls_hostname";
+        } else if (co.tls && co.tls_cert == NULL &&
+                   s == NATS_PROTOCOL_ERROR) {
+            /* The server closed the connection after the handshake. */
+            hint = "; the server may want a client certificate (tls_cert, "
+                   "tls_key)";
+        }
+        size_t n = strlen(diag ? diag->msg : "");
+        if (hint != NULL && diag != NULL && n + 1 < sizeof diag->msg) {
+            snprintf(diag->msg + n, sizeof diag->msg - n, "%s", hint);
+        }
         goto fail;
     }
     jsOptions jo;
@@ -2295,11 +2629,13 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
         goto fail;
     }
     e->hb_started = true;
+    conn_opts_fini(&co);
     natsOptions_Destroy(no);
     sl_free(server);
     *out = &e->base;
     return SL_OK;
 fail:
+    conn_opts_fini(&co);
     natsOptions_Destroy(no);
     sl_free(server);
     nats_close(&e->base);
@@ -2412,6 +2748,23 @@ static void nats_close(sl_engine *base)
     pthread_mutex_destroy(&e->mu);
     sl_free(e);
 }
+
+#define NATS_DRIVER_OPS                                                        \
+    .open = nats_open, .close = nats_close, .is_ready = nats_is_ready,         \
+    .declare_channel = nats_declare_channel,                                   \
+    .declare_group = nats_declare_group, .publish = nats_publish,              \
+    .subscribe = nats_subscribe, .fetch = nats_fetch,                          \
+    .interrupt = nats_interrupt, .in_flight = nats_in_flight,                  \
+    .unsubscribe = nats_unsubscribe, .settle = nats_settle,                    \
+    .ack_many = nats_ack_many, .depth = nats_depth, .browse = nats_browse
+
+/* "tls://..." opens the same engine with TLS on (its engine, subscriptions
+ * and deliveries then use sl__nats_driver). */
+const sl_driver sl__nats_tls_driver = {
+    .name = "nats",
+    .scheme = "tls://",
+    NATS_DRIVER_OPS,
+};
 
 const sl_driver sl__nats_driver = {
     .name = "nats",

@@ -7,6 +7,11 @@
  *       SL_PUBLISH_NO_DEDUP, so that the stream holds COPIES messages
  *       with the same event id (as after the duplicate window). Waits for
  *       every confirm; exits 1 on a failed publish.
+ *   nats_tool roundtrip URL
+ *       open the engine, declare channel "rt.events" and group "rt",
+ *       publish one event, fetch it and ack it: the whole path through
+ *       whatever TLS and credentials the URL names. Prints "roundtrip ok";
+ *       on failure the engine's message on stderr, exit 1.
  *   nats_tool stream-msgs URL CHANNEL
  *       print the number of messages in the channel's stream (the
  *       engine's naming: docs/engines/nats.md), so that a test can check
@@ -55,6 +60,49 @@ static int publish(const char *url, const char *channel, const char *prefix,
             sl_event_unref(ev);
         }
     }
+    sl_engine_close(eng);
+    return rc;
+}
+
+static int roundtrip(const char *url)
+{
+    sl_engine *eng = NULL;
+    sl_diag diag = {0};
+    if (sl_engine_open(url, NULL, &eng, &diag) != SL_OK) {
+        fprintf(stderr, "nats_tool: %s\n", diag.msg);
+        return 1;
+    }
+    int rc = 1;
+    sl_channel_opts co = {.name = "rt.events"};
+    sl_group_opts go = {.channel = "rt.events", .name = "rt"};
+    sl_subscribe_opts so = {.prefetch = 1};
+    sl_subscription *sub = NULL;
+    sl_event *ev = NULL;
+    sl_delivery *d = NULL;
+    size_t n = 0;
+    if (sl_engine_declare_channel(eng, &co, &diag) != SL_OK ||
+        sl_engine_declare_group(eng, &go, &diag) != SL_OK ||
+        sl_engine_subscribe(eng, "rt.events", "rt", &so, &sub, &diag) !=
+            SL_OK) {
+        fprintf(stderr, "nats_tool: %s\n", diag.msg);
+        goto done;
+    }
+    if (sl_event_create_new("/nats-tool", "test.event", &ev) != SL_OK ||
+        sl_engine_publish(eng, "rt.events", ev, 0, 10000, &diag) != SL_OK) {
+        fprintf(stderr, "nats_tool: publish: %s\n", diag.msg);
+        goto done;
+    }
+    if (sl_subscription_fetch(sub, &d, 1, 5000, &n) != SL_OK ||
+        strcmp(sl_event_id(sl_delivery_event(d)), sl_event_id(ev)) != 0 ||
+        sl_delivery_ack(&d) != SL_OK) {
+        fprintf(stderr, "nats_tool: the event did not come back\n");
+        goto done;
+    }
+    printf("roundtrip ok\n");
+    rc = 0;
+done:
+    sl_event_unref(ev);
+    sl_subscription_close(sub);
     sl_engine_close(eng);
     return rc;
 }
@@ -134,10 +182,14 @@ int main(int argc, char **argv)
                        atol(argv[6]),
                        argc == 8 && strcmp(argv[7], "nodedup") == 0);
     }
+    if (argc == 3 && strcmp(argv[1], "roundtrip") == 0) {
+        return roundtrip(argv[2]);
+    }
     if (argc == 4 && strcmp(argv[1], "stream-msgs") == 0) {
         return stream_msgs(argv[2], argv[3]);
     }
     fprintf(stderr, "usage: nats_tool publish URL CHANNEL PREFIX N COPIES [nodedup]\n"
+                    "       nats_tool roundtrip URL\n"
                     "       nats_tool stream-msgs URL CHANNEL\n");
     return 2;
 }
