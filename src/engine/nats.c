@@ -9,8 +9,16 @@
  *               Nats-Msg-Id = event id.
  *   group    -> a durable pull consumer: explicit ack, AckWait (URL
  *               ack_wait_ms), MaxAckPending, deliver-new. max_attempts is
- *               kept in the consumer's description and enforced at fetch.
+ *               kept in the consumer's description and enforced at fetch;
+ *               MaxDeliver is a backstop above it (its advisory is
+ *               dead-lettered, reason max_deliveries) and BackOff follows
+ *               the retry schedule. Pull requests are the engine's own
+ *               (see nats_fetch).
  *   event    -> CloudEvents binary mode: "ce-" headers, data as payload.
+ *
+ * Connections: TLS and credentials from the URL (tls_ca, creds, token=
+ * env:NAME, ...); secrets are read from references and never printed.
+ * The idempotency store on JetStream KV is engine/nats_kv.c.
  *
  * Threads. nats.c runs its own threads; no user callback runs on them:
  * PubAcks are handed through a bounded queue to the engine's confirm
@@ -1194,6 +1202,14 @@ static sl_status pull_request(nats_engine *e, nats_sub *s, uint32_t batch,
     return SL_OK;
 }
 
+/* True when messages wait in @p s's subscription, unread. */
+static bool queued(nats_sub *s)
+{
+    int msgs = 0, bytes = 0;
+    return natsSubscription_GetPending(s->ns, &msgs, &bytes) == NATS_OK &&
+           msgs > 0;
+}
+
 /* The id of the request @p m answers (its subject "<inbox>.<id>"). */
 static uint64_t request_of(const natsMsg *m)
 {
@@ -1321,7 +1337,12 @@ static sl_status nats_fetch(sl_subscription *base, sl_delivery **out,
             break;
         }
         uint64_t now = sl_time_mono_ms();
-        if (s->req_id != 0 && (s->req_left == 0 || now >= s->req_until)) {
+        if (s->req_id != 0 &&
+            (s->req_left == 0 || (now >= s->req_until && !queued(s)))) {
+            /* Over: answered in full, or past its expiry with nothing of
+             * its answer still queued here (read that first: a process
+             * short of CPU must not take its own answer for a late one
+             * and give it back). */
             s->req_id = 0;
         }
         if (s->req_id == 0) {
@@ -1341,8 +1362,8 @@ static sl_status nats_fetch(sl_subscription *base, sl_delivery **out,
                 st = SL_FULL;
                 break;
             }
-            /* First ask for what is there now (answered at once, ended
-             * by a 404 when there is less than asked for), so that a
+            /* First ask for what is there now (no_wait: what there is
+             * comes at once, then a 404/408 ends the request), so that a
              * backlog comes in one call; then, when there was nothing,
              * wait for what comes next. */
             bool no_wait = !asked || until <= now || until - now < 10;
@@ -1359,12 +1380,14 @@ static sl_status nats_fetch(sl_subscription *base, sl_delivery **out,
         if (got == 0 || s->req_nowait) {
             wait = until > now ? until - now : 0;
             if (s->req_nowait) {
-                wait = s->req_until - now;
+                wait = s->req_until > now ? s->req_until - now : 0;
             }
             if (wait > FETCH_SLICE_MS) {
                 wait = FETCH_SLICE_MS;
             }
-            if (s->req_until - now < wait) {
+            if (s->req_until <= now) {
+                wait = 0; /* only what is queued (see above) */
+            } else if (s->req_until - now < wait) {
                 wait = s->req_until - now;
             }
         }
@@ -1473,8 +1496,10 @@ static void nats_unsubscribe(sl_subscription *base)
         bool live = s->req_id != 0 && s->req_left > 0 && now < s->req_until;
         uint64_t wait = live ? s->req_until - now : 0;
         natsMsg *m = NULL;
-        natsStatus ns = natsSubscription_NextMsg(
-            &m, s->ns, (int64_t)(wait > FETCH_SLICE_MS ? FETCH_SLICE_MS : wait));
+        if (wait > FETCH_SLICE_MS) {
+            wait = FETCH_SLICE_MS;
+        }
+        natsStatus ns = natsSubscription_NextMsg(&m, s->ns, (int64_t)wait);
         if (ns == NATS_TIMEOUT && live) {
             continue;
         }
@@ -1684,7 +1709,7 @@ static void *hb_main(void *arg)
     return NULL;
 }
 
-/* ---- asynchronous subscriptions ------------------------------------------------------- */
+/* ---- asynchronous subscriptions ---------------------------------------- */
 
 /* nats.c's thread: the handler of an asynchronous subscription has
  * returned for the last time. */
@@ -1724,7 +1749,7 @@ static natsStatus async_subscribe(nats_engine *e, natsSubscription **out,
     return s;
 }
 
-/* ---- the max-deliveries advisory ----------------------------------------------------- */
+/* ---- the max-deliveries advisory --------------------------------------- */
 
 /* Dead-letter stream message @p seq of @p a's group, which the server
  * stopped delivering after @p deliveries, and make it leave the stream for
@@ -1887,7 +1912,7 @@ static void adv_listen(nats_engine *e, const nats_sub *s)
     }
 }
 
-/* ---- for the idempotency store on JetStream KV (engine/nats_kv.c) --------------------- */
+/* ---- for the idempotency store on JetStream KV (engine/nats_kv.c) ------ */
 
 bool sl__nats_is(const sl_engine *eng)
 {
@@ -2083,7 +2108,7 @@ static bool nats_is_ready(const sl_engine *base)
 
 static void nats_close(sl_engine *base);
 
-/* ---- credentials and TLS ---------------------------------------------------------------- */
+/* ---- credentials and TLS ----------------------------------------------- */
 
 /* Connection options of the URL that are not the engine's: TLS and
  * credentials. Paths and references, never secrets: a secret is read
@@ -2155,8 +2180,8 @@ static sl_status read_secret(const char *what, const char *ref, char **out,
             memset(v, 0, MAX_SECRET + 1);
             sl_free(v);
             return sl_diag_set(diag, SL_INVALID,
-                               "engine URL: %s: %s is not a secret (unreadable, "
-                               "over %d bytes, or binary)",
+                               "engine URL: %s: %s is not a secret "
+                               "(unreadable, over %d bytes, or binary)",
                                what, ref + 5, MAX_SECRET);
         }
         v[n] = '\0';
@@ -2218,7 +2243,8 @@ static const char *redact_url(const char *url, char *buf, size_t size)
             host = at + 1;
         }
         if (o < size) {
-            int n = snprintf(buf + o, size - o, "%.*s", (int)(end - host), host);
+            int n =
+                snprintf(buf + o, size - o, "%.*s", (int)(end - host), host);
             o += n > 0 ? (size_t)n : 0;
         }
         if (*end == ',' && o + 1 < size) {

@@ -3,8 +3,8 @@
 # its worker process (SIGKILL from the handler, nothing settled) every
 # time it is handled; a supervisor loop starts `sluice run` again after
 # each death. The poison must end in the group's dead-letter channel with
-# its reason and attempt count and leave the stream, while every other
-# event is processed. Two ways, one phase each:
+# its reason and attempt count after at most max_attempts deaths, and
+# leave the stream, while every other event is processed. Two ways, one phase each:
 #
 #   A. default server limit (MaxDeliver = 2 x max_attempts + 20): the
 #      delivery after the last attempt is dead-lettered by the engine at
@@ -112,9 +112,13 @@ YAML
         fail "phase $phase: dead letter reason '$reason', want $3 ($line)"
     [ "$attempts" = "$MAX_ATTEMPTS" ] ||
         fail "phase $phase: dead letter attempts=$attempts, want $MAX_ATTEMPTS"
-    # One death per attempt: the poison never reached a handler again.
-    [ "$starts" -eq $((MAX_ATTEMPTS + 1)) ] ||
-        fail "phase $phase: $starts starts of sluice run, want $((MAX_ATTEMPTS + 1))"
+    # At most one death per attempt: the poison never reached a handler
+    # after its last attempt. (Fewer when a process gave the poison back
+    # unstarted before dying: its memory of that release died with it, so
+    # the next process counts that delivery as an attempt.)
+    deaths=$((starts - 1))
+    [ "$deaths" -ge 1 ] && [ "$deaths" -le "$MAX_ATTEMPTS" ] ||
+        fail "phase $phase: $deaths deaths of sluice run, want 1..$MAX_ATTEMPTS"
     left=$("$TOOL" stream-msgs "$url" loop.events) ||
         fail "phase $phase: stream info"
     [ "$left" -eq 0 ] ||
@@ -122,7 +126,7 @@ YAML
     grep -q '^S poison' "$WORK/handled-$phase.txt" &&
         fail "phase $phase: the poison was recorded as handled"
     echo "phase $phase: poison dead-lettered ($reason, attempts=$attempts)" \
-        "after $MAX_ATTEMPTS deaths; 40 other events processed; stream empty"
+        "after $deaths deaths; 40 other events processed; stream empty"
 }
 
 run_phase A "" max_attempts

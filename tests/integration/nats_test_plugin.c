@@ -59,7 +59,8 @@ static bool put_line(sink *s, char tag, const char *id)
     char line[600];
     int n = snprintf(line, sizeof line, "%c %s %ld\n", tag, id,
                      (long)getpid());
-    return n > 0 && (size_t)n < sizeof line && write(s->fd, line, (size_t)n) == n;
+    return n > 0 && (size_t)n < sizeof line &&
+           write(s->fd, line, (size_t)n) == n;
 }
 
 sl_outcome sluice_handle(sl_handler_ctx *ctx, void *user)

@@ -188,7 +188,8 @@ int main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "stream-msgs") == 0) {
         return stream_msgs(argv[2], argv[3]);
     }
-    fprintf(stderr, "usage: nats_tool publish URL CHANNEL PREFIX N COPIES [nodedup]\n"
+    fprintf(stderr, "usage: nats_tool publish URL CHANNEL PREFIX N COPIES "
+                    "[nodedup]\n"
                     "       nats_tool roundtrip URL\n"
                     "       nats_tool stream-msgs URL CHANNEL\n");
     return 2;
