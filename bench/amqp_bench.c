@@ -84,6 +84,8 @@ typedef struct sample {
     int ok;
     double pub_per_s;
     double con_per_s;
+    double pub_cpu_us; /* CPU (user + system, all threads) per event */
+    double con_cpu_us;
     uint64_t p50_ns, p99_ns, counted;
     unsigned long rss_kb;
     char err[200];
@@ -645,6 +647,17 @@ static void cleanup_topology(const bench_opts *o)
     raw_close(conn);
 }
 
+/* CPU time of this process (every thread), user + system, in us. A
+ * shared machine's load moves throughput a lot more than the work each
+ * event costs the client: the CPU per event compares clients steadily. */
+static double cpu_us(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
 static void child_run(const bench_opts *o, job j, enum client c, sample *s)
 {
     switch (j) {
@@ -654,10 +667,16 @@ static void child_run(const bench_opts *o, job j, enum client c, sample *s)
     case JOB_CLEANUP:
         cleanup_topology(o);
         break;
-    case JOB_THROUGHPUT:
+    case JOB_THROUGHPUT: {
+        double t0 = cpu_us();
         s->pub_per_s = c == RAW ? raw_publish(o) : sluice_publish(o);
+        double t1 = cpu_us();
         s->con_per_s = c == RAW ? raw_consume(o) : sluice_consume(o);
+        double t2 = cpu_us();
+        s->pub_cpu_us = (t1 - t0) / (double)o->events;
+        s->con_cpu_us = (t2 - t1) / (double)o->events;
         break;
+    }
     case JOB_LATENCY:
         if (c == RAW) {
             raw_latency(o, s);
@@ -836,10 +855,11 @@ int main(int argc, char **argv)
            o.events, o.py_events, o.pika_events, o.rounds);
     printf("publish = first publish to last confirm; consume = basic.consume "
            "to last delivery handled (acked)\n\n");
-    printf("%-6s %-16s %14s %14s %10s\n", "round", "client", "publish ev/s",
-           "consume ev/s", "peak RSS");
+    printf("%-6s %-16s %14s %14s %10s %8s %8s\n", "round", "client",
+           "publish ev/s", "consume ev/s", "peak RSS", "pub us", "con us");
 
     double pub[NCLIENTS][16], con[NCLIENTS][16];
+    double pcpu[NCLIENTS][16] = {{0}}, ccpu[NCLIENTS][16] = {{0}};
     unsigned long rss[NCLIENTS] = {0};
     char a[32], b[32];
     for (unsigned r = 0; r < o.rounds; r++) {
@@ -851,10 +871,13 @@ int main(int argc, char **argv)
             }
             pub[c][r] = s.pub_per_s;
             con[c][r] = s.con_per_s;
+            pcpu[c][r] = s.pub_cpu_us;
+            ccpu[c][r] = s.con_cpu_us;
             rss[c] = s.rss_kb > rss[c] ? s.rss_kb : rss[c];
-            printf("%-6u %-16s %14s %14s %7lu MB\n", r + 1, client_name[c],
-                   bench_fmt_count(s.pub_per_s, a),
-                   bench_fmt_count(s.con_per_s, b), s.rss_kb / 1024);
+            printf("%-6u %-16s %14s %14s %7lu MB %8.1f %8.1f\n", r + 1,
+                   client_name[c], bench_fmt_count(s.pub_per_s, a),
+                   bench_fmt_count(s.con_per_s, b), s.rss_kb / 1024,
+                   s.pub_cpu_us, s.con_cpu_us);
             fflush(stdout);
         }
     }
@@ -871,6 +894,16 @@ int main(int argc, char **argv)
     double con_ratio = ratio(mcon[SLUICE], mcon[RAW]);
     printf("\nsluice / raw: publish %.2f, consume %.2f (target >= 0.90 each)\n",
            pub_ratio, con_ratio);
+    double mpc[2], mcc[2];
+    for (int c = 0; c < 2; c++) {
+        mpc[c] = bench_median(pcpu[c], o.rounds);
+        mcc[c] = bench_median(ccpu[c], o.rounds);
+    }
+    printf("client CPU per event (median, us): publish raw %.1f sluice %.1f "
+           "(raw / sluice %.2f), consume raw %.1f sluice %.1f (raw / sluice "
+           "%.2f)\n",
+           mpc[RAW], mpc[SLUICE], ratio(mpc[RAW], mpc[SLUICE]), mcc[RAW],
+           mcc[SLUICE], ratio(mcc[RAW], mcc[SLUICE]));
     double aio_ratio = 0;
     if (nclients > AIO) {
         aio_ratio = ratio(mcon[SLUICE], mcon[AIO]);

@@ -21,10 +21,25 @@
 #                                      rabbitmq-server as a plain process
 #                                      (not a system service), AMQP on
 #                                      127.0.0.1:$RABBITMQ_PORT (default
-#                                      15673), its own epmd on
+#                                      15673), AMQP over TLS on
+#                                      $RABBITMQ_TLS_PORT (default 15675;
+#                                      a CA, server and client certificates
+#                                      made with openssl at each start, see
+#                                      tls-dir), its own epmd on
 #                                      $RABBITMQ_EPMD_PORT (default 14369)
 #                                      and distribution port
 #                                      $RABBITMQ_DIST_PORT (default 15674)
+#   sh scripts/brokers.sh tls-dir rabbitmq
+#                                      print the directory of the TLS
+#                                      files: ca.pem, server.pem/.key,
+#                                      client.pem/.key (signed by ca.pem),
+#                                      other-ca.pem and rogue-client.pem/.key
+#                                      (signed by other-ca.pem)
+#   sh scripts/brokers.sh freeze|thaw rabbitmq
+#                                      SIGSTOP / SIGCONT our node's VM by
+#                                      its PID: a broker that stops
+#                                      answering without closing its
+#                                      sockets (heartbeat tests)
 #   sh scripts/brokers.sh kill rabbitmq
 #                                      SIGKILL our node's VM by its PID (a
 #                                      broker crash; chaos tests); its data
@@ -33,6 +48,12 @@
 #                                      start it again on the data it had
 #                                      (queues, messages), unlike start,
 #                                      which begins with a fresh node
+#   sh scripts/brokers.sh await-durable rabbitmq QUEUE...
+#                                      wait until the node has written the
+#                                      Raft registration of each quorum
+#                                      queue QUEUE (vhost "/") to its data
+#                                      directory, so that it survives a
+#                                      SIGKILL (see rabbitmq_await_durable)
 #
 # State (PID file, log, JetStream store) lives in $SLUICE_BROKER_DIR
 # (default: $TMPDIR/sluice-brokers-$USER). Idempotent: start does nothing
@@ -45,6 +66,7 @@ NATS_CLUSTER_PORT=${NATS_CLUSTER_PORT:-14230}
 NATS_ROUTE_PORT=${NATS_ROUTE_PORT:-16230}
 NATS_MON_PORT=${NATS_MON_PORT:-18230}
 RMQ_PORT=${RABBITMQ_PORT:-15673}
+RMQ_TLS_PORT=${RABBITMQ_TLS_PORT:-15675}
 RMQ_DIST_PORT=${RABBITMQ_DIST_PORT:-15674}
 RMQ_EPMD_PORT=${RABBITMQ_EPMD_PORT:-14369}
 RMQ_NODE=${RABBITMQ_NODE:-sluice-test@localhost}
@@ -58,6 +80,8 @@ usage() {
     echo "usage: $0 start|stop|status nats|nats-cluster|rabbitmq" >&2
     echo "       $0 kill-node|start-node N nats-cluster" >&2
     echo "       $0 kill|restart-keep-data rabbitmq" >&2
+    echo "       $0 await-durable rabbitmq QUEUE..." >&2
+    echo "       $0 tls-dir|freeze|thaw rabbitmq" >&2
     exit 2
 }
 
@@ -375,6 +399,53 @@ rabbit_alive() {
             alive "$DIR/rabbitmq/node.pid"; }
 }
 
+# A CA, a server certificate for localhost / 127.0.0.1 and a client
+# certificate it signed; a second CA and a client certificate it signed
+# (tests of refusals). Made fresh unless $1 = keep and they exist.
+rabbit_tls_files() {
+    t="$d/tls"
+    if [ "${1:-}" = keep ] && [ -f "$t/client.key" ]; then
+        return 0
+    fi
+    if ! command -v openssl >/dev/null 2>&1; then
+        echo "brokers.sh: openssl not found (sh scripts/deps.sh)" >&2
+        return 1
+    fi
+    rm -rf "$t"
+    mkdir -p "$t"
+    (
+        set -e
+        cd "$t"
+        umask 077
+        for ca in ca other-ca; do
+            openssl req -x509 -newkey rsa:2048 -nodes -days 30 \
+                -subj "/CN=sluice test $ca" -keyout "$ca.key" \
+                -out "$ca.pem" 2>/dev/null
+        done
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+        printf 'extendedKeyUsage=clientAuth\n' >client.ext
+        # name signer extfile
+        for c in "server ca server.ext" "client ca client.ext" \
+                "rogue-client other-ca client.ext"; do
+            set -- $c
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=$1" \
+                -keyout "$1.key" -out "$1.csr" 2>/dev/null
+            openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" \
+                -CAcreateserial -days 30 -extfile "$3" -out "$1.pem" \
+                2>/dev/null
+        done
+        rm -f ./*.csr ./*.srl ./*.ext
+        chmod 644 ./*.pem
+    ) >/dev/null 2>&1
+    for f in ca.pem server.pem server.key client.pem client.key \
+            other-ca.pem rogue-client.pem rogue-client.key; do
+        if [ ! -s "$t/$f" ]; then
+            echo "brokers.sh: making the TLS files in $t failed ($f)" >&2
+            return 1
+        fi
+    done
+}
+
 rabbitmq_start() {
     rabbit_env
     pidf="$d/rabbitmq.pid"
@@ -388,10 +459,11 @@ rabbitmq_start() {
         rabbitmq_stop >/dev/null
         rabbit_env
     fi
-    for port in "$RMQ_PORT" "$RMQ_DIST_PORT"; do
+    for port in "$RMQ_PORT" "$RMQ_DIST_PORT" "$RMQ_TLS_PORT"; do
         if accepts "$port"; then
             echo "brokers.sh: port $port is taken by another process" \
-                "(set RABBITMQ_PORT / RABBITMQ_DIST_PORT)" >&2
+                "(set RABBITMQ_PORT / RABBITMQ_DIST_PORT /" \
+                "RABBITMQ_TLS_PORT)" >&2
             return 1
         fi
     done
@@ -416,12 +488,23 @@ rabbitmq_start() {
             "$d/ctl.err"
     fi
     mkdir -p "$d/home" "$d/mnesia" "$d/log" "$d/conf.d"
+    if [ "${RMQ_KEEP_DATA:-0}" = 1 ]; then
+        rabbit_tls_files keep || return 1
+    else
+        rabbit_tls_files || return 1
+    fi
     rabbit_cookie
     echo '[].' >"$d/enabled_plugins"
     : >"$d/rabbitmq-env.conf"
     echo '[].' >"$d/advanced.config"
     cat >"$d/rabbitmq.conf" <<CONF
 listeners.tcp.default = 127.0.0.1:$RMQ_PORT
+listeners.ssl.default = 127.0.0.1:$RMQ_TLS_PORT
+ssl_options.cacertfile = $d/tls/ca.pem
+ssl_options.certfile = $d/tls/server.pem
+ssl_options.keyfile = $d/tls/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
 loopback_users.guest = true
 log.console = false
 log.file.level = warning
@@ -470,7 +553,8 @@ CONF
             if timeout -k 2 "$t" "$ctl" -n "$RMQ_NODE" -t "$t" \
                     await_startup >/dev/null 2>"$d/ctl.err"; then
                 echo "brokers.sh: rabbitmq ready on 127.0.0.1:$RMQ_PORT" \
-                    "(pid $(cat "$pidf"), node $RMQ_NODE, log $d/log)"
+                    "and TLS $RMQ_TLS_PORT (pid $(cat "$pidf")," \
+                    "node $RMQ_NODE, log $d/log)"
                 return 0
             fi
         fi
@@ -551,6 +635,61 @@ rabbitmq_restart_keep_data() {
     RMQ_KEEP_DATA=1 rabbitmq_start
 }
 
+# RabbitMQ 3.10 (ra 2.2) records which Raft server holds each quorum queue
+# in a dets table, quorum/<node>/names.dets, which it writes lazily (dets
+# caches writes; ra asks for a save after 500 ms without access; ra 2.10+
+# syncs each registration, ra pull request 443). A node SIGKILLed before a
+# new queue's registration reached the file restarts with the queue in its
+# schema but without its Raft server: it starts a new, empty one under a
+# new id that never elects a leader, and the queue's messages stay in the
+# orphaned server's log (basic.consume and publishes time out). A crash
+# test must therefore crash the node only once the queues it uses are on
+# disk, as they are for any queue declared more than a few seconds
+# before. This reads a copy of the file with a separate Erlang VM.
+rabbitmq_await_durable() {
+    rabbit_env
+    shift 2
+    f="$d/mnesia/$RMQ_NODE/quorum/$RMQ_NODE/names.dets"
+    tmp="$d/names-copy.dets"
+    deadline=$(($(date +%s) + RABBIT_WAIT_S))
+    while :; do
+        missing=
+        if [ -f "$f" ] && cp "$f" "$tmp" 2>/dev/null; then
+            for q in "$@"; do
+                if ! ERL_CRASH_DUMP_BYTES=0 erl -noshell -eval "
+                    {ok, T} = dets:open_file(t, [{file, \"$tmp\"},
+                                                {repair, true}]),
+                    K = list_to_atom(\"%2F_\" ++ \"$q\"),
+                    halt(case dets:lookup(T, K) of [] -> 1; _ -> 0 end)." \
+                        >/dev/null 2>&1; then
+                    missing="$missing '$q'"
+                fi
+            done
+        else
+            missing=" (no $f)"
+        fi
+        rm -f "$tmp"
+        if [ -z "$missing" ]; then
+            return 0
+        fi
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            echo "brokers.sh: not on disk after ${RABBIT_WAIT_S}s:$missing" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# SIGSTOP / SIGCONT the VM: it keeps its sockets open and answers nothing.
+rabbitmq_signal_vm() { # SIGNAL
+    rabbit_env
+    if ! rabbit_alive || [ ! -f "$d/node.pid" ]; then
+        echo "brokers.sh: rabbitmq not running" >&2
+        return 1
+    fi
+    kill "-$1" "$(cat "$d/node.pid")"
+}
+
 rabbitmq_status() {
     if rabbit_alive; then
         echo "rabbitmq running (pid $(cat "$DIR/rabbitmq/rabbitmq.pid"))"
@@ -577,6 +716,11 @@ kill-node | start-node)
     fi
     exit $?
     ;;
+await-durable)
+    [ $# -ge 3 ] && [ "$2" = rabbitmq ] || usage
+    rabbitmq_await_durable "$@"
+    exit $?
+    ;;
 esac
 [ $# -eq 2 ] || usage
 case "$2" in
@@ -587,6 +731,9 @@ esac
 case "$1:$b" in
 start:* | stop:* | status:*) "${b}_$1" ;;
 kill:rabbitmq) rabbitmq_kill ;;
+freeze:rabbitmq) rabbitmq_signal_vm STOP ;;
+thaw:rabbitmq) rabbitmq_signal_vm CONT ;;
+tls-dir:rabbitmq) rabbit_env && echo "$d/tls" ;;
 restart-keep-data:rabbitmq) rabbitmq_restart_keep_data ;;
 *) usage ;;
 esac

@@ -11,8 +11,9 @@ set -eu
 # and librabbitmq-dev (rabbitmq-c): the RabbitMQ engine and its broker;
 # python3-pika and python3-aio-pika: the foreign AMQP client of the
 # interoperability test and the Python service of the RabbitMQ benchmark;
-# openssl and python3-cryptography: the certificates, nkeys and JWT
-# credentials of the NATS security test (nsc and nk are not packaged).
+# openssl: brokers.sh makes the RabbitMQ TLS listener's test certificates,
+# and the NATS security test its own; python3-cryptography: that test's
+# nkeys and JWT credentials (nsc and nk are not packaged).
 PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
 libsqlite3-dev sqlite3 libyaml-dev libjansson-dev libcmocka-dev
 libmicrohttpd-dev libcurl4-openssl-dev prometheus wrk

@@ -5,7 +5,6 @@
 #include "sluice/config.h"
 #include "sluice/engine.h"
 
-#include <stddef.h>
 #include <stdint.h>
 
 /* Exit codes, documented in `sluice --help` and the man page. */
@@ -39,13 +38,6 @@ int cli_open_engine(const char *url, sl_engine **out);
 int cli_duration(const char *opt, const char *text, uint64_t *out_ms);
 int cli_number(const char *opt, const char *text, double min, double max,
                double *out);
-
-/* @p url for printing: the password of each server's user info (or a
- * user info without ':', a token) becomes ***, and so does the value of a
- * query parameter named password, token or secret unless it is a
- * reference (env:..., file:...). Returns @p buf. To be replaced by
- * sl__secret_redact_url (core/secret.h) once that is on main. */
-const char *cli_url_for_log(const char *url, char *buf, size_t size);
 
 /* Sleep on the monotonic clock until @p until_ns. */
 void cli_sleep_until_ns(uint64_t until_ns);

@@ -1,6 +1,8 @@
 /* sluice config check|reference. */
 #include "cli.h"
 
+#include "core/secret.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -24,10 +26,10 @@ int cmd_config(int argc, char **argv)
             cli_error("%s", diag.msg);
             return CLI_USAGE;
         }
-        char url[1024];
+        char shown[256]; /* the URL may hold credentials */
+        sl__secret_redact_url(cfg->engine_url, shown, sizeof shown);
         printf("%s: ok (%zu channel(s), %zu consumer group(s), engine %s)\n",
-               argv[2], cfg->nchannels, cfg->nconsumers,
-               cli_url_for_log(cfg->engine_url, url, sizeof url));
+               argv[2], cfg->nchannels, cfg->nconsumers, shown);
         sl_config_free(cfg);
         return CLI_OK;
     }

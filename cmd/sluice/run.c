@@ -1,6 +1,7 @@
 /* sluice run CONFIG: host a service until SIGTERM/SIGINT, then drain. */
 #include "cli.h"
 
+#include "core/secret.h"
 #include "sluice/log.h"
 #include "sluice/service.h"
 
@@ -25,9 +26,10 @@ static const char run_usage[] =
 
 static void banner(const sl_config *cfg, const sl_service *svc)
 {
-    char url[1024];
+    char shown[256]; /* the URL may hold credentials */
+    sl__secret_redact_url(cfg->engine_url, shown, sizeof shown);
     fprintf(stderr, "sluice: %s running on %s (pid %d)\n", cfg->service_name,
-            cli_url_for_log(cfg->engine_url, url, sizeof url), (int)getpid());
+            shown, (int)getpid());
     if (sl_service_gateway_port(svc) != 0) {
         fprintf(stderr, "  gateway on port %u:", sl_service_gateway_port(svc));
         for (size_t i = 0; i < cfg->nroutes; i++) {

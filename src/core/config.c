@@ -13,6 +13,7 @@
  */
 #include "sluice/config.h"
 
+#include "core/secret.h"
 #include "sluice/alloc.h"
 #include "sluice/duration.h"
 
@@ -1869,11 +1870,13 @@ static sl_status check_engine(parse_ctx *ctx, sl_config *cfg)
         known = has_prefix(cfg->engine_url, url_schemes[i]);
     }
     if (!known) {
+        char shown[256]; /* the URL may hold credentials */
+        sl__secret_redact_url(cfg->engine_url, shown, sizeof shown);
         return fail(ctx, at, "engine.url",
                     "unknown engine \"%s\" (expected embedded:DIR, "
                     "embedded::memory:, amqp://, amqps://, nats://, tls:// "
                     "or kafka://)",
-                    cfg->engine_url);
+                    shown);
     }
     size_t len = 1;
     if (has_prefix(cfg->engine_url, "embedded:")) {

@@ -1,6 +1,7 @@
 /* Dispatch from the public engine API to the driver table. */
 #include "sluice/engine.h"
 
+#include "core/secret.h"
 #include "core/waiter.h"
 #include "engine/driver.h"
 #include "sluice/alloc.h"
@@ -38,6 +39,8 @@ sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
             return drivers[i]->open(url, opts, out, diag);
         }
     }
+    char shown[256]; /* the URL may hold credentials */
+    sl__secret_redact_url(url, shown, sizeof shown);
     return sl_diag_set(diag, SL_INVALID,
                        "unknown engine URL '%s' (expected embedded:PATH, "
                        "embedded::memory:"
@@ -45,10 +48,10 @@ sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
                        ", nats://HOST:PORT, tls://HOST:PORT"
 #endif
 #ifdef SLUICE_HAVE_AMQP
-                       ", amqp://USER:PASS@HOST:PORT/VHOST"
+                       ", amqp[s]://USER:PASS@HOST:PORT/VHOST"
 #endif
                        ")",
-                       url);
+                       shown);
 }
 
 void sl_engine_close(sl_engine *eng)

@@ -32,6 +32,7 @@
  * group and stream sequence, how many of its deliveries it released and
  * subtracts them. That memory is per process and bounded (engine/track.h).
  */
+#include "core/secret.h"
 #include "engine/driver.h"
 #include "engine/nats_kv.h"
 #include "engine/track.h"
@@ -2142,123 +2143,24 @@ static void conn_opts_fini(conn_opts *co)
     memset(co, 0, sizeof *co);
 }
 
-/* A secret from its reference, "env:NAME" or "file:PATH" (trailing line
- * breaks dropped; empty refused). Messages name the variable or the file,
- * never the secret. The same rules as sl__secret_read (core/secret.h, on
- * its way from the RabbitMQ work), which this is meant to become. */
+/* A secret from its reference (core/secret.h), with the parameter it is
+ * for in the message: "engine URL: token: environment variable X is not
+ * set". The message names the variable or the file, never the secret. */
 static sl_status read_secret(const char *what, const char *ref, char **out,
                              sl_diag *diag)
 {
-    char *v = NULL;
-    if (strncmp(ref, "env:", 4) == 0 && ref[4] != '\0') {
-        const char *e = getenv(ref + 4);
-        if (e == NULL) {
-            return sl_diag_set(diag, SL_NOT_FOUND,
-                               "engine URL: %s: environment variable %s is "
-                               "not set",
-                               what, ref + 4);
-        }
-        if ((v = sl_strdup(e)) == NULL) {
-            return SL_NOMEM;
-        }
-    } else if (strncmp(ref, "file:", 5) == 0 && ref[5] != '\0') {
-        FILE *f = fopen(ref + 5, "rb");
-        if (f == NULL) {
-            return sl_diag_set(diag, SL_NOT_FOUND,
-                               "engine URL: %s: cannot read %s", what,
-                               ref + 5);
-        }
-        enum { MAX_SECRET = 65536 };
-        if ((v = sl_malloc(MAX_SECRET + 1)) == NULL) {
-            fclose(f);
-            return SL_NOMEM;
-        }
-        size_t n = fread(v, 1, MAX_SECRET + 1, f);
-        bool bad = ferror(f) != 0;
-        fclose(f);
-        if (bad || n > MAX_SECRET || memchr(v, '\0', n) != NULL) {
-            memset(v, 0, MAX_SECRET + 1);
-            sl_free(v);
-            return sl_diag_set(diag, SL_INVALID,
-                               "engine URL: %s: %s is not a secret "
-                               "(unreadable, over %d bytes, or binary)",
-                               what, ref + 5, MAX_SECRET);
-        }
-        v[n] = '\0';
-    } else {
-        return sl_diag_set(diag, SL_INVALID,
-                           "engine URL: %s must be a reference, env:NAME or "
-                           "file:PATH (a secret in the URL would be logged)",
-                           what);
+    sl_diag d = {0};
+    sl_status st = sl__secret_read(ref, out, &d);
+    if (st != SL_OK) {
+        return sl_diag_set(diag, st, "engine URL: %s: %s", what, d.msg);
     }
-    size_t n = strlen(v);
-    while (n > 0 && (v[n - 1] == '\n' || v[n - 1] == '\r')) {
-        v[--n] = '\0';
-    }
-    if (n == 0) {
-        sl_free(v);
-        return sl_diag_set(diag, SL_INVALID, "engine URL: %s: %s is empty",
-                           what, ref);
-    }
-    *out = v;
     return SL_OK;
 }
 
-static void free_secret(char *v)
-{
-    if (v != NULL) {
-        memset(v, 0, strlen(v));
-        sl_free(v);
-    }
-}
-
-/* @p url for messages: the user info of every server hidden (a password,
- * or a token on its own, becomes ***), and the query left out (its
- * secrets are references, but it is not needed to name the servers). The
- * same output as sl__secret_redact_url (core/secret.h) for these URLs. */
+/* @p url for messages, its credentials hidden (core/secret.h). */
 static const char *redact_url(const char *url, char *buf, size_t size)
 {
-    size_t o = 0;
-    const char *p = url;
-    while (*p && *p != '?' && o + 1 < size) {
-        const char *end = p;
-        while (*end && *end != ',' && *end != '?') {
-            end++;
-        }
-        const char *at = NULL;
-        for (const char *q = p; q < end; q++) {
-            if (*q == '@') {
-                at = q;
-            }
-        }
-        const char *host = p;
-        if (at != NULL) {
-            const char *sep = strstr(p, "://");
-            const char *info = sep != NULL && sep < at ? sep + 3 : p;
-            const char *colon = memchr(info, ':', (size_t)(at - info));
-            int n = snprintf(buf + o, size - o, "%.*s%.*s%s@", (int)(info - p),
-                             p, colon ? (int)(colon - info) : 0, info,
-                             colon ? ":***" : "***");
-            o += n > 0 ? (size_t)n : 0;
-            host = at + 1;
-        }
-        if (o < size) {
-            int n =
-                snprintf(buf + o, size - o, "%.*s", (int)(end - host), host);
-            o += n > 0 ? (size_t)n : 0;
-        }
-        if (*end == ',' && o + 1 < size) {
-            buf[o++] = ',';
-            buf[o] = '\0';
-            end++;
-        }
-        p = end;
-    }
-    if (o >= size) {
-        o = size - 1;
-    }
-    buf[o] = '\0';
-    return buf;
+    return sl__secret_redact_url(url, buf, size);
 }
 
 /* nats.c's last error without its "(file.c:123): " prefix, or NULL when
@@ -2343,8 +2245,7 @@ static sl_status parse_url(nats_engine *e, const char *url, char **server,
                                    "engine URL: %s needs a value", kv);
             }
             if ((strcmp(kv, "password") == 0 || strcmp(kv, "token") == 0) &&
-                strncmp(val, "env:", 4) != 0 &&
-                strncmp(val, "file:", 5) != 0) {
+                !sl__secret_is_ref(val)) {
                 /* Name the parameter only: its value is the secret. */
                 return sl_diag_set(diag, SL_INVALID,
                                    "engine URL: %s must be a reference, "
@@ -2471,7 +2372,7 @@ static sl_status apply_conn_opts(natsOptions *no, const conn_opts *co,
             s = natsOptions_SetToken(no, secret);
         }
     }
-    free_secret(secret);
+    sl__secret_free(secret);
     if (st == SL_OK && s != NATS_OK) {
         st = sl_diag_set(diag, from_nats(s), "engine URL: credentials: %s",
                          natsStatus_GetText(s));
