@@ -62,14 +62,16 @@
 #define API_WAIT_MS 5000
 #define PUB_MAX_PENDING 4096 /* async publishes awaiting their PubAck */
 #define FETCH_SLICE_MS 100   /* a fetch checks for interrupts this often */
-#define PULL_EXPIRES_MS 100  /* server-side life of one pull request */
-#define PULL_NOWAIT_MS 50    /* ... of a no-wait pull request */
-#define PULL_GRACE_MS 200    /* after its expiry, a request is over for us */
-#define JS_API_PREFIX "$JS.API."
 #define PENDING_BUCKETS 256
 #define SUBJECT_ROOT "sluice."
 #define CE_PREFIX "ce-"
 #define LOG "engine.nats"
+
+/* The engine's own pull requests (nats_fetch). */
+#define PULL_EXPIRES_MS 100  /* server-side life of one pull request */
+#define PULL_NOWAIT_MS 50    /* ... of a no-wait pull request */
+#define PULL_GRACE_MS 200    /* after its expiry, a request is over for us */
+#define JS_API_PREFIX "$JS.API."
 
 typedef struct nats_engine nats_engine;
 typedef struct nats_sub nats_sub;
@@ -2659,14 +2661,15 @@ static void nats_close(sl_engine *base)
         sl_free(c);
     }
     sl_free(e->ns);
-    if (e->lib_held) {
-        lib_unref();
-    }
     if (!quiet) {
-        /* A handler still running would use freed memory: keep it. */
+        /* A handler still running would use freed memory: keep it (and
+         * nats.c's library state). */
         sl_logf(SL_LOG_ERROR, LOG, "closing: a subscription handler did not "
                                    "return; engine state leaked");
         return;
+    }
+    if (e->lib_held) {
+        lib_unref();
     }
     pthread_cond_destroy(&e->pending_cv);
     pthread_cond_destroy(&e->hb_cv);
