@@ -11,12 +11,14 @@ set -eu
 # and librabbitmq-dev (rabbitmq-c): the RabbitMQ engine and its broker;
 # python3-pika and python3-aio-pika: the foreign AMQP client of the
 # interoperability test and the Python service of the RabbitMQ benchmark;
-# openssl: brokers.sh makes the RabbitMQ TLS listener's test certificates.
+# openssl: brokers.sh makes the RabbitMQ TLS listener's test certificates,
+# and the NATS security test its own; python3-cryptography: that test's
+# nkeys and JWT credentials (nsc and nk are not packaged).
 PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
 libsqlite3-dev sqlite3 libyaml-dev libjansson-dev libcmocka-dev
 libmicrohttpd-dev libcurl4-openssl-dev prometheus wrk
 time procps nats-server libnats-dev rabbitmq-server librabbitmq-dev
-python3-pika python3-aio-pika openssl"
+python3-pika python3-aio-pika openssl python3-cryptography"
 
 missing=""
 for p in $PACKAGES; do

@@ -90,8 +90,11 @@ typedef struct sl_consumer_opts {
     size_t backoff_len;
     sl_handler_fn handler;       /* required */
     void *handler_ctx;
-    /* Idempotency: an SQLite inbox at this path (":memory:" allowed); NULL
-     * turns it off. */
+    /* Idempotency: an SQLite inbox at this path (":memory:" allowed), or
+     * with the NATS engine "nats-kv" / "nats-kv:BUCKET" (JetStream KV,
+     * shared by every process of the group: a delivery claims its id
+     * before the handler runs; not with transactional); NULL turns it
+     * off. */
     const char *inbox_path;
     uint64_t idempotency_ttl_ms; /* 0 = 24 h */
     bool transactional; /* run the handler inside the inbox transaction */

@@ -89,6 +89,11 @@ typedef struct sl_group_opts {
     const char *name;
     uint32_t max_attempts; /* 0 = 5; a delivery beyond it is dead-lettered
                               with reason max_attempts (crash-loop backstop) */
+    /* The group's retry schedule (the consumer's backoff), for engines
+     * whose broker redelivers after a crash on a schedule of its own
+     * (JetStream BackOff); NULL = none. Borrowed for the call. */
+    const uint64_t *backoff_ms;
+    size_t backoff_len;
 } sl_group_opts;
 
 /** Declare a group; declares its dead-letter channel
@@ -168,9 +173,12 @@ typedef enum sl_dead_reason {
     SL_DEAD_REJECTED,
     SL_DEAD_MAX_ATTEMPTS,
     SL_DEAD_EXPIRED,
+    /* The broker stopped delivering it at its own delivery limit (the
+     * NATS engine's MaxDeliver; docs/engines/nats.md). */
+    SL_DEAD_MAX_DELIVERIES,
 } sl_dead_reason;
 
-/** "rejected", "max_attempts", "expired". */
+/** "rejected", "max_attempts", "expired", "max_deliveries". */
 const char *sl_dead_reason_str(sl_dead_reason reason);
 
 /* The event of a delivery: valid until the delivery is settled. */

@@ -19,6 +19,7 @@
 
 #include <yaml.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -817,7 +818,12 @@ static const opt_desc root_opts[] = {
      .offset = offsetof(sl_config, inbox_path),
      .def_doc = "`DIR/inbox.db` for `embedded:DIR`, `:memory:` for "
                 "`embedded::memory:`, else `./sluice-inbox.db`",
-     .doc = "SQLite file of the idempotency inbox."},
+     .doc = "Idempotency store: an SQLite file (local to the process), or "
+            "with the NATS engine `nats-kv` (JetStream KV, one bucket per "
+            "group, shared by every process of the group; its TTL is the "
+            "group's `idempotency_ttl`) or `nats-kv:NAME` (one named bucket "
+            "for every group of the service; they need one "
+            "`idempotency_ttl`). Handlers of kind `record` need SQLite."},
 };
 
 static const opt_table root_table = {
@@ -2031,6 +2037,56 @@ static sl_status check_consumer(parse_ctx *ctx, sl_config *cfg, size_t i)
     return check_handler(ctx, cfg, c, path);
 }
 
+/* inbox: "nats-kv" / "nats-kv:BUCKET" (JetStream KV, shared by every
+ * process of a group) needs the NATS engine, and cannot hold a
+ * transactional handler's effects (SQLite only). */
+static sl_status check_inbox(parse_ctx *ctx, sl_config *cfg)
+{
+    const char *in = cfg->inbox_path;
+    if (in == NULL || !has_prefix(in, "nats-kv") ||
+        (in[7] != '\0' && in[7] != ':')) {
+        return SL_OK;
+    }
+    sl_config_pos at = pos_of(ctx, &cfg->inbox_path, ctx->root_pos);
+    if (!has_prefix(cfg->engine_url, "nats://") &&
+        !has_prefix(cfg->engine_url, "tls://")) {
+        return fail(ctx, at, "inbox",
+                    "\"%s\" keeps idempotency records in JetStream KV: it "
+                    "needs the NATS engine (engine.url nats:// or tls://)",
+                    in);
+    }
+    if (in[7] == ':') {
+        const char *b = in + 8;
+        bool ok = *b != '\0';
+        for (const char *c = b; *c && ok; c++) {
+            ok = isalnum((unsigned char)*c) || *c == '_' || *c == '-';
+        }
+        if (!ok) {
+            return fail(ctx, at, "inbox",
+                        "\"%s\": a bucket name is [A-Za-z0-9_-]+ "
+                        "(nats-kv:NAME)",
+                        in);
+        }
+    }
+    for (size_t i = 0; i < cfg->nconsumers; i++) {
+        const sl_config_consumer *c = &cfg->consumers[i];
+        if (!c->idempotency || c->handler.kind == NULL ||
+            strcmp(c->handler.kind, "record") != 0) {
+            continue;
+        }
+        char sub[PATH_MAX_LEN];
+        textbuf ts = tb_init(sub, sizeof sub);
+        tb_add(&ts, "consumers[%zu].handler.kind", i);
+        return fail(ctx, pos_of(ctx, &c->handler.kind, c->handler.pos), sub,
+                    "'record' commits its effects with the inbox record in "
+                    "one SQLite transaction, which cannot work with inbox: "
+                    "%s (JetStream KV); use an SQLite inbox file for this "
+                    "service, or another handler kind",
+                    in);
+    }
+    return SL_OK;
+}
+
 static sl_status derive_inbox(parse_ctx *ctx, sl_config *cfg)
 {
     if (cfg->inbox_path != NULL) {
@@ -2148,6 +2204,9 @@ static sl_status finish(parse_ctx *ctx, sl_config *cfg)
     }
     if (st == SL_OK) {
         st = check_routes(ctx, cfg);
+    }
+    if (st == SL_OK) {
+        st = check_inbox(ctx, cfg);
     }
     if (st != SL_OK) {
         return st;

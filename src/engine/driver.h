@@ -75,6 +75,7 @@ struct sl_driver {
 extern const sl_driver sl__embedded_driver;
 #ifdef SLUICE_HAVE_NATS
 extern const sl_driver sl__nats_driver;
+extern const sl_driver sl__nats_tls_driver; /* "tls://" */
 #endif
 #ifdef SLUICE_HAVE_AMQP
 extern const sl_driver sl__amqp_driver;
@@ -90,6 +91,11 @@ sl_status sl__dead_letter_event(const sl_event *ev, sl_dead_reason reason,
 /** "<channel>.<group>.dlq" into @p buf; SL_TOO_LARGE if it does not fit. */
 sl_status sl__dlq_channel_name(const char *channel, const char *group,
                                char *buf, size_t size);
+
+/** Give back unprocessed like sl_delivery_release (not an attempt), to
+ * be redelivered after @p delay_ms where the engine can delay a release
+ * (NATS); others redeliver at once. Takes *d and sets it to NULL. */
+sl_status sl__delivery_release_after(sl_delivery **d, uint64_t delay_ms);
 
 /** Name of the group that keeps a dead-letter channel's events. */
 #define SL_DLQ_GROUP "dlq"

@@ -16,6 +16,7 @@ static const sl_driver *const drivers[] = {
     &sl__embedded_driver,
 #ifdef SLUICE_HAVE_NATS
     &sl__nats_driver,
+    &sl__nats_tls_driver,
 #endif
 #ifdef SLUICE_HAVE_AMQP
     &sl__amqp_driver,
@@ -44,7 +45,7 @@ sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
                        "unknown engine URL '%s' (expected embedded:PATH, "
                        "embedded::memory:"
 #ifdef SLUICE_HAVE_NATS
-                       ", nats://HOST:PORT"
+                       ", nats://HOST:PORT, tls://HOST:PORT"
 #endif
 #ifdef SLUICE_HAVE_AMQP
                        ", amqp[s]://USER:PASS@HOST:PORT/VHOST"
@@ -178,6 +179,8 @@ const char *sl_dead_reason_str(sl_dead_reason reason)
         return "max_attempts";
     case SL_DEAD_EXPIRED:
         return "expired";
+    case SL_DEAD_MAX_DELIVERIES:
+        return "max_deliveries";
     }
     return "unknown";
 }
@@ -259,6 +262,11 @@ sl_status sl_delivery_dead_letter(sl_delivery **d, sl_dead_reason reason,
 sl_status sl_delivery_release(sl_delivery **d)
 {
     return settle(d, SL_SETTLE_RELEASE, 0, SL_DEAD_REJECTED, NULL);
+}
+
+sl_status sl__delivery_release_after(sl_delivery **d, uint64_t delay_ms)
+{
+    return settle(d, SL_SETTLE_RELEASE, delay_ms, SL_DEAD_REJECTED, NULL);
 }
 
 sl_status sl_engine_depth(sl_engine *eng, const char *channel,

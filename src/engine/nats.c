@@ -9,8 +9,16 @@
  *               Nats-Msg-Id = event id.
  *   group    -> a durable pull consumer: explicit ack, AckWait (URL
  *               ack_wait_ms), MaxAckPending, deliver-new. max_attempts is
- *               kept in the consumer's description and enforced at fetch.
+ *               kept in the consumer's description and enforced at fetch;
+ *               MaxDeliver is a backstop above it (its advisory is
+ *               dead-lettered, reason max_deliveries) and BackOff follows
+ *               the retry schedule. Pull requests are the engine's own
+ *               (see nats_fetch).
  *   event    -> CloudEvents binary mode: "ce-" headers, data as payload.
+ *
+ * Connections: TLS and credentials from the URL (tls_ca, creds, token=
+ * env:NAME, ...); secrets are read from references and never printed.
+ * The idempotency store on JetStream KV is engine/nats_kv.c.
  *
  * Threads. nats.c runs its own threads; no user callback runs on them:
  * PubAcks are handed through a bounded queue to the engine's confirm
@@ -24,13 +32,16 @@
  * group and stream sequence, how many of its deliveries it released and
  * subtracts them. That memory is per process and bounded (engine/track.h).
  */
+#include "core/secret.h"
 #include "engine/driver.h"
+#include "engine/nats_kv.h"
 #include "engine/track.h"
 #include "sluice/alloc.h"
 #include "sluice/log.h"
 #include "sluice/queue.h"
 #include "core/waiter.h"
 
+#include <jansson.h>
 #include <nats/nats.h>
 
 #include <ctype.h>
@@ -55,6 +66,12 @@
 #define SUBJECT_ROOT "sluice."
 #define CE_PREFIX "ce-"
 #define LOG "engine.nats"
+
+/* The engine's own pull requests (nats_fetch). */
+#define PULL_EXPIRES_MS 100  /* server-side life of one pull request */
+#define PULL_NOWAIT_MS 50    /* ... of a no-wait pull request */
+#define PULL_GRACE_MS 200    /* after its expiry, a request is over for us */
+#define JS_API_PREFIX "$JS.API."
 
 typedef struct nats_engine nats_engine;
 typedef struct nats_sub nats_sub;
@@ -81,6 +98,20 @@ typedef struct npub {
 /* key: hash of stream and consumer; id: stream sequence. */
 typedef sl_track track;
 
+/* A group this process consumes: the server's max-deliveries advisory
+ * for its consumer is listened to (see on_max_deliveries). Kept until the
+ * engine closes. */
+typedef struct nadv {
+    nats_engine *eng;
+    char *channel;
+    char *group;
+    char *stream;
+    char *durable;
+    uint64_t key;
+    natsSubscription *sub;
+    struct nadv *next;
+} nadv;
+
 typedef struct ndelivery {
     sl_delivery base;
     natsMsg *msg;
@@ -93,7 +124,18 @@ typedef struct ndelivery {
 struct nats_sub {
     sl_subscription base;
     nats_engine *eng;
+    /* A plain synchronous subscription on "<inbox>.*": the deliveries and
+     * status messages of this subscription's pull requests, each sent with
+     * the reply subject "<inbox>.<request id>" (see nats_fetch). */
     natsSubscription *ns;
+    char inbox[96];
+    char *next_subject; /* $JS.API.CONSUMER.MSG.NEXT.<stream>.<durable> */
+    /* The one pull request outstanding, owned by the fetching thread. */
+    uint64_t req_seq;   /* last request id sent */
+    uint64_t req_id;    /* the live request, 0: none */
+    uint32_t req_left;  /* deliveries it may still bring */
+    bool req_nowait;    /* answered at once (404 when empty) */
+    uint64_t req_until; /* mono ms: over by then, answered or not */
     char *channel;
     char *group;
     char *stream;
@@ -118,6 +160,7 @@ struct nats_engine {
     int64_t ack_wait_ms;
     int64_t max_ack_pending;
     int64_t replicas;
+    int64_t max_deliver; /* ?max_deliver=N; 0 = 2 x max_attempts + 20 */
     bool memory;       /* ?storage=memory */
 
     pthread_mutex_t mu;
@@ -136,6 +179,11 @@ struct nats_engine {
     uint64_t ack_last_sent_ms; /* mono ms */
     pthread_cond_t ack_cv;
     nats_sub *subs;
+    nadv *advs;
+    /* Asynchronous subscriptions (ack_sub, advisories) whose handler may
+     * still run: close waits for their completion callbacks. */
+    uint32_t async_live;
+    pthread_cond_t async_cv;
     bool closing;
     pthread_cond_t hb_cv;
 
@@ -448,8 +496,25 @@ static bool is_dlq_channel(const char *name)
     return n > 4 && strcmp(name + n - 4, ".dlq") == 0;
 }
 
+/* The server's delivery limit for a group with @p max_attempts: the
+ * URL's max_deliver, else a backstop above the engine's own count (which
+ * does not count releases): 2 x max_attempts + 20, as the RabbitMQ
+ * engine's x-delivery-limit. -1 (none) for a dead-letter channel's
+ * keeper. */
+static int64_t max_deliver_of(const nats_engine *e, uint32_t max_attempts)
+{
+    if (max_attempts == UINT32_MAX) {
+        return -1;
+    }
+    if (e->max_deliver > 0) {
+        return e->max_deliver;
+    }
+    return (int64_t)max_attempts * 2 + 20;
+}
+
 static sl_status put_consumer(nats_engine *e, const char *channel,
                               const char *group, uint32_t max_attempts,
+                              const uint64_t *backoff_ms, size_t backoff_len,
                               sl_diag *diag)
 {
     char *stream = escape_name(e->ns, channel);
@@ -469,8 +534,34 @@ static sl_status put_consumer(nats_engine *e, const char *channel,
     cc.AckWait = e->ack_wait_ms * 1000000;
     /* Attempts are counted and enforced by the engine at fetch (a release
      * is not an attempt, and an event past its attempts must reach the
-     * dead-letter channel): the server never stops delivering. */
-    cc.MaxDeliver = -1;
+     * dead-letter channel). MaxDeliver is the server's backstop above
+     * that; an event it stops delivering is dead-lettered by the
+     * max-deliveries advisory listener (reason max_deliveries). */
+    cc.MaxDeliver = max_deliver_of(e, max_attempts);
+    /* BackOff: after a delivery whose holder died (no ack, no +WPI), the
+     * server redelivers after the group's retry delay for that attempt,
+     * never sooner than AckWait (a live holder's heartbeats assume
+     * AckWait). Set only where it differs from AckWait alone; the server
+     * wants fewer entries than MaxDeliver (the last one repeats). */
+    int64_t backoff[32];
+    size_t nb = 0;
+    bool differs = false;
+    if (cc.MaxDeliver > 1) {
+        size_t cap = (size_t)(cc.MaxDeliver - 1) < 32
+                         ? (size_t)(cc.MaxDeliver - 1)
+                         : 32;
+        for (; nb < backoff_len && nb < cap; nb++) {
+            uint64_t ms = backoff_ms[nb] > (uint64_t)e->ack_wait_ms
+                              ? backoff_ms[nb]
+                              : (uint64_t)e->ack_wait_ms;
+            differs = differs || ms != (uint64_t)e->ack_wait_ms;
+            backoff[nb] = (int64_t)ms * 1000000;
+        }
+    }
+    if (differs) {
+        cc.BackOff = backoff;
+        cc.BackOffLen = (int)nb;
+    }
     cc.MaxAckPending = e->max_ack_pending;
     cc.DeliverPolicy = js_DeliverNew;
     cc.MaxWaiting = 512;
@@ -503,8 +594,11 @@ static sl_status nats_declare_group(sl_engine *base, const sl_group_opts *opts,
     uint32_t max_attempts =
         opts->max_attempts ? opts->max_attempts : DEFAULT_MAX_ATTEMPTS;
     bool keeper = is_dlq_channel(opts->channel);
-    sl_status st = put_consumer(e, opts->channel, opts->name,
-                                keeper ? UINT32_MAX : max_attempts, diag);
+    sl_status st =
+        put_consumer(e, opts->channel, opts->name,
+                     keeper ? UINT32_MAX : max_attempts,
+                     keeper ? NULL : opts->backoff_ms,
+                     keeper ? 0 : opts->backoff_len, diag);
     if (st != SL_OK || keeper) {
         return st;
     }
@@ -516,7 +610,7 @@ static sl_status nats_declare_group(sl_engine *base, const sl_group_opts *opts,
     if ((st = put_stream(e, dlq, 0, diag)) != SL_OK) {
         return st;
     }
-    return put_consumer(e, dlq, SL_DLQ_GROUP, UINT32_MAX, diag);
+    return put_consumer(e, dlq, SL_DLQ_GROUP, UINT32_MAX, NULL, 0, diag);
 }
 
 /* ---- events <-> messages ------------------------------------------------------ */
@@ -850,6 +944,8 @@ static sl_status nats_publish(sl_engine *base, const char *channel,
 
 /* ---- consuming -------------------------------------------------------------------- */
 
+static void adv_listen(nats_engine *e, const nats_sub *s);
+
 static sl_status nats_subscribe(sl_engine *base, const char *channel,
                                 const char *group,
                                 const sl_subscribe_opts *opts,
@@ -865,11 +961,10 @@ static sl_status nats_subscribe(sl_engine *base, const char *channel,
     s->prefetch = opts->prefetch ? opts->prefetch : DEFAULT_PREFETCH;
     pthread_mutex_init(&s->mu, NULL);
     sl_status st = SL_NOMEM;
-    char *subject = subject_of(e, channel);
     if ((s->channel = sl_strdup(channel)) == NULL ||
         (s->group = sl_strdup(group)) == NULL ||
         (s->stream = escape_name(e->ns, channel)) == NULL ||
-        (s->durable = escape_name(NULL, group)) == NULL || subject == NULL) {
+        (s->durable = escape_name(NULL, group)) == NULL) {
         goto fail;
     }
     s->key = fnv1a(s->stream, s->durable);
@@ -895,18 +990,35 @@ static sl_status nats_subscribe(sl_engine *base, const char *channel,
         s->max_attempts = DEFAULT_MAX_ATTEMPTS;
     }
     jsConsumerInfo_Destroy(ci);
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = s->stream;
-    so.Consumer = s->durable;
-    ns = js_PullSubscribe(&s->ns, e->js, subject, s->durable, NULL, &so,
-                          &jerr);
-    if (ns != NATS_OK) {
-        st = sl_diag_set(diag, from_nats(ns), "pull subscribe %s/%s: %s",
-                         s->stream, s->durable, nats_GetLastError(NULL));
+    /* Pull requests are sent by nats_fetch itself rather than through
+     * natsSubscription_Fetch (see there): a plain subscription receives
+     * their answers. */
+    size_t nlen = strlen(JS_API_PREFIX "CONSUMER.MSG.NEXT..") +
+                  strlen(s->stream) + strlen(s->durable) + 1;
+    natsInbox *inbox = NULL;
+    if ((s->next_subject = sl_malloc(nlen)) == NULL) {
         goto fail;
     }
-    sl_free(subject);
+    snprintf(s->next_subject, nlen, JS_API_PREFIX "CONSUMER.MSG.NEXT.%s.%s",
+             s->stream, s->durable);
+    ns = natsInbox_Create(&inbox);
+    if (ns == NATS_OK) {
+        char wild[sizeof s->inbox + 2];
+        snprintf(s->inbox, sizeof s->inbox, "%s", (const char *)inbox);
+        natsInbox_Destroy(inbox);
+        snprintf(wild, sizeof wild, "%s.*", s->inbox);
+        ns = natsConnection_SubscribeSync(&s->ns, e->nc, wild);
+    }
+    if (ns == NATS_OK) {
+        /* Bounded by the prefetch anyway; no slow-consumer drops. */
+        ns = natsSubscription_SetPendingLimits(s->ns, -1, -1);
+    }
+    if (ns != NATS_OK) {
+        st = sl_diag_set(diag, from_nats(ns), "subscribe %s/%s: %s",
+                         s->stream, s->durable, natsStatus_GetText(ns));
+        goto fail;
+    }
+    adv_listen(e, s);
     pthread_mutex_lock(&e->mu);
     s->next = e->subs;
     e->subs = s;
@@ -914,7 +1026,8 @@ static sl_status nats_subscribe(sl_engine *base, const char *channel,
     *out = &s->base;
     return SL_OK;
 fail:
-    sl_free(subject);
+    natsSubscription_Destroy(s->ns);
+    sl_free(s->next_subject);
     sl_free(s->channel);
     sl_free(s->group);
     sl_free(s->stream);
@@ -971,27 +1084,32 @@ static void delivery_free(ndelivery *d)
     sl_free(d);
 }
 
-/* Publish the dead letter of @p ev and terminate @p m. */
-static sl_status dead_letter(nats_engine *e, nats_sub *s, natsMsg *m,
-                             const sl_event *ev, uint64_t seq,
-                             sl_dead_reason reason, uint32_t attempts,
-                             const char *error)
+/* Publish the dead letter of @p ev (from group @p group on @p channel) and
+ * wait for its PubAck. @p msg_id, when set, is its Nats-Msg-Id, so that a
+ * repeated attempt within the duplicate window adds nothing. */
+static sl_status publish_dead_letter(nats_engine *e, const char *channel,
+                                     const char *group, const sl_event *ev,
+                                     sl_dead_reason reason, uint32_t attempts,
+                                     const char *error, const char *msg_id)
 {
     char dlq[512];
-    sl_status st = sl__dlq_channel_name(s->channel, s->group, dlq, sizeof dlq);
+    sl_status st = sl__dlq_channel_name(channel, group, dlq, sizeof dlq);
     sl_event *dead = NULL;
     char *subject = NULL;
     uint64_t ml = 0;
     natsMsg *out = NULL;
     if (st == SL_OK) {
-        st = sl__dead_letter_event(ev, reason, attempts, error, s->channel,
-                                   s->group, wall_ms(e), &dead);
+        st = sl__dead_letter_event(ev, reason, attempts, error, channel,
+                                   group, wall_ms(e), &dead);
     }
     if (st == SL_OK) {
         st = chan_lookup(e, dlq, &subject, &ml);
     }
     if (st == SL_OK) {
         st = event_to_msg(dead, subject, false, &out);
+    }
+    if (st == SL_OK && msg_id != NULL) {
+        st = from_nats(natsMsgHeader_Set(out, "Nats-Msg-Id", msg_id));
     }
     if (st == SL_OK) {
         jsPubOptions po;
@@ -1006,18 +1124,207 @@ static sl_status dead_letter(nats_engine *e, nats_sub *s, natsMsg *m,
     sl_free(subject);
     sl_event_unref(dead);
     if (st != SL_OK) {
+        sl_logf(SL_LOG_ERROR, LOG, "dead-lettering %s from %s/%s failed: %s",
+                sl_event_id(ev), channel, group, sl_status_str(st));
+    }
+    return st;
+}
+
+/* Publish the dead letter of @p ev and terminate @p m. */
+static sl_status dead_letter(nats_engine *e, nats_sub *s, natsMsg *m,
+                             const sl_event *ev, uint64_t seq,
+                             sl_dead_reason reason, uint32_t attempts,
+                             const char *error)
+{
+    sl_status st = publish_dead_letter(e, s->channel, s->group, ev, reason,
+                                       attempts, error, NULL);
+    if (st != SL_OK) {
         /* Keep the event: it comes back after AckWait rather than being
          * lost without a dead letter. */
-        sl_logf(SL_LOG_ERROR, LOG,
-                "dead-lettering %s from %s/%s failed: %s; left for "
-                "redelivery",
-                sl_event_id(ev), s->channel, s->group, sl_status_str(st));
         return st;
     }
     track_forget(e, s->key, seq);
     return settle_sync(e, m, "+TERM");
 }
 
+/* The stream sequence and delivery count of a delivery, from its ack
+ * subject: "$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.
+ * <pending>", or the form with domain and account hash after "ACK" (11 or
+ * 12 tokens). */
+static bool parse_ack_reply(const char *reply, uint64_t *seq,
+                            uint64_t *delivered)
+{
+    const char *tok[13];
+    int n = 0;
+    for (const char *p = reply; p != NULL && n < 13;) {
+        tok[n++] = p;
+        p = strchr(p, '.');
+        p = p ? p + 1 : NULL;
+    }
+    if (reply == NULL || n < 9 || strncmp(reply, "$JS.ACK.", 8) != 0) {
+        return false;
+    }
+    int at = n == 9 ? 4 : 6; /* the delivery count; the sequence follows */
+    char *end = NULL;
+    unsigned long long dc = strtoull(tok[at], &end, 10);
+    if (end == tok[at] || *end != '.') {
+        return false;
+    }
+    unsigned long long sq = strtoull(tok[at + 1], &end, 10);
+    if (end == tok[at + 1] || *end != '.') {
+        return false;
+    }
+    *delivered = dc;
+    *seq = sq;
+    return true;
+}
+
+/* Ask the consumer for up to @p batch deliveries, answered on
+ * "<inbox>.<id>". Fetching thread only. */
+static sl_status pull_request(nats_engine *e, nats_sub *s, uint32_t batch,
+                              bool no_wait)
+{
+    uint64_t expires_ms = no_wait ? PULL_NOWAIT_MS : PULL_EXPIRES_MS;
+    uint64_t id = ++s->req_seq;
+    char reply[sizeof s->inbox + 24];
+    char body[128];
+    snprintf(reply, sizeof reply, "%s.%" PRIu64, s->inbox, id);
+    int len = snprintf(body, sizeof body,
+                       "{\"batch\":%" PRIu32 ",\"expires\":%" PRIu64 "%s}",
+                       batch, expires_ms * 1000000,
+                       no_wait ? ",\"no_wait\":true" : "");
+    natsStatus ns = natsConnection_PublishRequest(e->nc, s->next_subject,
+                                                  reply, body, len);
+    if (ns != NATS_OK) {
+        return from_nats(ns);
+    }
+    s->req_id = id;
+    s->req_nowait = no_wait;
+    s->req_left = batch;
+    s->req_until = sl_time_mono_ms() + expires_ms + PULL_GRACE_MS;
+    return SL_OK;
+}
+
+/* True when messages wait in @p s's subscription, unread. */
+static bool queued(nats_sub *s)
+{
+    int msgs = 0, bytes = 0;
+    return natsSubscription_GetPending(s->ns, &msgs, &bytes) == NATS_OK &&
+           msgs > 0;
+}
+
+/* The id of the request @p m answers (its subject "<inbox>.<id>"). */
+static uint64_t request_of(const natsMsg *m)
+{
+    const char *subj = natsMsg_GetSubject((natsMsg *)m);
+    const char *dot = subj ? strrchr(subj, '.') : NULL;
+    return dot ? strtoull(dot + 1, NULL, 10) : 0;
+}
+
+/* A status message of the pull protocol ("NATS/1.0 404 No Messages",
+ * 408 Request Timeout, 409 ..., 100 Idle Heartbeat): its code, or 0 for a
+ * delivery. */
+static int status_of(natsMsg *m)
+{
+    const char *v = NULL;
+    if (natsMsg_GetDataLength(m) > 0 ||
+        natsMsgHeader_Get(m, "Status", &v) != NATS_OK || v == NULL) {
+        return 0;
+    }
+    return atoi(v);
+}
+
+/* Turn one delivered message into a delivery in out[*got], or settle it
+ * here: an unreadable event is terminated, an expired one or one past its
+ * attempts is dead-lettered, one beyond the prefetch is given back.
+ * Takes @p m. */
+static void take_message(nats_engine *e, nats_sub *s, natsMsg *m,
+                         sl_delivery **out, size_t *got)
+{
+    uint64_t seq = 0, delivered = 0;
+    if (!parse_ack_reply(natsMsg_GetReply(m), &seq, &delivered)) {
+        natsMsg_Destroy(m);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    bool room = s->nflight < s->prefetch;
+    pthread_mutex_unlock(&s->mu);
+    if (!room) {
+        /* Only a late answer to an earlier request can bring more than
+         * the credit asked for: give it back, not counted. */
+        track_nak(e, s->key, seq, true, 0);
+        natsConnection_PublishString(e->nc, natsMsg_GetReply(m), "-NAK");
+        natsMsg_Destroy(m);
+        return;
+    }
+    uint32_t released = 0;
+    pthread_mutex_lock(&e->mu);
+    track *t = track_find(e, s->key, seq, false);
+    if (t != NULL) {
+        released = t->released;
+        t->nakked = false;
+    }
+    pthread_mutex_unlock(&e->mu);
+    uint32_t attempt =
+        delivered > released ? (uint32_t)(delivered - released) : 1;
+    sl_event *ev = NULL;
+    sl_status st = msg_to_event(m, s->stream, seq, &ev);
+    if (st != SL_OK) {
+        sl_logf(SL_LOG_ERROR, LOG,
+                "message %" PRIu64 " on %s is not a readable event "
+                "(%s): terminated",
+                seq, s->stream, sl_status_str(st));
+        settle_sync(e, m, "+TERM");
+        natsMsg_Destroy(m);
+        return;
+    }
+    uint64_t deadline = sl_event_deadline_ms(ev);
+    if (deadline != 0 && deadline <= wall_ms(e)) {
+        dead_letter(e, s, m, ev, seq, SL_DEAD_EXPIRED, attempt - 1,
+                    "deadline passed before delivery");
+        sl_event_unref(ev);
+        natsMsg_Destroy(m);
+        return;
+    }
+    if (attempt > s->max_attempts) {
+        dead_letter(e, s, m, ev, seq, SL_DEAD_MAX_ATTEMPTS, s->max_attempts,
+                    "delivery limit reached: the handler crashed or "
+                    "timed out on every attempt");
+        sl_event_unref(ev);
+        natsMsg_Destroy(m);
+        return;
+    }
+    ndelivery *d = sl_calloc(1, sizeof *d);
+    if (d == NULL) {
+        settle_sync(e, m, "-NAK");
+        sl_event_unref(ev);
+        natsMsg_Destroy(m);
+        return;
+    }
+    d->base.drv = &sl__nats_driver;
+    d->base.ev = ev;
+    d->base.attempt = attempt;
+    d->base.channel = s->channel;
+    d->base.group = s->group;
+    d->msg = m;
+    d->sub = s;
+    d->seq = seq;
+    d->held_since = sl_time_mono_ms();
+    pthread_mutex_lock(&s->mu);
+    flight_add(s, d);
+    pthread_mutex_unlock(&s->mu);
+    out[(*got)++] = &d->base;
+}
+
+/* Fetch with pull requests of our own, one outstanding at a time, rather
+ * than natsSubscription_Fetch: in nats.c 3.4 that function compares its
+ * count with a batch it has just lowered, so when messages of an earlier
+ * request are already queued it can collect more than the batch and write
+ * past its array (heap corruption; seen as a crash in the cluster chaos
+ * test). Here a request asks for no more than the free credit, it stays
+ * outstanding across calls until answered in full, ended by a status or
+ * past its expiry, and a message beyond the credit (a late answer) is
+ * given back. */
 static sl_status nats_fetch(sl_subscription *base, sl_delivery **out,
                             size_t max, uint64_t timeout_ms, size_t *n)
 {
@@ -1025,121 +1332,121 @@ static sl_status nats_fetch(sl_subscription *base, sl_delivery **out,
     nats_engine *e = s->eng;
     uint64_t until = sl_time_mono_ms() + timeout_ms;
     size_t got = 0;
+    bool asked = false;
+    sl_status st = SL_OK;
     for (;;) {
         if (atomic_load(&s->interrupted)) {
-            return SL_CLOSED;
+            st = SL_CLOSED;
+            break;
         }
-        pthread_mutex_lock(&s->mu);
-        size_t credit =
-            s->prefetch > s->nflight ? s->prefetch - s->nflight : 0;
-        pthread_mutex_unlock(&s->mu);
-        if (credit == 0) {
-            return SL_FULL;
-        }
-        size_t want = max < credit ? max : credit;
         uint64_t now = sl_time_mono_ms();
-        uint64_t left = until > now ? until - now : 0;
-        uint64_t slice = left < FETCH_SLICE_MS ? left : FETCH_SLICE_MS;
-        natsMsgList list = {0};
-        jsErrCode jerr = 0;
-        natsStatus ns;
-        if (slice < 10) {
-            /* Nothing to wait for: ask for what is there now. */
-            jsFetchRequest fr;
-            jsFetchRequest_Init(&fr);
-            fr.Batch = (int)want;
-            fr.NoWait = true;
-            fr.Expires = 50 * 1000000LL;
-            ns = natsSubscription_FetchRequest(&list, s->ns, &fr);
-        } else {
-            ns = natsSubscription_Fetch(&list, s->ns, (int)want,
-                                        (int64_t)slice, &jerr);
+        if (s->req_id != 0 &&
+            (s->req_left == 0 || (now >= s->req_until && !queued(s)))) {
+            /* Over: answered in full, or past its expiry with nothing of
+             * its answer still queued here (read that first: a process
+             * short of CPU must not take its own answer for a late one
+             * and give it back). */
+            s->req_id = 0;
         }
-        if (ns != NATS_OK && ns != NATS_TIMEOUT && ns != NATS_NOT_FOUND) {
-            natsMsgList_Destroy(&list);
-            return e->closing ? SL_CLOSED : from_nats(ns);
-        }
-        uint64_t wnow = wall_ms(e);
-        for (int i = 0; i < list.Count; i++) {
-            natsMsg *m = list.Msgs[i];
-            list.Msgs[i] = NULL;
-            jsMsgMetaData *md = NULL;
-            if (natsMsg_GetMetaData(&md, m) != NATS_OK) {
-                natsMsg_Destroy(m);
-                continue;
+        if (s->req_id == 0) {
+            if (got > 0) {
+                break;
             }
-            uint64_t seq = md->Sequence.Stream;
-            uint64_t delivered = md->NumDelivered;
-            jsMsgMetaData_Destroy(md);
-            uint32_t released = 0;
-            pthread_mutex_lock(&e->mu);
-            track *t = track_find(e, s->key, seq, false);
-            if (t != NULL) {
-                released = t->released;
-                t->nakked = false;
+            if (asked && now >= until) {
+                st = SL_EMPTY;
+                break;
             }
-            pthread_mutex_unlock(&e->mu);
-            uint32_t attempt = delivered > released
-                                   ? (uint32_t)(delivered - released)
-                                   : 1;
-            sl_event *ev = NULL;
-            sl_status st = msg_to_event(m, s->stream, seq, &ev);
-            if (st != SL_OK) {
-                sl_logf(SL_LOG_ERROR, LOG,
-                        "message %" PRIu64 " on %s is not a readable event "
-                        "(%s): terminated",
-                        seq, s->stream, sl_status_str(st));
-                settle_sync(e, m, "+TERM");
-                natsMsg_Destroy(m);
-                continue;
-            }
-            uint64_t deadline = sl_event_deadline_ms(ev);
-            if (deadline != 0 && deadline <= wnow) {
-                dead_letter(e, s, m, ev, seq, SL_DEAD_EXPIRED, attempt - 1,
-                            "deadline passed before delivery");
-                sl_event_unref(ev);
-                natsMsg_Destroy(m);
-                continue;
-            }
-            if (attempt > s->max_attempts) {
-                dead_letter(e, s, m, ev, seq, SL_DEAD_MAX_ATTEMPTS,
-                            s->max_attempts,
-                            "delivery limit reached: the handler crashed or "
-                            "timed out on every attempt");
-                sl_event_unref(ev);
-                natsMsg_Destroy(m);
-                continue;
-            }
-            ndelivery *d = sl_calloc(1, sizeof *d);
-            if (d == NULL) {
-                settle_sync(e, m, "-NAK");
-                sl_event_unref(ev);
-                natsMsg_Destroy(m);
-                continue;
-            }
-            d->base.drv = &sl__nats_driver;
-            d->base.ev = ev;
-            d->base.attempt = attempt;
-            d->base.channel = s->channel;
-            d->base.group = s->group;
-            d->msg = m;
-            d->sub = s;
-            d->seq = seq;
-            d->held_since = sl_time_mono_ms();
             pthread_mutex_lock(&s->mu);
-            flight_add(s, d);
+            size_t credit =
+                s->prefetch > s->nflight ? s->prefetch - s->nflight : 0;
             pthread_mutex_unlock(&s->mu);
-            out[got++] = &d->base;
+            size_t want = max < credit ? max : credit;
+            if (want == 0) {
+                st = SL_FULL;
+                break;
+            }
+            /* First ask for what is there now (no_wait: what there is
+             * comes at once, then a 404/408 ends the request), so that a
+             * backlog comes in one call; then, when there was nothing,
+             * wait for what comes next. */
+            bool no_wait = !asked || until <= now || until - now < 10;
+            if ((st = pull_request(e, s, (uint32_t)want, no_wait)) !=
+                SL_OK) {
+                break;
+            }
+            asked = true;
         }
-        natsMsgList_Destroy(&list);
-        if (got > 0) {
-            *n = got;
-            return SL_OK;
+        /* A no-wait request is read until it is answered in full or
+         * ended; from a waiting one, once something is in hand, take
+         * only what already arrived. */
+        uint64_t wait = 0;
+        if (got == 0 || s->req_nowait) {
+            wait = until > now ? until - now : 0;
+            if (s->req_nowait) {
+                wait = s->req_until > now ? s->req_until - now : 0;
+            }
+            if (wait > FETCH_SLICE_MS) {
+                wait = FETCH_SLICE_MS;
+            }
+            if (s->req_until <= now) {
+                wait = 0; /* only what is queued (see above) */
+            } else if (s->req_until - now < wait) {
+                wait = s->req_until - now;
+            }
         }
-        if (sl_time_mono_ms() >= until) {
-            return SL_EMPTY;
+        natsMsg *m = NULL;
+        natsStatus ns = natsSubscription_NextMsg(&m, s->ns, (int64_t)wait);
+        if (ns == NATS_TIMEOUT) {
+            if (got > 0 && !s->req_nowait) {
+                break;
+            }
+            if (sl_time_mono_ms() >= until &&
+                !(s->req_id != 0 && s->req_nowait)) {
+                st = SL_EMPTY;
+                break;
+            }
+            continue;
+        }
+        if (ns == NATS_NO_RESPONDERS) {
+            /* No JetStream to answer (a cluster without a leader). */
+            s->req_id = 0;
+            st = SL_UNAVAILABLE;
+            break;
+        }
+        if (ns == NATS_SLOW_CONSUMER) {
+            continue; /* reported once; nothing was dropped (no limit) */
+        }
+        if (ns != NATS_OK) {
+            st = e->closing ? SL_CLOSED : from_nats(ns);
+            break;
+        }
+        int code = status_of(m);
+        if (code != 0) {
+            /* 404 / 408 / 409 end the request they answer (a status
+             * arrives on the request's reply subject); 100 is an idle
+             * heartbeat. */
+            if (code != 100 && request_of(m) == s->req_id) {
+                s->req_id = 0;
+            }
+            natsMsg_Destroy(m);
+            continue;
+        }
+        /* A delivery keeps the subject it was published to: counted
+         * against the live request (a late one from an earlier request
+         * only ends the live one sooner; take_message keeps the bound). */
+        if (s->req_id != 0 && s->req_left > 0) {
+            s->req_left--;
+        }
+        take_message(e, s, m, out, &got);
+        if (got == max) {
+            break;
         }
     }
+    if (got > 0) {
+        *n = got;
+        return SL_OK;
+    }
+    return st;
 }
 
 static void nats_interrupt(sl_subscription *base)
@@ -1183,8 +1490,42 @@ static void nats_unsubscribe(sl_subscription *base)
         delivery_free(d);
         d = next;
     }
+    /* Deliveries that arrived but were never fetched, and what the
+     * outstanding pull request still brings until it expires (at most
+     * PULL_EXPIRES_MS): given back unstarted, not counted here, rather
+     * than left to wait out AckWait. */
+    for (;;) {
+        uint64_t now = sl_time_mono_ms();
+        bool live = s->req_id != 0 && s->req_left > 0 && now < s->req_until;
+        uint64_t wait = live ? s->req_until - now : 0;
+        natsMsg *m = NULL;
+        if (wait > FETCH_SLICE_MS) {
+            wait = FETCH_SLICE_MS;
+        }
+        natsStatus ns = natsSubscription_NextMsg(&m, s->ns, (int64_t)wait);
+        if (ns == NATS_TIMEOUT && live) {
+            continue;
+        }
+        if (ns != NATS_OK) {
+            break;
+        }
+        uint64_t seq = 0, delivered = 0;
+        if (status_of(m) != 0) {
+            if (request_of(m) == s->req_id) {
+                s->req_id = 0;
+            }
+        } else if (parse_ack_reply(natsMsg_GetReply(m), &seq, &delivered)) {
+            if (s->req_left > 0) {
+                s->req_left--;
+            }
+            track_nak(e, s->key, seq, true, 0);
+            natsConnection_PublishString(e->nc, natsMsg_GetReply(m), "-NAK");
+        }
+        natsMsg_Destroy(m);
+    }
     natsSubscription_Unsubscribe(s->ns);
     natsSubscription_Destroy(s->ns);
+    sl_free(s->next_subject);
     sl_free(s->channel);
     sl_free(s->group);
     sl_free(s->stream);
@@ -1213,10 +1554,20 @@ static sl_status nats_settle(sl_delivery *base, sl_settle_op op,
         st = dead_letter(e, s, d->msg, d->base.ev, d->seq, reason,
                          d->base.attempt, error);
         break;
-    case SL_SETTLE_RELEASE:
-        track_nak(e, s->key, d->seq, true, 0);
-        st = settle_sync(e, d->msg, "-NAK");
+    case SL_SETTLE_RELEASE: {
+        /* Not an attempt; a delayed release (an id another process is
+         * handling, engine/nats_kv.h) waits like a retry. */
+        track_nak(e, s->key, d->seq, true, delay_ms);
+        char body[64];
+        if (delay_ms == 0) {
+            snprintf(body, sizeof body, "-NAK");
+        } else {
+            snprintf(body, sizeof body, "-NAK {\"delay\": %" PRIu64 "}",
+                     delay_ms * 1000000);
+        }
+        st = settle_sync(e, d->msg, body);
         break;
+    }
     case SL_SETTLE_RETRY: {
         track_nak(e, s->key, d->seq, false, delay_ms);
         char body[64];
@@ -1315,9 +1666,10 @@ static sl_status nats_ack_many(sl_delivery **ds, size_t n)
         flight_remove(s, d);
         pthread_mutex_unlock(&s->mu);
         track_forget(s->eng, s->key, d->seq);
-        sl_status st = i + 1 < n
-                           ? from_nats(natsMsg_Ack(d->msg, NULL))
-                           : ack_confirmed_later(s->eng, d->msg);
+        sl_status st =
+            i + 1 < n ? from_nats(natsConnection_PublishString(
+                            s->eng->nc, natsMsg_GetReply(d->msg), "+ACK"))
+                      : ack_confirmed_later(s->eng, d->msg);
         if (first == SL_OK && st != SL_OK) {
             first = st;
         }
@@ -1348,7 +1700,8 @@ static void *hb_main(void *arg)
             pthread_mutex_lock(&s->mu);
             for (ndelivery *d = s->flight; d; d = d->next) {
                 if (now - d->held_since >= period) {
-                    natsMsg_InProgress(d->msg, NULL);
+                    natsConnection_PublishString(
+                        e->nc, natsMsg_GetReply(d->msg), "+WPI");
                     d->held_since = now;
                 }
             }
@@ -1357,6 +1710,266 @@ static void *hb_main(void *arg)
     }
     pthread_mutex_unlock(&e->mu);
     return NULL;
+}
+
+/* ---- asynchronous subscriptions ---------------------------------------- */
+
+/* nats.c's thread: the handler of an asynchronous subscription has
+ * returned for the last time. */
+static void on_async_complete(void *closure)
+{
+    nats_engine *e = closure;
+    pthread_mutex_lock(&e->mu);
+    e->async_live--;
+    pthread_cond_broadcast(&e->async_cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Subscribe @p cb (in queue group @p queue, or none) so that close can
+ * wait until it no longer runs: nats.c may call a handler once more after
+ * natsSubscription_Unsubscribe returns. */
+static natsStatus async_subscribe(nats_engine *e, natsSubscription **out,
+                                  const char *subject, const char *queue,
+                                  natsMsgHandler cb, void *closure)
+{
+    natsSubscription *sub = NULL;
+    natsStatus s =
+        queue ? natsConnection_QueueSubscribe(&sub, e->nc, subject, queue, cb,
+                                              closure)
+              : natsConnection_Subscribe(&sub, e->nc, subject, cb, closure);
+    if (s == NATS_OK) {
+        s = natsSubscription_SetOnCompleteCB(sub, on_async_complete, e);
+        if (s != NATS_OK) {
+            natsSubscription_Unsubscribe(sub);
+            natsSubscription_Destroy(sub);
+            return s;
+        }
+        pthread_mutex_lock(&e->mu);
+        e->async_live++;
+        pthread_mutex_unlock(&e->mu);
+        *out = sub;
+    }
+    return s;
+}
+
+/* ---- the max-deliveries advisory --------------------------------------- */
+
+/* Dead-letter stream message @p seq of @p a's group, which the server
+ * stopped delivering after @p deliveries, and make it leave the stream for
+ * this group. */
+static void dead_letter_undeliverable(nats_engine *e, nadv *a, uint64_t seq,
+                                      uint64_t deliveries)
+{
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    natsStatus ns = js_GetMsg(&m, e->js, a->stream, seq, NULL, &jerr);
+    if (ns != NATS_OK) {
+        if (ns == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
+            return; /* gone already: every group is done with it */
+        }
+        sl_logf(SL_LOG_ERROR, LOG,
+                "max deliveries: reading message %" PRIu64 " of %s: %s",
+                seq, a->stream, natsStatus_GetText(ns));
+        return;
+    }
+    uint32_t released = 0;
+    pthread_mutex_lock(&e->mu);
+    track *t = track_find(e, a->key, seq, false);
+    if (t != NULL) {
+        released = t->released;
+    }
+    pthread_mutex_unlock(&e->mu);
+    uint32_t attempts = deliveries > released
+                            ? (uint32_t)(deliveries - released > UINT32_MAX
+                                             ? UINT32_MAX
+                                             : deliveries - released)
+                            : 0;
+    sl_event *ev = NULL;
+    sl_status st = msg_to_event(m, a->stream, seq, &ev);
+    natsMsg_Destroy(m);
+    if (st == SL_OK) {
+        char error[160];
+        char msg_id[320];
+        snprintf(error, sizeof error,
+                 "the server stopped delivering it after %" PRIu64
+                 " deliveries (MaxDeliver): its handler crashed or timed "
+                 "out every time",
+                 deliveries);
+        snprintf(msg_id, sizeof msg_id, "sluice-max-deliveries-%s-%s-%" PRIu64,
+                 a->stream, a->durable, seq);
+        st = publish_dead_letter(e, a->channel, a->group, ev,
+                                 SL_DEAD_MAX_DELIVERIES, attempts, error,
+                                 msg_id);
+        if (st == SL_OK) {
+            sl_logf(SL_LOG_WARN, LOG,
+                    "event %s of %s/%s reached the server's delivery limit "
+                    "(%" PRIu64 " deliveries): dead-lettered",
+                    sl_event_id(ev), a->channel, a->group, deliveries);
+        }
+        sl_event_unref(ev);
+    } else {
+        sl_logf(SL_LOG_ERROR, LOG,
+                "max deliveries: message %" PRIu64 " on %s is not a readable "
+                "event (%s): terminated without a dead letter",
+                seq, a->stream, sl_status_str(st));
+        st = SL_OK;
+    }
+    if (st != SL_OK) {
+        return; /* stays in the stream, undelivered: logged above */
+    }
+    /* The delivery itself is gone with the advisory: acknowledge the
+     * sequence for this consumer on its ack subject (the server keys acks
+     * by stream sequence), so that interest retention lets it go. */
+    char ack[512];
+    snprintf(ack, sizeof ack, "$JS.ACK.%s.%s.1.%" PRIu64 ".0.0.0", a->stream,
+             a->durable, seq);
+    natsMsg *resp = NULL;
+    ns = natsConnection_RequestString(&resp, e->nc, ack, "+TERM",
+                                      API_WAIT_MS);
+    natsMsg_Destroy(resp);
+    if (ns != NATS_OK) {
+        sl_logf(SL_LOG_ERROR, LOG,
+                "max deliveries: terminating message %" PRIu64
+                " of %s/%s: %s",
+                seq, a->channel, a->group, natsStatus_GetText(ns));
+    }
+    track_forget(e, a->key, seq);
+}
+
+/* nats.c's thread (this subscription's own): the server stopped delivering
+ * a message of a group this process consumes, at the consumer's
+ * MaxDeliver. It does so only when it would deliver it once more, so some
+ * process of the group is fetching; the queue group gives each advisory
+ * to one of them. The work here is the engine's own (stream get, publish,
+ * ack), not a user callback. */
+static void on_max_deliveries(natsConnection *nc, natsSubscription *sub,
+                              natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    nadv *a = closure;
+    nats_engine *e = a->eng;
+    json_error_t jerr;
+    json_t *root = json_loadb(natsMsg_GetData(msg),
+                              (size_t)natsMsg_GetDataLength(msg), 0, &jerr);
+    natsMsg_Destroy(msg);
+    json_t *jseq = json_object_get(root, "stream_seq");
+    json_t *jdel = json_object_get(root, "deliveries");
+    uint64_t seq = json_is_integer(jseq) ? (uint64_t)json_integer_value(jseq)
+                                         : 0;
+    uint64_t deliveries =
+        json_is_integer(jdel) ? (uint64_t)json_integer_value(jdel) : 0;
+    json_decref(root);
+    pthread_mutex_lock(&e->mu);
+    bool closing = e->closing;
+    pthread_mutex_unlock(&e->mu);
+    if (seq == 0 || closing) {
+        return;
+    }
+    dead_letter_undeliverable(e, a, seq, deliveries);
+}
+
+/* Listen to the max-deliveries advisory of @p s's group, once per group
+ * and process. A failure is logged, not fatal: the fetch-side count still
+ * dead-letters crash loops. */
+static void adv_listen(nats_engine *e, const nats_sub *s)
+{
+    pthread_mutex_lock(&e->mu);
+    for (nadv *a = e->advs; a; a = a->next) {
+        if (a->key == s->key && strcmp(a->stream, s->stream) == 0 &&
+            strcmp(a->durable, s->durable) == 0) {
+            pthread_mutex_unlock(&e->mu);
+            return;
+        }
+    }
+    nadv *a = sl_calloc(1, sizeof *a);
+    if (a == NULL || (a->channel = sl_strdup(s->channel)) == NULL ||
+        (a->group = sl_strdup(s->group)) == NULL ||
+        (a->stream = sl_strdup(s->stream)) == NULL ||
+        (a->durable = sl_strdup(s->durable)) == NULL) {
+        if (a != NULL) {
+            sl_free(a->channel);
+            sl_free(a->group);
+            sl_free(a->stream);
+            sl_free(a);
+        }
+        pthread_mutex_unlock(&e->mu);
+        return;
+    }
+    a->eng = e;
+    a->key = s->key;
+    a->next = e->advs;
+    e->advs = a;
+    pthread_mutex_unlock(&e->mu);
+    char subject[600];
+    snprintf(subject, sizeof subject,
+             "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", a->stream,
+             a->durable);
+    natsStatus ns = async_subscribe(e, &a->sub, subject,
+                                    "sluice-max-deliveries",
+                                    on_max_deliveries, a);
+    if (ns != NATS_OK) {
+        sl_logf(SL_LOG_WARN, LOG,
+                "cannot listen to the max-deliveries advisory of %s/%s: %s",
+                a->channel, a->group, natsStatus_GetText(ns));
+    }
+}
+
+/* ---- for the idempotency store on JetStream KV (engine/nats_kv.c) ------ */
+
+bool sl__nats_is(const sl_engine *eng)
+{
+    return eng != NULL && eng->drv == &sl__nats_driver;
+}
+
+jsCtx *sl__nats_js(sl_engine *eng)
+{
+    return ((nats_engine *)eng)->js;
+}
+
+/* The per-group bucket's name, "inbox-<stream>-g<consumer>" (escape_name
+ * never writes "-g", so distinct groups never share one), or a named
+ * bucket with the namespace in front. */
+char *sl__nats_bucket_name(const sl_engine *eng, const char *name,
+                           const char *channel, const char *group)
+{
+    const nats_engine *e = (const nats_engine *)eng;
+    if (name != NULL) {
+        size_t n = (e->ns ? strlen(e->ns) + 1 : 0) + strlen(name) + 1;
+        char *b = sl_malloc(n);
+        if (b != NULL) {
+            snprintf(b, n, "%s%s%s", e->ns ? e->ns : "", e->ns ? "_" : "",
+                     name);
+        }
+        return b;
+    }
+    char *stream = escape_name(e->ns, channel);
+    char *durable = escape_name(NULL, group);
+    char *b = NULL;
+    if (stream != NULL && durable != NULL) {
+        size_t n = strlen("inbox--g") + strlen(stream) + strlen(durable) + 1;
+        if ((b = sl_malloc(n < 40 ? 40 : n)) != NULL) {
+            if (n <= 200) {
+                snprintf(b, n, "inbox-%s-g%s", stream, durable);
+            } else {
+                /* Too long for a stream name: a digest instead. */
+                snprintf(b, 40, "inbox-h%016" PRIx64, fnv1a(stream, durable));
+            }
+        }
+    }
+    sl_free(stream);
+    sl_free(durable);
+    return b;
+}
+
+int sl__nats_replicas(const sl_engine *eng)
+{
+    return (int)((const nats_engine *)eng)->replicas;
+}
+
+bool sl__nats_memory_storage(const sl_engine *eng)
+{
+    return ((const nats_engine *)eng)->memory;
 }
 
 /* ---- inspection -------------------------------------------------------------------- */
@@ -1498,21 +2111,100 @@ static bool nats_is_ready(const sl_engine *base)
 
 static void nats_close(sl_engine *base);
 
+/* ---- credentials and TLS ----------------------------------------------- */
+
+/* Connection options of the URL that are not the engine's: TLS and
+ * credentials. Paths and references, never secrets: a secret is read
+ * from its reference at connect time and wiped afterwards. */
+typedef struct conn_opts {
+    bool tls;          /* tls:// or ?tls=true */
+    char *tls_ca;      /* PEM file of the CAs that sign the server */
+    char *tls_cert;    /* client certificate chain (PEM) ... */
+    char *tls_key;     /* ... and its key, for servers that verify clients */
+    char *tls_hostname; /* name expected in the server certificate */
+    char *user;        /* with password */
+    char *password;    /* env:NAME or file:PATH */
+    char *token;       /* env:NAME or file:PATH */
+    char *creds;       /* a credentials file (user JWT and nkey seed) */
+    char *nkey;        /* a user's public nkey (U...) ... */
+    char *nkey_seed;   /* ... and the file of its seed */
+} conn_opts;
+
+static void conn_opts_fini(conn_opts *co)
+{
+    sl_free(co->tls_ca);
+    sl_free(co->tls_cert);
+    sl_free(co->tls_key);
+    sl_free(co->tls_hostname);
+    sl_free(co->user);
+    sl_free(co->password);
+    sl_free(co->token);
+    sl_free(co->creds);
+    sl_free(co->nkey);
+    sl_free(co->nkey_seed);
+    memset(co, 0, sizeof *co);
+}
+
+/* A secret from its reference (core/secret.h), with the parameter it is
+ * for in the message: "engine URL: token: environment variable X is not
+ * set". The message names the variable or the file, never the secret. */
+static sl_status read_secret(const char *what, const char *ref, char **out,
+                             sl_diag *diag)
+{
+    sl_diag d = {0};
+    sl_status st = sl__secret_read(ref, out, &d);
+    if (st != SL_OK) {
+        return sl_diag_set(diag, st, "engine URL: %s: %s", what, d.msg);
+    }
+    return SL_OK;
+}
+
+/* @p url for messages, its credentials hidden (core/secret.h). */
+static const char *redact_url(const char *url, char *buf, size_t size)
+{
+    return sl__secret_redact_url(url, buf, size);
+}
+
+/* nats.c's last error without its "(file.c:123): " prefix, or NULL when
+ * it says no more than @p s. */
+static const char *last_error(natsStatus s)
+{
+    const char *t = nats_GetLastError(NULL);
+    if (t != NULL && t[0] == '(') {
+        const char *close = strstr(t, "): ");
+        if (close != NULL) {
+            t = close + 3;
+        }
+    }
+    if (t == NULL || t[0] == '\0' || strcmp(t, natsStatus_GetText(s)) == 0) {
+        return NULL;
+    }
+    return t;
+}
+
+static bool truthy(const char *v)
+{
+    return strcmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
+           strcmp(v, "yes") == 0;
+}
+
 /* "nats://host:port?ns=x&ack_wait_ms=N&max_ack_pending=N&replicas=N&
- * storage=memory". The server URL (without the query) goes to nats.c. */
+ * storage=memory&tls_ca=PATH&token=env:NAME...". The server URL (without
+ * the query) goes to nats.c; TLS and credentials to @p co. */
 static sl_status parse_url(nats_engine *e, const char *url, char **server,
-                           sl_diag *diag)
+                           conn_opts *co, sl_diag *diag)
 {
     const char *q = strchr(url, '?');
     *server = q ? sl_strndup(url, (size_t)(q - url)) : sl_strdup(url);
     if (*server == NULL) {
         return SL_NOMEM;
     }
+    co->tls = strncmp(url, "tls://", 6) == 0;
     const char *p = q ? q + 1 : NULL;
     while (p != NULL && *p) {
         const char *amp = strchr(p, '&');
         size_t len = amp ? (size_t)(amp - p) : strlen(p);
-        char kv[256];
+        char kv[1024];
         if (len >= sizeof kv) {
             return sl_diag_set(diag, SL_INVALID, "engine URL parameter too "
                                                  "long");
@@ -1527,7 +2219,52 @@ static sl_status parse_url(nats_engine *e, const char *url, char **server,
         char *end = NULL;
         long long num = strtoll(val, &end, 10);
         bool is_num = end != val && *end == '\0' && num > 0;
-        if (strcmp(kv, "ns") == 0 && val[0] != '\0') {
+        char **str = NULL; /* a string option */
+        if (strcmp(kv, "tls_ca") == 0) {
+            str = &co->tls_ca;
+        } else if (strcmp(kv, "tls_cert") == 0) {
+            str = &co->tls_cert;
+        } else if (strcmp(kv, "tls_key") == 0) {
+            str = &co->tls_key;
+        } else if (strcmp(kv, "tls_hostname") == 0) {
+            str = &co->tls_hostname;
+        } else if (strcmp(kv, "user") == 0) {
+            str = &co->user;
+        } else if (strcmp(kv, "password") == 0) {
+            str = &co->password;
+        } else if (strcmp(kv, "token") == 0) {
+            str = &co->token;
+        } else if (strcmp(kv, "creds") == 0) {
+            str = &co->creds;
+        } else if (strcmp(kv, "nkey") == 0) {
+            str = &co->nkey;
+        } else if (strcmp(kv, "nkey_seed") == 0) {
+            str = &co->nkey_seed;
+        }
+        if (str != NULL) {
+            if (val[0] == '\0') {
+                return sl_diag_set(diag, SL_INVALID,
+                                   "engine URL: %s needs a value", kv);
+            }
+            if ((strcmp(kv, "password") == 0 || strcmp(kv, "token") == 0) &&
+                !sl__secret_is_ref(val)) {
+                /* Name the parameter only: its value is the secret. */
+                return sl_diag_set(diag, SL_INVALID,
+                                   "engine URL: %s must be a reference, "
+                                   "env:NAME or file:PATH (a secret in the "
+                                   "URL would be logged)",
+                                   kv);
+            }
+            sl_free(*str);
+            if ((*str = sl_strdup(val)) == NULL) {
+                return SL_NOMEM;
+            }
+            if (strncmp(kv, "tls_", 4) == 0) {
+                co->tls = true;
+            }
+        } else if (strcmp(kv, "tls") == 0) {
+            co->tls = truthy(val);
+        } else if (strcmp(kv, "ns") == 0 && val[0] != '\0') {
             for (const char *c = val; *c; c++) {
                 if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_') {
                     return sl_diag_set(diag, SL_INVALID,
@@ -1545,19 +2282,104 @@ static sl_status parse_url(nats_engine *e, const char *url, char **server,
             e->max_ack_pending = num;
         } else if (strcmp(kv, "replicas") == 0 && is_num && num <= 5) {
             e->replicas = num;
+        } else if (strcmp(kv, "max_deliver") == 0 && is_num &&
+                   num <= 100000) {
+            e->max_deliver = num;
         } else if (strcmp(kv, "storage") == 0 &&
                    (strcmp(val, "memory") == 0 || strcmp(val, "file") == 0)) {
             e->memory = strcmp(val, "memory") == 0;
         } else {
+            char shown[512];
             return sl_diag_set(diag, SL_INVALID,
-                               "engine URL '%s': unknown parameter '%s' "
-                               "(expected ns, ack_wait_ms, max_ack_pending, "
-                               "replicas, storage)",
-                               *server, kv);
+                               "engine URL '%s': unknown parameter or bad "
+                               "value '%s' (expected ns, ack_wait_ms, "
+                               "max_ack_pending, max_deliver, replicas, "
+                               "storage, tls, tls_ca, tls_cert, tls_key, "
+                               "tls_hostname, user, password, token, creds, "
+                               "nkey, nkey_seed)",
+                               redact_url(*server, shown, sizeof shown), kv);
         }
         p += len + (amp ? 1 : 0);
     }
+    if ((co->tls_cert == NULL) != (co->tls_key == NULL)) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "engine URL: tls_cert and tls_key go together");
+    }
+    if ((co->nkey == NULL) != (co->nkey_seed == NULL)) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "engine URL: nkey (the public key) and nkey_seed "
+                           "(its seed file) go together");
+    }
+    if ((co->user == NULL) != (co->password == NULL)) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "engine URL: user and password go together");
+    }
+    int kinds = (co->user != NULL) + (co->token != NULL) +
+                (co->creds != NULL) + (co->nkey != NULL);
+    if (kinds > 1) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "engine URL: give one of user/password, token, "
+                           "creds, nkey/nkey_seed");
+    }
     return SL_OK;
+}
+
+/* TLS and credentials to nats.c. The secrets read here are wiped at
+ * once: nats.c keeps its own copies. */
+static sl_status apply_conn_opts(natsOptions *no, const conn_opts *co,
+                                 sl_diag *diag)
+{
+    natsStatus s = NATS_OK;
+    const char *step = "";
+    if (co->tls) {
+        step = "TLS";
+        s = natsOptions_SetSecure(no, true);
+    }
+    if (s == NATS_OK && co->tls_ca != NULL) {
+        step = "tls_ca";
+        s = natsOptions_LoadCATrustedCertificates(no, co->tls_ca);
+    }
+    if (s == NATS_OK && co->tls_cert != NULL) {
+        step = "tls_cert/tls_key";
+        s = natsOptions_LoadCertificatesChain(no, co->tls_cert, co->tls_key);
+    }
+    if (s == NATS_OK && co->tls_hostname != NULL) {
+        step = "tls_hostname";
+        s = natsOptions_SetExpectedHostname(no, co->tls_hostname);
+    }
+    if (s == NATS_OK && co->creds != NULL) {
+        step = "creds";
+        s = natsOptions_SetUserCredentialsFromFiles(no, co->creds, NULL);
+    }
+    if (s == NATS_OK && co->nkey != NULL) {
+        step = "nkey_seed";
+        s = natsOptions_SetNKeyFromSeed(no, co->nkey, co->nkey_seed);
+    }
+    if (s != NATS_OK) {
+        /* nats.c's text names files and what is wrong with them. */
+        const char *why = last_error(s);
+        return sl_diag_set(diag, SL_INVALID, "engine URL: %s: %s%s%s", step,
+                           natsStatus_GetText(s), why ? ": " : "",
+                           why ? why : "");
+    }
+    sl_status st = SL_OK;
+    char *secret = NULL;
+    if (co->password != NULL) {
+        if ((st = read_secret("password", co->password, &secret, diag)) ==
+            SL_OK) {
+            s = natsOptions_SetUserInfo(no, co->user, secret);
+        }
+    } else if (co->token != NULL) {
+        if ((st = read_secret("token", co->token, &secret, diag)) == SL_OK) {
+            s = natsOptions_SetToken(no, secret);
+        }
+    }
+    sl__secret_free(secret);
+    if (st == SL_OK && s != NATS_OK) {
+        st = sl_diag_set(diag, from_nats(s), "engine URL: credentials: %s",
+                         natsStatus_GetText(s));
+    }
+    return st;
 }
 
 /* "nats://h1:p1,h2:p2,..." (a cluster): every server to nats.c, which
@@ -1581,13 +2403,15 @@ static natsStatus set_servers(natsOptions *no, const char *server)
         }
         const char *sep = strstr(p, "://");
         bool scheme = sep != NULL && (size_t)(sep - p) < len;
-        size_t size = len + (scheme ? 0 : strlen("nats://")) + 1;
+        /* A host without a scheme takes the first URL's (tls:// too). */
+        const char *dflt =
+            strncmp(server, "tls://", 6) == 0 ? "tls://" : "nats://";
+        size_t size = len + (scheme ? 0 : strlen(dflt)) + 1;
         if ((urls[n] = sl_malloc(size)) == NULL) {
             s = NATS_NO_MEMORY;
             break;
         }
-        snprintf(urls[n], size, "%s%.*s", scheme ? "" : "nats://", (int)len,
-                 p);
+        snprintf(urls[n], size, "%s%.*s", scheme ? "" : dflt, (int)len, p);
         servers[n] = urls[n];
         n++;
         p += len + (comma ? 1 : 0);
@@ -1618,9 +2442,11 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
     pthread_cond_init(&e->pending_cv, NULL);
     sl__cond_init_mono(&e->hb_cv);
     sl__cond_init_mono(&e->ack_cv);
+    sl__cond_init_mono(&e->async_cv);
     char *server = NULL;
     natsOptions *no = NULL;
-    sl_status st = parse_url(e, url, &server, diag);
+    conn_opts co = {0};
+    sl_status st = parse_url(e, url, &server, &co, diag);
     if (st != SL_OK) {
         goto fail;
     }
@@ -1652,15 +2478,41 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
     if (s == NATS_OK) {
         s = natsOptions_SetReconnectWait(no, 250);
     }
-    if (s == NATS_OK) {
-        s = natsConnection_Connect(&e->nc, no);
-    }
     if (s != NATS_OK) {
-        /* The URL may carry credentials: name only the host part. */
-        const char *at = strrchr(server, '@');
-        st = sl_diag_set(diag, SL_UNAVAILABLE, "cannot connect to NATS at %s: "
-                                               "%s",
-                         at ? at + 1 : server, natsStatus_GetText(s));
+        st = sl_diag_set(diag, SL_INVALID, "engine URL: %s",
+                         natsStatus_GetText(s));
+        goto fail;
+    }
+    if ((st = apply_conn_opts(no, &co, diag)) != SL_OK) {
+        goto fail;
+    }
+    if ((s = natsConnection_Connect(&e->nc, no)) != NATS_OK) {
+        /* The URL may carry credentials: name the servers without them.
+         * nats.c's last error says why (a TLS verification failure, an
+         * authorization violation); it holds no secret of ours. */
+        char shown[512];
+        const char *why = last_error(s);
+        bool tls_fail = why != NULL && (strstr(why, "SSL") != NULL ||
+                                        strstr(why, "certificate") != NULL);
+        st = sl_diag_set(diag, SL_UNAVAILABLE,
+                         "cannot connect to NATS at %s: %s%s%s%s",
+                         redact_url(server, shown, sizeof shown),
+                         natsStatus_GetText(s), why ? " (" : "",
+                         why ? why : "", why ? ")" : "");
+        const char *hint = NULL;
+        if (tls_fail) {
+            hint = "; check tls_ca (the CA that signed the server's "
+                   "certificate) and tls_hostname";
+        } else if (co.tls && co.tls_cert == NULL &&
+                   s == NATS_PROTOCOL_ERROR) {
+            /* The server closed the connection after the handshake. */
+            hint = "; the server may want a client certificate (tls_cert, "
+                   "tls_key)";
+        }
+        size_t n = strlen(diag ? diag->msg : "");
+        if (hint != NULL && diag != NULL && n + 1 < sizeof diag->msg) {
+            snprintf(diag->msg + n, sizeof diag->msg - n, "%s", hint);
+        }
         goto fail;
     }
     jsOptions jo;
@@ -1689,8 +2541,7 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
         natsInbox_Destroy(inbox);
         char wild[128];
         snprintf(wild, sizeof wild, "%s.*", e->ack_inbox);
-        s = natsConnection_Subscribe(&e->ack_sub, e->nc, wild, on_ack_reply,
-                                     e);
+        s = async_subscribe(e, &e->ack_sub, wild, NULL, on_ack_reply, e);
     }
     if (s != NATS_OK) {
         st = sl_diag_set(diag, SL_UNAVAILABLE, "ack inbox: %s",
@@ -1707,11 +2558,13 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
         goto fail;
     }
     e->hb_started = true;
+    conn_opts_fini(&co);
     natsOptions_Destroy(no);
     sl_free(server);
     *out = &e->base;
     return SL_OK;
 fail:
+    conn_opts_fini(&co);
     natsOptions_Destroy(no);
     sl_free(server);
     nats_close(&e->base);
@@ -1743,10 +2596,36 @@ static void nats_close(sl_engine *base)
     if (e->confirm_started) {
         pthread_join(e->confirm_thread, NULL); /* calls what is queued */
     }
+    /* Close the asynchronous subscriptions and wait until their handlers
+     * returned for good (they use e): at most the requests an advisory
+     * handler may be in (3 x API_WAIT_MS). */
     if (e->ack_sub != NULL) {
         natsSubscription_Unsubscribe(e->ack_sub);
-        natsSubscription_Destroy(e->ack_sub);
     }
+    for (nadv *a = e->advs; a; a = a->next) {
+        if (a->sub != NULL) {
+            natsSubscription_Unsubscribe(a->sub);
+        }
+    }
+    struct timespec until;
+    sl__deadline_after(&until, 3 * API_WAIT_MS + 1000);
+    pthread_mutex_lock(&e->mu);
+    while (e->async_live > 0 &&
+           pthread_cond_timedwait(&e->async_cv, &e->mu, &until) == 0) {
+    }
+    bool quiet = e->async_live == 0;
+    pthread_mutex_unlock(&e->mu);
+    natsSubscription_Destroy(e->ack_sub);
+    for (nadv *a = e->advs, *next; a; a = next) {
+        next = a->next;
+        natsSubscription_Destroy(a->sub);
+        sl_free(a->channel);
+        sl_free(a->group);
+        sl_free(a->stream);
+        sl_free(a->durable);
+        sl_free(a);
+    }
+    e->advs = NULL;
     if (e->js != NULL) {
         jsCtx_Destroy(e->js);
     }
@@ -1782,15 +2661,40 @@ static void nats_close(sl_engine *base)
         sl_free(c);
     }
     sl_free(e->ns);
+    if (!quiet) {
+        /* A handler still running would use freed memory: keep it (and
+         * nats.c's library state). */
+        sl_logf(SL_LOG_ERROR, LOG, "closing: a subscription handler did not "
+                                   "return; engine state leaked");
+        return;
+    }
     if (e->lib_held) {
         lib_unref();
     }
     pthread_cond_destroy(&e->pending_cv);
     pthread_cond_destroy(&e->hb_cv);
     pthread_cond_destroy(&e->ack_cv);
+    pthread_cond_destroy(&e->async_cv);
     pthread_mutex_destroy(&e->mu);
     sl_free(e);
 }
+
+#define NATS_DRIVER_OPS                                                        \
+    .open = nats_open, .close = nats_close, .is_ready = nats_is_ready,         \
+    .declare_channel = nats_declare_channel,                                   \
+    .declare_group = nats_declare_group, .publish = nats_publish,              \
+    .subscribe = nats_subscribe, .fetch = nats_fetch,                          \
+    .interrupt = nats_interrupt, .in_flight = nats_in_flight,                  \
+    .unsubscribe = nats_unsubscribe, .settle = nats_settle,                    \
+    .ack_many = nats_ack_many, .depth = nats_depth, .browse = nats_browse
+
+/* "tls://..." opens the same engine with TLS on (its engine, subscriptions
+ * and deliveries then use sl__nats_driver). */
+const sl_driver sl__nats_tls_driver = {
+    .name = "nats",
+    .scheme = "tls://",
+    NATS_DRIVER_OPS,
+};
 
 const sl_driver sl__nats_driver = {
     .name = "nats",

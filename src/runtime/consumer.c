@@ -10,6 +10,7 @@
 #include "sluice/consumer.h"
 
 #include "core/waiter.h"
+#include "engine/driver.h"
 #include "obs/std_metrics.h"
 #include "runtime/inbox.h"
 #include "sluice/alloc.h"
@@ -34,6 +35,13 @@
  * ACK_LINGER_MS: one engine round trip (or lock) for many deliveries. */
 #define ACK_BATCH 64
 #define ACK_LINGER_MS 5
+/* A shared inbox's claim outlives the handler timeout by this much (clock
+ * skew between processes, late handler results). */
+#define INBOX_LEASE_MARGIN_MS 5000
+/* A delivery whose id another process is handling looks again after the
+ * other claim's lease, within these bounds. */
+#define INBOX_BUSY_MIN_MS 100
+#define INBOX_BUSY_MAX_MS 5000
 
 typedef struct worker worker;
 
@@ -297,12 +305,48 @@ static void process(worker *w, sl_delivery *d)
                                 "deadline passed before handling");
         return;
     }
-    if (c->inbox != NULL && !c->transactional &&
-        sl__inbox_seen(c->inbox, c->group, sl_event_id(dev), now)) {
-        atomic_fetch_add(&c->duplicates, 1);
-        sl_counter_inc(c->m.duplicates);
-        queue_ack(w, d, start);
-        return;
+    /* Claim the id before the handler: a shared store (JetStream KV)
+     * lets exactly one of two deliveries of one id racing in two
+     * processes run its handler. */
+    bool claimed = false;
+    uint64_t claim_token = 0;
+    if (c->inbox != NULL && !c->transactional) {
+        sl_inbox_claim seen = SL_INBOX_NEW;
+        uint64_t retry_ms = 0;
+        sl_status ist = sl__inbox_claim(
+            c->inbox, c->group, sl_event_id(dev),
+            c->handler_timeout_ms + INBOX_LEASE_MARGIN_MS, now, &seen,
+            &claim_token, &retry_ms);
+        if (ist != SL_OK) {
+            char err[128];
+            snprintf(err, sizeof err, "idempotency inbox unavailable: %s",
+                     sl_status_str(ist));
+            log_delivery(c, SL_LOG_WARN, "idempotency inbox unavailable",
+                         dev, attempt, err, 0);
+            settle_retry(c, &d, attempt, NULL, err);
+            return;
+        }
+        if (seen == SL_INBOX_DONE) {
+            atomic_fetch_add(&c->duplicates, 1);
+            sl_counter_inc(c->m.duplicates);
+            queue_ack(w, d, start);
+            return;
+        }
+        if (seen == SL_INBOX_BUSY) {
+            /* Another delivery of the id is being handled (a duplicate
+             * in another process): look again when its claim ends, not
+             * counted as an attempt. */
+            if (retry_ms < INBOX_BUSY_MIN_MS) {
+                retry_ms = INBOX_BUSY_MIN_MS;
+            } else if (retry_ms > INBOX_BUSY_MAX_MS) {
+                retry_ms = INBOX_BUSY_MAX_MS;
+            }
+            atomic_fetch_add(&c->released, 1);
+            sl_counter_inc(c->m.released);
+            sl__delivery_release_after(&d, retry_ms);
+            return;
+        }
+        claimed = true;
     }
 
     sl_handler_ctx ctx = {.c = c, .attempt = attempt};
@@ -355,9 +399,12 @@ static void process(worker *w, sl_delivery *d)
         } else {
             sl__inbox_rollback(c->inbox);
         }
-    } else if (outcome == SL_OUTCOME_ACK && c->inbox != NULL && !duplicate) {
-        if (sl__inbox_record(c->inbox, c->group, sl_event_id(dev),
-                             sl_time_wall_ms()) != SL_OK) {
+    } else if (claimed) {
+        /* ACK records the id; anything else gives the claim back. */
+        if (sl__inbox_finish(c->inbox, c->group, sl_event_id(dev),
+                             claim_token, outcome == SL_OUTCOME_ACK,
+                             sl_time_wall_ms()) != SL_OK &&
+            outcome == SL_OUTCOME_ACK) {
             outcome = SL_OUTCOME_RETRY;
             snprintf(ctx.error, sizeof ctx.error,
                      "idempotency inbox write failed");
@@ -593,18 +640,36 @@ sl_status sl_consumer_create(sl_engine *eng, const sl_consumer_opts *opts,
         sl_diag_set(diag, st, "consumer %s: bad backoff", opts->group);
         goto fail;
     }
+    /* The delays before attempts 2..max_attempts, for a broker that
+     * redelivers after a crash on its own schedule. */
+    uint64_t schedule[32];
+    size_t schedule_len = c->max_attempts < 32 ? c->max_attempts : 32;
+    for (size_t i = 0; i < schedule_len; i++) {
+        schedule[i] = sl_retry_delay_ms(c->retry, (uint32_t)i + 1);
+    }
     sl_group_opts go = {.channel = opts->channel,
                         .name = opts->group,
-                        .max_attempts = c->max_attempts};
+                        .max_attempts = c->max_attempts,
+                        .backoff_ms = schedule,
+                        .backoff_len = schedule_len};
     if ((st = sl_engine_declare_group(eng, &go, diag)) != SL_OK) {
         goto fail;
     }
     if (opts->inbox_path != NULL &&
-        (st = sl__inbox_open(opts->inbox_path,
-                             opts->idempotency_ttl_ms
-                                 ? opts->idempotency_ttl_ms
-                                 : DEFAULT_IDEMPOTENCY_TTL_MS,
-                             &c->inbox, diag)) != SL_OK) {
+        (st = sl__inbox_open_for(eng, opts->inbox_path, opts->channel,
+                                 opts->group,
+                                 opts->idempotency_ttl_ms
+                                     ? opts->idempotency_ttl_ms
+                                     : DEFAULT_IDEMPOTENCY_TTL_MS,
+                                 &c->inbox, diag)) != SL_OK) {
+        goto fail;
+    }
+    if (c->inbox != NULL && c->transactional && !sl__inbox_has_db(c->inbox)) {
+        st = sl_diag_set(diag, SL_INVALID,
+                         "consumer %s: a transactional handler commits its "
+                         "effects in the inbox's SQLite transaction; inbox "
+                         "%s has none",
+                         opts->group, opts->inbox_path);
         goto fail;
     }
     c->workers = sl_calloc(c->concurrency, sizeof *c->workers);

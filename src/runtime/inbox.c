@@ -1,5 +1,8 @@
 #include "runtime/inbox.h"
 
+#ifdef SLUICE_HAVE_NATS
+#include "engine/nats_kv.h"
+#endif
 #include "sluice/alloc.h"
 #include "sluice/log.h"
 
@@ -21,6 +24,9 @@ struct sl_inbox {
     sqlite3_stmt *purge;
     pthread_mutex_t mu; /* held from begin to commit/rollback */
     uint64_t since_purge;
+#ifdef SLUICE_HAVE_NATS
+    sl_kv_inbox *kv; /* a JetStream KV inbox: none of the above is used */
+#endif
 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -100,6 +106,13 @@ void sl__inbox_close(sl_inbox *in)
     if (in == NULL) {
         return;
     }
+#ifdef SLUICE_HAVE_NATS
+    if (in->kv != NULL) {
+        sl__kv_inbox_close(in->kv);
+        sl_free(in);
+        return;
+    }
+#endif
     pthread_mutex_lock(&registry_mu);
     if (--in->refs == 0) {
         for (sl_inbox **pp = &registry; *pp; pp = &(*pp)->next) {
@@ -210,4 +223,88 @@ void sl__inbox_rollback(sl_inbox *in)
 {
     sqlite3_exec(in->db, "ROLLBACK", NULL, NULL, NULL);
     pthread_mutex_unlock(&in->mu);
+}
+
+/* ---- the store chosen by spec ------------------------------------------- */
+
+bool sl__inbox_spec_is_kv(const char *spec)
+{
+    return spec != NULL && strncmp(spec, "nats-kv", 7) == 0 &&
+           (spec[7] == '\0' || spec[7] == ':');
+}
+
+sl_status sl__inbox_open_for(sl_engine *eng, const char *spec,
+                             const char *channel, const char *group,
+                             uint64_t ttl_ms, sl_inbox **out, sl_diag *diag)
+{
+    if (!sl__inbox_spec_is_kv(spec)) {
+        return sl__inbox_open(spec, ttl_ms, out, diag);
+    }
+#ifdef SLUICE_HAVE_NATS
+    sl_inbox *in = sl_calloc(1, sizeof *in);
+    if (in == NULL) {
+        return SL_NOMEM;
+    }
+    in->refs = 1;
+    in->ttl_ms = ttl_ms;
+    sl_status st = sl__kv_inbox_open(eng, spec[7] == ':' ? spec + 8 : NULL,
+                                     channel, group, ttl_ms, &in->kv, diag);
+    if (st != SL_OK) {
+        sl_free(in);
+        return st;
+    }
+    *out = in;
+    return SL_OK;
+#else
+    (void)eng;
+    (void)channel;
+    (void)group;
+    (void)ttl_ms;
+    (void)out;
+    return sl_diag_set(diag, SL_UNSUPPORTED,
+                       "inbox %s: built without the NATS engine", spec);
+#endif
+}
+
+bool sl__inbox_has_db(const sl_inbox *in)
+{
+    return in != NULL && in->db != NULL;
+}
+
+sl_status sl__inbox_claim(sl_inbox *in, const char *group, const char *id,
+                          uint64_t lease_ms, uint64_t now_ms,
+                          sl_inbox_claim *out, uint64_t *token,
+                          uint64_t *retry_ms)
+{
+    *token = 0;
+    *retry_ms = 0;
+#ifdef SLUICE_HAVE_NATS
+    if (in->kv != NULL) {
+        sl_kv_claim c = SL_KV_BUSY;
+        sl_status st = sl__kv_inbox_claim(in->kv, id, lease_ms, now_ms, &c,
+                                          token, retry_ms);
+        if (st == SL_OK) {
+            *out = c == SL_KV_CLAIMED ? SL_INBOX_NEW
+                   : c == SL_KV_DONE  ? SL_INBOX_DONE
+                                      : SL_INBOX_BUSY;
+        }
+        return st;
+    }
+#endif
+    (void)lease_ms;
+    *out = sl__inbox_seen(in, group, id, now_ms) ? SL_INBOX_DONE
+                                                 : SL_INBOX_NEW;
+    return SL_OK;
+}
+
+sl_status sl__inbox_finish(sl_inbox *in, const char *group, const char *id,
+                           uint64_t token, bool done, uint64_t now_ms)
+{
+#ifdef SLUICE_HAVE_NATS
+    if (in->kv != NULL) {
+        return sl__kv_inbox_finish(in->kv, id, token, done, now_ms);
+    }
+#endif
+    (void)token;
+    return done ? sl__inbox_record(in, group, id, now_ms) : SL_OK;
 }

@@ -1,18 +1,72 @@
-/* The idempotency inbox: ids of events a group has processed, in SQLite.
+/* The idempotency inbox: ids of events a group has processed.
  *
  * An id is recorded only after the handler's ACK and is kept for a TTL.
- * Several consumers of one process share an inbox; a mutex serialises them
- * because one SQLite connection is used by one thread at a time.
+ * Two stores:
+ *
+ *  - SQLite (a file path, or ":memory:"): local to the process. Several
+ *    consumers of one process share an inbox; a mutex serialises them
+ *    because one SQLite connection is used by one thread at a time. A
+ *    transactional handler writes in the inbox's transaction.
+ *  - JetStream KV ("nats-kv", "nats-kv:BUCKET"; engine/nats_kv.h): shared
+ *    by every process of a group. A delivery claims its id before the
+ *    handler runs (create-only, so of two deliveries of one id racing in
+ *    two processes exactly one runs its handler); no transactions.
  */
 #ifndef SLUICE_RUNTIME_INBOX_H
 #define SLUICE_RUNTIME_INBOX_H
 
+#include "sluice/engine.h"
 #include "sluice/status.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
 typedef struct sl_inbox sl_inbox;
+
+/** True for a JetStream KV inbox spec: "nats-kv" or "nats-kv:BUCKET". */
+bool sl__inbox_spec_is_kv(const char *spec);
+
+/**
+ * Open the inbox @p spec names for group @p group on @p channel: a
+ * JetStream KV store of @p eng (which must outlive the inbox), or an
+ * SQLite file as sl__inbox_open.
+ * @return SL_OK; SL_INVALID (KV without the NATS engine, bad bucket name,
+ *         a TTL that differs from a shared bucket's); SL_UNAVAILABLE;
+ *         SL_IO; SL_NOMEM.
+ */
+sl_status sl__inbox_open_for(sl_engine *eng, const char *spec,
+                             const char *channel, const char *group,
+                             uint64_t ttl_ms, sl_inbox **out, sl_diag *diag);
+
+/** True when the inbox has an SQLite database (transactions). */
+bool sl__inbox_has_db(const sl_inbox *in);
+
+/** What sl__inbox_claim found. */
+typedef enum sl_inbox_claim {
+    SL_INBOX_NEW,  /* not handled yet: this delivery handles it */
+    SL_INBOX_DONE, /* recorded already: a duplicate */
+    SL_INBOX_BUSY, /* another delivery of the id is being handled (KV) */
+} sl_inbox_claim;
+
+/**
+ * Before the handler: is (group, id) recorded? A shared store also claims
+ * the id for this delivery until @p lease_ms from @p now_ms.
+ * @param[out] token    pass to sl__inbox_finish
+ * @param[out] retry_ms with SL_INBOX_BUSY: when to look again
+ * @return SL_OK; an error status when the store did not answer.
+ */
+sl_status sl__inbox_claim(sl_inbox *in, const char *group, const char *id,
+                          uint64_t lease_ms, uint64_t now_ms,
+                          sl_inbox_claim *out, uint64_t *token,
+                          uint64_t *retry_ms);
+
+/**
+ * After the handler of a claimed delivery: @p done (ACK) records the id;
+ * otherwise the claim is given back (nothing to do for SQLite).
+ * @return SL_OK; an error status when the record could not be written.
+ */
+sl_status sl__inbox_finish(sl_inbox *in, const char *group, const char *id,
+                           uint64_t token, bool done, uint64_t now_ms);
 
 /** Open (or share an already open) inbox at @p path. Reference-counted by
  * path within the process; the first opener's @p ttl_ms applies to all who

@@ -289,6 +289,58 @@ static void config_inbox_in_working_directory_for_brokers(void **state)
     sl_config_free(cfg);
 }
 
+static void config_inbox_nats_kv_with_nats_engine(void **state)
+{
+    (void)state;
+    sl_config *cfg = load_ok("engine: {url: \"nats://127.0.0.1:4222\"}\n"
+                             "inbox: nats-kv\n");
+    assert_string_equal(cfg->inbox_path, "nats-kv");
+    sl_config_free(cfg);
+    cfg = load_ok("engine: {url: \"tls://127.0.0.1:4222\"}\n"
+                  "inbox: \"nats-kv:orders-inbox\"\n");
+    assert_string_equal(cfg->inbox_path, "nats-kv:orders-inbox");
+    sl_config_free(cfg);
+}
+
+static void config_inbox_nats_kv_needs_nats_engine(void **state)
+{
+    (void)state;
+    assert_config_error(
+        "engine: {url: \"embedded:./data\"}\n"
+        "inbox: nats-kv\n",
+        "service.yaml:2:8: inbox: \"nats-kv\" keeps idempotency records in "
+        "JetStream KV: it needs the NATS engine (engine.url nats:// or "
+        "tls://)");
+}
+
+static void config_inbox_nats_kv_bucket_name_is_checked(void **state)
+{
+    (void)state;
+    assert_config_error(
+        "engine: {url: \"nats://127.0.0.1:4222\"}\n"
+        "inbox: \"nats-kv:a.b\"\n",
+        "service.yaml:2:8: inbox: \"nats-kv:a.b\": a bucket name is "
+        "[A-Za-z0-9_-]+ (nats-kv:NAME)");
+}
+
+static void config_record_handler_refused_with_nats_kv_inbox(void **state)
+{
+    (void)state;
+    assert_config_error(
+        "engine: {url: \"nats://127.0.0.1:4222\"}\n"
+        "inbox: nats-kv\n"
+        "channels: [{name: a}]\n"
+        "consumers:\n"
+        "  - channel: a\n"
+        "    group: g\n"
+        "    idempotency: true\n"
+        "    handler: {kind: record}\n",
+        "service.yaml:8:21: consumers[0].handler.kind: 'record' commits its "
+        "effects with the inbox record in one SQLite transaction, which "
+        "cannot work with inbox: nats-kv (JetStream KV); use an SQLite "
+        "inbox file for this service, or another handler kind");
+}
+
 static void config_accepts_every_duration_and_size_form(void **state)
 {
     (void)state;
@@ -1054,6 +1106,10 @@ int main(void)
         cmocka_unit_test(config_inbox_follows_embedded_directory),
         cmocka_unit_test(config_inbox_in_memory_for_memory_engine),
         cmocka_unit_test(config_inbox_in_working_directory_for_brokers),
+        cmocka_unit_test(config_inbox_nats_kv_with_nats_engine),
+        cmocka_unit_test(config_inbox_nats_kv_needs_nats_engine),
+        cmocka_unit_test(config_inbox_nats_kv_bucket_name_is_checked),
+        cmocka_unit_test(config_record_handler_refused_with_nats_kv_inbox),
         cmocka_unit_test(config_accepts_every_duration_and_size_form),
         cmocka_unit_test(config_empty_file_is_refused),
         cmocka_unit_test(config_top_level_must_be_a_mapping),
