@@ -50,8 +50,10 @@
 #define DEFAULT_MAX_ACK_PENDING 10000
 #define API_WAIT_MS 5000
 #define PUB_MAX_PENDING 4096 /* async publishes awaiting their PubAck */
+#define PUB_SLOT_BITS 13     /* pending table: 2 x PUB_MAX_PENDING slots */
+#define PUB_SLOTS (1u << PUB_SLOT_BITS)
+#define CONFIRM_WAIT_MS 1000 /* the confirm thread checks for close */
 #define FETCH_SLICE_MS 100   /* a fetch checks for interrupts this often */
-#define PENDING_BUCKETS 256
 #define SUBJECT_ROOT "sluice."
 #define CE_PREFIX "ce-"
 #define LOG "engine.nats"
@@ -59,23 +61,32 @@
 typedef struct nats_engine nats_engine;
 typedef struct nats_sub nats_sub;
 
-/* A channel this engine knows (declared here, or looked up). */
+/* A channel this engine knows (declared here, or looked up). Entries are
+ * only added, at the head of the engine's list, and freed when it closes:
+ * publishers walk the list without a lock and borrow the strings. */
 typedef struct nchan {
     char *name;
     char *stream;
     char *subject;
-    uint64_t max_length;
-    struct nchan *next;
+    _Atomic uint64_t max_length; /* redeclaring may change it */
+    struct nchan *next;          /* set before the entry is published */
 } nchan;
 
-/* An asynchronous publish waiting for its PubAck. */
+/* An asynchronous publish waiting for its PubAck: a slot of the engine's
+ * pending table (open addressing on the message's address). */
 typedef struct npub {
-    natsMsg *msg; /* key only: nats.c owns it */
+    natsMsg *msg; /* the key (nats.c owns the message); NULL: free slot */
+    sl_publish_cb cb;
+    void *ctx;
+} npub;
+
+/* A PubAck's outcome on its way from nats.c's thread to the confirm
+ * thread. */
+typedef struct nconfirm {
     sl_publish_cb cb;
     void *ctx;
     sl_status st;
-    struct npub *next;
-} npub;
+} nconfirm;
 
 /* What the engine remembers about a delivery it gave back. */
 /* key: hash of stream and consumer; id: stream sequence. */
@@ -121,10 +132,7 @@ struct nats_engine {
     bool memory;       /* ?storage=memory */
 
     pthread_mutex_t mu;
-    nchan *chans;
-    npub *pending[PENDING_BUCKETS];
-    uint32_t npending; /* records alive: in nats.c or in the queue */
-    pthread_cond_t pending_cv;
+    _Atomic(nchan *) chans; /* added to under mu, read without it */
     sl_track_table tracks; /* remembered released / nak'ed deliveries */
     /* Acks sent by ack_many whose "ack of the ack" has not come back yet
      * (on ack_sub): depth, browse and close wait for them, so that what
@@ -139,7 +147,19 @@ struct nats_engine {
     bool closing;
     pthread_cond_t hb_cv;
 
-    sl_queue *confirms;
+    /* Asynchronous publishes, under pub_mu alone: a publish and its PubAck
+     * take no other lock. */
+    pthread_mutex_t pub_mu;
+    pthread_cond_t confirm_cv; /* outcomes to call, or closing */
+    bool pubs_ready;           /* pub_mu, confirm_cv and the arrays exist */
+    npub *pubs;                /* PUB_SLOTS slots; live ones <= npending */
+    uint32_t npending;         /* in the table or in `confirms` */
+    /* Outcomes for the confirm thread, which swaps the two arrays and calls
+     * a whole batch without the lock (PUB_MAX_PENDING entries each). */
+    nconfirm *confirms, *confirms_spare;
+    uint32_t nconfirms;
+    bool confirm_waiting; /* the confirm thread sleeps on confirm_cv */
+    bool pub_closing;
     pthread_t confirm_thread;
     bool confirm_started;
     pthread_t hb_thread;
@@ -315,9 +335,12 @@ static void track_nak(nats_engine *e, uint64_t key, uint64_t seq,
 
 /* ---- channels ---------------------------------------------------------------- */
 
-static nchan *chan_find_locked(nats_engine *e, const char *name)
+/* Any thread, no lock: entries are immutable once in the list but for
+ * max_length, and the list only grows until the engine closes. */
+static nchan *chan_find(nats_engine *e, const char *name)
 {
-    for (nchan *c = e->chans; c; c = c->next) {
+    for (nchan *c = atomic_load_explicit(&e->chans, memory_order_acquire); c;
+         c = c->next) {
         if (strcmp(c->name, name) == 0) {
             return c;
         }
@@ -328,10 +351,11 @@ static nchan *chan_find_locked(nats_engine *e, const char *name)
 static sl_status chan_remember(nats_engine *e, const char *name,
                                uint64_t max_length)
 {
-    pthread_mutex_lock(&e->mu);
-    nchan *c = chan_find_locked(e, name);
+    pthread_mutex_lock(&e->mu); /* one writer at a time */
+    nchan *c = chan_find(e, name);
     if (c != NULL) {
-        c->max_length = max_length;
+        atomic_store_explicit(&c->max_length, max_length,
+                              memory_order_relaxed);
         pthread_mutex_unlock(&e->mu);
         return SL_OK;
     }
@@ -347,27 +371,22 @@ static sl_status chan_remember(nats_engine *e, const char *name,
         pthread_mutex_unlock(&e->mu);
         return SL_NOMEM;
     }
-    c->max_length = max_length;
-    c->next = e->chans;
-    e->chans = c;
+    atomic_init(&c->max_length, max_length);
+    c->next = atomic_load_explicit(&e->chans, memory_order_relaxed);
+    atomic_store_explicit(&e->chans, c, memory_order_release);
     pthread_mutex_unlock(&e->mu);
     return SL_OK;
 }
 
-/* Copy what publishing needs to know about @p name, looking the stream up
- * on the server when another process declared it. */
-static sl_status chan_lookup(nats_engine *e, const char *name, char **subject,
-                             uint64_t *max_length)
+/* The channel @p name, looking its stream up on the server when another
+ * process declared it. *out lives as long as the engine. */
+static sl_status chan_get(nats_engine *e, const char *name, nchan **out)
 {
-    pthread_mutex_lock(&e->mu);
-    nchan *c = chan_find_locked(e, name);
+    nchan *c = chan_find(e, name);
     if (c != NULL) {
-        *subject = sl_strdup(c->subject);
-        *max_length = c->max_length;
-        pthread_mutex_unlock(&e->mu);
-        return *subject ? SL_OK : SL_NOMEM;
+        *out = c;
+        return SL_OK;
     }
-    pthread_mutex_unlock(&e->mu);
     char *stream = escape_name(e->ns, name);
     if (stream == NULL) {
         return SL_NOMEM;
@@ -387,7 +406,24 @@ static sl_status chan_lookup(nats_engine *e, const char *name, char **subject,
     if (st != SL_OK) {
         return st;
     }
-    return chan_lookup(e, name, subject, max_length);
+    *out = chan_find(e, name);
+    return SL_OK;
+}
+
+/* A copy of what publishing needs to know about @p name. */
+static sl_status chan_lookup(nats_engine *e, const char *name, char **subject,
+                             uint64_t *max_length)
+{
+    nchan *c = NULL;
+    sl_status st = chan_get(e, name, &c);
+    if (st != SL_OK) {
+        return st;
+    }
+    if ((*subject = sl_strdup(c->subject)) == NULL) {
+        return SL_NOMEM;
+    }
+    *max_length = atomic_load_explicit(&c->max_length, memory_order_relaxed);
+    return SL_OK;
 }
 
 static sl_status put_stream(nats_engine *e, const char *name,
@@ -523,11 +559,16 @@ static sl_status nats_declare_group(sl_engine *base, const sl_group_opts *opts,
 
 /* NATS header values cannot hold CR or LF: '%', control bytes and DEL are
  * percent-encoded, as the CloudEvents HTTP binding does. */
+static bool needs_pct(unsigned char c)
+{
+    return c == '%' || c < 0x20 || c == 0x7f;
+}
+
 static char *pct_encode(const char *v)
 {
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-        n += (*p == '%' || *p < 0x20 || *p == 0x7f) ? 3 : 1;
+        n += needs_pct(*p) ? 3 : 1;
     }
     char *out = sl_malloc(n + 1);
     if (out == NULL) {
@@ -535,7 +576,7 @@ static char *pct_encode(const char *v)
     }
     char *o = out;
     for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-        if (*p == '%' || *p < 0x20 || *p == 0x7f) {
+        if (needs_pct(*p)) {
             o += sprintf(o, "%%%02X", *p);
         } else {
             *o++ = (char)*p;
@@ -574,8 +615,17 @@ static char *pct_decode(const char *v)
     return out;
 }
 
+/* Most values need no encoding and go to nats.c (which copies them) as
+ * they are; only the others cost an encoded copy. */
 static sl_status add_header(const char *name, const char *value, void *ctx)
 {
+    const unsigned char *p = (const unsigned char *)value;
+    while (*p != '\0' && !needs_pct(*p)) {
+        p++;
+    }
+    if (*p == '\0') {
+        return from_nats(natsMsgHeader_Set((natsMsg *)ctx, name, value));
+    }
     char *enc = pct_encode(value);
     if (enc == NULL) {
         return SL_NOMEM;
@@ -670,74 +720,182 @@ static sl_status msg_to_event(natsMsg *m, const char *stream, uint64_t seq,
 
 /* ---- publishing ---------------------------------------------------------------- */
 
-static size_t bucket_of(const void *p)
+/* The pending table: open addressing with linear probing, at most half
+ * full (npending <= PUB_MAX_PENDING = PUB_SLOTS / 2), so a probe always
+ * meets a free slot. Callers hold pub_mu. */
+static uint32_t pub_home(const natsMsg *m)
 {
-    return ((uintptr_t)p >> 4) % PENDING_BUCKETS;
+    /* Fibonacci hashing of the address: the low bits of malloc'ed
+     * addresses carry little. */
+    return (uint32_t)(((uint64_t)(uintptr_t)m * 0x9E3779B97F4A7C15ULL) >>
+                      (64 - PUB_SLOT_BITS));
 }
 
-/* nats.c's thread: find the record and hand it to the confirm thread. */
+static void pub_insert(nats_engine *e, natsMsg *m, sl_publish_cb cb, void *ctx)
+{
+    uint32_t i = pub_home(m);
+    while (e->pubs[i].msg != NULL) {
+        i = (i + 1) & (PUB_SLOTS - 1);
+    }
+    e->pubs[i] = (npub){.msg = m, .cb = cb, .ctx = ctx};
+}
+
+/* The slot of @p m, or PUB_SLOTS. */
+static uint32_t pub_find(nats_engine *e, const natsMsg *m)
+{
+    for (uint32_t i = pub_home(m);; i = (i + 1) & (PUB_SLOTS - 1)) {
+        if (e->pubs[i].msg == m) {
+            return i;
+        }
+        if (e->pubs[i].msg == NULL) {
+            return PUB_SLOTS;
+        }
+    }
+}
+
+/* Free slot @p i, moving later entries of its probe run back so that
+ * every entry stays reachable from its home slot (no tombstones). */
+static void pub_remove_at(nats_engine *e, uint32_t i)
+{
+    uint32_t j = i;
+    for (;;) {
+        e->pubs[i].msg = NULL;
+        uint32_t home;
+        do {
+            j = (j + 1) & (PUB_SLOTS - 1);
+            if (e->pubs[j].msg == NULL) {
+                return;
+            }
+            home = pub_home(e->pubs[j].msg);
+            /* An entry whose home lies cyclically in (i, j] stays. */
+        } while (i <= j ? (i < home && home <= j) : (i < home || home <= j));
+        e->pubs[i] = e->pubs[j];
+        i = j;
+    }
+}
+
+static sl_status pubs_init(nats_engine *e)
+{
+    e->pubs = sl_calloc(PUB_SLOTS, sizeof *e->pubs);
+    e->confirms = sl_calloc(PUB_MAX_PENDING, sizeof *e->confirms);
+    e->confirms_spare = sl_calloc(PUB_MAX_PENDING, sizeof *e->confirms);
+    if (e->pubs == NULL || e->confirms == NULL || e->confirms_spare == NULL) {
+        sl_free(e->pubs);
+        sl_free(e->confirms);
+        sl_free(e->confirms_spare);
+        return SL_NOMEM;
+    }
+    pthread_mutex_init(&e->pub_mu, NULL);
+    sl__cond_init_mono(&e->confirm_cv);
+    e->pubs_ready = true;
+    return SL_OK;
+}
+
+/* Refuse new publishes and let the confirm thread finish what is queued. */
+static void pubs_close(nats_engine *e)
+{
+    if (!e->pubs_ready) {
+        return;
+    }
+    pthread_mutex_lock(&e->pub_mu);
+    e->pub_closing = true;
+    pthread_cond_broadcast(&e->confirm_cv);
+    pthread_mutex_unlock(&e->pub_mu);
+}
+
+/* After the confirm thread and nats.c are gone: call what is left, the
+ * outcomes that came back and then, as SL_TIMEOUT (unknown), the
+ * publishes whose PubAck never came. */
+static void pubs_fini(nats_engine *e)
+{
+    if (!e->pubs_ready) {
+        return;
+    }
+    for (uint32_t i = 0; i < e->nconfirms; i++) {
+        if (e->confirms[i].cb != NULL) {
+            e->confirms[i].cb(e->confirms[i].st, e->confirms[i].ctx);
+        }
+    }
+    for (uint32_t i = 0; i < PUB_SLOTS; i++) {
+        if (e->pubs[i].msg != NULL && e->pubs[i].cb != NULL) {
+            e->pubs[i].cb(SL_TIMEOUT, e->pubs[i].ctx);
+        }
+    }
+    sl_free(e->pubs);
+    sl_free(e->confirms);
+    sl_free(e->confirms_spare);
+    pthread_cond_destroy(&e->confirm_cv);
+    pthread_mutex_destroy(&e->pub_mu);
+}
+
+/* nats.c's thread: move the outcome from the table to the confirm
+ * thread's batch, waking it only if it sleeps. */
 static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
                        void *closure)
 {
     (void)js;
     nats_engine *e = closure;
-    pthread_mutex_lock(&e->mu);
-    npub **pp = &e->pending[bucket_of(msg)];
-    while (*pp != NULL && (*pp)->msg != msg) {
-        pp = &(*pp)->next;
-    }
-    npub *p = *pp;
-    if (p != NULL) {
-        *pp = p->next;
-        p->msg = NULL;
-    }
-    pthread_mutex_unlock(&e->mu);
-    if (p != NULL) {
-        p->st = pa != NULL ? SL_OK
-                           : from_pub_error(pae ? pae->Err : NATS_ERR,
-                                            pae ? pae->ErrCode : 0,
-                                            pae ? pae->ErrText : NULL);
-        /* Never full: the records alive are bounded by PUB_MAX_PENDING,
-         * the queue's capacity. */
-        if (sl_queue_push(e->confirms, p, 0) != SL_OK) {
-            p->cb(SL_CLOSED, p->ctx);
-            sl_free(p);
-            pthread_mutex_lock(&e->mu);
+    sl_status st = pa != NULL ? SL_OK
+                              : from_pub_error(pae ? pae->Err : NATS_ERR,
+                                               pae ? pae->ErrCode : 0,
+                                               pae ? pae->ErrText : NULL);
+    bool wake = false;
+    pthread_mutex_lock(&e->pub_mu);
+    uint32_t i = pub_find(e, msg);
+    if (i < PUB_SLOTS) {
+        npub p = e->pubs[i];
+        pub_remove_at(e, i);
+        if (p.cb != NULL) {
+            /* Room for all: npending counts this entry until the confirm
+             * thread takes its batch. */
+            e->confirms[e->nconfirms++] =
+                (nconfirm){.cb = p.cb, .ctx = p.ctx, .st = st};
+            wake = e->confirm_waiting;
+            e->confirm_waiting = false;
+        } else {
             e->npending--;
-            pthread_cond_broadcast(&e->pending_cv);
-            pthread_mutex_unlock(&e->mu);
         }
+    }
+    pthread_mutex_unlock(&e->pub_mu);
+    if (wake) {
+        pthread_cond_signal(&e->confirm_cv);
     }
     natsMsg_Destroy(msg);
 }
 
+/* Calls the publish callbacks, a batch at a time, in PubAck order. */
 static void *confirm_main(void *arg)
 {
     nats_engine *e = arg;
-    void *items[64];
+    pthread_mutex_lock(&e->pub_mu);
     for (;;) {
-        size_t n = sl_queue_pop_many(e->confirms, items, 64, 1000);
-        if (n == 0) {
-            pthread_mutex_lock(&e->mu);
-            bool done = e->closing;
-            pthread_mutex_unlock(&e->mu);
-            if (done && sl_queue_len(e->confirms) == 0) {
+        if (e->nconfirms == 0) {
+            if (e->pub_closing) {
                 break;
             }
+            struct timespec ts;
+            sl__deadline_after(&ts, CONFIRM_WAIT_MS);
+            e->confirm_waiting = true;
+            pthread_cond_timedwait(&e->confirm_cv, &e->pub_mu, &ts);
+            e->confirm_waiting = false;
             continue;
         }
-        for (size_t i = 0; i < n; i++) {
-            npub *p = items[i];
-            if (p->cb != NULL) {
-                p->cb(p->st, p->ctx);
-            }
-            sl_free(p);
+        nconfirm *batch = e->confirms;
+        uint32_t n = e->nconfirms;
+        e->confirms = e->confirms_spare;
+        e->confirms_spare = NULL;
+        e->nconfirms = 0;
+        /* Released before the callbacks: a producer whose window the
+         * callback opens finds room here too. */
+        e->npending -= n;
+        pthread_mutex_unlock(&e->pub_mu);
+        for (uint32_t i = 0; i < n; i++) {
+            batch[i].cb(batch[i].st, batch[i].ctx);
         }
-        pthread_mutex_lock(&e->mu);
-        e->npending -= (uint32_t)n;
-        pthread_cond_broadcast(&e->pending_cv);
-        pthread_mutex_unlock(&e->mu);
+        pthread_mutex_lock(&e->pub_mu);
+        e->confirms_spare = batch;
     }
+    pthread_mutex_unlock(&e->pub_mu);
     return NULL;
 }
 
@@ -777,46 +935,31 @@ static sl_status nats_publish(sl_engine *base, const char *channel,
     if (st != SL_OK) {
         return st;
     }
-    char *subject = NULL;
-    uint64_t max_length = 0;
-    if ((st = chan_lookup(e, channel, &subject, &max_length)) != SL_OK) {
+    nchan *c = NULL;
+    if ((st = chan_get(e, channel, &c)) != SL_OK) {
         return st;
     }
     natsMsg *m = NULL;
-    st = event_to_msg(ev, subject, !(flags & SL_PUBLISH_NO_DEDUP), &m);
-    sl_free(subject);
+    st = event_to_msg(ev, c->subject, !(flags & SL_PUBLISH_NO_DEDUP), &m);
     if (st != SL_OK) {
         return st;
     }
-    if (max_length != 0) {
+    if (atomic_load_explicit(&c->max_length, memory_order_relaxed) != 0) {
         return publish_sync(e, m, cb, ctx);
     }
-    npub *p = sl_calloc(1, sizeof *p);
-    if (p == NULL) {
-        natsMsg_Destroy(m);
-        return SL_NOMEM;
+    pthread_mutex_lock(&e->pub_mu);
+    st = e->pub_closing                      ? SL_CLOSED
+         : e->npending >= PUB_MAX_PENDING ? SL_FULL
+                                           : SL_OK;
+    if (st == SL_OK) {
+        e->npending++;
+        pub_insert(e, m, cb, ctx);
     }
-    p->msg = m;
-    p->cb = cb;
-    p->ctx = ctx;
-    pthread_mutex_lock(&e->mu);
-    if (e->closing) {
-        pthread_mutex_unlock(&e->mu);
+    pthread_mutex_unlock(&e->pub_mu);
+    if (st != SL_OK) {
         natsMsg_Destroy(m);
-        sl_free(p);
-        return SL_CLOSED;
+        return st;
     }
-    if (e->npending >= PUB_MAX_PENDING) {
-        pthread_mutex_unlock(&e->mu);
-        natsMsg_Destroy(m);
-        sl_free(p);
-        return SL_FULL;
-    }
-    e->npending++;
-    size_t b = bucket_of(m);
-    p->next = e->pending[b];
-    e->pending[b] = p;
-    pthread_mutex_unlock(&e->mu);
 
     jsPubOptions po;
     jsPubOptions_Init(&po);
@@ -824,24 +967,17 @@ static sl_status nats_publish(sl_engine *base, const char *channel,
     natsMsg *send = m;
     natsStatus s = js_PublishMsgAsync(e->js, &send, &po);
     if (s != NATS_OK) {
-        /* Not sent: take the record back unless the handler already ran. */
-        pthread_mutex_lock(&e->mu);
-        npub **pp = &e->pending[b];
-        while (*pp != NULL && *pp != p) {
-            pp = &(*pp)->next;
-        }
-        bool mine = *pp == p;
-        if (mine) {
-            *pp = p->next;
+        /* Not sent: nats.c left the message to us and will not call the
+         * handler; take the entry back unless it ran all the same. */
+        pthread_mutex_lock(&e->pub_mu);
+        uint32_t i = pub_find(e, m);
+        if (i < PUB_SLOTS) {
+            pub_remove_at(e, i);
             e->npending--;
-            pthread_cond_broadcast(&e->pending_cv);
         }
-        pthread_mutex_unlock(&e->mu);
-        if (mine) {
-            if (send != NULL) {
-                natsMsg_Destroy(send);
-            }
-            sl_free(p);
+        pthread_mutex_unlock(&e->pub_mu);
+        if (i < PUB_SLOTS) {
+            natsMsg_Destroy(send);
             return from_nats(s);
         }
     }
@@ -1615,7 +1751,6 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
     e->max_ack_pending = DEFAULT_MAX_ACK_PENDING;
     e->replicas = 1;
     pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->pending_cv, NULL);
     sl__cond_init_mono(&e->hb_cv);
     sl__cond_init_mono(&e->ack_cv);
     char *server = NULL;
@@ -1624,9 +1759,7 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
     if (st != SL_OK) {
         goto fail;
     }
-    sl_queue_opts qo = {.capacity = PUB_MAX_PENDING,
-                        .overflow = SL_QUEUE_REJECT};
-    if ((st = sl_queue_create(&qo, &e->confirms)) != SL_OK) {
+    if ((st = pubs_init(e)) != SL_OK) {
         goto fail;
     }
     natsStatus s = lib_ref();
@@ -1736,7 +1869,7 @@ static void nats_close(sl_engine *base)
     e->closing = true;
     pthread_cond_broadcast(&e->hb_cv);
     pthread_mutex_unlock(&e->mu);
-    sl_queue_close(e->confirms); /* wakes the confirm thread */
+    pubs_close(e); /* wakes the confirm thread */
     if (e->hb_started) {
         pthread_join(e->hb_thread, NULL);
     }
@@ -1754,26 +1887,7 @@ static void nats_close(sl_engine *base)
         natsConnection_Close(e->nc);
         natsConnection_Destroy(e->nc);
     }
-    /* Publishes whose PubAck never came: the outcome is unknown. */
-    for (size_t b = 0; b < PENDING_BUCKETS; b++) {
-        for (npub *p = e->pending[b], *next; p; p = next) {
-            next = p->next;
-            if (p->cb != NULL) {
-                p->cb(SL_TIMEOUT, p->ctx);
-            }
-            sl_free(p);
-        }
-    }
-    void *item = NULL;
-    while (e->confirms != NULL && sl_queue_pop(e->confirms, &item, 0) ==
-                                      SL_OK) {
-        npub *p = item;
-        if (p->cb != NULL) {
-            p->cb(p->st, p->ctx);
-        }
-        sl_free(p);
-    }
-    sl_queue_destroy(e->confirms);
+    pubs_fini(e); /* what came back, then unknown outcomes */
     for (nchan *c = e->chans, *next; c; c = next) {
         next = c->next;
         sl_free(c->name);
@@ -1785,7 +1899,6 @@ static void nats_close(sl_engine *base)
     if (e->lib_held) {
         lib_unref();
     }
-    pthread_cond_destroy(&e->pending_cv);
     pthread_cond_destroy(&e->hb_cv);
     pthread_cond_destroy(&e->ack_cv);
     pthread_mutex_destroy(&e->mu);
