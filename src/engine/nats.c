@@ -53,6 +53,7 @@
 #define PUB_SLOT_BITS 13     /* pending table: 2 x PUB_MAX_PENDING slots */
 #define PUB_SLOTS (1u << PUB_SLOT_BITS)
 #define CONFIRM_WAIT_MS 1000 /* the confirm thread checks for close */
+#define CONFIRM_BATCH 64     /* outcomes taken from the ring at a time */
 #define FETCH_SLICE_MS 100   /* a fetch checks for interrupts this often */
 #define SUBJECT_ROOT "sluice."
 #define CE_PREFIX "ce-"
@@ -153,11 +154,15 @@ struct nats_engine {
     pthread_cond_t confirm_cv; /* outcomes to call, or closing */
     bool pubs_ready;           /* pub_mu, confirm_cv and the arrays exist */
     npub *pubs;                /* PUB_SLOTS slots; live ones <= npending */
-    uint32_t npending;         /* in the table or in `confirms` */
-    /* Outcomes for the confirm thread, which swaps the two arrays and calls
-     * a whole batch without the lock (PUB_MAX_PENDING entries each). */
-    nconfirm *confirms, *confirms_spare;
-    uint32_t nconfirms;
+    uint32_t npending;         /* in the table or in the outcome ring */
+    /* Outcomes waiting for their callback, in PubAck order: a ring of
+     * PUB_MAX_PENDING. A publishing thread calls those that came back
+     * while it was in nats_publish; the confirm thread the others. */
+    nconfirm *outcomes;
+    uint32_t out_head, nout;
+    /* Threads in nats_publish, which take outcomes as they leave (added to
+     * without the lock, taken from under it). */
+    _Atomic uint32_t publishing;
     bool confirm_waiting; /* the confirm thread sleeps on confirm_cv */
     bool pub_closing;
     pthread_t confirm_thread;
@@ -777,12 +782,10 @@ static void pub_remove_at(nats_engine *e, uint32_t i)
 static sl_status pubs_init(nats_engine *e)
 {
     e->pubs = sl_calloc(PUB_SLOTS, sizeof *e->pubs);
-    e->confirms = sl_calloc(PUB_MAX_PENDING, sizeof *e->confirms);
-    e->confirms_spare = sl_calloc(PUB_MAX_PENDING, sizeof *e->confirms);
-    if (e->pubs == NULL || e->confirms == NULL || e->confirms_spare == NULL) {
+    e->outcomes = sl_calloc(PUB_MAX_PENDING, sizeof *e->outcomes);
+    if (e->pubs == NULL || e->outcomes == NULL) {
         sl_free(e->pubs);
-        sl_free(e->confirms);
-        sl_free(e->confirms_spare);
+        sl_free(e->outcomes);
         return SL_NOMEM;
     }
     pthread_mutex_init(&e->pub_mu, NULL);
@@ -803,6 +806,36 @@ static void pubs_close(nats_engine *e)
     pthread_mutex_unlock(&e->pub_mu);
 }
 
+/* Take up to CONFIRM_BATCH outcomes, in order (pub_mu held). They stop
+ * counting against the window before their callbacks run, so a producer
+ * whose window a callback opens finds room in the engine too. */
+static uint32_t outcomes_take(nats_engine *e, nconfirm *out)
+{
+    uint32_t n = e->nout < CONFIRM_BATCH ? e->nout : CONFIRM_BATCH;
+    for (uint32_t i = 0; i < n; i++) {
+        out[i] = e->outcomes[(e->out_head + i) & (PUB_MAX_PENDING - 1)];
+    }
+    e->out_head = (e->out_head + n) & (PUB_MAX_PENDING - 1);
+    e->nout -= n;
+    e->npending -= n;
+    return n;
+}
+
+/* Set while a thread runs publish callbacks: a publish from inside one
+ * neither takes more outcomes (no recursion) nor counts as a thread that
+ * will. */
+static _Thread_local bool tl_in_callbacks;
+
+static void outcomes_call(const nconfirm *batch, uint32_t n)
+{
+    bool was = tl_in_callbacks;
+    tl_in_callbacks = true;
+    for (uint32_t i = 0; i < n; i++) {
+        batch[i].cb(batch[i].st, batch[i].ctx);
+    }
+    tl_in_callbacks = was;
+}
+
 /* After the confirm thread and nats.c are gone: call what is left, the
  * outcomes that came back and then, as SL_TIMEOUT (unknown), the
  * publishes whose PubAck never came. */
@@ -811,10 +844,10 @@ static void pubs_fini(nats_engine *e)
     if (!e->pubs_ready) {
         return;
     }
-    for (uint32_t i = 0; i < e->nconfirms; i++) {
-        if (e->confirms[i].cb != NULL) {
-            e->confirms[i].cb(e->confirms[i].st, e->confirms[i].ctx);
-        }
+    nconfirm batch[CONFIRM_BATCH];
+    uint32_t n;
+    while ((n = outcomes_take(e, batch)) > 0) {
+        outcomes_call(batch, n);
     }
     for (uint32_t i = 0; i < PUB_SLOTS; i++) {
         if (e->pubs[i].msg != NULL && e->pubs[i].cb != NULL) {
@@ -822,14 +855,14 @@ static void pubs_fini(nats_engine *e)
         }
     }
     sl_free(e->pubs);
-    sl_free(e->confirms);
-    sl_free(e->confirms_spare);
+    sl_free(e->outcomes);
     pthread_cond_destroy(&e->confirm_cv);
     pthread_mutex_destroy(&e->pub_mu);
 }
 
-/* nats.c's thread: move the outcome from the table to the confirm
- * thread's batch, waking it only if it sleeps. */
+/* nats.c's thread: move the outcome from the table to the ring. The
+ * confirm thread is woken only when it sleeps and no publishing thread
+ * will take the outcome. */
 static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
                        void *closure)
 {
@@ -846,12 +879,16 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
         npub p = e->pubs[i];
         pub_remove_at(e, i);
         if (p.cb != NULL) {
-            /* Room for all: npending counts this entry until the confirm
-             * thread takes its batch. */
-            e->confirms[e->nconfirms++] =
+            /* Room for all: npending still counts this publish. */
+            e->outcomes[(e->out_head + e->nout) & (PUB_MAX_PENDING - 1)] =
                 (nconfirm){.cb = p.cb, .ctx = p.ctx, .st = st};
-            wake = e->confirm_waiting;
-            e->confirm_waiting = false;
+            e->nout++;
+            wake = e->confirm_waiting &&
+                   atomic_load_explicit(&e->publishing,
+                                        memory_order_relaxed) == 0;
+            if (wake) {
+                e->confirm_waiting = false;
+            }
         } else {
             e->npending--;
         }
@@ -863,37 +900,28 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
     natsMsg_Destroy(msg);
 }
 
-/* Calls the publish callbacks, a batch at a time, in PubAck order. */
+/* Calls the outcomes no publishing thread took, in PubAck order. */
 static void *confirm_main(void *arg)
 {
     nats_engine *e = arg;
+    nconfirm batch[CONFIRM_BATCH];
     pthread_mutex_lock(&e->pub_mu);
     for (;;) {
-        if (e->nconfirms == 0) {
-            if (e->pub_closing) {
-                break;
-            }
-            struct timespec ts;
-            sl__deadline_after(&ts, CONFIRM_WAIT_MS);
-            e->confirm_waiting = true;
-            pthread_cond_timedwait(&e->confirm_cv, &e->pub_mu, &ts);
-            e->confirm_waiting = false;
+        uint32_t n = outcomes_take(e, batch);
+        if (n > 0) {
+            pthread_mutex_unlock(&e->pub_mu);
+            outcomes_call(batch, n);
+            pthread_mutex_lock(&e->pub_mu);
             continue;
         }
-        nconfirm *batch = e->confirms;
-        uint32_t n = e->nconfirms;
-        e->confirms = e->confirms_spare;
-        e->confirms_spare = NULL;
-        e->nconfirms = 0;
-        /* Released before the callbacks: a producer whose window the
-         * callback opens finds room here too. */
-        e->npending -= n;
-        pthread_mutex_unlock(&e->pub_mu);
-        for (uint32_t i = 0; i < n; i++) {
-            batch[i].cb(batch[i].st, batch[i].ctx);
+        if (e->pub_closing) {
+            break;
         }
-        pthread_mutex_lock(&e->pub_mu);
-        e->confirms_spare = batch;
+        struct timespec ts;
+        sl__deadline_after(&ts, CONFIRM_WAIT_MS);
+        e->confirm_waiting = true;
+        pthread_cond_timedwait(&e->confirm_cv, &e->pub_mu, &ts);
+        e->confirm_waiting = false;
     }
     pthread_mutex_unlock(&e->pub_mu);
     return NULL;
@@ -926,11 +954,30 @@ static sl_status publish_sync(nats_engine *e, natsMsg *m, sl_publish_cb cb,
     return SL_OK;
 }
 
-static sl_status nats_publish(sl_engine *base, const char *channel,
-                              sl_event *ev, unsigned flags, sl_publish_cb cb,
-                              void *ctx)
+/* The tail of every publish from outside a callback: leave, taking up to
+ * a batch of the outcomes that came back meanwhile, and call them here. If
+ * outcomes are left for nobody, wake the confirm thread. */
+static void publish_leave(nats_engine *e)
 {
-    nats_engine *e = (nats_engine *)base;
+    nconfirm batch[CONFIRM_BATCH];
+    pthread_mutex_lock(&e->pub_mu);
+    uint32_t left = atomic_fetch_sub(&e->publishing, 1) - 1;
+    uint32_t n = outcomes_take(e, batch);
+    bool wake = e->nout > 0 && left == 0 && e->confirm_waiting;
+    if (wake) {
+        e->confirm_waiting = false;
+    }
+    pthread_mutex_unlock(&e->pub_mu);
+    if (wake) {
+        pthread_cond_signal(&e->confirm_cv);
+    }
+    outcomes_call(batch, n);
+}
+
+static sl_status publish_one(nats_engine *e, const char *channel,
+                             sl_event *ev, unsigned flags, sl_publish_cb cb,
+                             void *ctx)
+{
     sl_status st = sl_event_validate(ev, e->opts.max_event_size, NULL);
     if (st != SL_OK) {
         return st;
@@ -978,10 +1025,24 @@ static sl_status nats_publish(sl_engine *base, const char *channel,
         pthread_mutex_unlock(&e->pub_mu);
         if (i < PUB_SLOTS) {
             natsMsg_Destroy(send);
-            return from_nats(s);
+            st = from_nats(s);
         }
     }
-    return SL_OK;
+    return st;
+}
+
+static sl_status nats_publish(sl_engine *base, const char *channel,
+                              sl_event *ev, unsigned flags, sl_publish_cb cb,
+                              void *ctx)
+{
+    nats_engine *e = (nats_engine *)base;
+    if (tl_in_callbacks) {
+        return publish_one(e, channel, ev, flags, cb, ctx);
+    }
+    atomic_fetch_add(&e->publishing, 1);
+    sl_status st = publish_one(e, channel, ev, flags, cb, ctx);
+    publish_leave(e);
+    return st;
 }
 
 /* ---- consuming -------------------------------------------------------------------- */
