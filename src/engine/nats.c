@@ -52,6 +52,10 @@
 #define PUB_MAX_PENDING 4096 /* async publishes awaiting their PubAck */
 #define PUB_SLOT_BITS 13     /* pending table: 2 x PUB_MAX_PENDING slots */
 #define PUB_SLOTS (1u << PUB_SLOT_BITS)
+#define OUT_SLOTS (2 * PUB_MAX_PENDING) /* outcome ring, see nout */
+#define PUB_ACK_WAIT_MS API_WAIT_MS /* no PubAck by then: SL_TIMEOUT */
+#define EXPIRY_SCAN_MS 250   /* how often expired publishes are looked for */
+#define EXPIRY_SCAN_SLOTS 1024 /* table slots scanned per hold of pub_mu */
 #define CONFIRM_WAIT_MS 1000 /* the confirm thread checks for close */
 #define CONFIRM_BATCH 64     /* outcomes taken from the ring at a time */
 #define FETCH_SLICE_MS 100   /* a fetch checks for interrupts this often */
@@ -79,6 +83,9 @@ typedef struct npub {
     natsMsg *msg; /* the key (nats.c owns the message); NULL: free slot */
     sl_publish_cb cb;
     void *ctx;
+    /* Monotonic ms after which the publish is reported SL_TIMEOUT; 0 once
+     * it was: the entry stays while nats.c still holds the message. */
+    uint64_t deadline_ms;
 } npub;
 
 /* A PubAck's outcome on its way from nats.c's thread to the confirm
@@ -153,13 +160,19 @@ struct nats_engine {
     pthread_mutex_t pub_mu;
     pthread_cond_t confirm_cv; /* outcomes to call, or closing */
     bool pubs_ready;           /* pub_mu, confirm_cv and the arrays exist */
-    npub *pubs;                /* PUB_SLOTS slots; live ones <= npending */
-    uint32_t npending;         /* in the table or in the outcome ring */
+    /* Messages nats.c holds for this engine (its pending map is a subset):
+     * PUB_SLOTS slots, ntable in use, nexpired of them already reported
+     * SL_TIMEOUT. A publish is admitted while ntable + nout is below
+     * PUB_MAX_PENDING; an expiry adds an outcome without freeing its slot,
+     * so nout stays below OUT_SLOTS. */
+    npub *pubs;
+    uint32_t ntable, nexpired;
     /* Outcomes waiting for their callback, in PubAck order: a ring of
-     * PUB_MAX_PENDING. A publishing thread calls those that came back
-     * while it was in nats_publish; the confirm thread the others. */
+     * OUT_SLOTS. A publishing thread calls those that came back while it
+     * was in nats_publish; the confirm thread the others. */
     nconfirm *outcomes;
     uint32_t out_head, nout;
+    uint32_t scan_next; /* where the next expiry scan starts */
     /* Threads in nats_publish, which take outcomes as they leave (added to
      * without the lock, taken from under it). */
     _Atomic uint32_t publishing;
@@ -726,7 +739,7 @@ static sl_status msg_to_event(natsMsg *m, const char *stream, uint64_t seq,
 /* ---- publishing ---------------------------------------------------------------- */
 
 /* The pending table: open addressing with linear probing, at most half
- * full (npending <= PUB_MAX_PENDING = PUB_SLOTS / 2), so a probe always
+ * full (ntable <= PUB_MAX_PENDING = PUB_SLOTS / 2), so a probe always
  * meets a free slot. Callers hold pub_mu. */
 static uint32_t pub_home(const natsMsg *m)
 {
@@ -736,13 +749,16 @@ static uint32_t pub_home(const natsMsg *m)
                       (64 - PUB_SLOT_BITS));
 }
 
-static void pub_insert(nats_engine *e, natsMsg *m, sl_publish_cb cb, void *ctx)
+static void pub_insert(nats_engine *e, natsMsg *m, sl_publish_cb cb, void *ctx,
+                       uint64_t deadline_ms)
 {
     uint32_t i = pub_home(m);
     while (e->pubs[i].msg != NULL) {
         i = (i + 1) & (PUB_SLOTS - 1);
     }
-    e->pubs[i] = (npub){.msg = m, .cb = cb, .ctx = ctx};
+    e->pubs[i] =
+        (npub){.msg = m, .cb = cb, .ctx = ctx, .deadline_ms = deadline_ms};
+    e->ntable++;
 }
 
 /* The slot of @p m, or PUB_SLOTS. */
@@ -762,6 +778,10 @@ static uint32_t pub_find(nats_engine *e, const natsMsg *m)
  * every entry stays reachable from its home slot (no tombstones). */
 static void pub_remove_at(nats_engine *e, uint32_t i)
 {
+    e->ntable--;
+    if (e->pubs[i].deadline_ms == 0) {
+        e->nexpired--;
+    }
     uint32_t j = i;
     for (;;) {
         e->pubs[i].msg = NULL;
@@ -782,7 +802,7 @@ static void pub_remove_at(nats_engine *e, uint32_t i)
 static sl_status pubs_init(nats_engine *e)
 {
     e->pubs = sl_calloc(PUB_SLOTS, sizeof *e->pubs);
-    e->outcomes = sl_calloc(PUB_MAX_PENDING, sizeof *e->outcomes);
+    e->outcomes = sl_calloc(OUT_SLOTS, sizeof *e->outcomes);
     if (e->pubs == NULL || e->outcomes == NULL) {
         sl_free(e->pubs);
         sl_free(e->outcomes);
@@ -806,6 +826,15 @@ static void pubs_close(nats_engine *e)
     pthread_mutex_unlock(&e->pub_mu);
 }
 
+/* Queue an outcome for its callback (pub_mu held). */
+static void outcome_put(nats_engine *e, sl_publish_cb cb, void *ctx,
+                        sl_status st)
+{
+    e->outcomes[(e->out_head + e->nout) & (OUT_SLOTS - 1)] =
+        (nconfirm){.cb = cb, .ctx = ctx, .st = st};
+    e->nout++;
+}
+
 /* Take up to CONFIRM_BATCH outcomes, in order (pub_mu held). They stop
  * counting against the window before their callbacks run, so a producer
  * whose window a callback opens finds room in the engine too. */
@@ -813,11 +842,10 @@ static uint32_t outcomes_take(nats_engine *e, nconfirm *out)
 {
     uint32_t n = e->nout < CONFIRM_BATCH ? e->nout : CONFIRM_BATCH;
     for (uint32_t i = 0; i < n; i++) {
-        out[i] = e->outcomes[(e->out_head + i) & (PUB_MAX_PENDING - 1)];
+        out[i] = e->outcomes[(e->out_head + i) & (OUT_SLOTS - 1)];
     }
-    e->out_head = (e->out_head + n) & (PUB_MAX_PENDING - 1);
+    e->out_head = (e->out_head + n) & (OUT_SLOTS - 1);
     e->nout -= n;
-    e->npending -= n;
     return n;
 }
 
@@ -838,7 +866,7 @@ static void outcomes_call(const nconfirm *batch, uint32_t n)
 
 /* After the confirm thread and nats.c are gone: call what is left, the
  * outcomes that came back and then, as SL_TIMEOUT (unknown), the
- * publishes whose PubAck never came. */
+ * publishes whose PubAck never came and that were not reported yet. */
 static void pubs_fini(nats_engine *e)
 {
     if (!e->pubs_ready) {
@@ -850,7 +878,8 @@ static void pubs_fini(nats_engine *e)
         outcomes_call(batch, n);
     }
     for (uint32_t i = 0; i < PUB_SLOTS; i++) {
-        if (e->pubs[i].msg != NULL && e->pubs[i].cb != NULL) {
+        if (e->pubs[i].msg != NULL && e->pubs[i].deadline_ms != 0 &&
+            e->pubs[i].cb != NULL) {
             e->pubs[i].cb(SL_TIMEOUT, e->pubs[i].ctx);
         }
     }
@@ -878,19 +907,16 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
     if (i < PUB_SLOTS) {
         npub p = e->pubs[i];
         pub_remove_at(e, i);
-        if (p.cb != NULL) {
-            /* Room for all: npending still counts this publish. */
-            e->outcomes[(e->out_head + e->nout) & (PUB_MAX_PENDING - 1)] =
-                (nconfirm){.cb = p.cb, .ctx = p.ctx, .st = st};
-            e->nout++;
+        /* An expired publish was reported already: its late PubAck only
+         * frees the slot. */
+        if (p.cb != NULL && p.deadline_ms != 0) {
+            outcome_put(e, p.cb, p.ctx, st);
             wake = e->confirm_waiting &&
                    atomic_load_explicit(&e->publishing,
                                         memory_order_relaxed) == 0;
             if (wake) {
                 e->confirm_waiting = false;
             }
-        } else {
-            e->npending--;
         }
     }
     pthread_mutex_unlock(&e->pub_mu);
@@ -900,11 +926,54 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
     natsMsg_Destroy(msg);
 }
 
-/* Calls the outcomes no publishing thread took, in PubAck order. */
+/* Report as SL_TIMEOUT the publishes of up to EXPIRY_SCAN_SLOTS slots
+ * whose PubAck is overdue (pub_mu held); their slots stay while nats.c
+ * holds the message. A scan in slices lets publishes through between
+ * them; an entry that a removal moves past the scan is found the next
+ * time. Returns whether the whole table was scanned. */
+static bool expiry_scan(nats_engine *e, uint64_t now_ms)
+{
+    uint32_t end = e->scan_next + EXPIRY_SCAN_SLOTS;
+    for (uint32_t i = e->scan_next; i < end; i++) {
+        npub *p = &e->pubs[i];
+        if (p->msg != NULL && p->deadline_ms != 0 && p->deadline_ms <= now_ms) {
+            if (p->cb != NULL) {
+                outcome_put(e, p->cb, p->ctx, SL_TIMEOUT);
+            }
+            p->deadline_ms = 0;
+            e->nexpired++;
+        }
+    }
+    e->scan_next = end & (PUB_SLOTS - 1);
+    return e->scan_next == 0;
+}
+
+/* Take back from nats.c the messages of expired publishes once they are
+ * all it holds (pub_mu held): their PubAcks are lost (a reconnect), and
+ * nats.c would keep them until the engine closes. *out gets the messages
+ * to destroy. */
+static void expired_reclaim(nats_engine *e, natsMsgList *out)
+{
+    if (e->nexpired == 0 || e->nexpired != e->ntable ||
+        js_PublishAsyncGetPendingList(out, e->js) != NATS_OK) {
+        return;
+    }
+    for (int k = 0; k < out->Count; k++) {
+        uint32_t i = pub_find(e, out->Msgs[k]);
+        if (i < PUB_SLOTS) {
+            pub_remove_at(e, i);
+        }
+    }
+}
+
+/* Calls the outcomes no publishing thread took, in PubAck order, and
+ * every EXPIRY_SCAN_MS while publishes are outstanding looks for those
+ * whose PubAck is overdue. */
 static void *confirm_main(void *arg)
 {
     nats_engine *e = arg;
     nconfirm batch[CONFIRM_BATCH];
+    uint64_t scan_at = 0; /* mono ms; 0: no scan under way */
     pthread_mutex_lock(&e->pub_mu);
     for (;;) {
         uint32_t n = outcomes_take(e, batch);
@@ -917,8 +986,29 @@ static void *confirm_main(void *arg)
         if (e->pub_closing) {
             break;
         }
+        uint64_t now = sl_time_mono_ms();
+        if (e->ntable > e->nexpired && scan_at == 0) {
+            scan_at = now + EXPIRY_SCAN_MS;
+        }
+        if (scan_at != 0 && now >= scan_at) {
+            natsMsgList lost = {0};
+            if (expiry_scan(e, now)) {
+                expired_reclaim(e, &lost);
+                scan_at = 0;
+            }
+            if (lost.Count > 0) {
+                pthread_mutex_unlock(&e->pub_mu);
+                natsMsgList_Destroy(&lost);
+                pthread_mutex_lock(&e->pub_mu);
+            }
+            continue;
+        }
+        uint64_t wait = CONFIRM_WAIT_MS;
+        if (scan_at != 0 && scan_at - now < wait) {
+            wait = scan_at - now;
+        }
         struct timespec ts;
-        sl__deadline_after(&ts, CONFIRM_WAIT_MS);
+        sl__deadline_after(&ts, wait);
         e->confirm_waiting = true;
         pthread_cond_timedwait(&e->confirm_cv, &e->pub_mu, &ts);
         e->confirm_waiting = false;
@@ -994,13 +1084,13 @@ static sl_status publish_one(nats_engine *e, const char *channel,
     if (atomic_load_explicit(&c->max_length, memory_order_relaxed) != 0) {
         return publish_sync(e, m, cb, ctx);
     }
+    uint64_t deadline = sl_time_mono_ms() + PUB_ACK_WAIT_MS;
     pthread_mutex_lock(&e->pub_mu);
-    st = e->pub_closing                      ? SL_CLOSED
-         : e->npending >= PUB_MAX_PENDING ? SL_FULL
-                                           : SL_OK;
+    st = e->pub_closing                                ? SL_CLOSED
+         : e->ntable + e->nout >= PUB_MAX_PENDING ? SL_FULL
+                                                     : SL_OK;
     if (st == SL_OK) {
-        e->npending++;
-        pub_insert(e, m, cb, ctx);
+        pub_insert(e, m, cb, ctx, deadline);
     }
     pthread_mutex_unlock(&e->pub_mu);
     if (st != SL_OK) {
@@ -1008,24 +1098,28 @@ static sl_status publish_one(nats_engine *e, const char *channel,
         return st;
     }
 
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = API_WAIT_MS; /* a lost PubAck is reported as a timeout */
+    /* No MaxWait: nats.c would allocate a record per publish and walk its
+     * timer over every one of them later, acknowledged or not (5 s after,
+     * about 0.5 us of CPU per event, and its allocations interleaved with
+     * the publisher's cost 1 us more). The engine reports overdue
+     * PubAcks itself (expiry_scan). */
     natsMsg *send = m;
-    natsStatus s = js_PublishMsgAsync(e->js, &send, &po);
+    natsStatus s = js_PublishMsgAsync(e->js, &send, NULL);
     if (s != NATS_OK) {
         /* Not sent: nats.c left the message to us and will not call the
-         * handler; take the entry back unless it ran all the same. */
+         * handler; take the entry back unless it ran all the same. One
+         * already reported as timed out keeps that outcome. */
+        bool reported = false;
         pthread_mutex_lock(&e->pub_mu);
         uint32_t i = pub_find(e, m);
         if (i < PUB_SLOTS) {
+            reported = e->pubs[i].deadline_ms == 0;
             pub_remove_at(e, i);
-            e->npending--;
         }
         pthread_mutex_unlock(&e->pub_mu);
         if (i < PUB_SLOTS) {
             natsMsg_Destroy(send);
-            st = from_nats(s);
+            st = reported ? SL_OK : from_nats(s);
         }
     }
     return st;
