@@ -1020,11 +1020,10 @@ static void *confirm_main(void *arg)
                 expired_reclaim(e, &lost);
                 scan_at = 0;
             }
-            if (lost.Count > 0) {
-                pthread_mutex_unlock(&e->pub_mu);
-                natsMsgList_Destroy(&lost);
-                pthread_mutex_lock(&e->pub_mu);
-            }
+            /* Between slices, publishes and PubAcks get the lock. */
+            pthread_mutex_unlock(&e->pub_mu);
+            natsMsgList_Destroy(&lost);
+            pthread_mutex_lock(&e->pub_mu);
             continue;
         }
         uint64_t wait = CONFIRM_WAIT_MS;
