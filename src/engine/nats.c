@@ -86,6 +86,7 @@ typedef struct npub {
     /* Monotonic ms after which the publish is reported SL_TIMEOUT; 0 once
      * it was: the entry stays while nats.c still holds the message. */
     uint64_t deadline_ms;
+    bool cb_any_thread; /* SL__PUBLISH_CB_ANY_THREAD: called on the PubAck */
 } npub;
 
 /* A PubAck's outcome on its way from nats.c's thread to the confirm
@@ -774,14 +775,17 @@ static uint32_t pub_home(const natsMsg *m)
 }
 
 static void pub_insert(nats_engine *e, natsMsg *m, sl_publish_cb cb, void *ctx,
-                       uint64_t deadline_ms)
+                       uint64_t deadline_ms, bool cb_any_thread)
 {
     uint32_t i = pub_home(m);
     while (e->pubs[i].msg != NULL) {
         i = (i + 1) & (PUB_SLOTS - 1);
     }
-    e->pubs[i] =
-        (npub){.msg = m, .cb = cb, .ctx = ctx, .deadline_ms = deadline_ms};
+    e->pubs[i] = (npub){.msg = m,
+                        .cb = cb,
+                        .ctx = ctx,
+                        .deadline_ms = deadline_ms,
+                        .cb_any_thread = cb_any_thread};
     e->ntable++;
 }
 
@@ -915,7 +919,8 @@ static void pubs_fini(nats_engine *e)
 
 /* nats.c's thread: move the outcome from the table to the ring. The
  * confirm thread is woken only when it sleeps and no publishing thread
- * will take the outcome. */
+ * will take the outcome. A callback that is sluice's own (the producer's
+ * bookkeeping when its caller gave none) runs here, without the lock. */
 static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
                        void *closure)
 {
@@ -926,6 +931,7 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
                                                pae ? pae->ErrCode : 0,
                                                pae ? pae->ErrText : NULL);
     bool wake = false;
+    npub direct = {0};
     pthread_mutex_lock(&e->pub_mu);
     uint32_t i = pub_find(e, msg);
     if (i < PUB_SLOTS) {
@@ -933,7 +939,9 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
         pub_remove_at(e, i);
         /* An expired publish was reported already: its late PubAck only
          * frees the slot. */
-        if (p.cb != NULL && p.deadline_ms != 0) {
+        if (p.cb != NULL && p.deadline_ms != 0 && p.cb_any_thread) {
+            direct = p;
+        } else if (p.cb != NULL && p.deadline_ms != 0) {
             outcome_put(e, p.cb, p.ctx, st);
             wake = e->confirm_waiting &&
                    atomic_load_explicit(&e->publishing,
@@ -946,6 +954,9 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
     pthread_mutex_unlock(&e->pub_mu);
     if (wake) {
         pthread_cond_signal(&e->confirm_cv);
+    }
+    if (direct.cb != NULL) {
+        direct.cb(st, direct.ctx);
     }
     natsMsg_Destroy(msg);
 }
@@ -1113,7 +1124,8 @@ static sl_status publish_one(nats_engine *e, const char *channel,
          : e->ntable + e->nout >= PUB_MAX_PENDING ? SL_FULL
                                                      : SL_OK;
     if (st == SL_OK) {
-        pub_insert(e, m, cb, ctx, deadline);
+        pub_insert(e, m, cb, ctx, deadline,
+                   (flags & SL__PUBLISH_CB_ANY_THREAD) != 0);
     }
     pthread_mutex_unlock(&e->pub_mu);
     if (st != SL_OK) {

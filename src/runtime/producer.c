@@ -10,6 +10,7 @@
 #include "sluice/producer.h"
 
 #include "core/waiter.h"
+#include "engine/driver.h"
 #include "obs/std_metrics.h"
 #include "sluice/alloc.h"
 #include "sluice/token_bucket.h"
@@ -333,8 +334,14 @@ static sl_status publish(sl_producer *p, const char *channel, sl_event *ev,
             sl_metric_get(p->sm.confirm_seconds, SL_LABELS(channel));
         pd->start_s = sl__obs_now_s();
     }
+    /* Without a callback of the caller's (or with sl_producer_publish's
+     * waiter), the confirm is all sluice's own: counters, breaker,
+     * metrics, the window, a condition signal. */
+    unsigned flags = cb == NULL || cb == sl__waiter_signal
+                         ? SL__PUBLISH_CB_ANY_THREAD
+                         : 0;
     for (;;) {
-        st = sl_engine_publish_async(p->eng, channel, ev, 0, confirm,
+        st = sl_engine_publish_async(p->eng, channel, ev, flags, confirm,
                                      confirm_ctx);
         /* A channel at max_length drains as consumers ack: poll it until
          * the deadline rather than fail at once. */
