@@ -1,6 +1,6 @@
 /* NATS JetStream: sluice against raw nats.c, side by side in one run.
  *
- * Both sides drive the same nats-server (started beforehand, by
+ * Every side drives the same nats-server (started beforehand, by
  * scripts/with-brokers.sh or `sh scripts/brokers.sh start nats`; the
  * benchmark starts nothing) with the same settings: 512-byte events, one
  * file-storage stream (interest retention, discard new, a duplicate window,
@@ -8,28 +8,45 @@
  * AckWait 30 s, MaxAckPending 10 000), a PubAck window of WINDOW publishes
  * and fetch batches of BATCH.
  *
- *   raw     js_PublishAsync (MsgId set, MaxPending WINDOW) then
- *           js_PublishAsyncComplete; js_PullSubscribe, natsSubscription_Fetch
- *           of BATCH, natsMsg_Ack on each (no wait), as nats.c's examples do.
+ *   raw     the message sluice sends, byte for byte in size: the CloudEvents
+ *           binary-mode headers ce-id (a UUIDv7), ce-source, ce-type,
+ *           ce-specversion and ce-time, Nats-Msg-Id = ce-id, then the data.
+ *           Built with natsMsg_Create and natsMsgHeader_Set and published
+ *           with js_PublishMsgAsync (MaxPending WINDOW) and a PubAck handler
+ *           that counts every outcome (the run fails unless all N were
+ *           acknowledged), then js_PublishAsyncComplete. Consumed with
+ *           js_PullSubscribe, natsSubscription_Fetch of BATCH and
+ *           natsMsg_Ack on each (no wait), as nats.c's examples do, reading
+ *           the data only. The ratios are against this side.
+ *   bare    a reference, not a target (the baseline until 2026-11-27): the
+ *           data with Nats-Msg-Id only, js_PublishAsync without a PubAck
+ *           handler, so failed publishes go unnoticed. Bare against raw is
+ *           what the CloudEvents headers and learning each outcome cost
+ *           nats.c and the server themselves.
  *   sluice  sl_producer_publish_async (max_in_flight WINDOW) then
  *           sl_producer_flush; the sl_consumer runtime (prefetch BATCH,
  *           concurrency 1, a handler that returns ACK) — what a user writes.
  *
  * Each run is a child process of its own (so that its peak RSS, VmHWM, is
  * its own and nats.c's threads never meet fork): it declares a fresh
- * stream, publishes N events (publish figure: first publish to last PubAck)
- * and then consumes them (consume figure: first fetch to last event
- * handled). Raw and sluice alternate within each round, the order flipping
- * every round, so that the drift of a shared machine hits both alike; the
- * medians are compared.
+ * stream, publishes N events (publish figure: first publish to last PubAck;
+ * also the CPU time of the whole process, every thread, per event) and
+ * then consumes them (consume figure: first fetch to last event handled).
+ * The sides alternate within each round, the order reversing every round,
+ * so that the drift of a shared machine hits all alike; the medians are
+ * compared.
  *
  * Latency: the producer publishes at a fixed rate on an absolute schedule
  * while the consumer runs; latency = consumer receipt - scheduled send time
- * (no coordinated omission).
+ * (no coordinated omission). Raw and sluice only.
  *
  * Usage: nats_bench [--quick] [--rounds N] [--events N] [--latency-rate R]
  *                   [--latency-seconds S] [--url nats://HOST:PORT]
- *                   [--only raw|sluice] [--summary FILE]
+ *                   [--only bare|raw|sluice] [--publish-only]
+ *                   [--summary FILE]
+ *
+ * --publish-only skips consuming and the latency runs: for profiling the
+ * publish path (valgrind --tool=callgrind, perf record) without the rest.
  */
 #include "bench_util.h"
 
@@ -42,6 +59,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -57,8 +75,10 @@
  * with a message instead of hanging it. Not a timed assertion. */
 #define PHASE_LIMIT_MS 120000
 
-enum { RAW, SLUICE, NIMPL };
-static const char *const impl_name[NIMPL] = {"raw nats.c", "sluice"};
+enum { BARE, RAW, SLUICE, NIMPL };
+static const char *const impl_name[NIMPL] = {"bare nats.c", "raw nats.c",
+                                             "sluice"};
+static const char *const impl_tag = "brs"; /* stream names, by impl */
 
 typedef struct bench_opts {
     unsigned rounds;
@@ -68,12 +88,14 @@ typedef struct bench_opts {
     double latency_warmup_seconds;
     const char *url;
     const char *summary_path;
-    int only; /* -1 = both */
+    int only; /* -1 = all */
+    bool publish_only;
 } bench_opts;
 
 /* What a child reports through its pipe. */
 typedef struct child_result {
     double publish_per_s;
+    double publish_cpu_us; /* process CPU time per published event */
     double consume_per_s;
     uint64_t p50_ns, p99_ns, max_ns, counted;
     unsigned long hwm_kb;
@@ -81,6 +103,18 @@ typedef struct child_result {
 } child_result;
 
 static char prefix[32]; /* "nb<pid>": every stream this run creates */
+
+/* CPU time of the whole process (user + system, every thread) in ns. */
+static uint64_t process_cpu_ns(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) {
+        return 0;
+    }
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
+               BENCH_NS_PER_S +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000u;
+}
 
 static void child_fail(child_result *res, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -117,13 +151,28 @@ static uint64_t lat_slot(const void *data, int len, uint64_t n, uint64_t now,
 /* ---- raw nats.c ------------------------------------------------------------ */
 
 typedef struct raw_rig {
+    bool bare; /* the reference side: no headers but the id, no handler */
     natsConnection *nc;
     jsCtx *js;
     natsSubscription *sub;
     char stream[64];
     char subject[64];
+    _Atomic uint64_t acked, failed; /* PubAcks, by outcome */
 } raw_rig;
 
+/* nats.c's thread: the outcome of one publish. The handler owns @p msg. */
+static void raw_on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa,
+                           jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    (void)pae;
+    raw_rig *r = closure;
+    atomic_fetch_add_explicit(pa != NULL ? &r->acked : &r->failed, 1,
+                              memory_order_relaxed);
+    natsMsg_Destroy(msg);
+}
+
+/* @p r must stay where it is until raw_close (the handler's closure). */
 static natsStatus raw_open(raw_rig *r, const char *url, const char *tag)
 {
     snprintf(r->stream, sizeof r->stream, "%s_%s", prefix, tag);
@@ -141,6 +190,10 @@ static natsStatus raw_open(raw_rig *r, const char *url, const char *tag)
     jsOptions_Init(&jo);
     jo.PublishAsync.MaxPending = WINDOW;
     jo.PublishAsync.StallWait = PHASE_LIMIT_MS;
+    if (!r->bare) {
+        jo.PublishAsync.AckHandler = raw_on_pub_ack;
+        jo.PublishAsync.AckHandlerClosure = r;
+    }
     if (s == NATS_OK) {
         s = natsConnection_JetStream(&r->js, r->nc, &jo);
     }
@@ -190,6 +243,41 @@ static void raw_close(raw_rig *r)
     natsConnection_Destroy(r->nc);
 }
 
+/* One raw event as sluice would send it: the CloudEvents headers (the
+ * attributes sl_event_create_new sets) and Nats-Msg-Id = ce-id. */
+static natsStatus raw_publish_event(raw_rig *r, const unsigned char *data,
+                                    size_t len, jsPubOptions *po)
+{
+    uint64_t now = sl_time_wall_ms();
+    char id[37], time[32];
+    sl_uuid7(id, now);
+    sl_time_format_rfc3339(now, time);
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, r->subject, NULL, (const char *)data,
+                                  (int)len);
+    if (s == NATS_OK) {
+        s = natsMsgHeader_Set(m, "ce-id", id);
+    }
+    if (s == NATS_OK) {
+        s = natsMsgHeader_Set(m, "ce-source", BENCH_SOURCE);
+    }
+    if (s == NATS_OK) {
+        s = natsMsgHeader_Set(m, "ce-type", BENCH_TYPE);
+    }
+    if (s == NATS_OK) {
+        s = natsMsgHeader_Set(m, "ce-specversion", "1.0");
+    }
+    if (s == NATS_OK) {
+        s = natsMsgHeader_Set(m, "ce-time", time);
+    }
+    po->MsgId = id;
+    if (s == NATS_OK) {
+        s = js_PublishMsgAsync(r->js, &m, po);
+    }
+    natsMsg_Destroy(m); /* NULL once nats.c took it */
+    return s;
+}
+
 /* Publish @p n events; with @p period_ns on an absolute schedule. */
 static natsStatus raw_publish(raw_rig *r, uint64_t n, uint64_t period_ns,
                               uint64_t start_ns)
@@ -206,18 +294,27 @@ static natsStatus raw_publish(raw_rig *r, uint64_t n, uint64_t period_ns,
             }
         }
         fill_data(data, i, sched);
-        snprintf(id, sizeof id, "%s-%" PRIu64, r->stream, i);
         jsPubOptions_Init(&po);
-        po.MsgId = id;
-        natsStatus s =
-            js_PublishAsync(r->js, r->subject, data, sizeof data, &po);
+        natsStatus s;
+        if (r->bare) {
+            snprintf(id, sizeof id, "%s-%" PRIu64, r->stream, i);
+            po.MsgId = id;
+            s = js_PublishAsync(r->js, r->subject, data, sizeof data, &po);
+        } else {
+            s = raw_publish_event(r, data, sizeof data, &po);
+        }
         if (s != NATS_OK) {
             return s;
         }
     }
     jsPubOptions_Init(&po);
     po.MaxWait = PHASE_LIMIT_MS;
-    return js_PublishAsyncComplete(r->js, &po);
+    natsStatus s = js_PublishAsyncComplete(r->js, &po);
+    if (s == NATS_OK && !r->bare &&
+        (atomic_load(&r->failed) > 0 || atomic_load(&r->acked) != n)) {
+        s = NATS_ERR; /* a publish failed, or its PubAck never came */
+    }
+    return s;
 }
 
 /* Fetch and ack until @p n events arrived; *last_ns = last one handled. */
@@ -363,37 +460,45 @@ static bool sluice_wait_handled(sluice_rig *r, uint64_t n)
 
 /* ---- the children -------------------------------------------------------------- */
 
-/* Throughput: publish N, then consume N. */
+/* Throughput: publish N, then consume N (unless publish-only). */
 static void child_throughput(int impl, const bench_opts *o, unsigned round,
                              child_result *res)
 {
     char tag[32];
-    snprintf(tag, sizeof tag, "t%u%c", round, impl == RAW ? 'r' : 's');
+    snprintf(tag, sizeof tag, "t%u%c", round, impl_tag[impl]);
     uint64_t n = o->events;
-    if (impl == RAW) {
-        raw_rig r = {0};
+    if (impl != SLUICE) {
+        raw_rig r = {.bare = impl == BARE};
         natsStatus s = raw_open(&r, o->url, tag);
         if (s != NATS_OK) {
             child_fail(res, "raw setup: %s", natsStatus_GetText(s));
             return;
         }
+        uint64_t c0 = process_cpu_ns();
         uint64_t t0 = sl_time_mono_ns();
         s = raw_publish(&r, n, 0, 0);
         uint64_t t1 = sl_time_mono_ns();
+        uint64_t c1 = process_cpu_ns();
         if (s != NATS_OK) {
-            child_fail(res, "raw publish: %s", natsStatus_GetText(s));
+            child_fail(res, "raw publish: %s (%" PRIu64 " acked, %" PRIu64
+                       " failed)",
+                       natsStatus_GetText(s), atomic_load(&r.acked),
+                       atomic_load(&r.failed));
             raw_close(&r);
             return;
         }
-        uint64_t last = t1;
-        uint64_t t2 = sl_time_mono_ns();
-        s = raw_consume(&r, n, NULL, 0, NULL, &last);
-        if (s != NATS_OK) {
-            child_fail(res, "raw consume: %s", natsStatus_GetText(s));
-        }
-        natsConnection_FlushTimeout(r.nc, 5000); /* the last acks out */
         res->publish_per_s = (double)n * 1e9 / (double)(t1 - t0);
-        res->consume_per_s = (double)n * 1e9 / (double)(last - t2);
+        res->publish_cpu_us = (double)(c1 - c0) / 1e3 / (double)n;
+        if (!o->publish_only) {
+            uint64_t last = t1;
+            uint64_t t2 = sl_time_mono_ns();
+            s = raw_consume(&r, n, NULL, 0, NULL, &last);
+            if (s != NATS_OK) {
+                child_fail(res, "raw consume: %s", natsStatus_GetText(s));
+            }
+            natsConnection_FlushTimeout(r.nc, 5000); /* the last acks out */
+            res->consume_per_s = (double)n * 1e9 / (double)(last - t2);
+        }
         raw_close(&r);
         return;
     }
@@ -405,24 +510,29 @@ static void child_throughput(int impl, const bench_opts *o, unsigned round,
         sluice_close(&r);
         return;
     }
+    uint64_t c0 = process_cpu_ns();
     uint64_t t0 = sl_time_mono_ns();
     st = sluice_publish_n(&r, n, 0, 0);
     uint64_t t1 = sl_time_mono_ns();
+    uint64_t c1 = process_cpu_ns();
     if (st != SL_OK) {
         child_fail(res, "sluice publish: %s", sl_status_str(st));
         sluice_close(&r);
         return;
     }
-    uint64_t t2 = sl_time_mono_ns();
-    st = sl_consumer_start(r.cons);
-    if (st != SL_OK || !sluice_wait_handled(&r, n)) {
-        child_fail(res, "sluice consume: %s, %llu of %llu handled",
-                   sl_status_str(st), (unsigned long long)r.handled,
-                   (unsigned long long)n);
-    }
     res->publish_per_s = (double)n * 1e9 / (double)(t1 - t0);
-    res->consume_per_s =
-        (double)n * 1e9 / (double)(atomic_load(&r.last_ns) - t2);
+    res->publish_cpu_us = (double)(c1 - c0) / 1e3 / (double)n;
+    if (!o->publish_only) {
+        uint64_t t2 = sl_time_mono_ns();
+        st = sl_consumer_start(r.cons);
+        if (st != SL_OK || !sluice_wait_handled(&r, n)) {
+            child_fail(res, "sluice consume: %s, %llu of %llu handled",
+                       sl_status_str(st), (unsigned long long)r.handled,
+                       (unsigned long long)n);
+        }
+        res->consume_per_s =
+            (double)n * 1e9 / (double)(atomic_load(&r.last_ns) - t2);
+    }
     sluice_close(&r);
 }
 
@@ -446,7 +556,7 @@ static void *raw_lat_consume(void *arg)
 static void child_latency(int impl, const bench_opts *o, child_result *res)
 {
     char tag[32];
-    snprintf(tag, sizeof tag, "lat%c", impl == RAW ? 'r' : 's');
+    snprintf(tag, sizeof tag, "lat%c", impl_tag[impl]);
     uint64_t warmup =
         (uint64_t)(o->latency_rate_per_s * o->latency_warmup_seconds);
     uint64_t n =
@@ -458,8 +568,8 @@ static void child_latency(int impl, const bench_opts *o, child_result *res)
         return;
     }
     memset(lat, 0xff, n * sizeof *lat); /* UINT64_MAX: never arrived */
-    if (impl == RAW) {
-        raw_rig r = {0};
+    if (impl != SLUICE) {
+        raw_rig r = {.bare = impl == BARE};
         natsStatus s = raw_open(&r, o->url, tag);
         if (s != NATS_OK) {
             child_fail(res, "raw setup: %s", natsStatus_GetText(s));
@@ -596,7 +706,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: nats_bench [--quick] [--rounds N] [--events N]\n"
             "                  [--latency-rate R] [--latency-seconds S]\n"
-            "                  [--url nats://HOST:PORT] [--only raw|sluice]\n"
+            "                  [--url nats://HOST:PORT]\n"
+            "                  [--only bare|raw|sluice] [--publish-only]\n"
             "                  [--summary FILE]\n");
     exit(2);
 }
@@ -610,6 +721,35 @@ static void add_ratio_row(bench_summary *sum, const char *figure,
     char t[32], rawc[32];
     snprintf(t, sizeof t, ">= %s", bench_fmt_count(raw * 0.90, rawc));
     bench_summary_add(sum, figure, v, t, r);
+}
+
+static bool runs(const bench_opts *o, int impl)
+{
+    return o->only < 0 || o->only == impl;
+}
+
+/* One row of the round table: a figure for each side that runs. */
+static void print_row(const bench_opts *o, const char *label,
+                      const double *pub, const double *con, const double *cpu)
+{
+    char a[32];
+    printf("%-7s", label);
+    for (int k = 0; k < NIMPL; k++) {
+        printf(" %10s", runs(o, k) ? bench_fmt_count(pub[k], a) : "-");
+    }
+    for (int k = 0; k < NIMPL; k++) {
+        printf(" %10s", runs(o, k) && !o->publish_only
+                            ? bench_fmt_count(con[k], a)
+                            : "-");
+    }
+    for (int k = 0; k < NIMPL; k++) {
+        if (runs(o, k)) {
+            printf(" %7.2f", cpu[k]);
+        } else {
+            printf(" %7s", "-");
+        }
+    }
+    printf("\n");
 }
 
 int main(int argc, char **argv)
@@ -633,6 +773,10 @@ int main(int argc, char **argv)
             o.latency_warmup_seconds = 0.2;
             continue;
         }
+        if (strcmp(arg, "--publish-only") == 0) {
+            o.publish_only = true;
+            continue;
+        }
         if (val == NULL) {
             usage();
         }
@@ -648,7 +792,8 @@ int main(int argc, char **argv)
         } else if (strcmp(arg, "--url") == 0) {
             o.url = val;
         } else if (strcmp(arg, "--only") == 0) {
-            o.only = strcmp(val, "raw") == 0      ? RAW
+            o.only = strcmp(val, "bare") == 0     ? BARE
+                     : strcmp(val, "raw") == 0    ? RAW
                      : strcmp(val, "sluice") == 0 ? SLUICE
                                                   : -2;
         } else if (strcmp(arg, "--summary") == 0) {
@@ -669,102 +814,144 @@ int main(int argc, char **argv)
            "window, Nats-Msg-Id),\ndurable pull consumer (explicit ack); "
            "PubAck window %d, fetch batch / prefetch %d\n",
            BENCH_DATA_BYTES, WINDOW, BATCH);
-    printf("raw:    js_PublishAsync + js_PublishAsyncComplete; "
-           "natsSubscription_Fetch + natsMsg_Ack\n");
+    printf("raw:    the same message as sluice (5 ce- headers + "
+           "Nats-Msg-Id), js_PublishMsgAsync\n        + PubAck handler, "
+           "js_PublishAsyncComplete; natsSubscription_Fetch + natsMsg_Ack\n");
+    printf("bare:   reference only: data + Nats-Msg-Id, js_PublishAsync "
+           "without a PubAck handler\n");
     printf("sluice: sl_producer_publish_async + sl_producer_flush; "
            "sl_consumer (concurrency 1, handler returns ACK)\n");
-    printf("%u rounds of %s events each way, raw and sluice alternating, "
-           "each run a child process\n\n",
+    printf("%u rounds of %s events, the sides alternating, each run a "
+           "child process\n\n",
            o.rounds, bench_fmt_count((double)o.events, a));
-    printf("%-7s %14s %14s %14s %14s\n", "round", "raw pub/s", "sluice pub/s",
-           "raw cons/s", "sluice cons/s");
+    printf("%-7s %32s %32s %23s\n", "", "publish, events/s",
+           "consume, events/s", "CPU us / published ev");
+    printf("%-7s", "round");
+    for (int pass = 0; pass < 2; pass++) {
+        for (int k = 0; k < NIMPL; k++) {
+            printf(" %10s", k == BARE ? "bare" : k == RAW ? "raw" : "sluice");
+        }
+    }
+    printf(" %7s %7s %7s\n", "bare", "raw", "sluice");
 
-    double pub[NIMPL][16] = {{0}}, con[NIMPL][16] = {{0}};
+    double pub[NIMPL][16] = {{0}}, con[NIMPL][16] = {{0}},
+           cpu[NIMPL][16] = {{0}};
     unsigned long hwm[NIMPL] = {0};
     for (unsigned r = 0; r < o.rounds; r++) {
         for (int k = 0; k < NIMPL; k++) {
             int impl = (r % 2 == 0) ? k : NIMPL - 1 - k;
-            if (o.only >= 0 && impl != o.only) {
+            if (!runs(&o, impl)) {
                 continue;
             }
             child_result res = run_child(RUN_THROUGHPUT, impl, &o, r + 1);
             pub[impl][r] = res.publish_per_s;
             con[impl][r] = res.consume_per_s;
+            cpu[impl][r] = res.publish_cpu_us;
             hwm[impl] = res.hwm_kb > hwm[impl] ? res.hwm_kb : hwm[impl];
             run_child(RUN_CLEANUP, impl, &o, 0);
         }
-        printf("%-7u %14s %14s", r + 1, bench_fmt_count(pub[RAW][r], a),
-               bench_fmt_count(pub[SLUICE][r], b));
-        printf(" %14s %14s\n", bench_fmt_count(con[RAW][r], a),
-               bench_fmt_count(con[SLUICE][r], b));
+        char label[16];
+        snprintf(label, sizeof label, "%u", r + 1);
+        double rp[NIMPL], rc[NIMPL], ru[NIMPL];
+        for (int k = 0; k < NIMPL; k++) {
+            rp[k] = pub[k][r];
+            rc[k] = con[k][r];
+            ru[k] = cpu[k][r];
+        }
+        print_row(&o, label, rp, rc, ru);
         fflush(stdout);
     }
-    double mpub[NIMPL], mcon[NIMPL];
+    double mpub[NIMPL], mcon[NIMPL], mcpu[NIMPL];
     for (int k = 0; k < NIMPL; k++) {
         mpub[k] = bench_median(pub[k], o.rounds);
         mcon[k] = bench_median(con[k], o.rounds);
+        mcpu[k] = bench_median(cpu[k], o.rounds);
     }
-    printf("%-7s %14s %14s", "median", bench_fmt_count(mpub[RAW], a),
-           bench_fmt_count(mpub[SLUICE], b));
-    printf(" %14s %14s\n", bench_fmt_count(mcon[RAW], a),
-           bench_fmt_count(mcon[SLUICE], b));
-    bool both = o.only < 0;
-    if (both) {
-        printf("sluice / raw: publish %.2f, consume %.2f (target >= 0.90)\n",
-               mpub[SLUICE] / mpub[RAW], mcon[SLUICE] / mcon[RAW]);
-    }
-    printf("peak RSS (VmHWM of the run's process): raw %lu KiB, sluice %lu "
-           "KiB\n\n",
-           hwm[RAW], hwm[SLUICE]);
-
-    printf("== latency at %s events/s for %.1f s (after %.1f s warm-up), "
-           "publisher and consumer running ==\n",
-           bench_fmt_count(o.latency_rate_per_s, a), o.latency_seconds,
-           o.latency_warmup_seconds);
-    printf("latency = consumer receipt - scheduled send time\n");
-    printf("%-12s %10s %10s %10s %10s %12s\n", "", "events", "p50 us",
-           "p99 us", "max us", "VmHWM KiB");
-    child_result lat[NIMPL] = {{0}};
-    for (int impl = 0; impl < NIMPL; impl++) {
-        if (o.only >= 0 && impl != o.only) {
-            continue;
+    print_row(&o, "median", mpub, mcon, mcpu);
+    bool all = o.only < 0;
+    bool both_consumed = all && !o.publish_only;
+    if (all) {
+        printf("sluice / raw: publish %.2f", mpub[SLUICE] / mpub[RAW]);
+        if (both_consumed) {
+            printf(", consume %.2f", mcon[SLUICE] / mcon[RAW]);
         }
-        lat[impl] = run_child(RUN_LATENCY, impl, &o, 0);
-        run_child(RUN_CLEANUP, impl, &o, 0);
-        printf("%-12s %10s %10.0f %10.0f %10.0f %12lu\n", impl_name[impl],
-               bench_fmt_count((double)lat[impl].counted, a),
-               (double)lat[impl].p50_ns / 1e3, (double)lat[impl].p99_ns / 1e3,
-               (double)lat[impl].max_ns / 1e3, lat[impl].hwm_kb);
-        fflush(stdout);
+        printf(" (target >= 0.90); sluice / bare: publish %.2f",
+               mpub[SLUICE] / mpub[BARE]);
+        if (both_consumed) {
+            printf(", consume %.2f", mcon[SLUICE] / mcon[BARE]);
+        }
+        printf("\n");
     }
-    printf("\n");
+    printf("peak RSS (VmHWM of the run's process): bare %lu KiB, raw %lu "
+           "KiB, sluice %lu KiB\n\n",
+           hwm[BARE], hwm[RAW], hwm[SLUICE]);
+
+    child_result lat[NIMPL] = {{0}};
+    if (!o.publish_only) {
+        printf("== latency at %s events/s for %.1f s (after %.1f s "
+               "warm-up), publisher and consumer running ==\n",
+               bench_fmt_count(o.latency_rate_per_s, a), o.latency_seconds,
+               o.latency_warmup_seconds);
+        printf("latency = consumer receipt - scheduled send time\n");
+        printf("%-12s %10s %10s %10s %10s %12s\n", "", "events", "p50 us",
+               "p99 us", "max us", "VmHWM KiB");
+        for (int impl = RAW; impl < NIMPL; impl++) {
+            if (!runs(&o, impl)) {
+                continue;
+            }
+            lat[impl] = run_child(RUN_LATENCY, impl, &o, 0);
+            run_child(RUN_CLEANUP, impl, &o, 0);
+            printf("%-12s %10s %10.0f %10.0f %10.0f %12lu\n", impl_name[impl],
+                   bench_fmt_count((double)lat[impl].counted, a),
+                   (double)lat[impl].p50_ns / 1e3,
+                   (double)lat[impl].p99_ns / 1e3,
+                   (double)lat[impl].max_ns / 1e3, lat[impl].hwm_kb);
+            fflush(stdout);
+        }
+        printf("\n");
+    }
 
     bench_summary sum = {0};
     char v[32];
-    if (both) {
+    if (all) {
         add_ratio_row(&sum, "nats publish sluice (ev/s)", mpub[SLUICE],
                       mpub[RAW]);
-        add_ratio_row(&sum, "nats consume sluice (ev/s)", mcon[SLUICE],
-                      mcon[RAW]);
+        if (both_consumed) {
+            add_ratio_row(&sum, "nats consume sluice (ev/s)", mcon[SLUICE],
+                          mcon[RAW]);
+        }
         snprintf(v, sizeof v, "%.2f", mpub[SLUICE] / mpub[RAW]);
         bench_summary_add(&sum, "nats publish sluice / raw", v, ">= 0.90", "");
-        snprintf(v, sizeof v, "%.2f", mcon[SLUICE] / mcon[RAW]);
-        bench_summary_add(&sum, "nats consume sluice / raw", v, ">= 0.90", "");
+        if (both_consumed) {
+            snprintf(v, sizeof v, "%.2f", mcon[SLUICE] / mcon[RAW]);
+            bench_summary_add(&sum, "nats consume sluice / raw", v,
+                              ">= 0.90", "");
+        }
+        snprintf(v, sizeof v, "%s / %s", bench_fmt_count(mpub[BARE], a),
+                 bench_fmt_count(mcon[BARE], b));
+        bench_summary_add(&sum, "nats bare pub / cons (ev/s, ref.)",
+                          o.publish_only ? bench_fmt_count(mpub[BARE], a) : v,
+                          "", "");
     }
-    for (int impl = 0; impl < NIMPL; impl++) {
-        if (o.only >= 0 && impl != o.only) {
+    for (int impl = RAW; impl < NIMPL; impl++) {
+        if (!runs(&o, impl)) {
             continue;
         }
+        const char *who = impl == RAW ? "raw" : "sluice";
         char fig[64];
-        snprintf(fig, sizeof fig, "nats latency %s p50 / p99 (us)",
-                 impl == RAW ? "raw" : "sluice");
-        snprintf(v, sizeof v, "%.0f / %.0f", (double)lat[impl].p50_ns / 1e3,
-                 (double)lat[impl].p99_ns / 1e3);
+        snprintf(fig, sizeof fig, "nats publish CPU %s (us/ev)", who);
+        snprintf(v, sizeof v, "%.2f", mcpu[impl]);
         bench_summary_add(&sum, fig, v, "", "");
-        snprintf(fig, sizeof fig, "nats peak RSS %s (KiB)",
-                 impl == RAW ? "raw" : "sluice");
-        bench_summary_add(&sum, fig,
-                          bench_fmt_count((double)hwm[impl], a), "", "");
+        if (!o.publish_only) {
+            snprintf(fig, sizeof fig, "nats latency %s p50 / p99 (us)", who);
+            snprintf(v, sizeof v, "%.0f / %.0f",
+                     (double)lat[impl].p50_ns / 1e3,
+                     (double)lat[impl].p99_ns / 1e3);
+            bench_summary_add(&sum, fig, v, "", "");
+        }
+        snprintf(fig, sizeof fig, "nats peak RSS %s (KiB)", who);
+        bench_summary_add(&sum, fig, bench_fmt_count((double)hwm[impl], a),
+                          "", "");
     }
     bench_summary_finish(&sum, o.summary_path);
     return 0;

@@ -64,7 +64,9 @@ sl_status sl_producer_publish(sl_producer *p, const char *channel,
 /**
  * Publish without waiting for the confirm; waits for room in the window at
  * most the publish timeout. @p cb (may be NULL) is called exactly once with
- * the outcome, on an engine thread, if and only if SL_OK is returned.
+ * the outcome, if and only if SL_OK is returned: on an engine thread, or on
+ * a thread inside a later publish call to the same engine (as
+ * sl_publish_cb allows); it must not block.
  */
 sl_status sl_producer_publish_async(sl_producer *p, const char *channel,
                                     sl_event *ev, sl_publish_cb cb,

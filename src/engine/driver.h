@@ -32,6 +32,13 @@ struct sl_delivery {
     const char *group;
 };
 
+/** A publish flag that only sluice's own code sets (never part of the
+ * public API): the callback is sluice's, short and never blocking, so an
+ * engine may call it on any thread, a client library's private threads
+ * included. The producer sets it when the caller gave no callback of its
+ * own; engines that do not look at it lose nothing. */
+#define SL__PUBLISH_CB_ANY_THREAD (1u << 31)
+
 /** How a delivery is settled. */
 typedef enum sl_settle_op {
     SL_SETTLE_ACK,

@@ -10,6 +10,7 @@
 #include "sluice/producer.h"
 
 #include "core/waiter.h"
+#include "engine/driver.h"
 #include "obs/std_metrics.h"
 #include "sluice/alloc.h"
 #include "sluice/token_bucket.h"
@@ -192,6 +193,16 @@ static void on_confirm(sl_status st, void *ctx)
     release_slot(p);
 }
 
+/* The confirm of a publish with nothing to carry — no callback, no
+ * breaker, no metrics — is only counted: ctx is the producer itself, and
+ * the publish costs no allocation. */
+static void on_confirm_counted(sl_status st, void *ctx)
+{
+    sl_producer *p = ctx;
+    atomic_fetch_add(st == SL_OK ? &p->published : &p->failed, 1);
+    release_slot(p);
+}
+
 /* Take a window slot without waiting. */
 static bool try_slot(sl_producer *p)
 {
@@ -300,15 +311,21 @@ static sl_status publish(sl_producer *p, const char *channel, sl_event *ev,
         }
         return st;
     }
-    pending *pd = sl_malloc(sizeof *pd);
-    if (pd == NULL) {
-        st = SL_NOMEM;
-        goto refused;
+    pending *pd = NULL;
+    sl_publish_cb confirm = on_confirm_counted;
+    void *confirm_ctx = p;
+    if (cb != NULL || p->brk != NULL || p->reg != NULL) {
+        if ((pd = sl_malloc(sizeof *pd)) == NULL) {
+            st = SL_NOMEM;
+            goto refused;
+        }
+        *pd = (pending){.p = p,
+                        .cb = cb,
+                        .ctx = ctx,
+                        .start_ms = p->brk ? sl_clock_now_ms(p->clock) : 0};
+        confirm = on_confirm;
+        confirm_ctx = pd;
     }
-    *pd = (pending){.p = p,
-                    .cb = cb,
-                    .ctx = ctx,
-                    .start_ms = p->brk ? sl_clock_now_ms(p->clock) : 0};
     if (p->reg != NULL) {
         pd->m_ok = sl_metric_get(p->sm.published, SL_LABELS(channel, "ok"));
         pd->m_failed =
@@ -317,8 +334,15 @@ static sl_status publish(sl_producer *p, const char *channel, sl_event *ev,
             sl_metric_get(p->sm.confirm_seconds, SL_LABELS(channel));
         pd->start_s = sl__obs_now_s();
     }
+    /* Without a callback of the caller's (or with sl_producer_publish's
+     * waiter), the confirm is all sluice's own: counters, breaker,
+     * metrics, the window, a condition signal. */
+    unsigned flags = cb == NULL || cb == sl__waiter_signal
+                         ? SL__PUBLISH_CB_ANY_THREAD
+                         : 0;
     for (;;) {
-        st = sl_engine_publish_async(p->eng, channel, ev, 0, on_confirm, pd);
+        st = sl_engine_publish_async(p->eng, channel, ev, flags, confirm,
+                                     confirm_ctx);
         /* A channel at max_length drains as consumers ack: poll it until
          * the deadline rather than fail at once. */
         if (st != SL_FULL || !wait || sl_time_mono_ms() >= deadline_ms) {
