@@ -2,7 +2,6 @@
 
 #include <math.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -214,76 +213,34 @@ static const json_t *lookup(const json_t *root, const char *path,
     }
 }
 
-/* A member's value as the rules see it, from either parser below. */
-typedef enum val_kind {
-    VAL_ABSENT, /* absent or null: the same to the rules */
-    VAL_STRING,
-    VAL_INTEGER,
-    VAL_REAL,
-    VAL_BOOLEAN,
-    VAL_OBJECT,
-    VAL_ARRAY,
-} val_kind;
-
-typedef struct val {
-    val_kind kind;
-    double num;      /* integers and reals */
-    uint64_t length; /* characters of a string, items of an array */
-    const char *str; /* a string's bytes (not NUL-terminated) */
-    size_t str_len;
-} val;
-
-static val val_of_json(const json_t *v)
-{
-    val out = {VAL_ABSENT, 0, 0, NULL, 0};
-    if (v == NULL || json_is_null(v)) {
-        return out;
-    }
-    if (json_is_string(v)) {
-        out.kind = VAL_STRING;
-        out.str = json_string_value(v);
-        out.str_len = json_string_length(v);
-        out.length = utf8_length(out.str, out.str_len);
-    } else if (json_is_integer(v) || json_is_real(v)) {
-        out.kind = json_is_integer(v) ? VAL_INTEGER : VAL_REAL;
-        out.num = json_number_value(v);
-    } else if (json_is_boolean(v)) {
-        out.kind = VAL_BOOLEAN;
-    } else if (json_is_object(v)) {
-        out.kind = VAL_OBJECT;
-    } else {
-        out.kind = VAL_ARRAY;
-        out.length = (uint64_t)json_array_size(v);
-    }
-    return out;
-}
-
-static bool type_matches(sl_json_type type, const val *v)
+static bool type_matches(sl_json_type type, const json_t *v)
 {
     switch (type) {
     case SL_JSON_ANY:
         return true;
     case SL_JSON_STRING:
-        return v->kind == VAL_STRING;
+        return json_is_string(v);
     case SL_JSON_INTEGER:
-        return v->kind == VAL_INTEGER;
+        return json_is_integer(v);
     case SL_JSON_NUMBER:
-        return v->kind == VAL_INTEGER || v->kind == VAL_REAL;
+        return json_is_number(v);
     case SL_JSON_BOOLEAN:
-        return v->kind == VAL_BOOLEAN;
+        return json_is_boolean(v);
     case SL_JSON_OBJECT:
-        return v->kind == VAL_OBJECT;
+        return json_is_object(v);
     case SL_JSON_ARRAY:
-        return v->kind == VAL_ARRAY;
+        return json_is_array(v);
     }
     return false;
 }
 
-static void check_enum(collector *c, const sl_gateway_field *f, const val *v)
+static void check_enum(collector *c, const sl_gateway_field *f, const json_t *v)
 {
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
     for (size_t k = 0; k < f->nenum; k++) {
-        if (strlen(f->enum_values[k]) == v->str_len &&
-            memcmp(f->enum_values[k], v->str, v->str_len) == 0) {
+        if (strlen(f->enum_values[k]) == len &&
+            memcmp(f->enum_values[k], s, len) == 0) {
             return;
         }
     }
@@ -304,17 +261,17 @@ static void check_enum(collector *c, const sl_gateway_field *f, const val *v)
     violate(c, f->name, "`%s` must be one of %s", f->name, list);
 }
 
-/* Check one rule against the member's value; @p blocked names the prefix
- * of a dotted name that is not an object ("" when none). */
 static void check_field(collector *c, const sl_gateway_field *f,
-                        const char *blocked, const val *v)
+                        const json_t *root)
 {
+    char blocked[FIELD_NAME_MAX + 1];
+    const json_t *v = lookup(root, f->name, blocked);
     if (blocked[0] != '\0') {
         violate(c, f->name, "`%s` must be an object (for `%s`)", blocked,
                 f->name);
         return;
     }
-    if (v->kind == VAL_ABSENT) {
+    if (v == NULL) {
         if (f->required) {
             violate(c, f->name, "`%s` is required", f->name);
         }
@@ -327,7 +284,7 @@ static void check_field(collector *c, const sl_gateway_field *f,
     }
     char bound[32];
     if (is_numeric(f->type)) {
-        double x = v->num;
+        double x = json_number_value(v);
         if (f->has_min && x < f->min) {
             format_number(f->min, bound);
             violate(c, f->name, "`%s` must be %s >= %s", f->name, what, bound);
@@ -339,13 +296,16 @@ static void check_field(collector *c, const sl_gateway_field *f,
     }
     if (has_length(f->type)) {
         bool str = f->type == SL_JSON_STRING;
+        uint64_t len =
+            str ? utf8_length(json_string_value(v), json_string_length(v))
+                : (uint64_t)json_array_size(v);
         const char *unit = str ? "characters" : "items";
-        if (f->min_length > 0 && v->length < f->min_length) {
+        if (f->min_length > 0 && len < f->min_length) {
             violate(c, f->name, "`%s` must be %s of at least %llu %s", f->name,
                     what, (unsigned long long)f->min_length, unit);
             return;
         }
-        if (f->max_length > 0 && v->length > f->max_length) {
+        if (f->max_length > 0 && len > f->max_length) {
             violate(c, f->name, "`%s` must be %s of at most %llu %s", f->name,
                     what, (unsigned long long)f->max_length, unit);
             return;
@@ -368,235 +328,9 @@ size_t sl__gw_validate(const sl_gateway_field *fields, size_t n,
         return c.n;
     }
     for (size_t i = 0; i < n; i++) {
-        char blocked[FIELD_NAME_MAX + 1];
-        val v = val_of_json(lookup(root, fields[i].name, blocked));
-        check_field(&c, &fields[i], blocked, &v);
+        check_field(&c, &fields[i], root);
     }
     return c.n;
-}
-
-/* ---- the fast path ---------------------------------------------------------
- *
- * Most bodies are one flat object of short ASCII strings, plain numbers and
- * literals ({"sku":"A-1","qty":1,"amount":9.5,"customer":"c7"}), and
- * jansson builds a tree of them (an allocation per value, a hash table,
- * the duplicate check) only for the rules to read four members. flat_parse
- * reads exactly that shape without allocating, and says "not sure"
- * (false) at anything outside it — an escape, a byte outside printable
- * ASCII, an exponent, more than 15 digits, a nested value, more than
- * FLAT_MAX members, a duplicate name, or anything malformed — and then
- * jansson decides, and its answer and error messages are the reference.
- * Inside the shape both parsers accept the same texts and read the same
- * values (integers of at most 15 digits and decimals of at most 15
- * significant digits convert exactly as jansson's strtod-based reading
- * does), and the rules run through the same check_field.
- */
-#define FLAT_MAX 32
-#define FLAT_DIGITS 15
-
-typedef struct flat_member {
-    const char *name;
-    size_t name_len;
-    val v;
-} flat_member;
-
-static const char *skip_ws(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
-        p++;
-    }
-    return p;
-}
-
-/* A string of printable ASCII without escapes; p at the opening quote.
- * Returns past the closing quote, or NULL. */
-static const char *flat_string(const char *p, const char *end, const char **s,
-                               size_t *len)
-{
-    const char *q = ++p;
-    while (q < end && *q != '"') {
-        unsigned char ch = (unsigned char)*q;
-        if (ch < 0x20 || ch > 0x7E || ch == '\\') {
-            return NULL;
-        }
-        q++;
-    }
-    if (q == end) {
-        return NULL;
-    }
-    *s = p;
-    *len = (size_t)(q - p);
-    return q + 1;
-}
-
-/* A number: -?(0|[1-9][0-9]*)(\.[0-9]+)? followed by a delimiter, at most
- * FLAT_DIGITS digits. Returns past it, or NULL. Its digits make an integer
- * N below 10^15 and the value is N / 10^k (k fraction digits): both are
- * exact doubles, so the quotient is the correctly rounded value of the
- * decimal, as strtod (which jansson uses) gives, with no locale involved. */
-static const char *flat_number(const char *p, const char *end, val *v)
-{
-    static const double pow10[FLAT_DIGITS + 1] = {
-        1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-        1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
-    const char *q = p;
-    bool neg = false;
-    uint64_t mant = 0;
-    size_t digits = 0, frac = 0;
-    if (q < end && *q == '-') {
-        neg = true;
-        q++;
-    }
-    if (q < end && *q == '0') {
-        q++;
-        digits++;
-    } else if (q < end && *q >= '1' && *q <= '9') {
-        while (q < end && *q >= '0' && *q <= '9' && digits <= FLAT_DIGITS) {
-            mant = mant * 10 + (uint64_t)(*q - '0');
-            q++;
-            digits++;
-        }
-    } else {
-        return NULL;
-    }
-    bool real = q < end && *q == '.';
-    if (real) {
-        q++;
-        while (q < end && *q >= '0' && *q <= '9' && digits <= FLAT_DIGITS) {
-            mant = mant * 10 + (uint64_t)(*q - '0');
-            q++;
-            digits++;
-            frac++;
-        }
-        if (frac == 0) {
-            return NULL;
-        }
-    }
-    if (digits > FLAT_DIGITS || q == end ||
-        !(*q == ',' || *q == '}' || *q == ' ' || *q == '\t' || *q == '\n' ||
-          *q == '\r')) {
-        return NULL; /* an exponent, too long, or malformed */
-    }
-    double x = (double)mant / pow10[frac];
-    v->kind = real ? VAL_REAL : VAL_INTEGER;
-    /* -0 is the integer 0 to jansson; -0.0 a negative zero. */
-    v->num = neg && (real || mant != 0) ? -x : x;
-    return q;
-}
-
-static const char *flat_literal(const char *p, const char *end,
-                                const char *word, val_kind kind, val *v)
-{
-    size_t n = strlen(word);
-    if ((size_t)(end - p) < n || memcmp(p, word, n) != 0) {
-        return NULL;
-    }
-    v->kind = kind;
-    return p + n;
-}
-
-/* Parse a flat object into @p m; false when not sure (see above). */
-static bool flat_parse(const char *p, size_t len, flat_member *m, size_t *nm)
-{
-    const char *end = p + len;
-    size_t n = 0;
-    p = skip_ws(p, end);
-    if (p == end || *p != '{') {
-        return false;
-    }
-    p = skip_ws(p + 1, end);
-    if (p < end && *p == '}') {
-        p++;
-    } else {
-        for (;;) {
-            if (n == FLAT_MAX || p == end || *p != '"') {
-                return false;
-            }
-            flat_member *fm = &m[n];
-            p = flat_string(p, end, &fm->name, &fm->name_len);
-            if (p == NULL) {
-                return false;
-            }
-            for (size_t i = 0; i < n; i++) {
-                if (m[i].name_len == fm->name_len &&
-                    memcmp(m[i].name, fm->name, fm->name_len) == 0) {
-                    return false; /* a duplicate: jansson's error */
-                }
-            }
-            p = skip_ws(p, end);
-            if (p == end || *p != ':') {
-                return false;
-            }
-            p = skip_ws(p + 1, end);
-            if (p == end) {
-                return false;
-            }
-            val *v = &fm->v;
-            *v = (val){VAL_ABSENT, 0, 0, NULL, 0};
-            if (*p == '"') {
-                p = flat_string(p, end, &v->str, &v->str_len);
-                v->kind = VAL_STRING;
-                v->length = v->str_len; /* ASCII: a byte per character */
-            } else if (*p == 't') {
-                p = flat_literal(p, end, "true", VAL_BOOLEAN, v);
-            } else if (*p == 'f') {
-                p = flat_literal(p, end, "false", VAL_BOOLEAN, v);
-            } else if (*p == 'n') {
-                p = flat_literal(p, end, "null", VAL_ABSENT, v);
-            } else {
-                p = flat_number(p, end, v);
-            }
-            if (p == NULL) {
-                return false;
-            }
-            n++;
-            p = skip_ws(p, end);
-            if (p < end && *p == ',') {
-                p = skip_ws(p + 1, end);
-                continue;
-            }
-            if (p < end && *p == '}') {
-                p++;
-                break;
-            }
-            return false;
-        }
-    }
-    if (skip_ws(p, end) != end) {
-        return false;
-    }
-    *nm = n;
-    return true;
-}
-
-/* Validate through the fast path; false when it is not sure. */
-static bool flat_validate(const sl_gateway_field *fields, size_t n,
-                          const void *data, size_t len, collector *c)
-{
-    flat_member m[FLAT_MAX];
-    size_t nm = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (strchr(fields[i].name, '.') != NULL) {
-            return false; /* dotted names walk nested objects */
-        }
-    }
-    if (data == NULL || !flat_parse(data, len, m, &nm)) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const sl_gateway_field *f = &fields[i];
-        size_t fl = strlen(f->name);
-        val absent = {VAL_ABSENT, 0, 0, NULL, 0};
-        const val *v = &absent;
-        for (size_t k = 0; k < nm; k++) {
-            if (m[k].name_len == fl && memcmp(m[k].name, f->name, fl) == 0) {
-                v = &m[k].v;
-                break;
-            }
-        }
-        check_field(c, f, "", v);
-    }
-    return true;
 }
 
 sl_status sl__gw_validate_text(const sl_gateway_field *fields, size_t n,
@@ -604,11 +338,6 @@ sl_status sl__gw_validate_text(const sl_gateway_field *fields, size_t n,
                                sl_gw_violation *out, size_t cap, size_t *nv,
                                sl_diag *diag)
 {
-    collector c = {out, out ? cap : 0, 0};
-    if (flat_validate(fields, n, data, len, &c)) {
-        *nv = c.n;
-        return SL_OK;
-    }
     json_error_t err;
     json_t *root = json_loadb(data ? data : "", len,
                               JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);

@@ -190,89 +190,6 @@ static void validate_with_rules_needs_an_object(void **state)
     assert_int_equal(run(NULL, 0, "[1, 2]", d), 0);
 }
 
-/* sl__gw_validate_text reads flat objects without jansson; whatever it
- * reads, the outcome and the messages are jansson's. */
-static void
-validate_text_agrees_with_jansson_on_flat_and_other_bodies(void **state)
-{
-    (void)state;
-    static const char *const cur[] = {"EUR", "USD"};
-    const sl_gateway_field f[] = {
-        qty,
-        {.name = "sku",
-         .type = SL_JSON_STRING,
-         .min_length = 1,
-         .max_length = 4},
-        {.name = "amount",
-         .type = SL_JSON_NUMBER,
-         .has_min = true,
-         .min = 0.01,
-         .has_max = true,
-         .max = 9.99},
-        {.name = "currency",
-         .type = SL_JSON_STRING,
-         .enum_values = cur,
-         .nenum = 2},
-        {.name = "gift", .type = SL_JSON_BOOLEAN},
-        {.name = "meta", .type = SL_JSON_OBJECT},
-        {.name = "any", .type = SL_JSON_ANY, .required = true},
-    };
-    const char *bodies[] = {
-        "{\"qty\":1,\"sku\":\"A-1\",\"amount\":9.5,\"any\":0}",
-        " { \"qty\" : 100 "
-        ",\n\"sku\":\"abcd\",\t\"amount\":0.01,\"any\":\"\"}\r\n",
-        "{\"qty\":0,\"sku\":\"\",\"amount\":0.001,\"currency\":\"JPY\"}",
-        "{\"qty\":101,\"sku\":\"abcde\",\"amount\":10,\"gift\":1,"
-        "\"meta\":true,\"any\":null}",
-        "{\"qty\":2.0,\"amount\":-0.0,\"any\":false,\"gift\":false}",
-        "{\"qty\":-0,\"any\":[]}",
-        "{\"qty\":123456789012345,\"amount\":9.99,\"any\":1}",
-        "{\"qty\":1234567890123456,\"amount\":9.990000000000001,\"any\":1}",
-        "{\"qty\":1e2,\"any\":1}",
-        "{\"qty\":01,\"any\":1}",
-        "{\"qty\":1.,\"any\":1}",
-        "{\"qty\":-,\"any\":1}",
-        "{\"qty\":1,\"qty\":2,\"any\":1}",
-        "{\"sku\":\"caf\xc3\xa9\",\"any\":1}",
-        "{\"sku\":\"a\\\"b\",\"any\":1}",
-        "{\"sku\":\"a\tb\",\"any\":1}",
-        "{\"qty\":1,}",
-        "{\"qty\":1} x",
-        "{\"qty\":tru}",
-        "{}",
-        "[]",
-        "",
-        "{\"meta\":{\"a\":1},\"any\":1}",
-    };
-    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
-        const char *b = bodies[i];
-        for (size_t nf = 0; nf <= 7; nf += 7) {
-            sl_gw_violation x[8], y[8];
-            size_t nx = 0;
-            sl_diag diag = {0};
-            sl_status st =
-                sl__gw_validate_text(f, nf, b, strlen(b), x, 8, &nx, &diag);
-            json_error_t err;
-            json_t *root = json_loadb(
-                b, strlen(b), JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
-            if ((st == SL_OK) != (root != NULL)) {
-                fail_msg("body %zu: fast %s, jansson %s", i, sl_status_str(st),
-                         root ? "ok" : err.text);
-            }
-            if (root == NULL) {
-                continue;
-            }
-            size_t ny = sl__gw_validate(f, nf, root, y, 8);
-            json_decref(root);
-            assert_int_equal(nx, ny);
-            for (size_t k = 0; k < nx && k < 8; k++) {
-                assert_string_equal(x[k].field, y[k].field);
-                assert_string_equal(x[k].detail, y[k].detail);
-            }
-        }
-    }
-}
-
 static void fields_check_accepts_consistent_rules(void **state)
 {
     (void)state;
@@ -358,8 +275,6 @@ int main(void)
         cmocka_unit_test(validate_number_accepts_fractions_with_bounds),
         cmocka_unit_test(validate_reports_every_broken_rule),
         cmocka_unit_test(validate_with_rules_needs_an_object),
-        cmocka_unit_test(
-            validate_text_agrees_with_jansson_on_flat_and_other_bodies),
         cmocka_unit_test(fields_check_accepts_consistent_rules),
         cmocka_unit_test(fields_check_refuses_inconsistent_rules),
         cmocka_unit_test(json_type_names_round_trip),
