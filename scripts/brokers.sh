@@ -35,6 +35,11 @@
 #                                      client.pem/.key (signed by ca.pem),
 #                                      other-ca.pem and rogue-client.pem/.key
 #                                      (signed by other-ca.pem)
+#   sh scripts/brokers.sh alarm|clear-alarm rabbitmq
+#                                      raise / clear a memory alarm on our
+#                                      node (memory high watermark 0 /
+#                                      0.4): the broker blocks publishing
+#                                      connections (connection.blocked)
 #   sh scripts/brokers.sh freeze|thaw rabbitmq
 #                                      SIGSTOP / SIGCONT our node's VM by
 #                                      its PID: a broker that stops
@@ -81,7 +86,7 @@ usage() {
     echo "       $0 kill-node|start-node N nats-cluster" >&2
     echo "       $0 kill|restart-keep-data rabbitmq" >&2
     echo "       $0 await-durable rabbitmq QUEUE..." >&2
-    echo "       $0 tls-dir|freeze|thaw rabbitmq" >&2
+    echo "       $0 tls-dir|freeze|thaw|alarm|clear-alarm rabbitmq" >&2
     exit 2
 }
 
@@ -690,6 +695,19 @@ rabbitmq_signal_vm() { # SIGNAL
     kill "-$1" "$(cat "$d/node.pid")"
 }
 
+# A memory alarm on the node (rabbitmqctl set_vm_memory_high_watermark):
+# the broker blocks every publishing connection (connection.blocked) until
+# the alarm clears. 0 raises it at once; RabbitMQ's default is 0.4.
+rabbitmq_watermark() { # FRACTION
+    rabbit_env
+    if ! rabbit_alive; then
+        echo "brokers.sh: rabbitmq not running" >&2
+        return 1
+    fi
+    timeout -k 2 20 "$(rabbit_bin rabbitmqctl)" -n "$RMQ_NODE" -t 15 \
+        set_vm_memory_high_watermark "$1" >/dev/null
+}
+
 rabbitmq_status() {
     if rabbit_alive; then
         echo "rabbitmq running (pid $(cat "$DIR/rabbitmq/rabbitmq.pid"))"
@@ -733,6 +751,8 @@ start:* | stop:* | status:*) "${b}_$1" ;;
 kill:rabbitmq) rabbitmq_kill ;;
 freeze:rabbitmq) rabbitmq_signal_vm STOP ;;
 thaw:rabbitmq) rabbitmq_signal_vm CONT ;;
+alarm:rabbitmq) rabbitmq_watermark 0 ;;
+clear-alarm:rabbitmq) rabbitmq_watermark 0.4 ;;
 tls-dir:rabbitmq) rabbit_env && echo "$d/tls" ;;
 restart-keep-data:rabbitmq) rabbitmq_restart_keep_data ;;
 *) usage ;;

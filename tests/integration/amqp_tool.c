@@ -13,7 +13,10 @@
  *       unavailable, outcome unknown) is tried again with the same id after
  *       50 ms, until every id is confirmed; the producer never restarts.
  *       Prints "produce: confirmed N errors E" (E = refusals and failed
- *       confirms seen) and exits 0; exits 1 after 120 s.
+ *       confirms seen), then "produce: full F" (F of them SL_FULL: window,
+ *       room or a blocked connection), and exits 0; exits 1 after 120 s.
+ *       With AMQP_TOOL_PACE_MS=P in the environment it waits P ms after
+ *       each accepted publish (a steady producer rather than a burst).
  *   amqp_tool consume URL CHANNEL GROUP OUT_FILE [ATTRS]
  *       run a consumer (prefetch 100, concurrency 2) until SIGTERM or
  *       SIGINT; each handled event appends a line to OUT_FILE: its id, or
@@ -85,6 +88,7 @@ typedef struct prod_state {
     unsigned char *state; /* per id */
     uint64_t confirmed;
     uint64_t errors;
+    uint64_t full; /* of the errors: SL_FULL (window, room, blocked) */
     int fd;
     const char *prefix; /* of the ids */
 } prod_state;
@@ -113,6 +117,7 @@ static void on_confirm(sl_status st, void *ctx)
         ps->state[o->i] = ST_DONE;
     } else {
         ps->errors++;
+        ps->full += st == SL_FULL;
         ps->state[o->i] = ST_TODO; /* outcome unknown or refused: again */
     }
     pthread_mutex_unlock(&ps->mu);
@@ -139,6 +144,8 @@ static int cmd_produce(const char *url, const char *channel, uint64_t n,
     }
     char data[512];
     memset(data, 'x', sizeof data);
+    const char *pace_env = getenv("AMQP_TOOL_PACE_MS");
+    unsigned pace_ms = pace_env != NULL ? (unsigned)atoi(pace_env) : 0;
     time_t give_up = time(NULL) + 120;
     for (;;) {
         pthread_mutex_lock(&ps.mu);
@@ -180,6 +187,7 @@ static int cmd_produce(const char *url, const char *channel, uint64_t n,
                 free(o);
                 pthread_mutex_lock(&ps.mu);
                 ps.errors++;
+                ps.full += st == SL_FULL;
                 ps.state[i] = ST_TODO;
                 pthread_mutex_unlock(&ps.mu);
                 sleep_ms(50); /* broker down or window full: later */
@@ -189,6 +197,9 @@ static int cmd_produce(const char *url, const char *channel, uint64_t n,
                 continue;
             }
             sent_any = true;
+            if (pace_ms > 0) {
+                sleep_ms(pace_ms);
+            }
         }
         if (!sent_any) {
             sleep_ms(20);
@@ -198,6 +209,7 @@ static int cmd_produce(const char *url, const char *channel, uint64_t n,
     sl_engine_close(eng);
     printf("produce: confirmed %" PRIu64 " errors %" PRIu64 "\n", ps.confirmed,
            ps.errors);
+    printf("produce: full %" PRIu64 "\n", ps.full);
     close(ps.fd);
     free(ps.state);
     return 0;
