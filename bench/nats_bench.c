@@ -17,12 +17,16 @@
  *           acknowledged), then js_PublishAsyncComplete. Consumed with
  *           js_PullSubscribe, natsSubscription_Fetch of BATCH and
  *           natsMsg_Ack on each (no wait), as nats.c's examples do, reading
- *           the data only. The ratios are against this side.
+ *           the five ce- headers of each (natsMsgHeader_Get: what any
+ *           consumer of these events must learn, and what sluice's consumer
+ *           reads into the event) and the data. The ratios are against this
+ *           side.
  *   bare    a reference, not a target (the baseline until 2026-11-27): the
  *           data with Nats-Msg-Id only, js_PublishAsync without a PubAck
  *           handler, so failed publishes go unnoticed. Bare against raw is
  *           what the CloudEvents headers and learning each outcome cost
- *           nats.c and the server themselves.
+ *           nats.c and the server themselves. Its consumer reads the data
+ *           only.
  *   sluice  sl_producer_publish_async (max_in_flight WINDOW) then
  *           sl_producer_flush; the sl_consumer runtime (prefetch BATCH,
  *           concurrency 1, a handler that returns ACK) — what a user writes.
@@ -343,6 +347,22 @@ static natsStatus raw_consume(raw_rig *r, uint64_t n, uint64_t *lat,
             if (lat != NULL) {
                 lat_slot(natsMsg_GetData(m), natsMsg_GetDataLength(m), nlat,
                          now, lat);
+            }
+            if (!r->bare) {
+                /* What a consumer of these events learns of each: its
+                 * attributes, from the ce- headers (nats.c parses the header
+                 * block on the first get), as sluice's consumer must. */
+                static const char *const attrs[] = {
+                    "ce-id", "ce-source", "ce-type", "ce-specversion",
+                    "ce-time"};
+                for (size_t a = 0; a < sizeof attrs / sizeof *attrs; a++) {
+                    const char *v = NULL;
+                    if (natsMsgHeader_Get(m, attrs[a], &v) != NATS_OK ||
+                        v == NULL || *v == '\0') {
+                        natsMsgList_Destroy(&list);
+                        return NATS_ERR;
+                    }
+                }
             }
             natsMsg_Ack(m, NULL);
         }
@@ -816,7 +836,8 @@ int main(int argc, char **argv)
            BENCH_DATA_BYTES, WINDOW, BATCH);
     printf("raw:    the same message as sluice (5 ce- headers + "
            "Nats-Msg-Id), js_PublishMsgAsync\n        + PubAck handler, "
-           "js_PublishAsyncComplete; natsSubscription_Fetch + natsMsg_Ack\n");
+           "js_PublishAsyncComplete; natsSubscription_Fetch, the 5 ce- "
+           "headers read, natsMsg_Ack\n");
     printf("bare:   reference only: data + Nats-Msg-Id, js_PublishAsync "
            "without a PubAck handler\n");
     printf("sluice: sl_producer_publish_async + sl_producer_flush; "
