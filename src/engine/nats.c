@@ -1880,22 +1880,11 @@ static sl_status nats_settle(sl_delivery *base, sl_settle_op op,
         st = dead_letter(e, s, d->msg, d->base.ev, d->seq, reason,
                          d->base.attempt, error);
         break;
-    case SL_SETTLE_RELEASE: {
-        /* Not an attempt; a delayed release (an id another process is
-         * handling, engine/nats_kv.h) waits like a retry. */
-        track_nak(e, s->key, d->seq, true, delay_ms);
-        char body[64];
-        if (delay_ms == 0) {
-            snprintf(body, sizeof body, "-NAK");
-        } else {
-            snprintf(body, sizeof body, "-NAK {\"delay\": %" PRIu64 "}",
-                     delay_ms * 1000000);
-        }
-        st = settle_sync(e, d->msg, body);
-        break;
-    }
+    case SL_SETTLE_RELEASE:
     case SL_SETTLE_RETRY: {
-        track_nak(e, s->key, d->seq, false, delay_ms);
+        /* A release is not an attempt; a delayed one (an id another
+         * process is handling, engine/nats_kv.h) waits like a retry. */
+        track_nak(e, s->key, d->seq, op == SL_SETTLE_RELEASE, delay_ms);
         char body[64];
         if (delay_ms == 0) {
             snprintf(body, sizeof body, "-NAK");
