@@ -47,7 +47,11 @@
  * Usage: nats_bench [--quick] [--rounds N] [--events N] [--latency-rate R]
  *                   [--latency-seconds S] [--url nats://HOST:PORT]
  *                   [--only bare|raw|sluice] [--publish-only]
- *                   [--summary FILE]
+ *                   [--server-pid PID] [--summary FILE]
+ *
+ * --server-pid adds the server's CPU time per consumed event (from /proc):
+ * on a machine where the server takes most of the CPU, each side's own
+ * CPU per event is taken from the server's, and shows in the throughput.
  *
  * --publish-only skips consuming and the latency runs: for profiling the
  * publish path (valgrind --tool=callgrind, perf record) without the rest.
@@ -94,6 +98,7 @@ typedef struct bench_opts {
     const char *summary_path;
     int only; /* -1 = all */
     bool publish_only;
+    long server_pid; /* 0 = the server's CPU is not read */
 } bench_opts;
 
 /* What a child reports through its pipe. */
@@ -101,6 +106,8 @@ typedef struct child_result {
     double publish_per_s;
     double publish_cpu_us; /* process CPU time per published event */
     double consume_per_s;
+    double consume_cpu_us; /* process CPU time per consumed event */
+    double server_cpu_us;  /* the server's, over the same phase */
     uint64_t p50_ns, p99_ns, max_ns, counted;
     unsigned long hwm_kb;
     char error[200];
@@ -118,6 +125,32 @@ static uint64_t process_cpu_ns(void)
     return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
                BENCH_NS_PER_S +
            (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000u;
+}
+
+/* CPU time of process @p pid (user + system) in ns, from /proc; 0 when it
+ * cannot be read. Clock-tick resolution: meant for phases of a second. */
+static uint64_t other_cpu_ns(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields after the command name (which may hold spaces): state is
+     * field 3; utime and stime are fields 14 and 15. */
+    const char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0;
+    if (p == NULL || sscanf(p + 2,
+                            "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+                            "%llu %llu",
+                            &ut, &st) != 2) {
+        return 0;
+    }
+    return (ut + st) * (BENCH_NS_PER_S / (uint64_t)sysconf(_SC_CLK_TCK));
 }
 
 static void child_fail(child_result *res, const char *fmt, ...)
@@ -511,8 +544,17 @@ static void child_throughput(int impl, const bench_opts *o, unsigned round,
         res->publish_cpu_us = (double)(c1 - c0) / 1e3 / (double)n;
         if (!o->publish_only) {
             uint64_t last = t1;
+            uint64_t c2 = process_cpu_ns();
+            uint64_t s2 = o->server_pid ? other_cpu_ns(o->server_pid) : 0;
             uint64_t t2 = sl_time_mono_ns();
             s = raw_consume(&r, n, NULL, 0, NULL, &last);
+            res->consume_cpu_us =
+                (double)(process_cpu_ns() - c2) / 1e3 / (double)n;
+            if (o->server_pid) {
+                res->server_cpu_us =
+                    (double)(other_cpu_ns(o->server_pid) - s2) / 1e3 /
+                    (double)n;
+            }
             if (s != NATS_OK) {
                 child_fail(res, "raw consume: %s", natsStatus_GetText(s));
             }
@@ -543,12 +585,21 @@ static void child_throughput(int impl, const bench_opts *o, unsigned round,
     res->publish_per_s = (double)n * 1e9 / (double)(t1 - t0);
     res->publish_cpu_us = (double)(c1 - c0) / 1e3 / (double)n;
     if (!o->publish_only) {
+        uint64_t c2 = process_cpu_ns();
+        uint64_t s2 = o->server_pid ? other_cpu_ns(o->server_pid) : 0;
         uint64_t t2 = sl_time_mono_ns();
         st = sl_consumer_start(r.cons);
         if (st != SL_OK || !sluice_wait_handled(&r, n)) {
             child_fail(res, "sluice consume: %s, %llu of %llu handled",
                        sl_status_str(st), (unsigned long long)r.handled,
                        (unsigned long long)n);
+        }
+        res->consume_cpu_us =
+            (double)(process_cpu_ns() - c2) / 1e3 / (double)n;
+        if (o->server_pid) {
+            res->server_cpu_us =
+                (double)(other_cpu_ns(o->server_pid) - s2) / 1e3 /
+                (double)n;
         }
         res->consume_per_s =
             (double)n * 1e9 / (double)(atomic_load(&r.last_ns) - t2);
@@ -728,7 +779,7 @@ static void usage(void)
             "                  [--latency-rate R] [--latency-seconds S]\n"
             "                  [--url nats://HOST:PORT]\n"
             "                  [--only bare|raw|sluice] [--publish-only]\n"
-            "                  [--summary FILE]\n");
+            "                  [--server-pid PID] [--summary FILE]\n");
     exit(2);
 }
 
@@ -749,25 +800,33 @@ static bool runs(const bench_opts *o, int impl)
 }
 
 /* One row of the round table: a figure for each side that runs. */
-static void print_row(const bench_opts *o, const char *label,
-                      const double *pub, const double *con, const double *cpu)
+static void print_cells(const bench_opts *o, const double *v, bool consume,
+                        bool count)
 {
     char a[32];
-    printf("%-7s", label);
     for (int k = 0; k < NIMPL; k++) {
-        printf(" %10s", runs(o, k) ? bench_fmt_count(pub[k], a) : "-");
-    }
-    for (int k = 0; k < NIMPL; k++) {
-        printf(" %10s", runs(o, k) && !o->publish_only
-                            ? bench_fmt_count(con[k], a)
-                            : "-");
-    }
-    for (int k = 0; k < NIMPL; k++) {
-        if (runs(o, k)) {
-            printf(" %7.2f", cpu[k]);
+        if (!runs(o, k) || (consume && o->publish_only)) {
+            printf(count ? " %10s" : " %6s", "-");
+        } else if (count) {
+            printf(" %10s", bench_fmt_count(v[k], a));
         } else {
-            printf(" %7s", "-");
+            printf(" %6.2f", v[k]);
         }
+    }
+}
+
+static void print_row(const bench_opts *o, const char *label,
+                      const double *pub, const double *con,
+                      const double *pcpu, const double *ccpu,
+                      const double *scpu)
+{
+    printf("%-7s", label);
+    print_cells(o, pub, false, true);
+    print_cells(o, con, true, true);
+    print_cells(o, pcpu, false, false);
+    print_cells(o, ccpu, true, false);
+    if (o->server_pid) {
+        print_cells(o, scpu, true, false);
     }
     printf("\n");
 }
@@ -816,6 +875,8 @@ int main(int argc, char **argv)
                      : strcmp(val, "raw") == 0    ? RAW
                      : strcmp(val, "sluice") == 0 ? SLUICE
                                                   : -2;
+        } else if (strcmp(arg, "--server-pid") == 0) {
+            o.server_pid = strtol(val, NULL, 10);
         } else if (strcmp(arg, "--summary") == 0) {
             o.summary_path = val;
         } else {
@@ -845,18 +906,23 @@ int main(int argc, char **argv)
     printf("%u rounds of %s events, the sides alternating, each run a "
            "child process\n\n",
            o.rounds, bench_fmt_count((double)o.events, a));
-    printf("%-7s %32s %32s %23s\n", "", "publish, events/s",
-           "consume, events/s", "CPU us / published ev");
+    printf("%-7s %32s %32s %20s %20s%s\n", "", "publish, events/s",
+           "consume, events/s", "CPU us / published", "CPU us / consumed",
+           o.server_pid ? "  server CPU us / cons." : "");
     printf("%-7s", "round");
     for (int pass = 0; pass < 2; pass++) {
         for (int k = 0; k < NIMPL; k++) {
             printf(" %10s", k == BARE ? "bare" : k == RAW ? "raw" : "sluice");
         }
     }
-    printf(" %7s %7s %7s\n", "bare", "raw", "sluice");
+    for (int pass = 0; pass < (o.server_pid ? 3 : 2); pass++) {
+        printf(" %6s %6s %6s", "bare", "raw", "sluice");
+    }
+    printf("\n");
 
     double pub[NIMPL][16] = {{0}}, con[NIMPL][16] = {{0}},
-           cpu[NIMPL][16] = {{0}};
+           cpu[NIMPL][16] = {{0}}, ccpu[NIMPL][16] = {{0}},
+           scpu[NIMPL][16] = {{0}};
     unsigned long hwm[NIMPL] = {0};
     for (unsigned r = 0; r < o.rounds; r++) {
         for (int k = 0; k < NIMPL; k++) {
@@ -868,27 +934,33 @@ int main(int argc, char **argv)
             pub[impl][r] = res.publish_per_s;
             con[impl][r] = res.consume_per_s;
             cpu[impl][r] = res.publish_cpu_us;
+            ccpu[impl][r] = res.consume_cpu_us;
+            scpu[impl][r] = res.server_cpu_us;
             hwm[impl] = res.hwm_kb > hwm[impl] ? res.hwm_kb : hwm[impl];
             run_child(RUN_CLEANUP, impl, &o, 0);
         }
         char label[16];
         snprintf(label, sizeof label, "%u", r + 1);
-        double rp[NIMPL], rc[NIMPL], ru[NIMPL];
+        double rp[NIMPL], rc[NIMPL], ru[NIMPL], rcu[NIMPL], rsu[NIMPL];
         for (int k = 0; k < NIMPL; k++) {
             rp[k] = pub[k][r];
             rc[k] = con[k][r];
             ru[k] = cpu[k][r];
+            rcu[k] = ccpu[k][r];
+            rsu[k] = scpu[k][r];
         }
-        print_row(&o, label, rp, rc, ru);
+        print_row(&o, label, rp, rc, ru, rcu, rsu);
         fflush(stdout);
     }
-    double mpub[NIMPL], mcon[NIMPL], mcpu[NIMPL];
+    double mpub[NIMPL], mcon[NIMPL], mcpu[NIMPL], mccpu[NIMPL], mscpu[NIMPL];
     for (int k = 0; k < NIMPL; k++) {
         mpub[k] = bench_median(pub[k], o.rounds);
         mcon[k] = bench_median(con[k], o.rounds);
         mcpu[k] = bench_median(cpu[k], o.rounds);
+        mccpu[k] = bench_median(ccpu[k], o.rounds);
+        mscpu[k] = bench_median(scpu[k], o.rounds);
     }
-    print_row(&o, "median", mpub, mcon, mcpu);
+    print_row(&o, "median", mpub, mcon, mcpu, mccpu, mscpu);
     bool all = o.only < 0;
     bool both_consumed = all && !o.publish_only;
     if (all) {
@@ -964,6 +1036,9 @@ int main(int argc, char **argv)
         snprintf(v, sizeof v, "%.2f", mcpu[impl]);
         bench_summary_add(&sum, fig, v, "", "");
         if (!o.publish_only) {
+            snprintf(fig, sizeof fig, "nats consume CPU %s (us/ev)", who);
+            snprintf(v, sizeof v, "%.2f", mccpu[impl]);
+            bench_summary_add(&sum, fig, v, "", "");
             snprintf(fig, sizeof fig, "nats latency %s p50 / p99 (us)", who);
             snprintf(v, sizeof v, "%.0f / %.0f",
                      (double)lat[impl].p50_ns / 1e3,
