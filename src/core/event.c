@@ -16,6 +16,7 @@
  */
 #include "sluice/event.h"
 
+#include "core/event_internal.h"
 #include "sluice/alloc.h"
 #include "sluice/clock.h"
 
@@ -73,20 +74,29 @@ struct sl_event {
 
 static const char specversion_1_0[] = "1.0";
 
-static const char *const attr_names[SL_ATTR_COUNT_] = {
-    [SL_ATTR_ID] = "id",
-    [SL_ATTR_SOURCE] = "source",
-    [SL_ATTR_TYPE] = "type",
-    [SL_ATTR_SPECVERSION] = "specversion",
-    [SL_ATTR_SUBJECT] = "subject",
-    [SL_ATTR_DATACONTENTTYPE] = "datacontenttype",
-    [SL_ATTR_DATASCHEMA] = "dataschema",
-    [SL_ATTR_TRACEPARENT] = "traceparent",
-    [SL_ATTR_TRACESTATE] = "tracestate",
-    [SL_ATTR_PARTITIONKEY] = "partitionkey",
-    [SL_ATTR_CORRELATIONID] = "correlationid",
-    [SL_ATTR_CAUSATIONID] = "causationid",
-};
+/* Attribute names, and their lengths: every attribute read from a header
+ * is looked up here, by length first. */
+#define ATTR_NAMES(X)                                                        \
+    X(SL_ATTR_ID, "id")                                                      \
+    X(SL_ATTR_SOURCE, "source")                                              \
+    X(SL_ATTR_TYPE, "type")                                                  \
+    X(SL_ATTR_SPECVERSION, "specversion")                                    \
+    X(SL_ATTR_SUBJECT, "subject")                                            \
+    X(SL_ATTR_DATACONTENTTYPE, "datacontenttype")                            \
+    X(SL_ATTR_DATASCHEMA, "dataschema")                                      \
+    X(SL_ATTR_TRACEPARENT, "traceparent")                                    \
+    X(SL_ATTR_TRACESTATE, "tracestate")                                      \
+    X(SL_ATTR_PARTITIONKEY, "partitionkey")                                  \
+    X(SL_ATTR_CORRELATIONID, "correlationid")                                \
+    X(SL_ATTR_CAUSATIONID, "causationid")
+
+#define ATTR_NAME(attr, lit) [attr] = lit,
+#define ATTR_NAME_LEN(attr, lit) [attr] = sizeof lit - 1,
+static const char *const attr_names[SL_ATTR_COUNT_] = {ATTR_NAMES(ATTR_NAME)};
+static const uint8_t attr_name_len[SL_ATTR_COUNT_] = {
+    ATTR_NAMES(ATTR_NAME_LEN)};
+#undef ATTR_NAME
+#undef ATTR_NAME_LEN
 
 /* ---- storage ------------------------------------------------------------- */
 
@@ -209,7 +219,7 @@ static bool ext_name_valid(const char *name, size_t len)
 static bool known_name(const char *name, size_t len, sl_attr *attr)
 {
     for (int i = 0; i < SL_ATTR_COUNT_; i++) {
-        if (strlen(attr_names[i]) == len &&
+        if (attr_name_len[i] == len && attr_names[i][0] == name[0] &&
             memcmp(attr_names[i], name, len) == 0) {
             if (attr != NULL) {
                 *attr = (sl_attr)i;
@@ -253,10 +263,15 @@ static bool find_ext(const sl_event *ev, const char *name, size_t len,
 
 sl_status sl_event_create(sl_event **out)
 {
-    if (out == NULL) {
+    return sl__event_create_sized(CREATE_ARENA_BYTES, out);
+}
+
+sl_status sl__event_create_sized(size_t arena_bytes, sl_event **out)
+{
+    if (out == NULL || arena_bytes > SIZE_MAX / 2) {
         return SL_INVALID;
     }
-    sl_event *ev = event_alloc(CREATE_ARENA_BYTES);
+    sl_event *ev = event_alloc(arena_bytes);
     if (ev == NULL) {
         return SL_NOMEM;
     }
@@ -561,13 +576,22 @@ static sl_status remove_ext(sl_event *ev, size_t i)
 
 sl_status sl_event_set_ext(sl_event *ev, const char *name, const char *value)
 {
+    if (name == NULL) {
+        return SL_INVALID;
+    }
+    return sl__event_set_attr(ev, name, strlen(name), value,
+                              value == NULL ? 0 : strlen(value));
+}
+
+sl_status sl__event_set_attr(sl_event *ev, const char *name, size_t name_len,
+                             const char *value, size_t value_len)
+{
     sl_attr attr;
     size_t idx;
 
     if (ev == NULL || name == NULL || is_shared(ev)) {
         return SL_INVALID;
     }
-    size_t name_len = strlen(name);
     if (!ext_name_valid(name, name_len)) {
         return SL_INVALID;
     }
@@ -575,10 +599,10 @@ sl_status sl_event_set_ext(sl_event *ev, const char *name, const char *value)
     /* Known names go to their slots, so that "ce-subject" and
      * set(SL_ATTR_SUBJECT) are one thing. */
     if (known_name(name, name_len, &attr)) {
-        return sl_event_set(ev, attr, value);
+        return sl_event_setn(ev, attr, value, value_len);
     }
-    bool is_time = strcmp(name, "time") == 0;
-    if (is_time || strcmp(name, "deadline") == 0) {
+    bool is_time = name_len == 4 && memcmp(name, "time", 4) == 0;
+    if (is_time || (name_len == 8 && memcmp(name, "deadline", 8) == 0)) {
         uint64_t ms = 0;
         if (value != NULL) {
             bool ok = is_time ? sl_time_parse_rfc3339(value, &ms) == SL_OK
@@ -590,7 +614,7 @@ sl_status sl_event_set_ext(sl_event *ev, const char *name, const char *value)
         return is_time ? sl_event_set_time_ms(ev, ms)
                        : sl_event_set_deadline_ms(ev, ms);
     }
-    if (strcmp(name, "data") == 0) {
+    if (name_len == 4 && memcmp(name, "data", 4) == 0) {
         return SL_INVALID; /* the payload, never an attribute */
     }
 
@@ -598,7 +622,6 @@ sl_status sl_event_set_ext(sl_event *ev, const char *name, const char *value)
     if (value == NULL) {
         return exists ? remove_ext(ev, idx) : SL_OK;
     }
-    size_t value_len = strlen(value);
     if (value_len > VALUE_MAX) {
         return SL_TOO_LARGE;
     }

@@ -7,6 +7,8 @@
  */
 #include "sluice/event.h"
 
+#include "core/event_internal.h"
+
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -112,21 +114,27 @@ sl_status sl_ce_from_header(sl_event *ev, const char *prefix, const char *name,
     /* Attribute names are lower-case; header names are not, on any of the
      * bindings' wire formats we receive from. */
     const char *rest = name + plen;
-    size_t n = strlen(rest);
-    if (n == 0 || n > ATTR_NAME_MAX) {
+    size_t n = 0;
+    for (; rest[n] != '\0'; n++) {
+        if (n == ATTR_NAME_MAX) {
+            break;
+        }
+        attr[n] = ascii_lower(rest[n]);
+    }
+    if (n == 0 || rest[n] != '\0') {
         return sl_diag_set(diag, SL_INVALID,
                            "header '%s' does not name an attribute", name);
     }
-    for (size_t i = 0; i <= n; i++) {
-        attr[i] = ascii_lower(rest[i]);
-    }
+    attr[n] = '\0';
 
-    if (strcmp(attr, "specversion") == 0 && strcmp(value, "1.0") != 0) {
+    size_t value_len = strlen(value);
+    if (n == 11 && memcmp(attr, "specversion", 11) == 0 &&
+        (value_len != 3 || memcmp(value, "1.0", 3) != 0)) {
         return sl_diag_set(diag, SL_INVALID,
                            "header '%s': specversion '%s' is not 1.0", name,
                            value);
     }
-    sl_status st = sl_event_set_ext(ev, attr, value);
+    sl_status st = sl__event_set_attr(ev, attr, n, value, value_len);
     switch (st) {
     case SL_OK:
         return SL_OK;

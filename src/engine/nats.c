@@ -32,6 +32,7 @@
  * group and stream sequence, how many of its deliveries it released and
  * subtracts them. That memory is per process and bounded (engine/track.h).
  */
+#include "core/event_internal.h"
 #include "core/secret.h"
 #include "engine/driver.h"
 #include "engine/nats_kv.h"
@@ -794,39 +795,95 @@ static sl_status event_to_msg(const sl_event *ev, const char *subject,
     return SL_OK;
 }
 
+/* True for a "ce-" header, in any case. */
+static bool is_ce_header(const char *k)
+{
+    return (k[0] | 0x20) == 'c' && (k[1] | 0x20) == 'e' && k[2] == '-';
+}
+
+/* The ce- headers of a delivery, read before its event is made so that
+ * the event is sized for them. More than an event can hold (its
+ * attributes, time, deadline and SL_EVENT_MAX_EXTENSIONS) make it
+ * unreadable. */
+#define CE_HEADERS_MAX (SL_ATTR_COUNT_ + 2 + SL_EVENT_MAX_EXTENSIONS)
+
+typedef struct ce_headers {
+    const char **keys; /* from nats.c; free() */
+    const char *key[CE_HEADERS_MAX];
+    const char *value[CE_HEADERS_MAX];
+    size_t n;
+    bool too_many;
+    size_t bytes; /* the names and values, each with a NUL */
+} ce_headers;
+
+static void ce_headers_read(natsMsg *m, ce_headers *h)
+{
+    int nkeys = 0;
+    h->keys = NULL;
+    h->n = 0;
+    h->too_many = false;
+    h->bytes = 0;
+    if (natsMsgHeader_Keys(m, &h->keys, &nkeys) != NATS_OK) {
+        h->keys = NULL; /* no headers */
+        return;
+    }
+    for (int i = 0; i < nkeys; i++) {
+        const char *v = NULL;
+        if (!is_ce_header(h->keys[i]) ||
+            natsMsgHeader_Get(m, h->keys[i], &v) != NATS_OK) {
+            continue;
+        }
+        if (h->n == CE_HEADERS_MAX) {
+            h->too_many = true;
+            return;
+        }
+        v = v ? v : "";
+        h->key[h->n] = h->keys[i];
+        h->value[h->n++] = v;
+        h->bytes += strlen(h->keys[i]) + strlen(v) + 2;
+    }
+}
+
+/* The attributes of @p h into @p ev. A value without '%' (the usual case)
+ * is read in place. */
+static sl_status ce_headers_apply(const ce_headers *h, sl_event *ev)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        const char *v = h->value[i];
+        char *dec = NULL;
+        if (strchr(v, '%') != NULL && (v = dec = pct_decode(v)) == NULL) {
+            return SL_NOMEM;
+        }
+        sl_status st = sl_ce_from_header(ev, CE_PREFIX, h->key[i], v, NULL);
+        sl_free(dec);
+        if (st != SL_OK) {
+            return st;
+        }
+    }
+    return SL_OK;
+}
+
 /* An event from a delivered message: CloudEvents binary mode, or a plain
  * message (id from Nats-Msg-Id or stream and sequence, type
- * "nats.message", source the subject). */
+ * "nats.message", source the subject). The event is sized for its data
+ * and attributes: one allocation. */
 static sl_status msg_to_event(natsMsg *m, const char *stream, uint64_t seq,
                               sl_event **out)
 {
+    ce_headers h;
+    ce_headers_read(m, &h);
+    size_t data_len = (size_t)natsMsg_GetDataLength(m);
+    /* The plain-message attributes, when there is no ce- header. */
+    size_t plain = h.n == 0 ? 320 : 0;
     sl_event *ev = NULL;
-    sl_status st = sl_event_create(&ev);
-    if (st != SL_OK) {
-        return st;
+    sl_status st = h.too_many
+                       ? SL_FULL
+                       : sl__event_create_sized(data_len + h.bytes + plain, &ev);
+    if (st == SL_OK) {
+        st = ce_headers_apply(&h, ev);
     }
-    const char **keys = NULL;
-    int nkeys = 0;
-    bool has_ce = false;
-    if (natsMsgHeader_Keys(m, &keys, &nkeys) == NATS_OK) {
-        for (int i = 0; i < nkeys && st == SL_OK; i++) {
-            const char *v = NULL;
-            if (strncasecmp(keys[i], CE_PREFIX, strlen(CE_PREFIX)) != 0 ||
-                natsMsgHeader_Get(m, keys[i], &v) != NATS_OK) {
-                continue;
-            }
-            char *dec = pct_decode(v ? v : "");
-            if (dec == NULL) {
-                st = SL_NOMEM;
-                break;
-            }
-            st = sl_ce_from_header(ev, CE_PREFIX, keys[i], dec, NULL);
-            sl_free(dec);
-            has_ce = true;
-        }
-        free((void *)keys); /* allocated by nats.c with malloc */
-    }
-    if (st == SL_OK && !has_ce) {
+    free((void *)h.keys); /* allocated by nats.c with malloc */
+    if (st == SL_OK && h.n == 0) {
         const char *id = NULL;
         char idbuf[300];
         if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) != NATS_OK ||
@@ -844,8 +901,7 @@ static sl_status msg_to_event(natsMsg *m, const char *stream, uint64_t seq,
         }
     }
     if (st == SL_OK) {
-        st = sl_event_set_data(ev, natsMsg_GetData(m),
-                               (size_t)natsMsg_GetDataLength(m));
+        st = sl_event_set_data(ev, natsMsg_GetData(m), data_len);
     }
     if (st != SL_OK) {
         sl_event_unref(ev);
@@ -1473,6 +1529,24 @@ static sl_status dead_letter(nats_engine *e, nats_sub *s, natsMsg *m,
     return settle_sync(e, m, "+TERM");
 }
 
+/* A decimal token ending in '.': its value; false when it is not one
+ * (strtoull's work without its locale and bases: this runs for every
+ * delivery). */
+static bool dec_token(const char *p, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *start = p;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned digit = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - digit) / 10) {
+            return false;
+        }
+        v = v * 10 + digit;
+    }
+    *out = v;
+    return p != start && *p == '.';
+}
+
 /* The stream sequence and delivery count of a delivery, from its ack
  * subject: "$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.
  * <pending>", or the form with domain and account hash after "ACK" (11 or
@@ -1480,29 +1554,26 @@ static sl_status dead_letter(nats_engine *e, nats_sub *s, natsMsg *m,
 static bool parse_ack_reply(const char *reply, uint64_t *seq,
                             uint64_t *delivered)
 {
+    if (reply == NULL || strncmp(reply, "$JS.ACK.", 8) != 0) {
+        return false;
+    }
     const char *tok[13];
     int n = 0;
-    for (const char *p = reply; p != NULL && n < 13;) {
+    for (const char *p = reply;;) {
         tok[n++] = p;
-        p = strchr(p, '.');
-        p = p ? p + 1 : NULL;
+        while (*p != '.' && *p != '\0') {
+            p++;
+        }
+        if (*p == '\0' || n == 13) {
+            break;
+        }
+        p++;
     }
-    if (reply == NULL || n < 9 || strncmp(reply, "$JS.ACK.", 8) != 0) {
+    if (n < 9) {
         return false;
     }
     int at = n == 9 ? 4 : 6; /* the delivery count; the sequence follows */
-    char *end = NULL;
-    unsigned long long dc = strtoull(tok[at], &end, 10);
-    if (end == tok[at] || *end != '.') {
-        return false;
-    }
-    unsigned long long sq = strtoull(tok[at + 1], &end, 10);
-    if (end == tok[at + 1] || *end != '.') {
-        return false;
-    }
-    *delivered = dc;
-    *seq = sq;
-    return true;
+    return dec_token(tok[at], delivered) && dec_token(tok[at + 1], seq);
 }
 
 /* Ask the consumer for up to @p batch deliveries, answered on
