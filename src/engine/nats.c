@@ -142,6 +142,15 @@ typedef struct ndelivery {
     struct ndelivery *prev, *next;
 } ndelivery;
 
+/* The last ack ack_many sent for one group (engine->ack_marks). */
+typedef struct ack_mark {
+    uint64_t key;  /* the group's (nats_sub.key) */
+    char *reply;   /* its ack subject */
+    size_t cap;    /* bytes at reply */
+    bool dirty;    /* acks were sent since the last confirmation */
+    struct ack_mark *next;
+} ack_mark;
+
 struct nats_sub {
     sl_subscription base;
     nats_engine *eng;
@@ -187,9 +196,12 @@ struct nats_engine {
     pthread_mutex_t mu;
     _Atomic(nchan *) chans; /* added to under mu, read without it */
     sl_track_table tracks; /* remembered released / nak'ed deliveries */
-    /* Acks sent by ack_many whose "ack of the ack" has not come back yet
-     * (on ack_sub): depth, browse and close wait for them, so that what
-     * they read includes this process's acks. */
+    /* Acks sent by ack_many are confirmed when something reads what they
+     * change (depth, browse, close): per group, the ack subject of the
+     * last one is kept (ack_marks), and then acked again asking for the
+     * server's answer on ack_sub. The server applies a consumer's acks in
+     * order, so that answer covers every ack before it. */
+    ack_mark *ack_marks;
     natsSubscription *ack_sub;
     char ack_inbox[96];
     uint64_t ack_seq;
@@ -1987,13 +1999,77 @@ static void on_ack_reply(natsConnection *nc, natsSubscription *sub,
     natsMsg_Destroy(msg);
 }
 
-/* Wait until the server answered every ack ack_many sent, so that what
- * is read next (depth, browse, another process after close) includes
- * them. An answer lost with a connection is given up on API_WAIT_MS after
- * the last ack was sent. */
+/* Remember @p reply as the last ack sent for group @p key. */
+static void ack_mark_set(nats_engine *e, uint64_t key, const char *reply)
+{
+    size_t len = strlen(reply) + 1;
+    pthread_mutex_lock(&e->mu);
+    ack_mark *a = e->ack_marks;
+    while (a != NULL && a->key != key) {
+        a = a->next;
+    }
+    if (a == NULL && (a = sl_calloc(1, sizeof *a)) != NULL) {
+        a->key = key;
+        a->next = e->ack_marks;
+        e->ack_marks = a;
+    }
+    if (a != NULL && len > a->cap) {
+        char *grown = sl_realloc(a->reply, len);
+        if (grown != NULL) {
+            a->reply = grown;
+            a->cap = len;
+        }
+    }
+    if (a != NULL && len <= a->cap) {
+        memcpy(a->reply, reply, len);
+        a->dirty = true;
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Ack again the last ack of every group that sent some since, asking for
+ * the server's answer on ack_sub. Called with e->mu held; drops it while
+ * publishing. */
+static void ack_marks_confirm(nats_engine *e)
+{
+    for (ack_mark *a = e->ack_marks; a != NULL; a = a->next) {
+        if (!a->dirty) {
+            continue;
+        }
+        a->dirty = false;
+        char inbox[128];
+        snprintf(inbox, sizeof inbox, "%s.%" PRIu64, e->ack_inbox,
+                 ++e->ack_seq);
+        e->acks_unconfirmed++;
+        e->ack_last_sent_ms = sl_time_mono_ms();
+        /* The mark stays in the list until close, but ack_mark_set may
+         * rewrite its subject once e->mu is dropped: publish a copy. */
+        size_t len = strlen(a->reply) + 1;
+        char *subject = sl_malloc(len);
+        if (subject != NULL) {
+            memcpy(subject, a->reply, len);
+        }
+        pthread_mutex_unlock(&e->mu);
+        natsStatus s = subject != NULL
+                           ? natsConnection_PublishRequestString(
+                                 e->nc, subject, inbox, "+ACK")
+                           : NATS_NO_MEMORY;
+        sl_free(subject);
+        pthread_mutex_lock(&e->mu);
+        if (s != NATS_OK && e->acks_unconfirmed > 0) {
+            e->acks_unconfirmed--;
+        }
+    }
+}
+
+/* Wait until the server applied every ack ack_many sent, so that what is
+ * read next (depth, browse, another process after close) includes them.
+ * An answer lost with a connection is given up on API_WAIT_MS after the
+ * last confirmation was sent. */
 static void acks_settle_wait(nats_engine *e)
 {
     pthread_mutex_lock(&e->mu);
+    ack_marks_confirm(e);
     while (e->acks_unconfirmed > 0) {
         uint64_t now = sl_time_mono_ms();
         uint64_t until = e->ack_last_sent_ms + API_WAIT_MS;
@@ -2008,39 +2084,34 @@ static void acks_settle_wait(nats_engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
-/* Send +ACK for @p m asking for the server's answer on ack_sub, without
- * waiting for it. */
-static sl_status ack_confirmed_later(nats_engine *e, natsMsg *m)
+static void ack_marks_free(nats_engine *e)
 {
-    const char *reply = natsMsg_GetReply(m);
-    if (reply == NULL) {
-        return SL_INVALID;
+    while (e->ack_marks != NULL) {
+        ack_mark *a = e->ack_marks;
+        e->ack_marks = a->next;
+        sl_free(a->reply);
+        sl_free(a);
     }
-    char inbox[128];
-    pthread_mutex_lock(&e->mu);
-    snprintf(inbox, sizeof inbox, "%s.%" PRIu64, e->ack_inbox, ++e->ack_seq);
-    e->acks_unconfirmed++;
-    e->ack_last_sent_ms = sl_time_mono_ms();
-    pthread_mutex_unlock(&e->mu);
-    natsStatus s = natsConnection_PublishRequestString(e->nc, reply, inbox,
-                                                       "+ACK");
-    if (s != NATS_OK) {
-        pthread_mutex_lock(&e->mu);
-        if (e->acks_unconfirmed > 0) {
-            e->acks_unconfirmed--;
+}
+
+/* True if the delivery after ds[i] (skipping NULLs) is of another
+ * subscription, or there is none. */
+static bool last_of_sub(sl_delivery **ds, size_t n, size_t i)
+{
+    const nats_sub *s = ((ndelivery *)ds[i])->sub;
+    for (size_t j = i + 1; j < n; j++) {
+        if (ds[j] != NULL) {
+            return ((ndelivery *)ds[j])->sub != s;
         }
-        pthread_cond_broadcast(&e->ack_cv);
-        pthread_mutex_unlock(&e->mu);
     }
-    return from_nats(s);
+    return true;
 }
 
 static sl_status nats_ack_many(sl_delivery **ds, size_t n)
 {
-    /* Acks of one consumer are applied in order: plain acks for all but
-     * the last, whose answer from the server (and so the application of
-     * all of them) is awaited by the next depth, browse or close rather
-     * than here: the worker goes on to its next fetch at once. */
+    /* Plain acks, without waiting for the server: the worker goes on to
+     * its next fetch at once. The last one of each group is remembered,
+     * to be confirmed by the next depth, browse or close. */
     sl_status first = SL_OK;
     for (size_t i = 0; i < n; i++) {
         ndelivery *d = (ndelivery *)ds[i];
@@ -2048,14 +2119,19 @@ static sl_status nats_ack_many(sl_delivery **ds, size_t n)
             continue;
         }
         nats_sub *s = d->sub;
+        nats_engine *e = s->eng;
         pthread_mutex_lock(&s->mu);
         flight_remove(s, d);
         pthread_mutex_unlock(&s->mu);
-        track_forget(s->eng, s->key, d->seq);
+        track_forget(e, s->key, d->seq);
+        const char *reply = natsMsg_GetReply(d->msg);
         sl_status st =
-            i + 1 < n ? from_nats(natsConnection_PublishString(
-                            s->eng->nc, natsMsg_GetReply(d->msg), "+ACK"))
-                      : ack_confirmed_later(s->eng, d->msg);
+            reply == NULL
+                ? SL_INVALID
+                : from_nats(natsConnection_PublishString(e->nc, reply, "+ACK"));
+        if (st == SL_OK && last_of_sub(ds, n, i)) {
+            ack_mark_set(e, s->key, reply);
+        }
         if (first == SL_OK && st != SL_OK) {
             first = st;
         }
@@ -2999,6 +3075,7 @@ static void nats_close(sl_engine *base)
     bool quiet = e->async_live == 0;
     pthread_mutex_unlock(&e->mu);
     natsSubscription_Destroy(e->ack_sub);
+    ack_marks_free(e);
     for (nadv *a = e->advs, *next; a; a = next) {
         next = a->next;
         natsSubscription_Destroy(a->sub);
