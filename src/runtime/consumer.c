@@ -32,8 +32,11 @@
 #define FETCH_WAIT_MS 200
 #define WATCHDOG_TICK_MS 20
 /* Acks are sent in batches of up to ACK_BATCH, and never held longer than
- * ACK_LINGER_MS: one engine round trip (or lock) for many deliveries. */
-#define ACK_BATCH 64
+ * ACK_LINGER_MS: one engine round trip (or lock) for many deliveries. As
+ * large as a worker's fetch (batch[] in worker_main), so that a fetched
+ * batch handled within the linger is acked in one call: on NATS, acks in
+ * fewer, larger writes cost both the client and the server less. */
+#define ACK_BATCH 256
 #define ACK_LINGER_MS 5
 /* A shared inbox's claim outlives the handler timeout by this much (clock
  * skew between processes, late handler results). */
@@ -469,8 +472,8 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     sl_consumer *c = w->c;
-    sl_delivery *batch[256];
-    size_t cap = w->share < 256 ? w->share : 256;
+    sl_delivery *batch[ACK_BATCH];
+    size_t cap = w->share < ACK_BATCH ? w->share : ACK_BATCH;
 
     while (!atomic_load(&c->stopping)) {
         size_t n = 0;
