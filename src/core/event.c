@@ -592,14 +592,13 @@ sl_status sl__event_set_attr(sl_event *ev, const char *name, size_t name_len,
     if (ev == NULL || name == NULL || is_shared(ev)) {
         return SL_INVALID;
     }
-    if (!ext_name_valid(name, name_len)) {
-        return SL_INVALID;
-    }
-
     /* Known names go to their slots, so that "ce-subject" and
-     * set(SL_ATTR_SUBJECT) are one thing. */
+     * set(SL_ATTR_SUBJECT) are one thing (and are valid names). */
     if (known_name(name, name_len, &attr)) {
         return sl_event_setn(ev, attr, value, value_len);
+    }
+    if (!ext_name_valid(name, name_len)) {
+        return SL_INVALID;
     }
     bool is_time = name_len == 4 && memcmp(name, "time", 4) == 0;
     if (is_time || (name_len == 8 && memcmp(name, "deadline", 8) == 0)) {

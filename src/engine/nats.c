@@ -2113,6 +2113,25 @@ static sl_status nats_ack_many(sl_delivery **ds, size_t n)
      * its next fetch at once. The last one of each group is remembered,
      * to be confirmed by the next depth, browse or close. */
     sl_status first = SL_OK;
+    /* Out of flight first, one lock for each subscription's run. */
+    nats_sub *locked = NULL;
+    for (size_t i = 0; i < n; i++) {
+        ndelivery *d = (ndelivery *)ds[i];
+        if (d == NULL) {
+            continue;
+        }
+        if (d->sub != locked) {
+            if (locked != NULL) {
+                pthread_mutex_unlock(&locked->mu);
+            }
+            locked = d->sub;
+            pthread_mutex_lock(&locked->mu);
+        }
+        flight_remove(d->sub, d);
+    }
+    if (locked != NULL) {
+        pthread_mutex_unlock(&locked->mu);
+    }
     for (size_t i = 0; i < n; i++) {
         ndelivery *d = (ndelivery *)ds[i];
         if (d == NULL) {
@@ -2120,9 +2139,6 @@ static sl_status nats_ack_many(sl_delivery **ds, size_t n)
         }
         nats_sub *s = d->sub;
         nats_engine *e = s->eng;
-        pthread_mutex_lock(&s->mu);
-        flight_remove(s, d);
-        pthread_mutex_unlock(&s->mu);
         track_forget(e, s->key, d->seq);
         const char *reply = natsMsg_GetReply(d->msg);
         sl_status st =
