@@ -398,12 +398,11 @@ sl_status sl_event_clone(const sl_event *ev, sl_event **out)
 
 /* ---- attributes ---------------------------------------------------------- */
 
-sl_status sl_event_setn(sl_event *ev, sl_attr attr, const char *value,
-                        size_t len)
+/* sl_event_setn once its arguments are checked: @p value (NULL to clear)
+ * holds no NUL within its @p len bytes. */
+static sl_status set_slot(sl_event *ev, sl_attr attr, const char *value,
+                          size_t len)
 {
-    if (ev == NULL || (unsigned)attr >= SL_ATTR_COUNT_ || is_shared(ev)) {
-        return SL_INVALID;
-    }
     const char *old = ev->attr[attr];
     bool old_owned = ev->attr_owned & (1u << attr);
 
@@ -416,10 +415,6 @@ sl_status sl_event_setn(sl_event *ev, sl_attr attr, const char *value,
     }
     if (len > VALUE_MAX) {
         return SL_TOO_LARGE;
-    }
-    /* A NUL inside would make the C string disagree with its length. */
-    if (memchr(value, '\0', len) != NULL) {
-        return SL_INVALID;
     }
     /* Copy before releasing the old value: @p value may be the old value
      * itself (sl_event_derive(ev, ev), or a caller re-setting a get). */
@@ -438,6 +433,19 @@ sl_status sl_event_setn(sl_event *ev, sl_attr attr, const char *value,
     }
     release(old_owned, old);
     return SL_OK;
+}
+
+sl_status sl_event_setn(sl_event *ev, sl_attr attr, const char *value,
+                        size_t len)
+{
+    if (ev == NULL || (unsigned)attr >= SL_ATTR_COUNT_ || is_shared(ev)) {
+        return SL_INVALID;
+    }
+    /* A NUL inside would make the C string disagree with its length. */
+    if (value != NULL && memchr(value, '\0', len) != NULL) {
+        return SL_INVALID;
+    }
+    return set_slot(ev, attr, value, len);
 }
 
 sl_status sl_event_set(sl_event *ev, sl_attr attr, const char *value)
@@ -595,7 +603,7 @@ sl_status sl__event_set_attr(sl_event *ev, const char *name, size_t name_len,
     /* Known names go to their slots, so that "ce-subject" and
      * set(SL_ATTR_SUBJECT) are one thing (and are valid names). */
     if (known_name(name, name_len, &attr)) {
-        return sl_event_setn(ev, attr, value, value_len);
+        return set_slot(ev, attr, value, value_len); /* no NUL: strlen */
     }
     if (!ext_name_valid(name, name_len)) {
         return SL_INVALID;

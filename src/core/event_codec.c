@@ -95,25 +95,16 @@ sl_status sl_ce_to_headers(const sl_event *ev, const char *prefix,
     return SL_OK;
 }
 
-sl_status sl_ce_from_header(sl_event *ev, const char *prefix, const char *name,
-                            const char *value, sl_diag *diag)
+/* The attribute of header @p name (whose prefix ends at @p rest) =
+ * @p value, of @p value_len bytes. */
+static sl_status from_header(sl_event *ev, const char *name, const char *rest,
+                             const char *value, size_t value_len,
+                             sl_diag *diag)
 {
     char attr[ATTR_NAME_MAX + 1];
 
-    if (ev == NULL || prefix == NULL || name == NULL) {
-        return sl_diag_set(diag, SL_INVALID, "NULL argument");
-    }
-    size_t plen = strlen(prefix);
-    if (!has_prefix_nocase(name, prefix, plen)) {
-        return SL_NOT_FOUND;
-    }
-    if (value == NULL) {
-        return sl_diag_set(diag, SL_INVALID, "header '%s' has no value", name);
-    }
-
     /* Attribute names are lower-case; header names are not, on any of the
      * bindings' wire formats we receive from. */
-    const char *rest = name + plen;
     size_t n = 0;
     for (; rest[n] != '\0'; n++) {
         if (n == ATTR_NAME_MAX) {
@@ -127,7 +118,6 @@ sl_status sl_ce_from_header(sl_event *ev, const char *prefix, const char *name,
     }
     attr[n] = '\0';
 
-    size_t value_len = strlen(value);
     if (n == 11 && memcmp(attr, "specversion", 11) == 0 &&
         (value_len != 3 || memcmp(value, "1.0", 3) != 0)) {
         return sl_diag_set(diag, SL_INVALID,
@@ -160,4 +150,27 @@ sl_status sl_ce_from_header(sl_event *ev, const char *prefix, const char *name,
         return sl_diag_set(diag, st, "header '%s': %s", name,
                            sl_status_str(st));
     }
+}
+
+sl_status sl_ce_from_header(sl_event *ev, const char *prefix, const char *name,
+                            const char *value, sl_diag *diag)
+{
+    if (ev == NULL || prefix == NULL || name == NULL) {
+        return sl_diag_set(diag, SL_INVALID, "NULL argument");
+    }
+    size_t plen = strlen(prefix);
+    if (!has_prefix_nocase(name, prefix, plen)) {
+        return SL_NOT_FOUND;
+    }
+    if (value == NULL) {
+        return sl_diag_set(diag, SL_INVALID, "header '%s' has no value", name);
+    }
+    return from_header(ev, name, name + plen, value, strlen(value), diag);
+}
+
+sl_status sl__ce_from_header_n(sl_event *ev, size_t prefix_len,
+                               const char *name, const char *value,
+                               size_t value_len)
+{
+    return from_header(ev, name, name + prefix_len, value, value_len, NULL);
 }

@@ -21,9 +21,17 @@
 sl_status sl__event_create_sized(size_t arena_bytes, sl_event **out);
 
 /* sl_event_set_ext with the lengths given: @p name (lower case, not
- * NUL-terminated necessarily) of @p name_len bytes; @p value NUL-terminated
- * at @p value_len, or NULL to remove. Same results as sl_event_set_ext. */
+ * NUL-terminated necessarily) of @p name_len bytes; @p value with
+ * @p value_len = strlen(@p value), or NULL to remove. Same results as
+ * sl_event_set_ext. */
 sl_status sl__event_set_attr(sl_event *ev, const char *name, size_t name_len,
                              const char *value, size_t value_len);
+
+/* sl_ce_from_header for a binding that has checked the header's prefix
+ * (@p prefix_len bytes of @p name) and measured the value: @p value_len
+ * is strlen(@p value). Same results, no diagnostic. */
+sl_status sl__ce_from_header_n(sl_event *ev, size_t prefix_len,
+                               const char *name, const char *value,
+                               size_t value_len);
 
 #endif

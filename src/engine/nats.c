@@ -823,6 +823,7 @@ typedef struct ce_headers {
     const char **keys; /* from nats.c; free() */
     const char *key[CE_HEADERS_MAX];
     const char *value[CE_HEADERS_MAX];
+    size_t value_len[CE_HEADERS_MAX];
     size_t n;
     bool too_many;
     size_t bytes; /* the names and values, each with a NUL */
@@ -850,9 +851,11 @@ static void ce_headers_read(natsMsg *m, ce_headers *h)
             return;
         }
         v = v ? v : "";
+        size_t len = strlen(v);
         h->key[h->n] = h->keys[i];
-        h->value[h->n++] = v;
-        h->bytes += strlen(h->keys[i]) + strlen(v) + 2;
+        h->value[h->n] = v;
+        h->value_len[h->n++] = len;
+        h->bytes += strlen(h->keys[i]) + len + 2;
     }
 }
 
@@ -862,11 +865,16 @@ static sl_status ce_headers_apply(const ce_headers *h, sl_event *ev)
 {
     for (size_t i = 0; i < h->n; i++) {
         const char *v = h->value[i];
+        size_t len = h->value_len[i];
         char *dec = NULL;
-        if (strchr(v, '%') != NULL && (v = dec = pct_decode(v)) == NULL) {
-            return SL_NOMEM;
+        if (memchr(v, '%', len) != NULL) {
+            if ((v = dec = pct_decode(v)) == NULL) {
+                return SL_NOMEM;
+            }
+            len = strlen(dec);
         }
-        sl_status st = sl_ce_from_header(ev, CE_PREFIX, h->key[i], v, NULL);
+        sl_status st = sl__ce_from_header_n(ev, strlen(CE_PREFIX), h->key[i],
+                                            v, len);
         sl_free(dec);
         if (st != SL_OK) {
             return st;
@@ -1571,15 +1579,10 @@ static bool parse_ack_reply(const char *reply, uint64_t *seq,
     }
     const char *tok[13];
     int n = 0;
-    for (const char *p = reply;;) {
+    for (const char *p = reply; p != NULL && n < 13;) {
         tok[n++] = p;
-        while (*p != '.' && *p != '\0') {
-            p++;
-        }
-        if (*p == '\0' || n == 13) {
-            break;
-        }
-        p++;
+        p = strchr(p, '.');
+        p = p ? p + 1 : NULL;
     }
     if (n < 9) {
         return false;
