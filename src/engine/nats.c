@@ -2135,26 +2135,52 @@ static sl_status nats_ack_many(sl_delivery **ds, size_t n)
     if (locked != NULL) {
         pthread_mutex_unlock(&locked->mu);
     }
+    /* The acks in one burst, so that they leave in few writes (the
+     * server reads fewer, larger packets). */
+    nats_engine *e = NULL;
     for (size_t i = 0; i < n; i++) {
         ndelivery *d = (ndelivery *)ds[i];
         if (d == NULL) {
             continue;
         }
-        nats_sub *s = d->sub;
-        nats_engine *e = s->eng;
-        track_forget(e, s->key, d->seq);
+        e = d->sub->eng;
         const char *reply = natsMsg_GetReply(d->msg);
         sl_status st =
             reply == NULL
                 ? SL_INVALID
                 : from_nats(natsConnection_PublishString(e->nc, reply, "+ACK"));
         if (st == SL_OK && last_of_sub(ds, n, i)) {
-            ack_mark_set(e, s->key, reply);
+            ack_mark_set(e, d->sub->key, reply);
         }
         if (first == SL_OK && st != SL_OK) {
             first = st;
         }
-        delivery_free(d);
+    }
+    /* Then what is remembered of them goes (one lock: a consumer's batch
+     * is of one engine), and the deliveries. */
+    if (e != NULL) {
+        pthread_mutex_lock(&e->mu);
+        for (size_t i = 0; i < n; i++) {
+            ndelivery *d = (ndelivery *)ds[i];
+            if (d == NULL) {
+                continue;
+            }
+            if (d->sub->eng != e) {
+                pthread_mutex_unlock(&e->mu);
+                e = d->sub->eng;
+                pthread_mutex_lock(&e->mu);
+            }
+            track *t = track_find(e, d->sub->key, d->seq, false);
+            if (t != NULL) {
+                sl__track_drop(&e->tracks, t);
+            }
+        }
+        pthread_mutex_unlock(&e->mu);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ds[i] != NULL) {
+            delivery_free((ndelivery *)ds[i]);
+        }
     }
     return first;
 }
