@@ -414,6 +414,9 @@ typedef struct sluice_rig {
     sl_consumer *cons;
     _Atomic uint64_t handled;
     _Atomic uint64_t last_ns;
+    _Atomic uint64_t want; /* the waiter is woken when handled reaches it */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
     uint64_t *lat; /* latency run: by sequence number */
     uint64_t nlat;
 } sluice_rig;
@@ -428,13 +431,21 @@ static sl_outcome sluice_handler(sl_handler_ctx *ctx, void *user)
         lat_slot(data, (int)len, r->nlat, now, r->lat);
     }
     atomic_store_explicit(&r->last_ns, now, memory_order_relaxed);
-    atomic_fetch_add_explicit(&r->handled, 1, memory_order_release);
+    uint64_t h =
+        atomic_fetch_add_explicit(&r->handled, 1, memory_order_release) + 1;
+    if (h == atomic_load_explicit(&r->want, memory_order_relaxed)) {
+        pthread_mutex_lock(&r->mu);
+        pthread_cond_signal(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    }
     return SL_OUTCOME_ACK;
 }
 
 static sl_status sluice_open(sluice_rig *r, const char *url, const char *tag,
                          sl_diag *diag)
 {
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
     char full[512];
     snprintf(full, sizeof full, "%s%cns=%s_%s", url,
              strchr(url, '?') ? '&' : '?', prefix, tag);
@@ -475,6 +486,8 @@ static void sluice_close(sluice_rig *r)
     }
     sl_producer_destroy(r->prod);
     sl_engine_close(r->eng);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
 }
 
 static sl_status sluice_publish_n(sluice_rig *r, uint64_t n, uint64_t period_ns,
@@ -501,13 +514,28 @@ static sl_status sluice_publish_n(sluice_rig *r, uint64_t n, uint64_t period_ns,
 
 static bool sluice_wait_handled(sluice_rig *r, uint64_t n)
 {
+    /* Woken by the handler that reaches n, as a user's program would be,
+     * rather than polling: the raw side's consumer is its main thread, so
+     * a polling waiter would be CPU that only sluice's side pays. */
     uint64_t give_up = sl_time_mono_ns() + PHASE_LIMIT_MS * 1000000ull;
+    atomic_store(&r->want, n);
+    pthread_mutex_lock(&r->mu);
     while (atomic_load_explicit(&r->handled, memory_order_acquire) < n) {
         if (sl_time_mono_ns() >= give_up) {
+            pthread_mutex_unlock(&r->mu);
             return false;
         }
-        bench_sleep_ms(1);
+        /* A slice: the handler may have passed n before want was set. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
     }
+    pthread_mutex_unlock(&r->mu);
     return true;
 }
 
