@@ -153,6 +153,31 @@ static uint64_t other_cpu_ns(long pid)
     return (ut + st) * (BENCH_NS_PER_S / (uint64_t)sysconf(_SC_CLK_TCK));
 }
 
+/* CPU times at the start of a consume phase: this process's and, with
+ * --server-pid, the server's. */
+typedef struct cpu_mark {
+    uint64_t self_ns, server_ns;
+} cpu_mark;
+
+static cpu_mark cpu_mark_now(const bench_opts *o)
+{
+    return (cpu_mark){process_cpu_ns(),
+                      o->server_pid ? other_cpu_ns(o->server_pid) : 0};
+}
+
+/* The CPU per event of @p n consumed since @p m, into @p res. */
+static void consume_cpu(const bench_opts *o, const cpu_mark *m, uint64_t n,
+                        child_result *res)
+{
+    res->consume_cpu_us =
+        (double)(process_cpu_ns() - m->self_ns) / 1e3 / (double)n;
+    if (o->server_pid) {
+        res->server_cpu_us =
+            (double)(other_cpu_ns(o->server_pid) - m->server_ns) / 1e3 /
+            (double)n;
+    }
+}
+
 static void child_fail(child_result *res, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -572,17 +597,10 @@ static void child_throughput(int impl, const bench_opts *o, unsigned round,
         res->publish_cpu_us = (double)(c1 - c0) / 1e3 / (double)n;
         if (!o->publish_only) {
             uint64_t last = t1;
-            uint64_t c2 = process_cpu_ns();
-            uint64_t s2 = o->server_pid ? other_cpu_ns(o->server_pid) : 0;
+            cpu_mark mark = cpu_mark_now(o);
             uint64_t t2 = sl_time_mono_ns();
             s = raw_consume(&r, n, NULL, 0, NULL, &last);
-            res->consume_cpu_us =
-                (double)(process_cpu_ns() - c2) / 1e3 / (double)n;
-            if (o->server_pid) {
-                res->server_cpu_us =
-                    (double)(other_cpu_ns(o->server_pid) - s2) / 1e3 /
-                    (double)n;
-            }
+            consume_cpu(o, &mark, n, res);
             if (s != NATS_OK) {
                 child_fail(res, "raw consume: %s", natsStatus_GetText(s));
             }
@@ -613,8 +631,7 @@ static void child_throughput(int impl, const bench_opts *o, unsigned round,
     res->publish_per_s = (double)n * 1e9 / (double)(t1 - t0);
     res->publish_cpu_us = (double)(c1 - c0) / 1e3 / (double)n;
     if (!o->publish_only) {
-        uint64_t c2 = process_cpu_ns();
-        uint64_t s2 = o->server_pid ? other_cpu_ns(o->server_pid) : 0;
+        cpu_mark mark = cpu_mark_now(o);
         uint64_t t2 = sl_time_mono_ns();
         st = sl_consumer_start(r.cons);
         if (st != SL_OK || !sluice_wait_handled(&r, n)) {
@@ -622,13 +639,7 @@ static void child_throughput(int impl, const bench_opts *o, unsigned round,
                        sl_status_str(st), (unsigned long long)r.handled,
                        (unsigned long long)n);
         }
-        res->consume_cpu_us =
-            (double)(process_cpu_ns() - c2) / 1e3 / (double)n;
-        if (o->server_pid) {
-            res->server_cpu_us =
-                (double)(other_cpu_ns(o->server_pid) - s2) / 1e3 /
-                (double)n;
-        }
+        consume_cpu(o, &mark, n, res);
         res->consume_per_s =
             (double)n * 1e9 / (double)(atomic_load(&r.last_ns) - t2);
     }
