@@ -47,16 +47,7 @@ if ! sh "$BROKERS" status rabbitmq >/dev/null 2>&1; then
 fi
 [ -x "$TOOL" ] || fail "$TOOL not built"
 
-wait_for() { # wait_for SECONDS CONDITION-COMMAND...
-    wf_s=$1
-    shift
-    wf_i=0
-    while ! "$@"; do
-        wf_i=$((wf_i + 1))
-        [ "$wf_i" -le $((wf_s * 10)) ] || return 1
-        sleep 0.1
-    done
-}
+. "$(cd "$(dirname "$0")" && pwd)/wait_lib.sh"
 
 # Confirmed ids ($1) all among the handled ones.
 all_handled() {

@@ -77,16 +77,7 @@ total() {
     echo "$n"
 }
 
-wait_for() { # wait_for SECONDS CONDITION-COMMAND...
-    limit=$1
-    shift
-    i=0
-    while ! "$@"; do
-        i=$((i + 1))
-        [ "$i" -le $((limit * 10)) ] || return 1
-        sleep 0.1
-    done
-}
+. "$(cd "$(dirname "$0")" && pwd)/wait_lib.sh"
 
 # Confirmed ids missing from the processed files ($1 = round dir).
 missing() {

@@ -62,16 +62,7 @@ fi
 
 now_ms() { date +%s%3N; }
 
-wait_for() { # wait_for SECONDS CONDITION-COMMAND...
-    wf_s=$1
-    shift
-    wf_i=0
-    while ! "$@"; do
-        wf_i=$((wf_i + 1))
-        [ "$wf_i" -le $((wf_s * 20)) ] || return 1
-        sleep 0.05
-    done
-}
+. "$(cd "$(dirname "$0")" && pwd)/wait_lib.sh"
 
 # The last state line of a watcher: "ready T" or "unready T".
 state() { grep -E '^(un)?ready ' "$WORK/$1.out" 2>/dev/null | tail -n 1; }

@@ -55,16 +55,7 @@ admin:
   enabled: false
 YAML
 
-wait_for() { # wait_for SECONDS CONDITION-COMMAND...
-    limit=$1
-    shift
-    i=0
-    while ! "$@"; do
-        i=$((i + 1))
-        [ "$i" -le $((limit * 20)) ] || return 1
-        sleep 0.05
-    done
-}
+. "$(cd "$(dirname "$0")" && pwd)/wait_lib.sh"
 
 processed_at_least() {
     [ "$(count 'SELECT count(DISTINCT id) FROM processed')" -ge "$1" ]

@@ -18,14 +18,7 @@ fail() {
     echo "example_hello_test: FAIL: $*" >&2
     exit 1
 }
-wait_for() {
-    i=0
-    while ! "$@"; do
-        i=$((i + 1))
-        [ "$i" -le 200 ] || return 1
-        sleep 0.05
-    done
-}
+. "$(cd "$(dirname "$0")" && pwd)/wait_lib.sh"
 
 # The example's config, with its paths pointing into this test's folders.
 mkdir -p "$WORK/build/examples"
@@ -39,7 +32,7 @@ E="embedded:./data/hello"
 
 "$S" run -q service.yaml 2>run.log &
 PID=$!
-wait_for test -f data/hello/inbox.db || fail "service did not start"
+wait_for 10 test -f data/hello/inbox.db || fail "service did not start"
 "$S" publish -e "$E" -C hello.names -q '{"name":"Ada"}' || fail "publish"
 "$S" publish -e "$E" -C hello.names -q '{"name":"flaky"}' || fail "publish"
 "$S" publish -e "$E" -C hello.names -q -i bad-1 'not json' || fail "publish"
@@ -47,16 +40,16 @@ wait_for test -f data/hello/inbox.db || fail "service did not start"
     fail "publish many"
 
 greeted() { [ "$(grep -c 'Hello, ' data/hello/greetings.log)" -ge 202 ]; }
-wait_for greeted || fail "greetings missing: $(cat data/hello/greetings.log)"
+wait_for 10 greeted || fail "greetings missing: $(cat data/hello/greetings.log)"
 grep -q "Hello, Ada!" data/hello/greetings.log || fail "no greeting for Ada"
 grep -q "Hello, flaky!" data/hello/greetings.log || fail "flaky not retried"
 grep -q '"attempt":"2".*flaky on attempt 2' run.log || fail "no retry logged"
 audited() { [ -f data/hello/greeted-ids.txt ] &&
             [ "$(wc -l < data/hello/greeted-ids.txt)" -ge 202 ]; }
-wait_for audited || fail "hello.greeted events not consumed"
+wait_for 10 audited || fail "hello.greeted events not consumed"
 
 dead() { "$S" dlq list -e "$E" -C hello.names -g greeter | grep -q bad-1; }
-wait_for dead || fail "bad input not dead-lettered"
+wait_for 10 dead || fail "bad input not dead-lettered"
 "$S" dlq list -e "$E" -C hello.names -g greeter | grep -q "bad-1  rejected" ||
     fail "dead letter lacks its reason"
 "$S" dlq show -e "$E" -C hello.names -g greeter --id bad-1 |

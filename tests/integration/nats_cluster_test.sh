@@ -55,16 +55,7 @@ command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] ||
     fail "nats-server not found (sh scripts/deps.sh)"
 command -v curl >/dev/null 2>&1 || fail "needs curl"
 
-wait_for() { # wait_for SECONDS CONDITION-COMMAND...
-    limit=$1
-    shift
-    i=0
-    while ! "$@"; do
-        i=$((i + 1))
-        [ "$i" -le $((limit * 20)) ] || return 1
-        sleep 0.05
-    done
-}
+. "$(cd "$(dirname "$0")" && pwd)/wait_lib.sh"
 
 processed() { [ -f "$WORK/appended.txt" ] && sort -u "$WORK/appended.txt" | wc -l || echo 0; }
 processed_at_least() { [ "$(processed)" -ge "$1" ]; }

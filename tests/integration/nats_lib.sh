@@ -38,16 +38,7 @@ fail() {
 # Remember a PID to kill (SIGKILL) when the test exits.
 track_pid() { PIDS="$PIDS $1"; }
 
-wait_for() { # wait_for SECONDS CONDITION-COMMAND...
-    limit=$1
-    shift
-    i=0
-    while ! "$@"; do
-        i=$((i + 1))
-        [ "$i" -le $((limit * 20)) ] || return 1
-        sleep 0.05
-    done
-}
+. "$(cd "$(dirname "$0")" && pwd)/wait_lib.sh"
 
 # True once something listens on TCP port $1 (asks the kernel).
 listening() {

@@ -66,15 +66,7 @@ note() {
 
 # wait_for SECONDS CONDITION-COMMAND...: polls every 50 ms until the
 # condition holds; false after the deadline.
-wait_for() {
-    limit=$1
-    shift
-    deadline=$(($(date +%s) + limit))
-    while ! "$@"; do
-        [ "$(date +%s)" -lt "$deadline" ] || return 1
-        sleep 0.05
-    done
-}
+. "$(cd "$(dirname "$0")" && pwd)/wait_lib.sh"
 
 now_ms() {
     echo $(($(date +%s%N) / 1000000))
