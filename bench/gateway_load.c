@@ -161,6 +161,24 @@ typedef struct conn {
     uint64_t due_ns;
 } conn;
 
+/* Arm timerfd @p tfd (CLOCK_MONOTONIC, absolute) for @p due_ns, but at
+ * least WAKE_GRAIN_NS from now. False, unarmed, when it is due already. */
+static bool arm_due_timer(int tfd, uint64_t due_ns)
+{
+    uint64_t now = sl_time_mono_ns();
+    if (due_ns <= now) {
+        return false;
+    }
+    if (due_ns < now + WAKE_GRAIN_NS) {
+        due_ns = now + WAKE_GRAIN_NS;
+    }
+    struct itimerspec its = {
+        .it_value = {.tv_sec = (time_t)(due_ns / BENCH_NS_PER_S),
+                     .tv_nsec = (long)(due_ns % BENCH_NS_PER_S)}};
+    timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
+    return true;
+}
+
 static size_t discard(char *ptr, size_t size, size_t nmemb, void *user)
 {
     (void)ptr;
@@ -265,18 +283,10 @@ static int run_paced_curl(const char *url, double rate, double seconds,
         unsigned nwfd = 0;
         int timeout_ms = 100;
         if (next < total && nidle > 0) {
-            uint64_t due = start + (uint64_t)((double)next * interval_ns);
-            uint64_t now2 = sl_time_mono_ns();
-            if (due <= now2) {
+            if (!arm_due_timer(tfd, start + (uint64_t)((double)next *
+                                                       interval_ns))) {
                 continue;
             }
-            if (due < now2 + WAKE_GRAIN_NS) {
-                due = now2 + WAKE_GRAIN_NS;
-            }
-            struct itimerspec its = {
-                .it_value = {.tv_sec = (time_t)(due / BENCH_NS_PER_S),
-                             .tv_nsec = (long)(due % BENCH_NS_PER_S)}};
-            timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
             nwfd = 1;
         }
         curl_multi_poll(multi, nwfd ? &wfd : NULL, nwfd, timeout_ms, NULL);
@@ -601,18 +611,10 @@ static int run_paced_epoll(const char *url, double rate, double seconds,
          * does. */
         int timeout_ms = 100;
         if (next < total && nidle > 0) {
-            uint64_t due = start + (uint64_t)((double)next * interval_ns);
-            uint64_t now2 = sl_time_mono_ns();
-            if (due <= now2) {
+            if (!arm_due_timer(tfd, start + (uint64_t)((double)next *
+                                                       interval_ns))) {
                 continue;
             }
-            if (due < now2 + WAKE_GRAIN_NS) {
-                due = now2 + WAKE_GRAIN_NS;
-            }
-            struct itimerspec its = {
-                .it_value = {.tv_sec = (time_t)(due / BENCH_NS_PER_S),
-                             .tv_nsec = (long)(due % BENCH_NS_PER_S)}};
-            timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
             timeout_ms = -1;
         }
         int n = epoll_wait(ep, evs, (int)nconn + 1, timeout_ms);
