@@ -1,6 +1,7 @@
 /* Tests of the compact binary encoding and the binary-mode header mapping. */
 #include "sluice/event.h"
 
+#include "core/event_internal.h"
 #include "sluice/alloc.h"
 
 #include <setjmp.h>
@@ -456,6 +457,47 @@ static void headers_round_trip_with_amqp_prefix(void **state)
     headers_round_trip("cloudEvents:");
 }
 
+/* The decode path of a binding that checked the prefix and measured the
+ * values (core/event_internal.h), into an event sized for them, gives the
+ * event the public calls give, and the same refusals. */
+static void from_header_with_lengths_into_sized_event(void **state)
+{
+    (void)state;
+    sl_event *ev = full_event();
+    header_list hl = {.n = 0};
+    size_t bytes = 0;
+    size_t len = 0;
+    const void *data = sl_event_data(ev, &len);
+
+    assert_int_equal(sl_ce_to_headers(ev, "ce-", collect, &hl), SL_OK);
+    for (size_t i = 0; i < hl.n; i++) {
+        bytes += strlen(hl.name[i]) + strlen(hl.value[i]) + 2;
+    }
+    sl_event *back = NULL;
+    assert_int_equal(sl__event_create_sized(bytes + len, &back), SL_OK);
+    for (size_t i = 0; i < hl.n; i++) {
+        char upper[64];
+        /* Header names come in any case. */
+        snprintf(upper, sizeof upper, "CE-%s", hl.name[i] + 3);
+        assert_int_equal(sl__ce_from_header_n(back, 3, upper, hl.value[i],
+                                              strlen(hl.value[i])),
+                         SL_OK);
+    }
+    assert_int_equal(sl_event_set_data(back, data, len), SL_OK);
+    assert_events_equal(ev, back);
+
+    assert_int_equal(sl__ce_from_header_n(back, 3, "ce-specversion", "0.3", 3),
+                     SL_INVALID);
+    assert_int_equal(sl__ce_from_header_n(back, 3, "ce-time", "yesterday", 9),
+                     SL_INVALID);
+    assert_int_equal(sl__ce_from_header_n(back, 3, "ce-", "x", 1), SL_INVALID);
+    assert_int_equal(sl__ce_from_header_n(back, 3, "ce-bad_name", "x", 1),
+                     SL_INVALID);
+    assert_events_equal(ev, back); /* refusals change nothing */
+    sl_event_unref(back);
+    sl_event_unref(ev);
+}
+
 static void from_header_is_case_insensitive(void **state)
 {
     (void)state;
@@ -594,6 +636,7 @@ int main(void)
         cmocka_unit_test(headers_round_trip_with_amqp_prefix),
         cmocka_unit_test(from_header_is_case_insensitive),
         cmocka_unit_test(from_header_leaves_other_headers_alone),
+        cmocka_unit_test(from_header_with_lengths_into_sized_event),
         cmocka_unit_test(from_header_rejects_bad_specversion),
         cmocka_unit_test(from_header_rejects_bad_time),
         cmocka_unit_test(from_header_rejects_bad_deadline_and_name),
