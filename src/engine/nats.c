@@ -79,6 +79,7 @@
 #define PULL_EXPIRES_MS 100  /* server-side life of one pull request */
 #define PULL_NOWAIT_MS 50    /* ... of a no-wait pull request */
 #define PULL_GRACE_MS 200    /* after its expiry, a request is over for us */
+#define PULL_FLUSH_MS 100    /* longest wait for the flush of a request */
 #define JS_API_PREFIX "$JS.API."
 
 typedef struct nats_engine nats_engine;
@@ -1609,6 +1610,15 @@ static sl_status pull_request(nats_engine *e, nats_sub *s, uint32_t batch,
                                                   reply, body, len);
     if (ns != NATS_OK) {
         return from_nats(ns);
+    }
+    /* Send it now, with the acks buffered before it. Left to nats.c's
+     * flusher thread it would wait a millisecond for more to write (its
+     * write coalescing), and the server, with nothing asked of it, would
+     * wait too: a millisecond of every batch. The flush is a PING whose
+     * PONG comes once the server has read all of it, about when the first
+     * answer comes; its error, if any, the answer's wait reports. */
+    if (natsConnection_Status(e->nc) == NATS_CONN_STATUS_CONNECTED) {
+        natsConnection_FlushTimeout(e->nc, PULL_FLUSH_MS);
     }
     s->req_id = id;
     s->req_nowait = no_wait;
