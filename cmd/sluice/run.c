@@ -45,8 +45,13 @@ static void banner(const sl_config *cfg, const sl_service *svc)
                 sl_service_admin_port(svc));
     }
     for (size_t i = 0; i < cfg->nchannels; i++) {
-        fprintf(stderr, "  channel %-28s max_length %" PRIu64 "\n",
-                cfg->channels[i].name, cfg->channels[i].max_length);
+        const sl_config_channel *ch = &cfg->channels[i];
+        fprintf(stderr, "  channel %-28s max_length %" PRIu64, ch->name,
+                ch->max_length);
+        if (ch->max_bytes != 0) {
+            fprintf(stderr, " max_bytes %" PRIu64, ch->max_bytes);
+        }
+        fputc('\n', stderr);
     }
     for (size_t i = 0; i < cfg->nconsumers; i++) {
         const sl_config_consumer *cc = &cfg->consumers[i];

@@ -82,6 +82,7 @@ typedef struct sl_config_route {
 typedef struct sl_config_channel {
     char *name;
     uint64_t max_length; /* 0 = unbounded */
+    uint64_t max_bytes;  /* 0 = unbounded */
     sl_config_pos pos;
 } sl_config_channel;
 

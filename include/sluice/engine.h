@@ -77,6 +77,10 @@ typedef struct sl_channel_opts {
     const char *name;    /* [a-zA-Z0-9._-]+ */
     uint64_t max_length; /* per group: ready + delayed + in flight; 0 = no
                             limit. Publishing beyond it fails SL_FULL. */
+    uint64_t max_bytes;  /* per group: bytes of the events it holds, as
+                            the engine measures an event (docs/engines);
+                            0 = no limit. A publish that would take a
+                            group past it fails SL_FULL. */
 } sl_channel_opts;
 
 /** Declare (or re-declare identically) a channel. */

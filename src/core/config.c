@@ -378,6 +378,14 @@ static const opt_desc channel_opts[] = {
      .max = UINT64_MAX,
      .doc = "Events held per group (ready, delayed and in flight) before "
             "publishing fails with FULL; 0 = unbounded."},
+    {.key = "max_bytes",
+     .type = OPT_UINT64,
+     .offset = offsetof(sl_config_channel, max_bytes),
+     .def = "0",
+     .max = UINT64_MAX,
+     .doc = "Bytes of events held per group (ready, delayed and in "
+            "flight) beyond which publishing fails with FULL, as the "
+            "engine measures an event (docs/engines); 0 = unbounded."},
 };
 
 static const opt_table channel_table = {

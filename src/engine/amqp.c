@@ -8,8 +8,9 @@
  *   group    -> a durable quorum queue "sluice/[NS/]<channel>/<group>"
  *               bound with "#": x-delivery-limit (crash-loop backstop),
  *               x-dead-letter-exchange = the dead-letter channel's
- *               exchange, x-max-length + x-overflow reject-publish when
- *               the channel has max_length (a nack is SL_FULL).
+ *               exchange, x-max-length / x-max-length-bytes + x-overflow
+ *               reject-publish when the channel has max_length /
+ *               max_bytes (a nack is SL_FULL).
  *   retry    -> per delay a durable queue ".../<group>/retry/<ms>" with
  *               x-message-ttl = the delay that dead-letters back to the
  *               group's queue (default exchange, routing key = its name).
@@ -107,7 +108,8 @@ typedef struct achan {
     char *name;
     char *exchange;
     uint64_t max_length;
-    bool declared_here; /* max_length is known */
+    uint64_t max_bytes;
+    bool declared_here; /* max_length and max_bytes are known */
     struct achan *next;
 } achan;
 
@@ -243,6 +245,7 @@ typedef struct aqueue {
     char *dlx; /* or NULL */
     uint32_t delivery_limit;
     uint64_t max_length;
+    uint64_t max_bytes;
     struct aqueue *next;
 } aqueue;
 
@@ -612,7 +615,8 @@ static achan *chan_find_locked(amqp_engine *e, const char *name)
 }
 
 static achan *chan_remember(amqp_engine *e, const char *name,
-                            uint64_t max_length, bool declared)
+                            uint64_t max_length, uint64_t max_bytes,
+                            bool declared)
 {
     pthread_mutex_lock(&e->mu);
     achan *c = chan_find_locked(e, name);
@@ -632,6 +636,7 @@ static achan *chan_remember(amqp_engine *e, const char *name,
     }
     if (declared) {
         c->max_length = max_length;
+        c->max_bytes = max_bytes;
         c->declared_here = true;
     }
     pthread_mutex_unlock(&e->mu);
@@ -1458,6 +1463,7 @@ typedef struct declare_args {
     const char *dlx; /* dead-letter exchange of the queue, or NULL */
     const char *dl_rkey;
     uint64_t max_length;
+    uint64_t max_bytes;
     uint32_t delivery_limit; /* 0 = none */
     uint64_t ttl_ms;         /* retry queue: 0 = not one */
     bool passive;
@@ -1504,7 +1510,7 @@ static sl_status do_declare_exchange(amqp_engine *e, void *arg)
 static sl_status do_declare_queue(amqp_engine *e, void *arg)
 {
     declare_args *a = arg;
-    amqp_table_entry_t en[8];
+    amqp_table_entry_t en[9];
     int n = 0;
     if (a->ttl_ms == 0) {
         en[n].key = bytes_of("x-queue-type");
@@ -1523,6 +1529,15 @@ static sl_status do_declare_queue(amqp_engine *e, void *arg)
         en[n].value.kind = AMQP_FIELD_KIND_I64;
         en[n].value.value.i64 = (int64_t)a->max_length;
         n++;
+    }
+    if (a->max_bytes) {
+        /* RabbitMQ counts the bodies: the event's data. */
+        en[n].key = bytes_of("x-max-length-bytes");
+        en[n].value.kind = AMQP_FIELD_KIND_I64;
+        en[n].value.value.i64 = (int64_t)a->max_bytes;
+        n++;
+    }
+    if (a->max_length || a->max_bytes) {
         en[n].key = bytes_of("x-overflow");
         en[n].value.kind = AMQP_FIELD_KIND_UTF8;
         en[n].value.value.bytes = bytes_of("reject-publish");
@@ -1567,7 +1582,8 @@ static sl_status amqp_declare_channel(sl_engine *base,
                                       sl_diag *diag)
 {
     amqp_engine *e = (amqp_engine *)base;
-    achan *c = chan_remember(e, opts->name, opts->max_length, true);
+    achan *c = chan_remember(e, opts->name, opts->max_length,
+                             opts->max_bytes, true);
     if (c == NULL) {
         return SL_NOMEM;
     }
@@ -1620,6 +1636,7 @@ static sl_status queue_remember(amqp_engine *e, const declare_args *a)
     }
     q->delivery_limit = a->delivery_limit;
     q->max_length = a->max_length;
+    q->max_bytes = a->max_bytes;
     pthread_mutex_lock(&e->mu);
     q->next = e->queues;
     e->queues = q;
@@ -1636,6 +1653,7 @@ static sl_status put_queue(amqp_engine *e, const char *channel,
     pthread_mutex_lock(&e->mu);
     achan *c = chan_find_locked(e, channel);
     uint64_t max_length = c && c->declared_here ? c->max_length : 0;
+    uint64_t max_bytes = c && c->declared_here ? c->max_bytes : 0;
     pthread_mutex_unlock(&e->mu);
     char *x = exchange_name(e, channel);
     char *q = queue_name(e, channel, group);
@@ -1660,6 +1678,7 @@ static sl_status put_queue(amqp_engine *e, const char *channel,
                        .queue = q,
                        .dlx = dlq_exchange,
                        .max_length = max_length,
+                       .max_bytes = max_bytes,
                        .delivery_limit = delivery_limit,
                        .diag = diag};
     st = io_call(e, do_declare_queue, &qa);
@@ -1737,7 +1756,7 @@ static sl_status check_exchange(amqp_engine *e, const char *channel,
     if (st != SL_OK) {
         return st;
     }
-    c = chan_remember(e, channel, 0, false);
+    c = chan_remember(e, channel, 0, 0, false);
     if (c == NULL) {
         return SL_NOMEM;
     }
@@ -1874,7 +1893,7 @@ static sl_status amqp_publish(sl_engine *base, const char *channel,
     if (dedup) {
         p->chan = c;
     }
-    if (c->max_length == 0) {
+    if (c->max_length == 0 && c->max_bytes == 0) {
         p->cb = cb;
         p->ctx = ctx;
         return submit(e, p);
@@ -1882,11 +1901,15 @@ static sl_status amqp_publish(sl_engine *base, const char *channel,
     /* A bounded channel publishes synchronously, so that a reject-publish
      * nack is this call's SL_FULL, as the API promises. A quorum queue
      * applies reject-publish one event late and asynchronously, so the
-     * engine checks the room of the groups it knows first. */
-    room_args ra = {.channel = channel, .max_length = c->max_length};
-    if ((st = io_call(e, do_check_room, &ra)) != SL_OK) {
-        pub_free(p);
-        return st;
+     * engine checks the room of the groups it knows first; AMQP 0-9-1
+     * tells a queue's message count but not its bytes, so max_bytes has
+     * only the broker's check (one event late). */
+    if (c->max_length != 0) {
+        room_args ra = {.channel = channel, .max_length = c->max_length};
+        if ((st = io_call(e, do_check_room, &ra)) != SL_OK) {
+            pub_free(p);
+            return st;
+        }
     }
     st = submit_sync(e, p);
     if (st == SL_TIMEOUT || st == SL_OK) {
@@ -2750,6 +2773,7 @@ static sl_status redeclare(amqp_engine *e, sl_diag *diag)
                           .queue = q->queue,
                           .dlx = q->dlx,
                           .max_length = q->max_length,
+                          .max_bytes = q->max_bytes,
                           .delivery_limit = q->delivery_limit,
                           .diag = diag};
         st = do_declare_queue(e, &a);
@@ -2884,6 +2908,7 @@ static sl_status redeclare_queue_of(amqp_engine *e, asub *s)
                                .queue = q->queue,
                                .dlx = q->dlx,
                                .max_length = q->max_length,
+                               .max_bytes = q->max_bytes,
                                .delivery_limit = q->delivery_limit};
             known = true;
         }

@@ -81,7 +81,9 @@ static const char *meaning(const char *key, size_t n)
         const char *what;
     } known[] = {
         {"x-max-length", "the channel's max_length"},
-        {"x-overflow", "reject-publish, with the channel's max_length"},
+        {"x-max-length-bytes", "the channel's max_bytes"},
+        {"x-overflow",
+         "reject-publish, with the channel's max_length or max_bytes"},
         {"x-delivery-limit", "2 x the group's max_attempts + 20"},
         {"x-dead-letter-exchange", "the group's dead-letter channel"},
         {"x-dead-letter-routing-key", "a retry queue's group"},

@@ -81,6 +81,9 @@ struct emb_msg {
     emb_msg *dirty_next;
     uint32_t nslots;    /* entries allocated below */
     uint32_t ev_bytes;  /* encoded size, while ev is resident (store mode) */
+    uint32_t size;      /* counted in each group's bytes (max_bytes): the
+                           encoded size; 0 in memory mode when the channel
+                           had no max_bytes at publish */
     emb_entry entries[]; /* one per group; live as long as the message */
 };
 
@@ -99,12 +102,14 @@ struct emb_group {
     emb_entry **heap; /* delayed, min-heap by visible_at */
     size_t heap_n, heap_cap;
     uint64_t in_flight;
+    uint64_t bytes; /* sizes of the messages of its entries (max_bytes) */
     pthread_cond_t cv; /* fetchers wait here */
 };
 
 struct emb_channel {
     char *name;
     uint64_t max_length;
+    uint64_t max_bytes;
     emb_group **groups;
     size_t ngroups;
 };
@@ -345,6 +350,7 @@ static emb_msg *entry_done_deferred(emb_engine *e, emb_entry *en)
 {
     en->where = AT_DONE;
     emb_msg *m = en->m;
+    en->g->bytes -= m->size;
     m->refs--;
     if (e->store != NULL) {
         mark_entry(e, en);
@@ -404,11 +410,13 @@ static uint64_t group_count(const emb_group *g)
 /* ---- declaring ------------------------------------------------------------ */
 
 static sl_status add_channel(emb_engine *e, const char *name,
-                             uint64_t max_length, emb_channel **out)
+                             uint64_t max_length, uint64_t max_bytes,
+                             emb_channel **out)
 {
     emb_channel *ch = find_channel(e, name);
     if (ch != NULL) {
         ch->max_length = max_length;
+        ch->max_bytes = max_bytes;
         *out = ch;
         return SL_OK;
     }
@@ -424,6 +432,7 @@ static sl_status add_channel(emb_engine *e, const char *name,
         return SL_NOMEM;
     }
     ch->max_length = max_length;
+    ch->max_bytes = max_bytes;
     e->channels[e->nchannels++] = ch;
     *out = ch;
     return SL_OK;
@@ -466,10 +475,11 @@ static sl_status emb_declare_channel(sl_engine *base,
     emb_engine *e = (emb_engine *)base;
     pthread_mutex_lock(&e->mu);
     emb_channel *ch = NULL;
-    sl_status st = add_channel(e, opts->name, opts->max_length, &ch);
+    sl_status st =
+        add_channel(e, opts->name, opts->max_length, opts->max_bytes, &ch);
     if (st == SL_OK && e->store != NULL) {
         st = emb_store_put_channel(e->store, opts->name, opts->max_length,
-                                   diag);
+                                   opts->max_bytes, diag);
     }
     pthread_mutex_unlock(&e->mu);
     return st;
@@ -511,11 +521,11 @@ static sl_status declare_group_locked(emb_engine *e, const char *channel,
             return sl_diag_set(diag, SL_TOO_LARGE, "dead-letter name too long");
         }
         emb_channel *dlq = NULL;
-        if ((st = add_channel(e, dlq_name, 0, &dlq)) != SL_OK) {
+        if ((st = add_channel(e, dlq_name, 0, 0, &dlq)) != SL_OK) {
             return st;
         }
         if (e->store != NULL &&
-            (st = emb_store_put_channel(e->store, dlq_name, 0, diag)) !=
+            (st = emb_store_put_channel(e->store, dlq_name, 0, 0, diag)) !=
                 SL_OK) {
             return st;
         }
@@ -560,9 +570,15 @@ static sl_status enqueue_locked(emb_engine *e, emb_channel *ch, sl_event *ev,
                                 uint8_t **body, size_t body_len,
                                 sl_publish_cb cb, void *cb_ctx)
 {
+    /* The size counted against max_bytes: what the store writes, or in
+     * memory mode the same measure, taken only for a bounded channel. */
+    uint64_t size = body != NULL && *body != NULL ? body_len
+                    : ch->max_bytes != 0          ? sl_event_encoded_size(ev)
+                                                  : 0;
     for (size_t i = 0; i < ch->ngroups; i++) {
-        if (ch->max_length != 0 &&
-            group_count(ch->groups[i]) >= ch->max_length) {
+        const emb_group *g = ch->groups[i];
+        if ((ch->max_length != 0 && group_count(g) >= ch->max_length) ||
+            (ch->max_bytes != 0 && g->bytes + size > ch->max_bytes)) {
             return SL_FULL;
         }
     }
@@ -577,6 +593,7 @@ static sl_status enqueue_locked(emb_engine *e, emb_channel *ch, sl_event *ev,
     m->refs = (uint32_t)ch->ngroups;
     m->cb = cb;
     m->cb_ctx = cb_ctx;
+    m->size = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
     if (body != NULL) {
         m->body = *body;
         m->body_len = body_len;
@@ -595,6 +612,7 @@ static sl_status enqueue_locked(emb_engine *e, emb_channel *ch, sl_event *ev,
         en->g = g;
         en->where = AT_READY;
         list_push_tail(&g->ready, en);
+        g->bytes += m->size;
         mark_entry(e, en);
         pthread_cond_signal(&g->cv);
     }
@@ -1340,11 +1358,12 @@ typedef struct load_ctx {
     uint64_t loaded;
 } load_ctx;
 
-static sl_status load_channel(const char *name, uint64_t max_length, void *ctx)
+static sl_status load_channel(const char *name, uint64_t max_length,
+                             uint64_t max_bytes, void *ctx)
 {
     load_ctx *lc = ctx;
     emb_channel *ch = NULL;
-    return add_channel(lc->e, name, max_length, &ch);
+    return add_channel(lc->e, name, max_length, max_bytes, &ch);
 }
 
 static sl_status load_group(const char *channel, const char *name, int64_t gid,
@@ -1393,6 +1412,7 @@ static sl_status load_message(int64_t seq, const char *channel,
     m->nslots = (uint32_t)ch->ngroups;
     m->ev = ev;
     m->ev_bytes = (uint32_t)len;
+    m->size = (uint32_t)len;
     lc->e->resident += len;
     m->ch = ch;
     m->seq = seq;
@@ -1424,6 +1444,7 @@ static sl_status load_entry(int64_t seq, int64_t gid, uint32_t attempts,
     en->attempts = attempts;
     en->in_db = true;
     m->refs++;
+    g->bytes += m->size;
     lc->loaded++;
     if (visible_at > now_ms(lc->e)) {
         en->where = AT_DELAYED;

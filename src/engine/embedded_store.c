@@ -28,7 +28,8 @@ struct emb_store {
  * one merge by seq. */
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS channels("
-    "  name TEXT PRIMARY KEY, max_length INTEGER NOT NULL);"
+    "  name TEXT PRIMARY KEY, max_length INTEGER NOT NULL,"
+    "  max_bytes INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS groups("
     "  gid INTEGER PRIMARY KEY, channel TEXT NOT NULL, name TEXT NOT NULL,"
     "  max_attempts INTEGER NOT NULL, UNIQUE(channel, name));"
@@ -63,6 +64,30 @@ static sl_status mkdir_p(const char *dir, sl_diag *diag)
     }
     if (mkdir(path, 0755) != 0 && errno != EEXIST) {
         return sl_diag_set(diag, SL_IO, "mkdir %s: %s", path, strerror(errno));
+    }
+    return SL_OK;
+}
+
+/* A store written before channels had max_bytes gets the column, 0 for
+ * every channel it has (unbounded, as they were). */
+static sl_status add_max_bytes_column(emb_store *st, sl_diag *diag)
+{
+    sqlite3_stmt *s = NULL;
+    bool has = false;
+    if (sqlite3_prepare_v2(st->db, "PRAGMA table_info(channels)", -1, &s,
+                           NULL) != SQLITE_OK) {
+        return db_fail(st, diag, "schema");
+    }
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        const char *col = (const char *)sqlite3_column_text(s, 1);
+        has = has || (col != NULL && strcmp(col, "max_bytes") == 0);
+    }
+    sqlite3_finalize(s);
+    if (!has && sqlite3_exec(st->db,
+                             "ALTER TABLE channels ADD COLUMN max_bytes "
+                             "INTEGER NOT NULL DEFAULT 0",
+                             NULL, NULL, NULL) != SQLITE_OK) {
+        return db_fail(st, diag, "adding channels.max_bytes");
     }
     return SL_OK;
 }
@@ -124,8 +149,11 @@ sl_status emb_store_open(const char *dir, sl_sync_mode sync, emb_store **out,
          * held in memory by the engine anyway. */
         sqlite3_exec(st->db, "PRAGMA cache_size=-128;", NULL, NULL, NULL) !=
             SQLITE_OK ||
-        sqlite3_exec(st->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
-        rc = db_fail(st, diag, "schema");
+        sqlite3_exec(st->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+        (rc = add_max_bytes_column(st, diag)) != SL_OK) {
+        if (rc == SL_OK) {
+            rc = db_fail(st, diag, "schema");
+        }
         goto fail;
     }
     if ((rc = prepare(st, "INSERT INTO messages(seq, channel, body) "
@@ -209,18 +237,21 @@ void emb_store_close(emb_store *st)
 }
 
 sl_status emb_store_put_channel(emb_store *st, const char *name,
-                                uint64_t max_length, sl_diag *diag)
+                                uint64_t max_length, uint64_t max_bytes,
+                                sl_diag *diag)
 {
     sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(st->db,
-                           "INSERT INTO channels(name, max_length) "
-                           "VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET "
-                           "max_length = excluded.max_length",
+                           "INSERT INTO channels(name, max_length, max_bytes) "
+                           "VALUES(?1, ?2, ?3) ON CONFLICT(name) DO UPDATE SET "
+                           "max_length = excluded.max_length, "
+                           "max_bytes = excluded.max_bytes",
                            -1, &s, NULL) != SQLITE_OK) {
         return db_fail(st, diag, "declare channel");
     }
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, (sqlite3_int64)max_length);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)max_bytes);
     int r = sqlite3_step(s);
     sqlite3_finalize(s);
     return r == SQLITE_DONE ? SL_OK : db_fail(st, diag, "declare channel");
@@ -315,13 +346,15 @@ sl_status emb_store_load(emb_store *st, const emb_store_visitor *v, void *ctx,
     sqlite3_stmt *e = NULL;
     *max_seq = 0;
 
-    if (sqlite3_prepare_v2(st->db, "SELECT name, max_length FROM channels",
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT name, max_length, max_bytes FROM channels",
                            -1, &s, NULL) != SQLITE_OK) {
         return db_fail(st, diag, "load channels");
     }
     while (rc == SL_OK && sqlite3_step(s) == SQLITE_ROW) {
         rc = v->channel((const char *)sqlite3_column_text(s, 0),
-                        (uint64_t)sqlite3_column_int64(s, 1), ctx);
+                        (uint64_t)sqlite3_column_int64(s, 1),
+                        (uint64_t)sqlite3_column_int64(s, 2), ctx);
     }
     sqlite3_finalize(s);
     s = NULL;

@@ -17,7 +17,8 @@ sl_status emb_store_open(const char *dir, sl_sync_mode sync, emb_store **out,
 void emb_store_close(emb_store *st);
 
 sl_status emb_store_put_channel(emb_store *st, const char *name,
-                                uint64_t max_length, sl_diag *diag);
+                                uint64_t max_length, uint64_t max_bytes,
+                                sl_diag *diag);
 sl_status emb_store_put_group(emb_store *st, const char *channel,
                               const char *name, uint32_t max_attempts,
                               int64_t *gid, sl_diag *diag);
@@ -55,7 +56,8 @@ sl_status emb_store_apply(emb_store *st, const emb_op *ops, size_t n,
  * and entries interleaved in increasing seq (a message before its
  * entries). */
 typedef struct emb_store_visitor {
-    sl_status (*channel)(const char *name, uint64_t max_length, void *ctx);
+    sl_status (*channel)(const char *name, uint64_t max_length,
+                         uint64_t max_bytes, void *ctx);
     sl_status (*group)(const char *channel, const char *name, int64_t gid,
                        uint32_t max_attempts, void *ctx);
     sl_status (*message)(int64_t seq, const char *channel, const uint8_t *body,

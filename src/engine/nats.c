@@ -4,8 +4,9 @@
  *
  *   channel  -> a stream, subject "sluice.[NS.]<channel>", interest
  *               retention (an event leaves once every group acked it),
- *               discard new with max_msgs = max_length (a refusal is
- *               SL_FULL), file storage, a duplicate window for
+ *               discard new with max_msgs = max_length and max_bytes =
+ *               max_bytes (a refusal is SL_FULL), file storage, a
+ *               duplicate window for
  *               Nats-Msg-Id = event id.
  *   group    -> a durable pull consumer: explicit ack, AckWait (URL
  *               ack_wait_ms), MaxAckPending, deliver-new. max_attempts is
@@ -92,8 +93,11 @@ typedef struct nchan {
     char *name;
     char *stream;
     char *subject;
-    _Atomic uint64_t max_length; /* redeclaring may change it */
-    struct nchan *next;          /* set before the entry is published */
+    /* max_length or max_bytes: publishes wait for their PubAck, so that
+     * a discard-new refusal is the call's SL_FULL. Redeclaring may change
+     * it. */
+    _Atomic bool bounded;
+    struct nchan *next; /* set before the entry is published */
 } nchan;
 
 /* An asynchronous publish waiting for its PubAck: a slot of the engine's
@@ -417,7 +421,7 @@ static void track_nak(nats_engine *e, uint64_t key, uint64_t seq,
 /* ---- channels ---------------------------------------------------------------- */
 
 /* Any thread, no lock: entries are immutable once in the list but for
- * max_length, and the list only grows until the engine closes. */
+ * bounded, and the list only grows until the engine closes. */
 static nchan *chan_find(nats_engine *e, const char *name)
 {
     for (nchan *c = atomic_load_explicit(&e->chans, memory_order_acquire); c;
@@ -430,13 +434,12 @@ static nchan *chan_find(nats_engine *e, const char *name)
 }
 
 static sl_status chan_remember(nats_engine *e, const char *name,
-                               uint64_t max_length)
+                               bool bounded)
 {
     pthread_mutex_lock(&e->mu); /* one writer at a time */
     nchan *c = chan_find(e, name);
     if (c != NULL) {
-        atomic_store_explicit(&c->max_length, max_length,
-                              memory_order_relaxed);
+        atomic_store_explicit(&c->bounded, bounded, memory_order_relaxed);
         pthread_mutex_unlock(&e->mu);
         return SL_OK;
     }
@@ -452,7 +455,7 @@ static sl_status chan_remember(nats_engine *e, const char *name,
         pthread_mutex_unlock(&e->mu);
         return SL_NOMEM;
     }
-    atomic_init(&c->max_length, max_length);
+    atomic_init(&c->bounded, bounded);
     c->next = atomic_load_explicit(&e->chans, memory_order_relaxed);
     atomic_store_explicit(&e->chans, c, memory_order_release);
     pthread_mutex_unlock(&e->mu);
@@ -481,9 +484,9 @@ static sl_status chan_get(nats_engine *e, const char *name, nchan **out)
                    ? SL_NOT_FOUND
                    : from_nats(s);
     }
-    uint64_t ml = si->Config->MaxMsgs > 0 ? (uint64_t)si->Config->MaxMsgs : 0;
+    bool bounded = si->Config->MaxMsgs > 0 || si->Config->MaxBytes > 0;
     jsStreamInfo_Destroy(si);
-    sl_status st = chan_remember(e, name, ml);
+    sl_status st = chan_remember(e, name, bounded);
     if (st != SL_OK) {
         return st;
     }
@@ -492,8 +495,7 @@ static sl_status chan_get(nats_engine *e, const char *name, nchan **out)
 }
 
 /* A copy of what publishing needs to know about @p name. */
-static sl_status chan_lookup(nats_engine *e, const char *name, char **subject,
-                             uint64_t *max_length)
+static sl_status chan_lookup(nats_engine *e, const char *name, char **subject)
 {
     nchan *c = NULL;
     sl_status st = chan_get(e, name, &c);
@@ -503,12 +505,12 @@ static sl_status chan_lookup(nats_engine *e, const char *name, char **subject,
     if ((*subject = sl_strdup(c->subject)) == NULL) {
         return SL_NOMEM;
     }
-    *max_length = atomic_load_explicit(&c->max_length, memory_order_relaxed);
     return SL_OK;
 }
 
 static sl_status put_stream(nats_engine *e, const char *name,
-                            uint64_t max_length, sl_diag *diag)
+                            uint64_t max_length, uint64_t max_bytes,
+                            sl_diag *diag)
 {
     char *stream = escape_name(e->ns, name);
     char *subject = subject_of(e, name);
@@ -526,6 +528,7 @@ static sl_status put_stream(nats_engine *e, const char *name,
     cfg.Retention = js_InterestPolicy;
     cfg.Discard = js_DiscardNew;
     cfg.MaxMsgs = max_length ? (int64_t)max_length : -1;
+    cfg.MaxBytes = max_bytes ? (int64_t)max_bytes : -1;
     cfg.Storage = e->memory ? js_MemoryStorage : js_FileStorage;
     cfg.Replicas = e->replicas;
     cfg.Duplicates = (int64_t)(e->opts.dedup_window_ms
@@ -546,7 +549,7 @@ static sl_status put_stream(nats_engine *e, const char *name,
     sl_free(stream);
     sl_free(subject);
     if (st == SL_OK) {
-        st = chan_remember(e, name, max_length);
+        st = chan_remember(e, name, max_length != 0 || max_bytes != 0);
     }
     return st;
 }
@@ -556,7 +559,7 @@ static sl_status nats_declare_channel(sl_engine *base,
                                       sl_diag *diag)
 {
     return put_stream((nats_engine *)base, opts->name, opts->max_length,
-                      diag);
+                      opts->max_bytes, diag);
 }
 
 static bool is_dlq_channel(const char *name)
@@ -676,7 +679,7 @@ static sl_status nats_declare_group(sl_engine *base, const sl_group_opts *opts,
         SL_OK) {
         return sl_diag_set(diag, SL_TOO_LARGE, "dead-letter name too long");
     }
-    if ((st = put_stream(e, dlq, 0, diag)) != SL_OK) {
+    if ((st = put_stream(e, dlq, 0, 0, diag)) != SL_OK) {
         return st;
     }
     return put_consumer(e, dlq, SL_DLQ_GROUP, UINT32_MAX, NULL, 0, diag);
@@ -1286,7 +1289,7 @@ static sl_status publish_one(nats_engine *e, const char *channel,
     if (st != SL_OK) {
         return st;
     }
-    if (atomic_load_explicit(&c->max_length, memory_order_relaxed) != 0) {
+    if (atomic_load_explicit(&c->bounded, memory_order_relaxed)) {
         return publish_sync(e, m, cb, ctx);
     }
     uint64_t deadline = sl_time_mono_ms() + PUB_ACK_WAIT_MS;
@@ -1499,14 +1502,13 @@ static sl_status publish_dead_letter(nats_engine *e, const char *channel,
     sl_status st = sl__dlq_channel_name(channel, group, dlq, sizeof dlq);
     sl_event *dead = NULL;
     char *subject = NULL;
-    uint64_t ml = 0;
     natsMsg *out = NULL;
     if (st == SL_OK) {
         st = sl__dead_letter_event(ev, reason, attempts, error, channel,
                                    group, wall_ms(e), &dead);
     }
     if (st == SL_OK) {
-        st = chan_lookup(e, dlq, &subject, &ml);
+        st = chan_lookup(e, dlq, &subject);
     }
     if (st == SL_OK) {
         st = event_to_msg(dead, subject, false, &out);

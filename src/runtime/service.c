@@ -126,7 +126,8 @@ static sl_status declare_topology(sl_service *svc, sl_diag *diag)
     const sl_config *cfg = svc->cfg;
     for (size_t i = 0; i < cfg->nchannels; i++) {
         sl_channel_opts co = {.name = cfg->channels[i].name,
-                              .max_length = cfg->channels[i].max_length};
+                              .max_length = cfg->channels[i].max_length,
+                              .max_bytes = cfg->channels[i].max_bytes};
         sl_status st = sl_engine_declare_channel(svc->eng, &co, diag);
         if (st != SL_OK) {
             return st;

@@ -301,6 +301,63 @@ static void channel_at_max_length_reports_full(void **state)
     sl_producer_destroy(p);
 }
 
+/* max_bytes: each engine measures an event its own way (the embedded
+ * engine its encoded size, JetStream the stored message with its headers,
+ * RabbitMQ the body alone, and a quorum queue refuses one event late), so
+ * events of 1 000 data bytes under a bound of 4 000 are refused after two
+ * to five of them; never before the bound, and room made by a consumer is
+ * felt at once. */
+static sl_status publish_kb(fx *f)
+{
+    static char data[1000];
+    memset(data, 'b', sizeof data);
+    sl_event *ev = NULL;
+    assert_int_equal(sl_event_create_new("/conformance", "test.event", &ev),
+                     SL_OK);
+    assert_int_equal(sl_event_set_data(ev, data, sizeof data), SL_OK);
+    sl_diag diag = {0};
+    sl_status st = sl_engine_publish(f->eng, CH, ev, 0, 5000, &diag);
+    sl_event_unref(ev);
+    return st;
+}
+
+static void channel_at_max_bytes_reports_full(void **state)
+{
+    fx *f = *state;
+    sl_diag diag = {0};
+    sl_channel_opts co = {.name = CH, .max_bytes = 4000};
+    assert_int_equal(sl_engine_declare_channel(f->eng, &co, &diag), SL_OK);
+    sl_group_opts go = {.channel = CH, .name = GROUP};
+    assert_int_equal(sl_engine_declare_group(f->eng, &go, &diag), SL_OK);
+    int accepted = 0;
+    sl_status st = SL_OK;
+    while (accepted < 20 && (st = publish_kb(f)) == SL_OK) {
+        accepted++;
+    }
+    print_message("max_bytes 4000: %d events of 1000 data bytes taken\n",
+                  accepted);
+    assert_int_equal(st, SL_FULL);
+    assert_in_range(accepted, 2, 5);
+    assert_int_equal(publish_kb(f), SL_FULL); /* still full */
+    assert_int_equal(depth_of(f, CH, GROUP).ready, (uint64_t)accepted);
+
+    /* Room made by a consumer is felt: at once on the embedded engine and
+     * JetStream; a quorum queue applies acks (on another AMQP channel than
+     * the publish) on its own time, so a broker gets a moment. */
+    sl_subscription *sub = subscribe(f, 1);
+    for (int i = 0; i < accepted; i++) {
+        sl_delivery *d = fetch_one(sub, 1000);
+        assert_int_equal(sl_delivery_ack(&d), SL_OK);
+    }
+    sl_subscription_close(sub);
+    int tries = is_broker(f->url) ? 100 : 1;
+    while ((st = publish_kb(f)) == SL_FULL && --tries > 0) {
+        sleep_ms(20);
+    }
+    assert_int_equal(st, SL_OK);
+    assert_int_equal(depth_of(f, CH, GROUP).ready, 1);
+}
+
 typedef struct window_probe {
     sl_producer *p;
     _Atomic uint32_t max_seen;
@@ -848,6 +905,7 @@ int main(void)
         T(publish_to_undeclared_channel_fails),
         T(invalid_event_is_refused),
         T(channel_at_max_length_reports_full),
+        T(channel_at_max_bytes_reports_full),
         T(producer_window_bounds_unconfirmed_publishes),
         T(fetch_never_exceeds_prefetch),
         T(handler_concurrency_never_exceeds_prefetch),

@@ -174,6 +174,17 @@ static void config_full_file_sets_every_field(void **state)
     sl_config_free(cfg);
 }
 
+static void config_channel_max_bytes_is_read(void **state)
+{
+    (void)state;
+    sl_config *cfg = load_ok("channels:\n"
+                             "  - name: uploads\n"
+                             "    max_bytes: 67108864\n");
+    assert_int_equal(cfg->channels[0].max_bytes, 64 * 1024 * 1024);
+    assert_int_equal(cfg->channels[0].max_length, 0);
+    sl_config_free(cfg);
+}
+
 static void config_omitted_keys_take_defaults(void **state)
 {
     (void)state;
@@ -200,6 +211,7 @@ static void config_omitted_keys_take_defaults(void **state)
     assert_int_equal(cfg->drain_timeout_ms, 25000);
     assert_string_equal(cfg->inbox_path, "./data/inbox.db");
     assert_int_equal(cfg->channels[0].max_length, 0);
+    assert_int_equal(cfg->channels[0].max_bytes, 0);
 
     const sl_config_consumer *c = &cfg->consumers[0];
     assert_int_equal(c->prefetch, 10);
@@ -1099,6 +1111,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(config_full_file_sets_every_field),
         cmocka_unit_test(config_omitted_keys_take_defaults),
+        cmocka_unit_test(config_channel_max_bytes_is_read),
         cmocka_unit_test(config_empty_mapping_is_a_valid_service),
         cmocka_unit_test(config_empty_sections_take_defaults),
         cmocka_unit_test(config_concurrency_defaults_to_prefetch),

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -706,6 +707,76 @@ static void recovered_ids_are_still_deduplicated(void **state)
     assert_int_equal(depth_on(f->eng, CH, GROUP).ready, 1);
 }
 
+/* What a group holds counts against max_bytes after a restart too: the
+ * bound comes back from the store, and so do the bytes of the events
+ * still held. */
+static void recovery_keeps_max_bytes_and_what_counts_against_it(void **state)
+{
+    fx *f = *state;
+    f->eng = open_url(f, f->url);
+    sl_diag diag = {0};
+    sl_channel_opts co = {.name = CH, .max_bytes = 600};
+    assert_int_equal(sl_engine_declare_channel(f->eng, &co, &diag), SL_OK);
+    sl_group_opts go = {.channel = CH, .name = GROUP};
+    assert_int_equal(sl_engine_declare_group(f->eng, &go, &diag), SL_OK);
+    int taken = 0;
+    char id[16];
+    sl_status st = SL_OK;
+    while (taken < 100) {
+        snprintf(id, sizeof id, "e%d", taken);
+        if ((st = publish_on(f->eng, CH, id)) != SL_OK) {
+            break;
+        }
+        taken++;
+    }
+    assert_int_equal(st, SL_FULL);
+    assert_true(taken >= 2);
+    sl_engine_close(f->eng);
+
+    f->eng = open_url(f, f->url); /* not declared again */
+    assert_int_equal(publish_on(f->eng, CH, "after"), SL_FULL);
+    sl_subscription *sub = subscribe_on(f->eng, 1);
+    sl_delivery *d = fetch_now(sub);
+    assert_int_equal(sl_delivery_ack(&d), SL_OK);
+    sl_subscription_close(sub);
+    assert_int_equal(publish_on(f->eng, CH, "after"), SL_OK);
+    assert_int_equal(publish_on(f->eng, CH, "again"), SL_FULL);
+}
+
+/* A store written before channels had max_bytes opens, its channels
+ * unbounded, and takes a bound when one is declared. */
+static void store_without_max_bytes_column_opens(void **state)
+{
+    fx *f = *state;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/store", f->dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/store/sluice.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE channels(name TEXT PRIMARY KEY,"
+                     "  max_length INTEGER NOT NULL);"
+                     "INSERT INTO channels VALUES('" CH "', 0);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    f->eng = open_url(f, f->url);
+    sl_diag diag = {0};
+    sl_group_opts go = {.channel = CH, .name = GROUP};
+    assert_int_equal(sl_engine_declare_group(f->eng, &go, &diag), SL_OK);
+    for (int i = 0; i < 10; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "old%d", i);
+        assert_int_equal(publish_on(f->eng, CH, id), SL_OK);
+    }
+    sl_channel_opts co = {.name = CH, .max_bytes = 1};
+    assert_int_equal(sl_engine_declare_channel(f->eng, &co, &diag), SL_OK);
+    assert_int_equal(publish_on(f->eng, CH, "bounded"), SL_FULL);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -734,6 +805,8 @@ int main(void)
         T(recovery_keeps_a_delayed_retry_delayed),
         T(recovery_keeps_attempts),
         T(recovered_ids_are_still_deduplicated),
+        T(recovery_keeps_max_bytes_and_what_counts_against_it),
+        T(store_without_max_bytes_column_opens),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
