@@ -413,7 +413,16 @@ static void fetch_never_exceeds_prefetch(void **state)
     sl_subscription *sub = subscribe(f, 3);
     sl_delivery *ds[10];
     size_t n = 0;
-    assert_int_equal(sl_subscription_fetch(sub, ds, 10, 1000, &n), SL_OK);
+    /* A broker's deliveries may come in more than one burst (a fetch
+     * returns what arrived): fetch until the prefetch is in hand, never
+     * past it. */
+    for (int calls = 0; n < 3 && calls < 10; calls++) {
+        size_t got = 0;
+        assert_int_equal(sl_subscription_fetch(sub, ds + n, 10 - n, 1000, &got),
+                         SL_OK);
+        n += got;
+        assert_true(n <= 3);
+    }
     assert_int_equal(n, 3);
     size_t more = 0;
     assert_int_equal(sl_subscription_fetch(sub, ds + 3, 10, 0, &more),
