@@ -1582,8 +1582,8 @@ static sl_status amqp_declare_channel(sl_engine *base,
                                       sl_diag *diag)
 {
     amqp_engine *e = (amqp_engine *)base;
-    achan *c = chan_remember(e, opts->name, opts->max_length,
-                             opts->max_bytes, true);
+    achan *c =
+        chan_remember(e, opts->name, opts->max_length, opts->max_bytes, true);
     if (c == NULL) {
         return SL_NOMEM;
     }

@@ -102,7 +102,7 @@ struct emb_group {
     emb_entry **heap; /* delayed, min-heap by visible_at */
     size_t heap_n, heap_cap;
     uint64_t in_flight;
-    uint64_t bytes; /* sizes of the messages of its entries (max_bytes) */
+    uint64_t bytes;    /* sizes of the messages of its entries (max_bytes) */
     pthread_cond_t cv; /* fetchers wait here */
 };
 
@@ -1359,7 +1359,7 @@ typedef struct load_ctx {
 } load_ctx;
 
 static sl_status load_channel(const char *name, uint64_t max_length,
-                             uint64_t max_bytes, void *ctx)
+                              uint64_t max_bytes, void *ctx)
 {
     load_ctx *lc = ctx;
     emb_channel *ch = NULL;

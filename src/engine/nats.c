@@ -433,8 +433,7 @@ static nchan *chan_find(nats_engine *e, const char *name)
     return NULL;
 }
 
-static sl_status chan_remember(nats_engine *e, const char *name,
-                               bool bounded)
+static sl_status chan_remember(nats_engine *e, const char *name, bool bounded)
 {
     pthread_mutex_lock(&e->mu); /* one writer at a time */
     nchan *c = chan_find(e, name);

@@ -754,13 +754,12 @@ static void store_without_max_bytes_column_opens(void **state)
     snprintf(path, sizeof path, "%s/store/sluice.db", f->dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_exec(db,
-                     "CREATE TABLE channels(name TEXT PRIMARY KEY,"
-                     "  max_length INTEGER NOT NULL);"
-                     "INSERT INTO channels VALUES('" CH "', 0);",
-                     NULL, NULL, NULL),
-        SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE channels(name TEXT PRIMARY KEY,"
+                                  "  max_length INTEGER NOT NULL);"
+                                  "INSERT INTO channels VALUES('" CH "', 0);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     sqlite3_close(db);
 
     f->eng = open_url(f, f->url);

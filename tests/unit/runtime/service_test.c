@@ -33,9 +33,8 @@ static sl_status try_publish(sl_service *svc, size_t data_len)
     sl_event *ev = NULL;
     assert_int_equal(sl_event_create_new("/test", "test.event", &ev), SL_OK);
     assert_int_equal(sl_event_set_data(ev, data, data_len), SL_OK);
-    sl_status st =
-        sl_producer_try_publish(sl_service_producer(svc), "bounded", ev,
-                                NULL, NULL);
+    sl_status st = sl_producer_try_publish(sl_service_producer(svc), "bounded",
+                                           ev, NULL, NULL);
     sl_event_unref(ev);
     return st;
 }
