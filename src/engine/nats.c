@@ -82,6 +82,7 @@
 #define PULL_GRACE_MS 200    /* after its expiry, a request is over for us */
 #define PULL_FLUSH_MS 100    /* longest wait for the flush of a request */
 #define JS_API_PREFIX "$JS.API."
+#define JS_DOMAIN_MAX 64 /* longest ?domain= */
 
 typedef struct nats_engine nats_engine;
 typedef struct nats_sub nats_sub;
@@ -192,6 +193,11 @@ struct nats_engine {
     natsConnection *nc;
     jsCtx *js;
     char *ns;          /* namespace from ?ns=, or NULL */
+    /* JetStream API prefix: "$JS.API." or, with ?domain=D, "$JS.D.API."
+     * (the domain's API, as from a leaf node; nats.c is told the domain
+     * for its own requests). */
+    char api[sizeof "$JS..API." + JS_DOMAIN_MAX];
+    char domain[JS_DOMAIN_MAX + 1];
     int64_t ack_wait_ms;
     int64_t max_ack_pending;
     int64_t replicas;
@@ -1398,13 +1404,13 @@ static sl_status nats_subscribe(sl_engine *base, const char *channel,
     /* Pull requests are sent by nats_fetch itself rather than through
      * natsSubscription_Fetch (see there): a plain subscription receives
      * their answers. */
-    size_t nlen = strlen(JS_API_PREFIX "CONSUMER.MSG.NEXT..") +
+    size_t nlen = strlen(e->api) + strlen("CONSUMER.MSG.NEXT..") +
                   strlen(s->stream) + strlen(s->durable) + 1;
     natsInbox *inbox = NULL;
     if ((s->next_subject = sl_malloc(nlen)) == NULL) {
         goto fail;
     }
-    snprintf(s->next_subject, nlen, JS_API_PREFIX "CONSUMER.MSG.NEXT.%s.%s",
+    snprintf(s->next_subject, nlen, "%sCONSUMER.MSG.NEXT.%s.%s", e->api,
              s->stream, s->durable);
     ns = natsInbox_Create(&inbox);
     if (ns == NATS_OK) {
@@ -2794,6 +2800,20 @@ static sl_status parse_url(nats_engine *e, const char *url, char **server,
             if ((e->ns = sl_strdup(val)) == NULL) {
                 return SL_NOMEM;
             }
+        } else if (strcmp(kv, "domain") == 0 && val[0] != '\0') {
+            size_t n = strlen(val);
+            for (const char *c = val; *c; c++) {
+                if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_') {
+                    n = 0;
+                }
+            }
+            if (n == 0 || n > JS_DOMAIN_MAX) {
+                return sl_diag_set(diag, SL_INVALID,
+                                   "engine URL: domain must be 1-%d of "
+                                   "[A-Za-z0-9_-]",
+                                   JS_DOMAIN_MAX);
+            }
+            memcpy(e->domain, val, n + 1);
         } else if (strcmp(kv, "ack_wait_ms") == 0 && is_num) {
             e->ack_wait_ms = num;
         } else if (strcmp(kv, "max_ack_pending") == 0 && is_num) {
@@ -2810,7 +2830,8 @@ static sl_status parse_url(nats_engine *e, const char *url, char **server,
             char shown[512];
             return sl_diag_set(diag, SL_INVALID,
                                "engine URL '%s': unknown parameter or bad "
-                               "value '%s' (expected ns, ack_wait_ms, "
+                               "value '%s' (expected ns, domain, "
+                               "ack_wait_ms, "
                                "max_ack_pending, max_deliver, replicas, "
                                "storage, tls, tls_ca, tls_cert, tls_key, "
                                "tls_hostname, user, password, token, creds, "
@@ -2967,6 +2988,11 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
     if (st != SL_OK) {
         goto fail;
     }
+    if (e->domain[0] != '\0') {
+        snprintf(e->api, sizeof e->api, "$JS.%s.API.", e->domain);
+    } else {
+        snprintf(e->api, sizeof e->api, "%s", JS_API_PREFIX);
+    }
     if ((st = pubs_init(e)) != SL_OK) {
         goto fail;
     }
@@ -3033,6 +3059,9 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = API_WAIT_MS;
+    if (e->domain[0] != '\0') {
+        jo.Domain = e->domain;
+    }
     jo.PublishAsync.MaxPending = PUB_MAX_PENDING;
     jo.PublishAsync.AckHandler = on_pub_ack;
     jo.PublishAsync.AckHandlerClosure = e;
@@ -3044,9 +3073,14 @@ static sl_status nats_open(const char *url, const sl_engine_opts *opts,
     jsAccountInfo *ai = NULL;
     jsErrCode jerr = 0;
     if ((s = js_GetAccountInfo(&ai, e->js, NULL, &jerr)) != NATS_OK) {
-        st = sl_diag_set(diag, SL_UNAVAILABLE,
-                         "the NATS server has no JetStream: %s",
-                         natsStatus_GetText(s));
+        st = e->domain[0] != '\0'
+                 ? sl_diag_set(diag, SL_UNAVAILABLE,
+                               "no JetStream answers in domain '%s' "
+                               "(%sINFO): %s",
+                               e->domain, e->api, natsStatus_GetText(s))
+                 : sl_diag_set(diag, SL_UNAVAILABLE,
+                               "the NATS server has no JetStream: %s",
+                               natsStatus_GetText(s));
         goto fail;
     }
     jsAccountInfo_Destroy(ai);

@@ -58,7 +58,7 @@ dead_listed() { # URL: the poison is in the dead-letter channel
 
 run_phase() { # PHASE URL_PARAMS WANT_REASON
     phase=$1
-    url="$NATS_URL?ns=crashloop$phase-$$&ack_wait_ms=1000$2"
+    url=$(nats_url "ns=crashloop$phase-$$&ack_wait_ms=1000$2")
     cat >"$WORK/service-$phase.yaml" <<YAML
 service:
   name: crashloop-$phase

@@ -79,6 +79,15 @@ nats_start() {
 }
 
 # The shared server must be there: the test fails (never skips) without it.
+# nats_url PARAMS: $NATS_URL with PARAMS (a=b&c=d) added to its query,
+# which may already have one (?domain=...).
+nats_url() {
+    case $NATS_URL in
+    *\?*) echo "$NATS_URL&$1" ;;
+    *) echo "$NATS_URL?$1" ;;
+    esac
+}
+
 need_shared_nats() {
     hostport=${NATS_URL#nats://}
     hostport=${hostport%%\?*}

@@ -14,8 +14,8 @@
  *       on failure the engine's message on stderr, exit 1.
  *   nats_tool stream-msgs URL CHANNEL
  *       print the number of messages in the channel's stream (the
- *       engine's naming: docs/engines/nats.md), so that a test can check
- *       that an event left it.
+ *       engine's naming: docs/engines/nats.md; the URL's ns and domain),
+ *       so that a test can check that an event left it.
  */
 #include "sluice/engine.h"
 
@@ -138,7 +138,7 @@ static void stream_name(const char *ns, const char *channel, char *out,
 
 static int stream_msgs(const char *url, const char *channel)
 {
-    char server[512], ns[128] = "";
+    char server[512], ns[128] = "", domain[128] = "";
     snprintf(server, sizeof server, "%s", url);
     char *q = strchr(server, '?');
     if (q != NULL) {
@@ -146,6 +146,8 @@ static int stream_msgs(const char *url, const char *channel)
         for (char *kv = strtok(q, "&"); kv; kv = strtok(NULL, "&")) {
             if (strncmp(kv, "ns=", 3) == 0) {
                 snprintf(ns, sizeof ns, "%s", kv + 3);
+            } else if (strncmp(kv, "domain=", 7) == 0) {
+                snprintf(domain, sizeof domain, "%s", kv + 7);
             }
         }
     }
@@ -156,8 +158,11 @@ static int stream_msgs(const char *url, const char *channel)
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     natsStatus s = natsConnection_ConnectTo(&nc, server);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Domain = domain[0] ? domain : NULL;
     if (s == NATS_OK) {
-        s = natsConnection_JetStream(&js, nc, NULL);
+        s = natsConnection_JetStream(&js, nc, &jo);
     }
     if (s == NATS_OK) {
         s = js_GetStreamInfo(&si, js, stream, NULL, &jerr);
