@@ -665,6 +665,35 @@ static void process_crash_redelivers_counting_the_attempt(void **state)
     sl_subscription_close(sub);
 }
 
+/* A live holder keeps its delivery however long it holds it: on a broker
+ * with an ack timeout (JetStream's AckWait, 500 ms in the suite's URL) the
+ * engine's in-progress heartbeats (+WPI) keep the server from giving it
+ * to another subscriber of the group. Held 1.6 s here. */
+static void held_delivery_stays_with_its_live_holder(void **state)
+{
+    fx *f = *state;
+    declare(f, 0, 5);
+    assert_int_equal(publish_id(f, "long", 0), SL_OK);
+    sl_subscription *a = subscribe(f, 1);
+    sl_subscription *b = subscribe(f, 1);
+    sl_delivery *d = fetch_one(a, 1000);
+    sleep_ms(1600);
+    sl_delivery *other = NULL;
+    size_t n = 0;
+    sl_status st = sl_subscription_fetch(b, &other, 1, 300, &n);
+    if (st == SL_OK) {
+        fail_msg("the held delivery went to another subscriber (attempt %u)",
+                 sl_delivery_attempt(other));
+    }
+    assert_int_equal(st, SL_EMPTY);
+    assert_string_equal(sl_event_id(sl_delivery_event(d)), "long");
+    assert_int_equal(sl_delivery_ack(&d), SL_OK);
+    sl_depth dp = depth_of(f, CH, GROUP);
+    assert_int_equal(dp.ready + dp.in_flight, 0);
+    sl_subscription_close(b);
+    sl_subscription_close(a);
+}
+
 /* ---- 6. deadlines ------------------------------------------------------------- */
 
 static void expired_event_is_dead_lettered_not_delivered(void **state)
@@ -924,6 +953,7 @@ int main(void)
         T(closed_consumer_redelivers_to_another_counting_the_attempt),
         T(crash_loop_ends_in_dead_letter),
         T(process_crash_redelivers_counting_the_attempt),
+        T(held_delivery_stays_with_its_live_holder),
         T(expired_event_is_dead_lettered_not_delivered),
         T(handler_sees_remaining_time_and_children_inherit_deadline),
         T(inbox_skips_an_id_already_processed),
