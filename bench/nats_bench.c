@@ -38,7 +38,8 @@
  * then consumes them (consume figure: first fetch to last event handled).
  * The sides alternate within each round, the order reversing every round,
  * so that the drift of a shared machine hits all alike; the medians are
- * compared.
+ * compared (the target), and so are the two sides of each round (the
+ * "paired" line: the median of the per-round ratios and their range).
  *
  * Latency: the producer publishes at a fixed rate on an absolute schedule
  * while the consumer runs; latency = consumer receipt - scheduled send time
@@ -822,6 +823,28 @@ static void usage(void)
     exit(2);
 }
 
+/* "paired sluice / raw, NAME: median M (min-max) over R rounds". */
+static void print_paired(const char *name, const double *a, const double *b,
+                         unsigned rounds)
+{
+    double r[16];
+    unsigned n = 0;
+    double lo = 0, hi = 0;
+    for (unsigned i = 0; i < rounds && i < 16; i++) {
+        if (b[i] > 0) {
+            r[n] = a[i] / b[i];
+            lo = n == 0 || r[n] < lo ? r[n] : lo;
+            hi = n == 0 || r[n] > hi ? r[n] : hi;
+            n++;
+        }
+    }
+    if (n > 0) {
+        printf("paired sluice / raw, %s: median %.2f (%.2f-%.2f) over %u "
+               "rounds\n",
+               name, bench_median(r, n), lo, hi, n);
+    }
+}
+
 static void add_ratio_row(bench_summary *sum, const char *figure,
                           double sluice, double raw)
 {
@@ -1013,6 +1036,13 @@ int main(int argc, char **argv)
             printf(", consume %.2f", mcon[SLUICE] / mcon[BARE]);
         }
         printf("\n");
+        /* The same comparison round by round: the two sides of a round
+         * ran back to back, so a shared machine's drift between rounds
+         * falls out of each ratio. */
+        print_paired("publish", pub[SLUICE], pub[RAW], o.rounds);
+        if (both_consumed) {
+            print_paired("consume", con[SLUICE], con[RAW], o.rounds);
+        }
     }
     printf("peak RSS (VmHWM of the run's process): bare %lu KiB, raw %lu "
            "KiB, sluice %lu KiB\n\n",
