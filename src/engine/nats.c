@@ -356,7 +356,7 @@ static char *subject_of(nats_engine *e, const char *channel)
     return s;
 }
 
-static sl_status from_nats(natsStatus s)
+sl_status sl__nats_status(natsStatus s)
 {
     switch (s) {
     case NATS_OK:
@@ -391,7 +391,7 @@ static sl_status from_pub_error(natsStatus s, jsErrCode code, const char *txt)
     if (s == NATS_NO_RESPONDERS || code == JSStreamNotFoundErr) {
         return SL_NOT_FOUND;
     }
-    return from_nats(s == NATS_OK ? NATS_ERR : s);
+    return sl__nats_status(s == NATS_OK ? NATS_ERR : s);
 }
 
 /* ---- the memory of given-back deliveries ------------------------------------ */
@@ -487,7 +487,7 @@ static sl_status chan_get(nats_engine *e, const char *name, nchan **out)
     if (s != NATS_OK) {
         return (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr)
                    ? SL_NOT_FOUND
-                   : from_nats(s);
+                   : sl__nats_status(s);
     }
     bool bounded = si->Config->MaxMsgs > 0 || si->Config->MaxBytes > 0;
     jsStreamInfo_Destroy(si);
@@ -547,7 +547,7 @@ static sl_status put_stream(nats_engine *e, const char *name,
     }
     sl_status st = SL_OK;
     if (s != NATS_OK) {
-        st = sl_diag_set(diag, from_nats(s),
+        st = sl_diag_set(diag, sl__nats_status(s),
                          "declaring stream %s for channel '%s': %s (%d)",
                          stream, name, nats_GetLastError(NULL), (int)jerr);
     }
@@ -654,7 +654,7 @@ static sl_status put_consumer(nats_engine *e, const char *channel,
         bool missing = jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND;
         st = missing ? sl_diag_set(diag, SL_NOT_FOUND,
                                    "channel '%s' is not declared", channel)
-                     : sl_diag_set(diag, from_nats(s),
+                     : sl_diag_set(diag, sl__nats_status(s),
                                    "declaring consumer %s on %s: %s (%d)",
                                    durable, stream, nats_GetLastError(NULL),
                                    (int)jerr);
@@ -783,7 +783,7 @@ static bool any_needs_pct(const char *v)
 static sl_status add_header(const char *name, const char *value, void *ctx)
 {
     if (!any_needs_pct(value)) {
-        return from_nats(natsMsgHeader_Set((natsMsg *)ctx, name, value));
+        return sl__nats_status(natsMsgHeader_Set((natsMsg *)ctx, name, value));
     }
     char *enc = pct_encode(value);
     if (enc == NULL) {
@@ -791,7 +791,7 @@ static sl_status add_header(const char *name, const char *value, void *ctx)
     }
     natsStatus s = natsMsgHeader_Set((natsMsg *)ctx, name, enc);
     sl_free(enc);
-    return from_nats(s);
+    return sl__nats_status(s);
 }
 
 static sl_status event_to_msg(const sl_event *ev, const char *subject,
@@ -802,11 +802,11 @@ static sl_status event_to_msg(const sl_event *ev, const char *subject,
     natsMsg *m = NULL;
     natsStatus s = natsMsg_Create(&m, subject, NULL, data, (int)len);
     if (s != NATS_OK) {
-        return from_nats(s);
+        return sl__nats_status(s);
     }
     sl_status st = sl_ce_to_headers(ev, CE_PREFIX, add_header, m);
     if (st == SL_OK && dedup) {
-        st = from_nats(natsMsgHeader_Set(m, "Nats-Msg-Id", sl_event_id(ev)));
+        st = sl__nats_status(natsMsgHeader_Set(m, "Nats-Msg-Id", sl_event_id(ev)));
     }
     if (st != SL_OK) {
         natsMsg_Destroy(m);
@@ -1333,7 +1333,7 @@ static sl_status publish_one(nats_engine *e, const char *channel,
         pthread_mutex_unlock(&e->pub_mu);
         if (i < PUB_SLOTS) {
             natsMsg_Destroy(send);
-            st = reported ? SL_OK : from_nats(s);
+            st = reported ? SL_OK : sl__nats_status(s);
         }
     }
     return st;
@@ -1389,7 +1389,7 @@ static sl_status nats_subscribe(sl_engine *base, const char *channel,
                  ? sl_diag_set(diag, SL_NOT_FOUND,
                                "group '%s' on channel '%s' is not declared",
                                group, channel)
-                 : sl_diag_set(diag, from_nats(ns), "consumer info: %s",
+                 : sl_diag_set(diag, sl__nats_status(ns), "consumer info: %s",
                                nats_GetLastError(NULL));
         goto fail;
     }
@@ -1425,7 +1425,7 @@ static sl_status nats_subscribe(sl_engine *base, const char *channel,
         ns = natsSubscription_SetPendingLimits(s->ns, -1, -1);
     }
     if (ns != NATS_OK) {
-        st = sl_diag_set(diag, from_nats(ns), "subscribe %s/%s: %s",
+        st = sl_diag_set(diag, sl__nats_status(ns), "subscribe %s/%s: %s",
                          s->stream, s->durable, natsStatus_GetText(ns));
         goto fail;
     }
@@ -1460,7 +1460,7 @@ static sl_status settle_sync(nats_engine *e, natsMsg *m, const char *body)
     natsStatus s = natsConnection_Request(&resp, e->nc, reply, body,
                                           (int)strlen(body), API_WAIT_MS);
     natsMsg_Destroy(resp);
-    return from_nats(s);
+    return sl__nats_status(s);
 }
 
 static void flight_add(nats_sub *s, ndelivery *d)
@@ -1519,7 +1519,7 @@ static sl_status publish_dead_letter(nats_engine *e, const char *channel,
         st = event_to_msg(dead, subject, false, &out);
     }
     if (st == SL_OK && msg_id != NULL) {
-        st = from_nats(natsMsgHeader_Set(out, "Nats-Msg-Id", msg_id));
+        st = sl__nats_status(natsMsgHeader_Set(out, "Nats-Msg-Id", msg_id));
     }
     if (st == SL_OK) {
         jsPubOptions po;
@@ -1616,7 +1616,7 @@ static sl_status pull_request(nats_engine *e, nats_sub *s, uint32_t batch,
     natsStatus ns = natsConnection_PublishRequest(e->nc, s->next_subject,
                                                   reply, body, len);
     if (ns != NATS_OK) {
-        return from_nats(ns);
+        return sl__nats_status(ns);
     }
     /* Send it now, with the acks buffered before it. Left to nats.c's
      * flusher thread it would wait a millisecond for more to write (its
@@ -1846,7 +1846,7 @@ static sl_status nats_fetch(sl_subscription *base, sl_delivery **out,
             continue; /* reported once; nothing was dropped (no limit) */
         }
         if (ns != NATS_OK) {
-            st = e->closing ? SL_CLOSED : from_nats(ns);
+            st = e->closing ? SL_CLOSED : sl__nats_status(ns);
             break;
         }
         int code = status_of(m);
@@ -2165,7 +2165,7 @@ static sl_status nats_ack_many(sl_delivery **ds, size_t n)
         sl_status st =
             reply == NULL
                 ? SL_INVALID
-                : from_nats(natsConnection_PublishString(e->nc, reply, "+ACK"));
+                : sl__nats_status(natsConnection_PublishString(e->nc, reply, "+ACK"));
         if (st == SL_OK && last_of_sub(ds, n, i)) {
             ack_mark_set(e, d->sub->key, reply);
         }
@@ -2521,7 +2521,7 @@ static sl_status nats_depth(sl_engine *base, const char *channel,
         return (ns == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr ||
                 jerr == JSStreamNotFoundErr)
                    ? SL_NOT_FOUND
-                   : from_nats(ns);
+                   : sl__nats_status(ns);
     }
     uint64_t pending = ci->NumPending;
     uint64_t floor = ci->AckFloor.Stream;
@@ -2586,7 +2586,7 @@ static sl_status nats_browse(sl_engine *base, const char *channel,
         st = (ns == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr ||
               jerr == JSStreamNotFoundErr)
                  ? SL_NOT_FOUND
-                 : from_nats(ns);
+                 : sl__nats_status(ns);
         goto done;
     }
     /* The group's events are the stream's messages past its ack floor that
@@ -2915,7 +2915,7 @@ static sl_status apply_conn_opts(natsOptions *no, const conn_opts *co,
     }
     sl__secret_free(secret);
     if (st == SL_OK && s != NATS_OK) {
-        st = sl_diag_set(diag, from_nats(s), "engine URL: credentials: %s",
+        st = sl_diag_set(diag, sl__nats_status(s), "engine URL: credentials: %s",
                          natsStatus_GetText(s));
     }
     return st;

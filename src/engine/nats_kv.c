@@ -209,26 +209,6 @@ void sl__kv_inbox_close(sl_kv_inbox *in)
     sl_free(in);
 }
 
-static sl_status from_nats(natsStatus s)
-{
-    switch (s) {
-    case NATS_OK:
-        return SL_OK;
-    case NATS_TIMEOUT:
-        return SL_TIMEOUT;
-    case NATS_NO_MEMORY:
-        return SL_NOMEM;
-    case NATS_CONNECTION_CLOSED:
-    case NATS_CONNECTION_DISCONNECTED:
-    case NATS_NO_SERVER:
-    case NATS_STALE_CONNECTION:
-    case NATS_NO_RESPONDERS:
-        return SL_UNAVAILABLE;
-    default:
-        return SL_IO;
-    }
-}
-
 sl_status sl__kv_inbox_claim(sl_kv_inbox *in, const char *id,
                              uint64_t lease_ms, uint64_t now_ms,
                              sl_kv_claim *claim, uint64_t *token,
@@ -254,7 +234,7 @@ sl_status sl__kv_inbox_claim(sl_kv_inbox *in, const char *id,
             break;
         }
         if (ns != NATS_ERR) {
-            st = from_nats(ns); /* no answer: nothing claimed */
+            st = sl__nats_status(ns); /* no answer: nothing claimed */
             break;
         }
         /* The key exists: what is it? */
@@ -264,7 +244,7 @@ sl_status sl__kv_inbox_claim(sl_kv_inbox *in, const char *id,
             continue; /* expired or deleted meanwhile */
         }
         if (ns != NATS_OK) {
-            st = from_nats(ns);
+            st = sl__nats_status(ns);
             break;
         }
         const char *v = kvEntry_ValueString(ent);
@@ -292,7 +272,7 @@ sl_status sl__kv_inbox_claim(sl_kv_inbox *in, const char *id,
             break;
         }
         if (ns != NATS_ERR) {
-            st = from_nats(ns);
+            st = sl__nats_status(ns);
             break;
         }
     }
@@ -330,5 +310,5 @@ sl_status sl__kv_inbox_finish(sl_kv_inbox *in, const char *id,
         }
     }
     sl_free(key);
-    return from_nats(ns);
+    return sl__nats_status(ns);
 }

@@ -76,6 +76,7 @@ sl_status sl__kv_inbox_finish(sl_kv_inbox *kv, const char *id,
                               uint64_t token, bool done, uint64_t now_ms);
 
 /* From the NATS engine (src/engine/nats.c). */
+sl_status sl__nats_status(natsStatus s); /* nats.c's status in sluice's */
 bool sl__nats_is(const sl_engine *eng);
 jsCtx *sl__nats_js(sl_engine *eng);
 char *sl__nats_bucket_name(const sl_engine *eng, const char *name,
