@@ -101,7 +101,7 @@ stop() {
 }
 
 # ---- 1. race, JetStream KV shared by both processes ----------------------
-URL="$NATS_URL?ns=kv-$$&ack_wait_ms=5000"
+URL=$(nats_url "ns=kv-$$&ack_wait_ms=5000")
 config a "$URL" nats-kv kv
 config b "$URL" nats-kv kv
 start a
@@ -143,7 +143,7 @@ stop a
 stop b
 
 # ---- control: an SQLite inbox per process --------------------------------
-URL2="$NATS_URL?ns=kvc-$$&ack_wait_ms=5000"
+URL2=$(nats_url "ns=kvc-$$&ack_wait_ms=5000")
 config c "$URL2" "$WORK/c-inbox.db" ctl
 config d "$URL2" "$WORK/d-inbox.db" ctl
 start c

@@ -26,7 +26,7 @@ need_shared_nats
 
 EVENTS=2000
 ACK_WAIT_MS=2000
-URL="$NATS_URL?ns=sigkill-$$&ack_wait_ms=$ACK_WAIT_MS"
+URL=$(nats_url "ns=sigkill-$$&ack_wait_ms=$ACK_WAIT_MS")
 LOG="$WORK/handled.txt"
 cat >"$WORK/service.yaml" <<YAML
 service:
