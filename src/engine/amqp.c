@@ -69,6 +69,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -965,10 +966,19 @@ static int64_t table_int(const amqp_table_t *t, const char *key, bool *found)
 }
 
 /* An event from a message: CloudEvents binary mode, or a plain AMQP
- * message mapped from its properties. */
+ * message mapped from its properties.
+ *
+ * A message with no id (no cloudEvents:id, no message_id: what most AMQP
+ * producers send) gets a new UUIDv7. A quorum queue gives a message no
+ * identity of its own that survives a redelivery (delivery tags restart at
+ * 1 on every AMQP channel and connection, and nothing else is stable), so
+ * whatever an id were derived from, distinct messages could share it and
+ * an inbox would skip all but one of them. A fresh id per delivery never
+ * collides; the price is that an inbox cannot recognise a broker
+ * redelivery (a crash, a closed subscription) of such a message. A retry
+ * republishes the event, id included, so retries keep it. */
 static sl_status message_to_event(const amqp_message_t *m,
-                                  const char *fallback_source,
-                                  uint64_t fallback_seq, sl_event **out)
+                                  const char *fallback_source, sl_event **out)
 {
     sl_event *ev = NULL;
     sl_status st = sl_event_create(&ev);
@@ -1023,14 +1033,14 @@ static sl_status message_to_event(const amqp_message_t *m,
             }
         }
     }
+    char fresh_id[37];
     if (st == SL_OK && !has_ce) {
-        char idbuf[128];
         char *id = NULL;
         if (pr->_flags & AMQP_BASIC_MESSAGE_ID_FLAG && pr->message_id.len > 0) {
             id = dup_bytes(pr->message_id);
         } else {
-            snprintf(idbuf, sizeof idbuf, "amqp-%016" PRIx64, fallback_seq);
-            id = sl_strdup(idbuf);
+            sl_uuid7(fresh_id, sl_time_wall_ms());
+            id = sl_strdup(fresh_id);
         }
         char *type = (pr->_flags & AMQP_BASIC_TYPE_FLAG && pr->type.len)
                          ? dup_bytes(pr->type)
@@ -1065,6 +1075,10 @@ static sl_status message_to_event(const amqp_message_t *m,
         sl_free(id);
         sl_free(type);
         sl_free(src);
+    } else if (st == SL_OK && sl_event_id(ev) == NULL) {
+        /* cloudEvents: headers without an id. */
+        sl_uuid7(fresh_id, sl_time_wall_ms());
+        st = sl_event_set(ev, SL_ATTR_ID, fresh_id);
     }
     if (st == SL_OK && pr->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG &&
         pr->content_type.len &&
@@ -1123,8 +1137,7 @@ static void on_deliver(amqp_engine *e, uint16_t ch,
     }
     adelivery *d = sl_calloc(1, sizeof *d);
     sl_event *ev = NULL;
-    sl_status st =
-        d ? message_to_event(&m, s->queue, tag ^ s->qkey, &ev) : SL_NOMEM;
+    sl_status st = d ? message_to_event(&m, s->queue, &ev) : SL_NOMEM;
     if (st != SL_OK) {
         sl_logf(SL_LOG_ERROR, LOG,
                 "message %" PRIu64 " on %s is not a readable event (%s): "
@@ -3252,7 +3265,6 @@ static sl_status do_browse(amqp_engine *e, void *arg)
     if (st != SL_OK) {
         return st;
     }
-    uint64_t seq = 0;
     while (a->max == 0 || a->n < a->max) {
         amqp_rpc_reply_t r = amqp_basic_get(e->conn, ch, bytes_of(a->queue), 0);
         if (r.reply_type != AMQP_RESPONSE_NORMAL) {
@@ -3278,7 +3290,7 @@ static sl_status do_browse(amqp_engine *e, void *arg)
             break;
         }
         sl_event *ev = NULL;
-        if (message_to_event(&m, a->queue, ++seq, &ev) == SL_OK) {
+        if (message_to_event(&m, a->queue, &ev) == SL_OK) {
             sl_event **grown = sl_realloc(a->evs, (a->n + 1) * sizeof *grown);
             if (grown == NULL) {
                 sl_event_unref(ev);
@@ -3791,8 +3803,14 @@ static sl_status amqp_open(const char *url, const sl_engine_opts *opts,
     e->io_fd = -1;
     e->heartbeat_s = DEFAULT_HEARTBEAT_S;
     e->next_ch = FIRST_SUB_CH;
-    e->uid_state = (sl_time_mono_ms() << 20) ^ ((uint64_t)getpid() << 1) ^
-                   (uint64_t)(uintptr_t)e ^ sl_time_wall_ms();
+    /* Message uids tell apart the messages of a queue that every process
+     * publishes to: seeded from the kernel, not from values (time, pid)
+     * that two containers started together share. */
+    if (getrandom(&e->uid_state, sizeof e->uid_state, 0) !=
+        (ssize_t)sizeof e->uid_state) {
+        e->uid_state = (sl_time_mono_ms() << 20) ^ ((uint64_t)getpid() << 1) ^
+                       (uint64_t)(uintptr_t)e ^ sl_time_wall_ms();
+    }
     if (e->uid_state == 0) {
         e->uid_state = 88172645463325252ULL;
     }

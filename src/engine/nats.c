@@ -134,6 +134,7 @@ typedef struct nadv {
     char *group;
     char *stream;
     char *durable;
+    uint64_t stream_created_ns; /* see plain_id() */
     uint64_t key;
     natsSubscription *sub;
     struct nadv *next;
@@ -176,6 +177,7 @@ struct nats_sub {
     char *group;
     char *stream;
     char *durable;
+    uint64_t stream_created_ns; /* see plain_id() */
     uint64_t key;
     uint32_t prefetch;
     uint32_t max_attempts;
@@ -892,12 +894,32 @@ static sl_status ce_headers_apply(const ce_headers *h, sl_event *ev)
     return SL_OK;
 }
 
+/* The id of a message that carries none (no ce-id, no Nats-Msg-Id): its
+ * place in the stream, "<stream>-<stream created, ns since the
+ * epoch>-<sequence>". Every delivery of the message carries the same id, so an
+ * inbox recognises a redelivery. A sequence is never reused within a stream,
+ * but a stream deleted and declared again starts over at 1 while an inbox
+ * remembers ids for a day: the creation time keeps the two streams' ids apart.
+ */
+static void plain_id(char *buf, size_t size, const char *stream,
+                     uint64_t created_ns, uint64_t seq)
+{
+    snprintf(buf, size, "%s-%" PRIu64 "-%" PRIu64, stream, created_ns, seq);
+}
+
+/* A stream's creation time, nanoseconds since the epoch (0 if unknown). */
+static uint64_t created_ns_of(const jsStreamInfo *si)
+{
+    return si->Created > 0 ? (uint64_t)si->Created : 0;
+}
+
 /* An event from a delivered message: CloudEvents binary mode, or a plain
- * message (id from Nats-Msg-Id or stream and sequence, type
- * "nats.message", source the subject). The event is sized for its data
- * and attributes: one allocation. */
-static sl_status msg_to_event(natsMsg *m, const char *stream, uint64_t seq,
-                              sl_event **out)
+ * message (id from Nats-Msg-Id or plain_id(), type "nats.message",
+ * source the subject). A CloudEvent whose producer left out ce-id gets
+ * plain_id() too. The event is sized for its data and attributes: one
+ * allocation. */
+static sl_status msg_to_event(natsMsg *m, const char *stream,
+                              uint64_t created_ns, uint64_t seq, sl_event **out)
 {
     ce_headers h;
     ce_headers_read(m, &h);
@@ -912,12 +934,12 @@ static sl_status msg_to_event(natsMsg *m, const char *stream, uint64_t seq,
         st = ce_headers_apply(&h, ev);
     }
     free((void *)h.keys); /* allocated by nats.c with malloc */
+    char idbuf[320];
     if (st == SL_OK && h.n == 0) {
         const char *id = NULL;
-        char idbuf[300];
         if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) != NATS_OK ||
             id == NULL || id[0] == '\0') {
-            snprintf(idbuf, sizeof idbuf, "%s-%" PRIu64, stream, seq);
+            plain_id(idbuf, sizeof idbuf, stream, created_ns, seq);
             id = idbuf;
         }
         if ((st = sl_event_set(ev, SL_ATTR_ID, id)) == SL_OK &&
@@ -928,6 +950,9 @@ static sl_status msg_to_event(natsMsg *m, const char *stream, uint64_t seq,
             st = sl_ce_from_header(ev, CE_PREFIX, "ce-specversion", "1.0",
                                    NULL);
         }
+    } else if (st == SL_OK && sl_event_id(ev) == NULL) {
+        plain_id(idbuf, sizeof idbuf, stream, created_ns, seq);
+        st = sl_event_set(ev, SL_ATTR_ID, idbuf);
     }
     if (st == SL_OK) {
         st = sl_event_set_data(ev, natsMsg_GetData(m), data_len);
@@ -1401,6 +1426,17 @@ static sl_status nats_subscribe(sl_engine *base, const char *channel,
         s->max_attempts = DEFAULT_MAX_ATTEMPTS;
     }
     jsConsumerInfo_Destroy(ci);
+    /* The stream's creation time goes into the ids of messages that carry
+     * none (plain_id). */
+    jsStreamInfo *si = NULL;
+    ns = js_GetStreamInfo(&si, e->js, s->stream, NULL, &jerr);
+    if (ns != NATS_OK) {
+        st = sl_diag_set(diag, sl__nats_status(ns), "stream info %s: %s",
+                         s->stream, nats_GetLastError(NULL));
+        goto fail;
+    }
+    s->stream_created_ns = created_ns_of(si);
+    jsStreamInfo_Destroy(si);
     /* Pull requests are sent by nats_fetch itself rather than through
      * natsSubscription_Fetch (see there): a plain subscription receives
      * their answers. */
@@ -1697,7 +1733,7 @@ static void take_message(nats_engine *e, nats_sub *s, natsMsg *m,
     uint32_t attempt =
         delivered > released ? (uint32_t)(delivered - released) : 1;
     sl_event *ev = NULL;
-    sl_status st = msg_to_event(m, s->stream, seq, &ev);
+    sl_status st = msg_to_event(m, s->stream, s->stream_created_ns, seq, &ev);
     if (st != SL_OK) {
         sl_logf(SL_LOG_ERROR, LOG,
                 "message %" PRIu64 " on %s is not a readable event "
@@ -2309,7 +2345,7 @@ static void dead_letter_undeliverable(nats_engine *e, nadv *a, uint64_t seq,
                                              : deliveries - released)
                             : 0;
     sl_event *ev = NULL;
-    sl_status st = msg_to_event(m, a->stream, seq, &ev);
+    sl_status st = msg_to_event(m, a->stream, a->stream_created_ns, seq, &ev);
     natsMsg_Destroy(m);
     if (st == SL_OK) {
         char error[160];
@@ -2319,8 +2355,9 @@ static void dead_letter_undeliverable(nats_engine *e, nadv *a, uint64_t seq,
                  " deliveries (MaxDeliver): its handler crashed or timed "
                  "out every time",
                  deliveries);
-        snprintf(msg_id, sizeof msg_id, "sluice-max-deliveries-%s-%s-%" PRIu64,
-                 a->stream, a->durable, seq);
+        snprintf(msg_id, sizeof msg_id,
+                 "sluice-max-deliveries-%s-%" PRIu64 "-%s-%" PRIu64, a->stream,
+                 a->stream_created_ns, a->durable, seq);
         st = publish_dead_letter(e, a->channel, a->group, ev,
                                  SL_DEAD_MAX_DELIVERIES, attempts, error,
                                  msg_id);
@@ -2422,6 +2459,7 @@ static void adv_listen(nats_engine *e, const nats_sub *s)
     }
     a->eng = e;
     a->key = s->key;
+    a->stream_created_ns = s->stream_created_ns;
     a->next = e->advs;
     e->advs = a;
     pthread_mutex_unlock(&e->mu);
@@ -2605,7 +2643,7 @@ static sl_status nats_browse(sl_engine *base, const char *channel,
             continue; /* deleted (acked by every group) */
         }
         sl_event *ev = NULL;
-        if (msg_to_event(m, stream, seq, &ev) == SL_OK) {
+        if (msg_to_event(m, stream, created_ns_of(si), seq, &ev) == SL_OK) {
             seen++;
             bool go = fn(ev, 0, ctx);
             sl_event_unref(ev);

@@ -5,6 +5,7 @@
  * ns=case-PID-N, which the engine prepends to its stream and subject
  * names), so cases never see each other's events.
  */
+#include "foreign_producer.h"
 #include "sluice/consumer.h"
 #include "sluice/engine.h"
 #include "sluice/producer.h"
@@ -16,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,8 @@
 typedef struct fx {
     char url[1024];
     sl_engine *eng;
+    char inbox[1100];   /* the idempotency store of the case; see inbox_of() */
+    bool inbox_is_temp; /* a file of its own, removed at teardown */
 } fx;
 
 static int case_no;
@@ -114,6 +118,14 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
+    if (f->inbox_is_temp) {
+        char p[1200];
+        static const char *const suffix[] = {"", "-wal", "-shm"};
+        for (size_t i = 0; i < 3; i++) {
+            snprintf(p, sizeof p, "%s%s", f->inbox, suffix[i]);
+            unlink(p);
+        }
+    }
     sl_engine_close(f->eng);
     free(f);
     return 0;
@@ -790,21 +802,36 @@ static sl_outcome counting_handler(sl_handler_ctx *ctx, void *user)
     return SL_OUTCOME_ACK;
 }
 
-static void run_idempotent_consumer(fx *f, counter *k, int want_calls,
-                                    sl_consumer_stats *stats)
+/* The case's idempotency store, shared by every consumer of the case and
+ * kept across an engine's reopening: SLUICE_TEST_INBOX (e.g. nats-kv), the
+ * store directory's inbox.db, or else a temporary SQLite file. */
+static const char *inbox_of(fx *f)
 {
-    char inbox[1100];
-    const char *store = getenv("SLUICE_TEST_INBOX"); /* e.g. nats-kv */
+    if (f->inbox[0] != '\0') {
+        return f->inbox;
+    }
+    const char *store = getenv("SLUICE_TEST_INBOX");
     if (store != NULL) {
-        snprintf(inbox, sizeof inbox, "%s", store);
+        snprintf(f->inbox, sizeof f->inbox, "%s", store);
     } else if (has_store_dir(f->url)) {
         const char *p = f->url + strlen("embedded:");
         const char *q = strchr(p, '?');
-        snprintf(inbox, sizeof inbox, "%.*s/inbox.db",
+        snprintf(f->inbox, sizeof f->inbox, "%.*s/inbox.db",
                  (int)(q ? q - p : (long)strlen(p)), p);
     } else {
-        snprintf(inbox, sizeof inbox, ":memory:");
+        const char *tmp = getenv("TMPDIR");
+        snprintf(f->inbox, sizeof f->inbox,
+                 "%s/sluice-conformance-inbox-%d-%d.db", tmp ? tmp : "/tmp",
+                 (int)getpid(), case_no);
+        f->inbox_is_temp = true;
     }
+    return f->inbox;
+}
+
+static void run_idempotent_consumer(fx *f, counter *k, int want_calls,
+                                    sl_consumer_stats *stats)
+{
+    const char *inbox = inbox_of(f);
     uint64_t backoff[] = {10};
     sl_consumer *c = NULL;
     sl_consumer_opts co = {.channel = CH, .group = GROUP, .prefetch = 1,
@@ -854,6 +881,197 @@ static void inbox_records_only_after_ack(void **state)
     assert_int_equal(atomic_load(&k.calls), 2);
     assert_int_equal(stats.duplicates, 0);
     assert_int_equal(stats.acked, 1);
+}
+
+/* ---- 7. events from producers that know nothing of sluice -------------------
+ */
+
+/* A message with no id (no CloudEvents attributes, no message id: what
+ * most producers send) gets one from the engine. Distinct messages must
+ * never share it, whichever worker, subscription, process or engine
+ * instance receives them: an inbox would skip all but the first. */
+#define FOREIGN_N 24
+#define FOREIGN_WORKERS 3
+
+typedef struct id_log {
+    pthread_mutex_t mu;
+    char ids[2 * FOREIGN_N][192];
+    int n;
+    _Atomic int calls;
+} id_log;
+
+static sl_outcome logging_handler(sl_handler_ctx *ctx, void *user)
+{
+    id_log *l = user;
+    pthread_mutex_lock(&l->mu);
+    if (l->n < (int)(sizeof l->ids / sizeof l->ids[0])) {
+        snprintf(l->ids[l->n++], sizeof l->ids[0], "%s",
+                 sl_event_id(sl_handler_event(ctx)));
+    }
+    pthread_mutex_unlock(&l->mu);
+    atomic_fetch_add(&l->calls, 1);
+    return SL_OUTCOME_ACK;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static int distinct_ids(id_log *l)
+{
+    qsort(l->ids, (size_t)l->n, sizeof l->ids[0], cmp_id);
+    int d = 0;
+    for (int i = 0; i < l->n; i++) {
+        d += i == 0 || strcmp(l->ids[i - 1], l->ids[i]) != 0;
+    }
+    return d;
+}
+
+/* Identical bodies on purpose: an id made from the content would collide. */
+static void publish_foreign(fx *f, size_t n)
+{
+    const char *bodies[FOREIGN_N];
+    for (size_t i = 0; i < n; i++) {
+        bodies[i] = i % 2 ? "{\"sku\":\"A-1\",\"qty\":1}" : "plain text";
+    }
+    char err[512] = "";
+    if (foreign_publish(f->eng, f->url, CH, bodies, n, err, sizeof err) !=
+        SL_OK) {
+        fail_msg("foreign publish: %s", err);
+    }
+}
+
+/* FOREIGN_WORKERS idempotent consumers of the group (each its own
+ * subscription: an AMQP channel, a pull subscription) sharing one inbox,
+ * until @p want handler calls and an empty group; returns the inbox's
+ * skips. */
+static uint64_t run_workers(fx *f, id_log *l, int want)
+{
+    sl_consumer *c[FOREIGN_WORKERS] = {0};
+    uint64_t backoff[] = {10};
+    sl_consumer_opts co = {.channel = CH,
+                           .group = GROUP,
+                           .prefetch = 4,
+                           .backoff_ms = backoff,
+                           .backoff_len = 1,
+                           .handler = logging_handler,
+                           .handler_ctx = l,
+                           .inbox_path = inbox_of(f)};
+    for (int i = 0; i < FOREIGN_WORKERS; i++) {
+        sl_diag diag = {0};
+        if (sl_consumer_create(f->eng, &co, &c[i], &diag) != SL_OK) {
+            fail_msg("consumer %d: %s", i, diag.msg);
+        }
+    }
+    for (int i = 0; i < FOREIGN_WORKERS; i++) {
+        assert_int_equal(sl_consumer_start(c[i]), SL_OK);
+    }
+    for (int i = 0; i < 2000; i++) {
+        sl_depth d = depth_of(f, CH, GROUP);
+        if (atomic_load(&l->calls) >= want &&
+            d.ready + d.delayed + d.in_flight == 0) {
+            break;
+        }
+        sleep_ms(5);
+    }
+    uint64_t skipped = 0;
+    for (int i = 0; i < FOREIGN_WORKERS; i++) {
+        sl_consumer_signal_stop(c[i]);
+    }
+    for (int i = 0; i < FOREIGN_WORKERS; i++) {
+        assert_int_equal(sl_consumer_stop(c[i], 5000), SL_OK);
+        sl_consumer_stats st;
+        sl_consumer_get_stats(c[i], &st);
+        skipped += st.duplicates;
+        sl_consumer_destroy(c[i]);
+    }
+    return skipped;
+}
+
+static void foreign_messages_without_id_are_all_handled(void **state)
+{
+    fx *f = *state;
+    declare(f, 0, 5);
+    id_log l = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    publish_foreign(f, FOREIGN_N);
+    assert_int_equal(run_workers(f, &l, FOREIGN_N), 0);
+    assert_int_equal(atomic_load(&l.calls), FOREIGN_N);
+    assert_int_equal(distinct_ids(&l), FOREIGN_N);
+    /* A restart: new engine connections and subscriptions, the same
+     * inbox. New messages are new events, not duplicates of the first. */
+    reopen(f);
+    if (!is_persistent(f->url)) {
+        declare(f, 0, 5);
+    }
+    publish_foreign(f, FOREIGN_N);
+    assert_int_equal(run_workers(f, &l, 2 * FOREIGN_N), 0);
+    assert_int_equal(atomic_load(&l.calls), 2 * FOREIGN_N);
+    assert_int_equal(distinct_ids(&l), 2 * FOREIGN_N);
+}
+
+/* Engines whose messages have an identity of their own that survives a
+ * redelivery: the embedded store's event, JetStream's stream sequence.
+ * A RabbitMQ quorum queue has none (docs/engines/rabbitmq.md). */
+static bool redelivery_keeps_foreign_id(const char *url)
+{
+    return strncmp(url, "amqp", 4) != 0;
+}
+
+/* The redelivery of a message with no id carries the id its first
+ * delivery had where the engine can tell it is the same message, so an
+ * inbox that recorded it (the handler ACKed, then the worker died before
+ * the engine heard the ack) skips it; a retry keeps the id on every
+ * engine. */
+static void foreign_message_keeps_its_id_on_redelivery(void **state)
+{
+    fx *f = *state;
+    declare(f, 0, 5);
+    publish_foreign(f, 1);
+    sl_subscription *dying = subscribe(f, 1);
+    sl_delivery *d = fetch_one(dying, 2000);
+    char first[192];
+    snprintf(first, sizeof first, "%s", sl_event_id(sl_delivery_event(d)));
+    sl_subscription_close(dying); /* dies without settling */
+
+    sl_subscription *sub = subscribe(f, 1);
+    d = fetch_one(sub, 2000);
+    assert_int_equal(sl_delivery_attempt(d), 2);
+    char second[192];
+    snprintf(second, sizeof second, "%s", sl_event_id(sl_delivery_event(d)));
+    if (redelivery_keeps_foreign_id(f->url)) {
+        assert_string_equal(second, first);
+    }
+    assert_int_equal(sl_delivery_retry(&d, 0, "again"), SL_OK);
+    d = fetch_one(sub, 2000);
+    assert_int_equal(sl_delivery_attempt(d), 3);
+    assert_string_equal(sl_event_id(sl_delivery_event(d)), second);
+    assert_int_equal(sl_delivery_ack(&d), SL_OK);
+    sl_subscription_close(sub);
+
+    /* A worker takes a message with no id and dies; another event with
+     * the id the engine gave it is handled first (as if the dead worker's
+     * handler had ACKed and the inbox had recorded it before the engine
+     * heard the ack). The redelivery is then skipped: one handler call,
+     * one duplicate. */
+    if (redelivery_keeps_foreign_id(f->url)) {
+        publish_foreign(f, 1);
+        sl_subscription *a = subscribe(f, 1);
+        d = fetch_one(a, 2000);
+        char id[192];
+        snprintf(id, sizeof id, "%s", sl_event_id(sl_delivery_event(d)));
+        sl_subscription_close(a);
+        sl_event *ev = new_event(id);
+        assert_int_equal(
+            sl_engine_publish(f->eng, CH, ev, SL_PUBLISH_NO_DEDUP, 5000, NULL),
+            SL_OK);
+        sl_event_unref(ev);
+        counter k = {0};
+        sl_consumer_stats stats;
+        run_idempotent_consumer(f, &k, 1, &stats);
+        assert_int_equal(atomic_load(&k.calls), 1);
+        assert_int_equal(stats.duplicates, 1);
+    }
 }
 
 /* ---- 8. graceful shutdown -------------------------------------------------------- */
@@ -958,6 +1176,8 @@ int main(void)
         T(handler_sees_remaining_time_and_children_inherit_deadline),
         T(inbox_skips_an_id_already_processed),
         T(inbox_records_only_after_ack),
+        T(foreign_messages_without_id_are_all_handled),
+        T(foreign_message_keeps_its_id_on_redelivery),
         T(shutdown_drains_in_flight_and_releases_the_rest),
         T(shutdown_past_drain_timeout_releases_unfinished),
     };

@@ -1,12 +1,19 @@
-/* Messages from producers that know nothing of sluice (issue 5, item 7).
+/* Messages from producers that know nothing of sluice.
  *
  * A plain nats.c client publishes to a channel's subject through
- * JetStream: a message with Nats-Msg-Id, one without any header, and one
+ * JetStream: a message with Nats-Msg-Id, one without any header, one
  * in the CloudEvents NATS binding's binary mode (ce- headers) with an
- * extension and a percent-encoded value. The engine must deliver all
- * three as events: the plain ones with the id from Nats-Msg-Id (or
- * "<stream>-<sequence>"), type nats.message, source the subject, data
- * the payload; the CloudEvents one with its own attributes, decoded.
+ * extension and a percent-encoded value, and one with ce- headers but no
+ * ce-id. The engine must deliver all of them as events: the plain ones
+ * with the id from Nats-Msg-Id (or "<stream>-<created ns>-<sequence>"),
+ * type nats.message, source the subject, data the payload; the
+ * CloudEvents ones with their own attributes, decoded, and the place in
+ * the stream as the id when they have none.
+ *
+ * Then the stream is deleted, as an operator would, and the channel
+ * declared again: its sequence starts over at 1, and the id a message
+ * without one gets must not be one the old stream already gave (an inbox
+ * would skip it as a duplicate).
  *
  * Needs the nats-server that `make test` starts (scripts/with-brokers.sh);
  * the URL comes from SLUICE_TEST_ENGINE. Without the server the case
@@ -24,6 +31,7 @@
 
 #include <nats/nats.h>
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,8 +122,14 @@ static void plain_and_foreign_cloudevents_are_delivered(void **state)
     publish_raw(js, subject, "{\"order\":17}", with_id);
     publish_raw(js, subject, "no headers at all", NULL);
     publish_raw(js, subject, "{\"paid\":true}", cloudevent);
-    jsCtx_Destroy(js);
-    natsConnection_Destroy(nc);
+    static const char *const no_ce_id[] = {
+        "ce-specversion", "1.0",          "ce-source", "/legacy",
+        "ce-type",        "legacy.event", NULL};
+    publish_raw(js, subject, "{\"legacy\":1}", no_ce_id);
+    jsStreamInfo *si = NULL;
+    assert_int_equal(js_GetStreamInfo(&si, js, stream, NULL, NULL), NATS_OK);
+    uint64_t created_ns = (uint64_t)si->Created;
+    jsStreamInfo_Destroy(si);
 
     sl_subscribe_opts so = {.prefetch = 1};
     sl_subscription *sub = NULL;
@@ -136,7 +150,8 @@ static void plain_and_foreign_cloudevents_are_delivered(void **state)
     d = fetch_one(sub);
     ev = sl_delivery_event(d);
     char want_id[160];
-    snprintf(want_id, sizeof want_id, "%s-2", stream); /* 2nd in the stream */
+    /* 2nd in the stream */
+    snprintf(want_id, sizeof want_id, "%s-%" PRIu64 "-2", stream, created_ns);
     assert_string_equal(sl_event_id(ev), want_id);
     assert_string_equal(sl_event_type(ev), "nats.message");
     data = sl_event_data(ev, &len);
@@ -153,6 +168,33 @@ static void plain_and_foreign_cloudevents_are_delivered(void **state)
     assert_string_equal(sl_event_get_ext(ev, "tenant"), "acme");
     data = sl_event_data(ev, &len);
     assert_memory_equal(data, "{\"paid\":true}", len);
+    assert_int_equal(sl_delivery_ack(&d), SL_OK);
+
+    d = fetch_one(sub);
+    ev = sl_delivery_event(d);
+    snprintf(want_id, sizeof want_id, "%s-%" PRIu64 "-4", stream, created_ns);
+    assert_string_equal(sl_event_id(ev), want_id);
+    assert_string_equal(sl_event_type(ev), "legacy.event");
+    assert_int_equal(sl_delivery_ack(&d), SL_OK);
+    sl_subscription_close(sub);
+
+    /* The stream deleted and the channel declared again: sequence 1
+     * anew, and an id the old stream never gave. */
+    assert_int_equal(js_DeleteStream(js, stream, NULL, NULL), NATS_OK);
+    assert_int_equal(sl_engine_declare_channel(eng, &co, &diag), SL_OK);
+    assert_int_equal(sl_engine_declare_group(eng, &go, &diag), SL_OK);
+    publish_raw(js, subject, "no headers at all", NULL);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    assert_int_equal(sl_engine_subscribe(eng, CH, GROUP, &so, &sub, &diag),
+                     SL_OK);
+    d = fetch_one(sub);
+    ev = sl_delivery_event(d);
+    const char *again = sl_event_id(ev);
+    assert_true(strncmp(again, stream, strlen(stream)) == 0);
+    assert_true(strcmp(again + strlen(again) - 2, "-1") == 0);
+    snprintf(want_id, sizeof want_id, "%s-%" PRIu64 "-1", stream, created_ns);
+    assert_string_not_equal(again, want_id);
     assert_int_equal(sl_delivery_ack(&d), SL_OK);
 
     sl_subscription_close(sub);
