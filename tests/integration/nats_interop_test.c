@@ -1,4 +1,4 @@
-/* Messages from producers that know nothing of sluice (issue 5, item 7).
+/* Messages from producers that know nothing of sluice.
  *
  * A plain nats.c client publishes to a channel's subject through
  * JetStream: a message with Nats-Msg-Id, one without any header, and one
