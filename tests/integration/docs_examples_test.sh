@@ -133,5 +133,10 @@ if [ "$CHECKED" -eq 0 ]; then
     echo "docs_examples_test: FAIL: no example found in $SRC" >&2
     exit 1
 fi
-[ "$FAILED" -eq 0 ] || exit 1
+if [ "$FAILED" -ne 0 ]; then
+    echo "docs_examples_test: FAIL (a block that is part of a file, or no" \
+        "sluice configuration at all, needs a marker: see the header of" \
+        "tests/integration/docs_examples_test.sh)" >&2
+    exit 1
+fi
 echo "docs_examples_test: PASS"
