@@ -2,7 +2,7 @@
  *
  * An engine is chosen by URL ("embedded:./data", "embedded::memory:",
  * later "amqp://", "nats://", "kafka://"). Every engine gives the same
- * semantics (DESIGN.md): confirmed publish, bounded prefetch per
+ * semantics (docs/semantics.md): confirmed publish, bounded prefetch per
  * subscription, ACK / RETRY with delay / REJECT, per-group dead-letter
  * channel "<channel>.<group>.dlq", deadlines, crash redelivery counted as an
  * attempt. The producer and consumer runtimes are built on this interface;

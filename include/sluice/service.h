@@ -2,7 +2,7 @@
  *
  * A service opens the engine, declares channels and groups, creates the
  * producer and one consumer per configured group with its handler, and
- * stops gracefully (DESIGN.md semantics 8).
+ * stops gracefully (semantics 8 of docs/semantics.md).
  *
  * Thread safety: call from one controlling thread.
  */

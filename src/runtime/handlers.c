@@ -118,9 +118,9 @@ static sl_outcome fail_handle(sl_handler_ctx *ctx, void *user)
 
 /* ---- http --------------------------------------------------------------- */
 
-/* The options of kind "http". Until the configuration has fields of its
- * own for them (url, timeout, max_concurrency, adaptive, breaker, headers),
- * the target URL is taken from `to` and everything else is the default. */
+/* The options of kind "http": the handler's keys of the configuration;
+ * the fields it has no key for (connection timeout, slot wait, extra
+ * headers) keep their defaults. */
 static void http_opts_from_config(const sl_config *cfg,
                                   const sl_config_handler *hc,
                                   sl_http_handler_opts *ho)

@@ -1,9 +1,9 @@
-/* The transport conformance suite: DESIGN.md's eight semantics, the same
- * cases for every engine. The engine comes from SLUICE_TEST_ENGINE (an
- * engine URL). Each case gets a fresh engine: a directory URL gets a fresh
- * subdirectory per case, a broker URL a fresh namespace (query parameter
- * ns=case-PID-N, which the engine prepends to its stream and subject
- * names), so cases never see each other's events.
+/* The transport conformance suite: the eight semantics of
+ * docs/semantics.md, the same cases for every engine. The engine comes from
+ * SLUICE_TEST_ENGINE (an engine URL). Each case gets a fresh engine: a
+ * directory URL gets a fresh subdirectory per case, a broker URL a fresh
+ * namespace (query parameter ns=case-PID-N, which the engine prepends to its
+ * stream and subject names), so cases never see each other's events.
  */
 #include "foreign_producer.h"
 #include "sluice/consumer.h"

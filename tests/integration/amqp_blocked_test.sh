@@ -1,5 +1,5 @@
 #!/bin/sh
-# RabbitMQ flow control (issue 4): while the broker blocks publishers
+# RabbitMQ flow control: while the broker blocks publishers
 # (connection.blocked, here from a memory alarm), the producer reports
 # "full" at once instead of hanging; once the alarm clears it publishes
 # again by itself and every event is confirmed.

@@ -1,5 +1,5 @@
 #!/bin/sh
-# RabbitMQ consumer-cancel notifications (issue 4): the group's queue is
+# RabbitMQ consumer-cancel notifications: the group's queue is
 # deleted out from under a running consumer; the broker cancels the
 # consumer (basic.cancel); the engine declares the queue again and goes
 # on consuming new events, without the consumer process doing anything.

@@ -1,5 +1,5 @@
 #!/bin/sh
-# RabbitMQ chaos test (issue 4): zero loss when the broker or a consumer dies.
+# RabbitMQ chaos test: zero loss when the broker or a consumer dies.
 #
 # (a) broker: two consumer processes run while a producer process publishes
 #     EVENTS events; once a quarter of them is confirmed the broker's VM is
@@ -20,7 +20,7 @@
 #
 # usage: amqp_chaos_test.sh AMQP_TOOL SOURCE_DIR [ROUNDS] [EVENTS_A] [EVENTS_B]
 #   ROUNDS rounds of (a), then ROUNDS of (b) (default 5, 20000 events
-#   each); the issue's figure is 5 rounds of 100000:
+#   each); docs/engines/rabbitmq.md reports 5 rounds of 100000:
 #     sh tests/integration/amqp_chaos_test.sh build/tests/amqp_tool . \
 #         5 100000 100000
 # Needs the broker of scripts/with-brokers.sh (RABBITMQ_PORT, ... as for

@@ -1,5 +1,5 @@
 #!/bin/sh
-# RabbitMQ heartbeats (issue 4): a broker that stops answering without
+# RabbitMQ heartbeats: a broker that stops answering without
 # closing its sockets is noticed, and the engine recovers when it answers
 # again.
 #

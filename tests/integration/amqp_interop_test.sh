@@ -1,5 +1,5 @@
 #!/bin/sh
-# RabbitMQ interoperability (issue 4, item 6), with Debian's python3-pika as
+# RabbitMQ interoperability, with Debian's python3-pika as
 # the client that knows nothing of sluice:
 #
 # 1. pika publishes plain AMQP messages (message_id, type, timestamp,

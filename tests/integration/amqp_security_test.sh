@@ -1,5 +1,5 @@
 #!/bin/sh
-# RabbitMQ security (issue 4): amqps:// with CA verification and a client
+# RabbitMQ security: amqps:// with CA verification and a client
 # certificate, credentials from the URL, the environment or a file, and no
 # password in any message.
 #

@@ -1,5 +1,5 @@
 #!/bin/sh
-# RabbitMQ topology conflicts (issue 4): a queue that exists with other
+# RabbitMQ topology conflicts: a queue that exists with other
 # arguments fails start-up with a message naming the queue, the argument
 # and both values, computed from the broker's refusal.
 #

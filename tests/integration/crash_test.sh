@@ -1,5 +1,5 @@
 #!/bin/sh
-# Crash test (DESIGN.md semantics 5 and 7): publish N events, SIGKILL
+# Crash test (semantics 5 and 7 of docs/semantics.md): publish N events, SIGKILL
 # `sluice run` while it processes them, restart it, and check that every
 # event was processed, none was lost, and — for the idempotent group whose
 # effects commit with its inbox — none was processed twice.

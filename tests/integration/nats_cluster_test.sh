@@ -1,5 +1,5 @@
 #!/bin/sh
-# NATS cluster chaos test (issue 5): a three-node JetStream cluster on
+# NATS cluster chaos test: a three-node JetStream cluster on
 # loopback (scripts/brokers.sh nats-cluster) and an R3 stream. Each round
 # publishes EVENTS events through sluice while a consumer group (`sluice
 # run`, append handler) processes them, SIGKILLs one node mid-run, starts

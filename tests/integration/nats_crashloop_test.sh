@@ -1,5 +1,5 @@
 #!/bin/sh
-# NATS crash loop (issue 5, DESIGN.md semantics 5): a poison event kills
+# NATS crash loop (semantics 5 of docs/semantics.md): a poison event kills
 # its worker process (SIGKILL from the handler, nothing settled) every
 # time it is handled; a supervisor loop starts `sluice run` again after
 # each death. The poison must end in the group's dead-letter channel with

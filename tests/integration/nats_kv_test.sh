@@ -1,5 +1,5 @@
 #!/bin/sh
-# The idempotency store on JetStream KV (issue 5, DESIGN.md semantics 7):
+# The idempotency store on JetStream KV (semantics 7 of docs/semantics.md):
 #
 # 1. Race. Two `sluice run` processes consume one idempotent group with
 #    `inbox: nats-kv`. Every event id is published twice in a row (the

@@ -1,5 +1,5 @@
 #!/bin/sh
-# NATS connection state (issue 5): `sluice run` against a nats-server of
+# NATS connection state: `sluice run` against a nats-server of
 # the test's own (JetStream, file store, a free loopback port). While the
 # service works through a backlog, the server is SIGKILLed and started
 # again on the same store. /readyz must answer 200 while connected, 503

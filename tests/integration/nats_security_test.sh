@@ -1,5 +1,5 @@
 #!/bin/sh
-# NATS connection security (issue 5): TLS with CA verification (and client
+# NATS connection security: TLS with CA verification (and client
 # certificates), user/password, token, nkey and JWT credentials, each
 # against a nats-server of the test's own (JetStream, a free loopback
 # port, a generated configuration), certificates made with openssl, nkeys

@@ -1,5 +1,5 @@
 #!/bin/sh
-# NATS consumer SIGKILL (issue 5, DESIGN.md semantics 5): three `sluice
+# NATS consumer SIGKILL (semantics 5 of docs/semantics.md): three `sluice
 # run` processes consume one group; one is SIGKILLed while it holds
 # deliveries. Every delivery it had started and not finished must be
 # handled to the end by a surviving process (the server redelivers it

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The orders example at ten times its capacity (issue 3, tests): the excess
+# The orders example at ten times its capacity: the excess
 # is answered 429 (the client's token bucket) or 503 (the channel at
 # max_length), every such answer carries Retry-After, every accepted order
 # completes, and the process's memory stays bounded.

@@ -1,5 +1,5 @@
 #!/bin/sh
-# SIGTERM under load (issue 3, tests): while the loadgen keeps posting
+# SIGTERM under load: while the loadgen keeps posting
 # orders, `sluice run` of the orders example gets SIGTERM. It exits 0 within
 # drain_timeout (10 s here; the bound checked is drain_timeout + 5 s of
 # margin for process exit and polling, a behavioural bound, not a

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The orders example end to end, over real sockets (issue 3, tests): 10 000
+# The orders example end to end, over real sockets: 10 000
 # orders POSTed to the gateway, with the payment provider declining 5% of
 # orders and failing 2% of calls transiently. Every accepted order ends
 # completed, or failed and compensated; none is lost, none is left pending,

@@ -901,7 +901,7 @@ static void gateway_status_reads_what_consumers_write(void **state)
     stop(fx);
 }
 
-/* ---- malformed input (issue 3, item 6) ------------------------------- */
+/* ---- malformed input ------------------------------------------------- */
 
 static void gateway_malformed_input_gets_4xx_and_publishes_nothing(void **state)
 {
