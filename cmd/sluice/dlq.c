@@ -29,7 +29,9 @@ static const char dlq_usage[] =
     "  -c, --config FILE    take the engine URL from a service config\n"
     "  -C, --channel NAME   the group's channel (required)\n"
     "  -g, --group NAME     the group (required)\n"
-    "  -i, --id ID          only this event\n"
+    "  -i, --id ID          only this event id, or the one dead letter\n"
+    "                       whose dlqid is ID (an event dead-lettered\n"
+    "                       twice has two, each with its own dlqid)\n"
     "  -n, --limit N        at most N dead letters (default: list 100,\n"
     "                       replay all)\n"
     "  -r, --rate R         replay at most R events per second (default 100)\n"
@@ -62,11 +64,19 @@ typedef struct visit {
     int rc;
 } visit;
 
+/* --id matches the event's id or the dead letter's own (dlqid). */
+static bool id_matches(const dlq_args *a, const sl_event *dead)
+{
+    const char *dlqid = sl_event_get_ext(dead, "dlqid");
+    return a->id == NULL || strcmp(a->id, sl_event_id(dead)) == 0 ||
+           (dlqid != NULL && strcmp(a->id, dlqid) == 0);
+}
+
 static bool visit_one(const sl_event *ev, uint32_t attempts, void *ctx)
 {
     (void)attempts;
     visit *v = ctx;
-    if (v->a->id != NULL && strcmp(v->a->id, sl_event_id(ev)) != 0) {
+    if (!id_matches(v->a, ev)) {
         return true;
     }
     if (v->json) {
@@ -89,9 +99,9 @@ static sl_status undead(const sl_event *dead, sl_event **out)
 {
     sl_event *ev = NULL;
     sl_status st = sl_event_clone(dead, &ev);
-    static const char *const exts[] = {"dlqreason",  "dlqattempts",
-                                       "dlqerror",   "dlqchannel",
-                                       "dlqgroup",   "dlqtime"};
+    static const char *const exts[] = {"dlqid",    "dlqreason",  "dlqattempts",
+                                       "dlqerror", "dlqchannel", "dlqgroup",
+                                       "dlqtime"};
     for (size_t i = 0; st == SL_OK && i < sizeof exts / sizeof exts[0]; i++) {
         st = sl_event_set_ext(ev, exts[i], NULL);
     }
@@ -103,42 +113,50 @@ static sl_status undead(const sl_event *dead, sl_event **out)
     return SL_OK;
 }
 
+/* How many dead letters replay --id holds while it looks past them. */
+#define REPLAY_SCAN 1024
+
 static int replay(sl_engine *eng, const dlq_args *a, const char *dlq)
 {
+    /* Dead letters that --id does not select are held, not released, until
+     * the scan ends: a released one may come straight back (the embedded
+     * engine hands it out again first), and would hide the rest. Holding
+     * them needs prefetch credit for each. */
+    sl_delivery **held = NULL;
+    size_t nheld = 0;
     sl_subscription *sub = NULL;
     sl_diag diag = {0};
-    sl_subscribe_opts so = {.prefetch = 1};
+    sl_subscribe_opts so = {.prefetch = a->id != NULL ? REPLAY_SCAN : 1};
+    if (a->id != NULL &&
+        (held = sl_calloc(REPLAY_SCAN, sizeof *held)) == NULL) {
+        cli_error("out of memory");
+        return CLI_ERROR;
+    }
     if (sl_engine_subscribe(eng, dlq, SL_DLQ_GROUP, &so, &sub, &diag) !=
         SL_OK) {
         cli_error("%s", diag.msg);
+        sl_free(held);
         return CLI_ERROR;
     }
     uint64_t gap_ns = (uint64_t)(1e9 / a->rate);
     uint64_t start = sl_time_mono_ns();
-    uint64_t replayed = 0, skipped = 0;
+    uint64_t replayed = 0;
+    bool scan_full = false;
     int rc = CLI_OK;
-    /* Each dead letter is fetched once; one that is not replayed (--id
-     * filter) is released and the loop stops when it comes back. */
-    char first_skipped[256] = "";
     while (a->limit <= 0 || replayed < (uint64_t)a->limit) {
         sl_delivery *d = NULL;
         size_t n = 0;
-        sl_status st = sl_subscription_fetch(sub, &d, 1, 0, &n);
-        if (st != SL_OK) {
+        sl_status st = sl_subscription_fetch(sub, &d, 1, 500, &n);
+        if (st != SL_OK || n == 0) {
             break;
         }
         const sl_event *dead = sl_delivery_event(d);
-        if (strcmp(first_skipped, sl_event_id(dead)) == 0) {
-            sl_delivery_release(&d);
-            break;
-        }
-        if (a->id != NULL && strcmp(a->id, sl_event_id(dead)) != 0) {
-            if (first_skipped[0] == '\0') {
-                snprintf(first_skipped, sizeof first_skipped, "%s",
-                         sl_event_id(dead));
+        if (!id_matches(a, dead)) {
+            held[nheld++] = d;
+            if (nheld + 1 == REPLAY_SCAN) {
+                scan_full = true;
+                break;
             }
-            skipped++;
-            sl_delivery_release(&d);
             continue;
         }
         const char *origin = sl_event_get_ext(dead, "dlqchannel");
@@ -166,10 +184,22 @@ static int replay(sl_engine *eng, const dlq_args *a, const char *dlq)
         sl_delivery_ack(&d);
         replayed++;
     }
+    for (size_t i = 0; i < nheld; i++) {
+        sl_delivery_release(&held[i]);
+    }
+    sl_free(held);
     sl_subscription_close(sub);
     fprintf(stderr, "sluice: replayed %" PRIu64 " dead letter(s) from %s\n",
             replayed, dlq);
-    (void)skipped;
+    if (rc == CLI_OK && scan_full) {
+        cli_error("looked at %d dead letters that --id '%s' does not select "
+                  "and stopped; replay or remove those first",
+                  REPLAY_SCAN - 1, a->id);
+        rc = CLI_ERROR;
+    } else if (rc == CLI_OK && a->id != NULL && replayed == 0) {
+        cli_error("no dead letter with id '%s' in %s", a->id, dlq);
+        rc = CLI_ERROR;
+    }
     return rc;
 }
 

@@ -210,7 +210,7 @@ sl_status sl_delivery_retry(sl_delivery **d, uint64_t delay_ms,
 
 /** Move to the group's dead-letter channel with reason, attempt count,
  * @p error text and origin (extensions dlqreason, dlqattempts, dlqerror,
- * dlqchannel, dlqgroup, dlqtime). */
+ * dlqchannel, dlqgroup, dlqtime, and dlqid: the dead letter's own id). */
 sl_status sl_delivery_dead_letter(sl_delivery **d, sl_dead_reason reason,
                                   const char *error);
 

@@ -331,8 +331,15 @@ sl_status sl__dead_letter_event(const sl_event *ev, sl_dead_reason reason,
     /* Keep the error text bounded: it travels in a header on every engine. */
     char err[512];
     snprintf(err, sizeof err, "%s", error != NULL ? error : "");
-    if ((st = sl_event_set_ext(dead, "dlqreason", sl_dead_reason_str(reason))) !=
-            SL_OK ||
+    /* Its own id: dead letters keep their event's id, and one event can
+     * be dead-lettered more than once (republished past the dedup window,
+     * replayed and failing again), so tools that pick or skip one dead
+     * letter (sluice dlq replay --id) need something no other shares. */
+    char dlqid[37];
+    sl_uuid7(dlqid, now_ms);
+    if ((st = sl_event_set_ext(dead, "dlqid", dlqid)) != SL_OK ||
+        (st = sl_event_set_ext(dead, "dlqreason",
+                               sl_dead_reason_str(reason))) != SL_OK ||
         (st = sl_event_set_ext(dead, "dlqattempts", num)) != SL_OK ||
         (st = sl_event_set_ext(dead, "dlqerror", err)) != SL_OK ||
         (st = sl_event_set_ext(dead, "dlqchannel", channel)) != SL_OK ||
