@@ -62,6 +62,16 @@ typedef struct sl_engine_opts {
 sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
                          sl_engine **out, sl_diag *diag);
 
+/**
+ * Check an engine URL without opening anything: its scheme is one this
+ * build has, and its engine accepts its syntax, parameters and the files
+ * they name (certificates, keys), as sl_engine_open would. Nothing is
+ * created and no connection is made.
+ * @return SL_OK; SL_INVALID for an unknown scheme or a bad URL; SL_CONFIG
+ *         for a file the URL names that cannot be read.
+ */
+sl_status sl_engine_check_url(const char *url, sl_diag *diag);
+
 /** Close: pending publishes are committed first. Open subscriptions must be
  * closed before. NULL is a no-op. */
 void sl_engine_close(sl_engine *eng);

@@ -474,7 +474,7 @@ static const opt_desc engine_opts[] = {
      .offset = offsetof(sl_config, engine_url),
      .def = "embedded:./data",
      .doc = "`embedded:DIR` (SQLite store in DIR), `embedded::memory:`, "
-            "`amqp://`, `amqps://`, `nats://`, `tls://` or `kafka://`."},
+            "`amqp://`, `amqps://`, `nats://` or `tls://`."},
     {.key = "sync",
      .type = OPT_ENUM,
      .offset = offsetof(sl_config, sync),
@@ -845,7 +845,7 @@ static const opt_table root_table = {
 
 /* Engine URL schemes, as in DESIGN.md. */
 static const char *const url_schemes[] = {
-    "embedded:", "amqp://", "amqps://", "nats://", "tls://", "kafka://",
+    "embedded:", "amqp://", "amqps://", "nats://", "tls://",
 };
 
 /* ---- small text helpers -------------------------------------------------- */
@@ -1396,10 +1396,11 @@ static parse_result parse_default_list(const opt_desc *o, void *base)
  * the field it was stored in, so that checks after the walk can cite the
  * exact value. List arrays are allocated once at their final size, so the
  * addresses stay valid. */
-typedef struct value_pos {
+struct sl_config_value_pos {
     const void *field;
     sl_config_pos pos;
-} value_pos;
+};
+typedef struct sl_config_value_pos value_pos;
 
 typedef struct parse_ctx {
     const char *name; /* the file, for messages */
@@ -1882,8 +1883,8 @@ static sl_status check_engine(parse_ctx *ctx, sl_config *cfg)
         sl__secret_redact_url(cfg->engine_url, shown, sizeof shown);
         return fail(ctx, at, "engine.url",
                     "unknown engine \"%s\" (expected embedded:DIR, "
-                    "embedded::memory:, amqp://, amqps://, nats://, tls:// "
-                    "or kafka://)",
+                    "embedded::memory:, amqp://, amqps://, nats:// or "
+                    "tls://)",
                     shown);
     }
     size_t len = 1;
@@ -2350,6 +2351,12 @@ sl_status sl_config_load_string(const char *yaml, size_t len, const char *name,
         st = finish(&ctx, cfg);
     }
     if (st == SL_OK) {
+        /* The positions stay with the configuration: checks made when the
+         * service is built (engine URL, listen addresses, plugins) cite the
+         * value too. */
+        cfg->value_pos = ctx.pos;
+        cfg->nvalue_pos = ctx.npos;
+        ctx.pos = NULL;
         *out = cfg;
         cfg = NULL;
     }
@@ -2462,7 +2469,44 @@ void sl_config_free(sl_config *cfg)
     }
     free_table(&root_table, cfg);
     sl_free(cfg->path);
+    sl_free(cfg->value_pos);
     sl_free(cfg);
+}
+
+sl_config_pos sl_config_pos_of(const sl_config *cfg, const void *field)
+{
+    sl_config_pos none = {0, 0};
+    if (cfg == NULL) {
+        return none;
+    }
+    for (size_t i = 0; i < cfg->nvalue_pos; i++) {
+        if (cfg->value_pos[i].field == field) {
+            return cfg->value_pos[i].pos;
+        }
+    }
+    return none;
+}
+
+sl_status sl_config_fail(const sl_config *cfg, const void *field,
+                         sl_config_pos fallback, const char *key, sl_status st,
+                         sl_diag *diag, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *file = cfg != NULL && cfg->path != NULL ? cfg->path : "config";
+    sl_config_pos at = sl_config_pos_of(cfg, field);
+    if (at.line == 0) {
+        at = fallback;
+    }
+    if (at.line == 0) {
+        /* A default value: there is no line to point at, only the key. */
+        return sl_diag_set(diag, st, "%s: %s: %s", file, key, msg);
+    }
+    return sl_diag_set(diag, st, "%s:%d:%d: %s: %s", file, at.line, at.column,
+                       key, msg);
 }
 
 /* ---- reference ----------------------------------------------------------- */

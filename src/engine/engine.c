@@ -23,22 +23,23 @@ static const sl_driver *const drivers[] = {
 #endif
 };
 
-sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
-                         sl_engine **out, sl_diag *diag)
+static bool has_prefix(const char *s, const char *prefix)
 {
-    if (url == NULL || out == NULL) {
-        return sl_diag_set(diag, SL_INVALID, "engine URL is required");
-    }
-    sl_engine_opts defaults = {0};
-    if (opts == NULL) {
-        opts = &defaults;
-    }
+    return prefix != NULL && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static const sl_driver *find_driver(const char *url)
+{
     for (size_t i = 0; i < sizeof drivers / sizeof drivers[0]; i++) {
-        const char *scheme = drivers[i]->scheme;
-        if (strncmp(url, scheme, strlen(scheme)) == 0) {
-            return drivers[i]->open(url, opts, out, diag);
+        if (has_prefix(url, drivers[i]->scheme)) {
+            return drivers[i];
         }
     }
+    return NULL;
+}
+
+static sl_status unknown_engine(const char *url, sl_diag *diag)
+{
     char shown[256]; /* the URL may hold credentials */
     sl__secret_redact_url(url, shown, sizeof shown);
     return sl_diag_set(diag, SL_INVALID,
@@ -52,6 +53,35 @@ sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
 #endif
                        ")",
                        shown);
+}
+
+sl_status sl_engine_check_url(const char *url, sl_diag *diag)
+{
+    if (url == NULL) {
+        return sl_diag_set(diag, SL_INVALID, "engine URL is required");
+    }
+    const sl_driver *drv = find_driver(url);
+    if (drv == NULL) {
+        return unknown_engine(url, diag);
+    }
+    return drv->check_url != NULL ? drv->check_url(url, diag) : SL_OK;
+}
+
+sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
+                         sl_engine **out, sl_diag *diag)
+{
+    if (url == NULL || out == NULL) {
+        return sl_diag_set(diag, SL_INVALID, "engine URL is required");
+    }
+    sl_engine_opts defaults = {0};
+    if (opts == NULL) {
+        opts = &defaults;
+    }
+    const sl_driver *drv = find_driver(url);
+    if (drv == NULL) {
+        return unknown_engine(url, diag);
+    }
+    return drv->open(url, opts, out, diag);
 }
 
 void sl_engine_close(sl_engine *eng)
