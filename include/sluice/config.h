@@ -158,7 +158,7 @@ typedef struct sl_config {
     uint64_t drain_timeout_ms;   /* default 25 s */
     char *inbox_path;            /* idempotency store; never NULL. Default
                                     "DIR/inbox.db" for "embedded:DIR",
-                                    ":memory:" for "embedded::memory:",
+                                    ":memory:" for "memory://",
                                     "./sluice-inbox.db" otherwise */
     /* private: where each value read from the file came from, keyed by
      * the address of the field that holds it (sl_config_pos_of). */

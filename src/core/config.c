@@ -473,8 +473,9 @@ static const opt_desc engine_opts[] = {
      .type = OPT_STRING,
      .offset = offsetof(sl_config, engine_url),
      .def = "embedded:./data",
-     .doc = "`embedded:DIR` (SQLite store in DIR), `embedded::memory:`, "
-            "`amqp://`, `amqps://`, `nats://` or `tls://`."},
+     .doc = "`embedded:DIR` (SQLite store in DIR), `memory://` (in memory, "
+            "no store; also `embedded::memory:`), `amqp://`, `amqps://`, "
+            "`nats://` or `tls://`."},
     {.key = "sync",
      .type = OPT_ENUM,
      .offset = offsetof(sl_config, sync),
@@ -825,7 +826,7 @@ static const opt_desc root_opts[] = {
      .type = OPT_STRING,
      .offset = offsetof(sl_config, inbox_path),
      .def_doc = "`DIR/inbox.db` for `embedded:DIR`, `:memory:` for "
-                "`embedded::memory:`, else `./sluice-inbox.db`",
+                "`memory://`, else `./sluice-inbox.db`",
      .doc = "Idempotency store: an SQLite file (local to the process), or "
             "with the NATS engine `nats-kv` (JetStream KV, one bucket per "
             "group, shared by every process of the group; its TTL is the "
@@ -845,7 +846,7 @@ static const opt_table root_table = {
 
 /* Engine URL schemes, as in DESIGN.md. */
 static const char *const url_schemes[] = {
-    "embedded:", "amqp://", "amqps://", "nats://", "tls://",
+    "embedded:", "memory://", "amqp://", "amqps://", "nats://", "tls://",
 };
 
 /* ---- small text helpers -------------------------------------------------- */
@@ -1883,8 +1884,7 @@ static sl_status check_engine(parse_ctx *ctx, sl_config *cfg)
         sl__secret_redact_url(cfg->engine_url, shown, sizeof shown);
         return fail(ctx, at, "engine.url",
                     "unknown engine \"%s\" (expected embedded:DIR, "
-                    "embedded::memory:, amqp://, amqps://, nats:// or "
-                    "tls://)",
+                    "memory://, amqp://, amqps://, nats:// or tls://)",
                     shown);
     }
     size_t len = 1;
@@ -1894,7 +1894,7 @@ static sl_status check_engine(parse_ctx *ctx, sl_config *cfg)
     if (len == 0) {
         return fail(ctx, at, "engine.url",
                     "\"%s\" names no directory (expected embedded:DIR or "
-                    "embedded::memory:)",
+                    "memory://)",
                     cfg->engine_url);
     }
     return SL_OK;
@@ -2102,7 +2102,9 @@ static sl_status derive_inbox(parse_ctx *ctx, sl_config *cfg)
         return SL_OK;
     }
     char *inbox = NULL;
-    if (has_prefix(cfg->engine_url, "embedded:")) {
+    if (has_prefix(cfg->engine_url, "memory://")) {
+        inbox = sl_strdup(":memory:");
+    } else if (has_prefix(cfg->engine_url, "embedded:")) {
         size_t len = 0;
         const char *dir = embedded_dir(cfg->engine_url, &len);
         if (len == strlen(":memory:") && has_prefix(dir, ":memory:")) {
@@ -2249,6 +2251,30 @@ static sl_config_pos offset_pos(const char *text, size_t len, size_t offset)
     return pos;
 }
 
+/* The line of @p text around byte @p offset contains @p word. */
+static bool line_has(const char *text, size_t len, size_t offset,
+                     const char *word)
+{
+    if (offset > len) {
+        return false;
+    }
+    size_t start = offset;
+    while (start > 0 && text[start - 1] != '\n') {
+        start--;
+    }
+    size_t end = offset;
+    while (end < len && text[end] != '\n') {
+        end++;
+    }
+    size_t n = strlen(word);
+    for (size_t i = start; i + n <= end; i++) {
+        if (memcmp(text + i, word, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static sl_status parser_failure(parse_ctx *ctx, const yaml_parser_t *parser,
                                 const char *text, size_t len)
 {
@@ -2269,6 +2295,13 @@ static sl_status parser_failure(parse_ctx *ctx, const yaml_parser_t *parser,
         return fail(ctx, at, NULL, "syntax error: %s (%s at %d:%d)", problem,
                     parser->context, (int)parser->context_mark.line + 1,
                     (int)parser->context_mark.column + 1);
+    }
+    if (line_has(text, len, parser->problem_mark.index, "embedded::memory:")) {
+        /* The old spelling of the in-memory engine ends with a colon. */
+        return fail(ctx, at, NULL,
+                    "syntax error: %s (an unquoted embedded::memory: reads "
+                    "as a mapping: write memory://, or quote it)",
+                    problem);
     }
     return fail(ctx, at, NULL, "syntax error: %s", problem);
 }

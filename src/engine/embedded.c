@@ -1584,14 +1584,22 @@ static void *ingress_main(void *arg)
 
 static void emb_close(sl_engine *base);
 
+/* The in-memory engine's two spellings. "memory://" is the one YAML takes
+ * unquoted ("embedded::memory:" ends with a colon, which YAML reads as a
+ * mapping), and it cannot be mistaken for a directory: "embedded:DIR" is
+ * always a path. */
+#define MEMORY_SCHEME "memory://"
 #define MEMORY_PATH ":memory:"
 
-/* "embedded:DIR[?sync=...]" or "embedded::memory:[?...]". *dir is NULL for
- * the in-memory engine; *sync is written only when the URL sets it. */
+/* "embedded:DIR[?sync=...]", "embedded::memory:[?...]" or
+ * "memory://[?...]". *dir is NULL for the in-memory engine; *sync is
+ * written only when the URL sets it. */
 static sl_status parse_url(const char *url, sl_sync_mode *sync, char **dir,
                            sl_diag *diag)
 {
-    const char *rest = url + strlen("embedded:");
+    bool memory = strncmp(url, MEMORY_SCHEME, strlen(MEMORY_SCHEME)) == 0;
+    const char *rest =
+        url + (memory ? strlen(MEMORY_SCHEME) : strlen("embedded:"));
     const char *q = strchr(rest, '?');
     size_t path_len = q ? (size_t)(q - rest) : strlen(rest);
     if (q != NULL) {
@@ -1614,6 +1622,16 @@ static sl_status parse_url(const char *url, sl_sync_mode *sync, char **dir,
             p += len + (amp ? 1 : 0);
         }
     }
+    if (memory) {
+        if (path_len != 0) {
+            return sl_diag_set(diag, SL_INVALID,
+                               "engine URL '%s': memory:// takes no path "
+                               "(for a store on disk: embedded:DIR)",
+                               url);
+        }
+        *dir = NULL;
+        return SL_OK;
+    }
     if (path_len == strlen(MEMORY_PATH) &&
         strncmp(rest, MEMORY_PATH, path_len) == 0) {
         *dir = NULL;
@@ -1622,7 +1640,7 @@ static sl_status parse_url(const char *url, sl_sync_mode *sync, char **dir,
     if (path_len == 0) {
         return sl_diag_set(diag, SL_INVALID,
                            "engine URL '%s' has no path (embedded:./data, or "
-                           "embedded::memory: for no store)",
+                           "memory:// for no store)",
                            url);
     }
     *dir = sl_strndup(rest, path_len);
@@ -1874,6 +1892,7 @@ size_t sl__embedded_resident_bytes(sl_engine *base)
 const sl_driver sl__embedded_driver = {
     .name = "embedded",
     .scheme = "embedded:",
+    .alias = MEMORY_SCHEME,
     .check_url = emb_check_url,
     .open = emb_open,
     .close = emb_close,

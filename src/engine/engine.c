@@ -31,7 +31,8 @@ static bool has_prefix(const char *s, const char *prefix)
 static const sl_driver *find_driver(const char *url)
 {
     for (size_t i = 0; i < sizeof drivers / sizeof drivers[0]; i++) {
-        if (has_prefix(url, drivers[i]->scheme)) {
+        if (has_prefix(url, drivers[i]->scheme) ||
+            has_prefix(url, drivers[i]->alias)) {
             return drivers[i];
         }
     }
@@ -44,7 +45,7 @@ static sl_status unknown_engine(const char *url, sl_diag *diag)
     sl__secret_redact_url(url, shown, sizeof shown);
     return sl_diag_set(diag, SL_INVALID,
                        "unknown engine URL '%s' (expected embedded:PATH, "
-                       "embedded::memory:"
+                       "memory://"
 #ifdef SLUICE_HAVE_NATS
                        ", nats://HOST:PORT, tls://HOST:PORT"
 #endif

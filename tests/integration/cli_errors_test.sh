@@ -219,6 +219,10 @@ service_with emb-param.yaml "embedded:$WORK/never?sync=fast" "$FAILH"
 check_both "embedded URL parameter" emb-param.yaml \
     "emb-param.yaml:4:8: engine.url:" "sync=fast"
 
+service_with mem-path.yaml "memory://somewhere" "$FAILH"
+check_both "memory:// with a path" mem-path.yaml \
+    "mem-path.yaml:4:8: engine.url:" "memory:// takes no path"
+
 service_with nats-param.yaml "nats://127.0.0.1:4222?replicas=many" "$FAILH"
 check_both "NATS URL parameter" nats-param.yaml \
     "nats-param.yaml:4:8: engine.url:" "'replicas'"
@@ -275,7 +279,7 @@ fi
 
 # Only running can tell that a port is taken: the first service holds an
 # admin port, the second one's gateway and admin listeners ask for it.
-service_with holder.yaml "embedded:$WORK/holder" "$FAILH" '  listen: 127.0.0.1:0' true
+service_with holder.yaml "memory://" "$FAILH" '  listen: 127.0.0.1:0' true
 "$S" run holder.yaml 2>"$WORK/holder.err" &
 HOLDER=$!
 holder_port() {
@@ -283,14 +287,14 @@ holder_port() {
 }
 if wait_for 20 sh -c "grep -q '^  admin on port' '$WORK/holder.err'"; then
     PORT=$(holder_port)
-    service_with gw-busy.yaml "embedded:$WORK/gw-busy" "$FAILH" "gateway:
+    service_with gw-busy.yaml "memory://" "$FAILH" "gateway:
   listen: 127.0.0.1:$PORT
   routes:
     - {path: /orders, channel: orders, type: order}"
     check "run: gateway port in use names the address and key" 1 err \
         "gw-busy.yaml:15:11: gateway.listen:" "127.0.0.1:$PORT" \
         "address in use or not available" -- "$S" run -q gw-busy.yaml
-    service_with admin-busy.yaml "embedded:$WORK/admin-busy" "$FAILH" \
+    service_with admin-busy.yaml "memory://" "$FAILH" \
         "  listen: 127.0.0.1:$PORT" true
     check "run: admin port in use names the address and key" 1 err \
         "admin-busy.yaml:14:11: admin.listen:" "127.0.0.1:$PORT" \
@@ -314,6 +318,18 @@ check "publish --help" 0 out "usage: sluice publish" "--channel" \
 check "dlq --help" 0 out "usage: sluice dlq" -- "$S" dlq --help
 check "dlq list --help" 0 out "usage: sluice dlq" -- "$S" dlq list --help
 check "config --help" 0 out "usage: sluice config" -- "$S" config --help
+
+# ---- the in-memory engine needs no quoting -----------------------------------
+
+printf 'engine:\n  url: memory://\nchannels:\n  - name: orders\n' >mem.yaml
+check "config check: memory:// loads unquoted" 0 out "mem.yaml: ok" \
+    "engine memory://" -- "$S" config check mem.yaml
+printf 'engine:\n  url: "embedded::memory:"\n' >mem-old.yaml
+check "config check: quoted embedded::memory: still loads" 0 out \
+    "mem-old.yaml: ok" -- "$S" config check mem-old.yaml
+printf 'engine:\n  url: embedded::memory:\n' >mem-bare.yaml
+check "config check: unquoted embedded::memory: is a YAML error" 2 err \
+    "mem-bare.yaml:2:" -- "$S" config check mem-bare.yaml
 
 echo "cli_errors_test: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

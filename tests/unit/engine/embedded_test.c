@@ -542,6 +542,7 @@ static void check_url_refuses_what_open_refuses(void **state)
     check_url_status(url, SL_INVALID, "color=red");
     check_url_status("embedded:", SL_INVALID, "no path");
     check_url_status("carrier-pigeon://loft", SL_INVALID, "unknown engine");
+    check_url_status("memory://somewhere", SL_INVALID, "takes no path");
     /* A regular file where the store directory should be. */
     char file[300];
     snprintf(file, sizeof file, "%s/not-a-dir", f->dir);
@@ -561,10 +562,22 @@ static void check_url_creates_nothing(void **state)
     char url[400];
     snprintf(url, sizeof url, "embedded:%s/a/b/c?sync=off", f->dir);
     check_url_status(url, SL_OK, NULL);
+    check_url_status("memory://", SL_OK, NULL);
     check_url_status("embedded::memory:", SL_OK, NULL);
     assert_false(exists(store));
     snprintf(store, sizeof store, "%s/a", f->dir);
     assert_false(exists(store));
+}
+
+/* "memory://" is the in-memory engine, like "embedded::memory:". */
+static void memory_scheme_opens_the_in_memory_engine(void **state)
+{
+    fx *f = *state;
+    f->eng = open_url(f, "memory://?sync=off");
+    assert_string_equal(sl_engine_name(f->eng), "embedded");
+    declare_on(f->eng, CH, GROUP);
+    sl_depth d = {0};
+    assert_int_equal(sl_engine_depth(f->eng, CH, GROUP, &d), SL_OK);
 }
 
 /* ---- a second open of an owned store: client mode ------------------------ */
@@ -854,6 +867,7 @@ int main(void)
         T(store_directory_that_cannot_be_created_is_an_io_error),
         T(check_url_refuses_what_open_refuses),
         T(check_url_creates_nothing),
+        T(memory_scheme_opens_the_in_memory_engine),
         T(second_open_of_an_owned_store_is_a_client),
         T(client_publish_lands_in_the_owners_channel),
         T(client_publish_to_an_undeclared_channel_is_not_found),
