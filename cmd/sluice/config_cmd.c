@@ -39,8 +39,8 @@ static int check(const char *path)
 
 int cmd_config(int argc, char **argv)
 {
-    if (argc == 2 &&
-        (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    /* "config check --help" must not look for a file called "--help". */
+    if (cli_wants_help(argc, argv)) {
         fputs(config_usage, stdout);
         return CLI_OK;
     }

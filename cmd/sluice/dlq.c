@@ -186,10 +186,13 @@ int cmd_dlq(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
-        strcmp(argv[1], "-h") == 0) {
-        fputs(dlq_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_USAGE : CLI_OK;
+    if (cli_wants_help(argc, argv)) {
+        fputs(dlq_usage, stdout);
+        return CLI_OK;
+    }
+    if (argc < 2) {
+        fputs(dlq_usage, stderr);
+        return CLI_USAGE;
     }
     const char *sub = argv[1];
     if (strcmp(sub, "list") != 0 && strcmp(sub, "show") != 0 &&

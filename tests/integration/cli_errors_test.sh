@@ -318,6 +318,28 @@ check "publish --help" 0 out "usage: sluice publish" "--channel" \
 check "dlq --help" 0 out "usage: sluice dlq" -- "$S" dlq --help
 check "dlq list --help" 0 out "usage: sluice dlq" -- "$S" dlq list --help
 check "config --help" 0 out "usage: sluice config" -- "$S" config --help
+check "config -h" 0 out "usage: sluice config" -- "$S" config -h
+check "config check --help" 0 out "usage: sluice config" \
+    -- "$S" config check --help
+check "config check -h" 0 out "usage: sluice config" -- "$S" config check -h
+check "config check FILE --help" 0 out "usage: sluice config" \
+    -- "$S" config check good.yaml --help
+check "config reference --help" 0 out "usage: sluice config" \
+    -- "$S" config reference --help
+check "run -h" 0 out "usage: sluice run" -- "$S" run -h
+check "run CONFIG --help" 0 out "usage: sluice run" -- "$S" run good.yaml --help
+check "publish -h" 0 out "usage: sluice publish" -- "$S" publish -h
+check "dlq -h" 0 out "usage: sluice dlq" -- "$S" dlq -h
+check "dlq list -h" 0 out "usage: sluice dlq" -- "$S" dlq list -h
+check "dlq show --help" 0 out "usage: sluice dlq" -- "$S" dlq show --help
+check "dlq show -h" 0 out "usage: sluice dlq" -- "$S" dlq show -h
+check "dlq replay --help" 0 out "usage: sluice dlq" -- "$S" dlq replay --help
+check "dlq replay -h" 0 out "usage: sluice dlq" -- "$S" dlq replay -h
+if [ -e "$WORK/--help" ] || [ -e "$WORK/-h" ]; then
+    FAILED=$((FAILED + 1))
+    echo "FAIL: --help was taken for a file name" >&2
+fi
+
 
 # ---- the in-memory engine needs no quoting -----------------------------------
 
