@@ -14,6 +14,7 @@
 #include "sluice/config.h"
 
 #include "core/secret.h"
+#include "core/suggest.h"
 #include "sluice/alloc.h"
 #include "sluice/duration.h"
 
@@ -1031,61 +1032,6 @@ static void describe_expected(textbuf *tb, const opt_desc *o, bool syntax)
     }
 }
 
-/* Levenshtein distance, or SIZE_MAX for strings too long to bother. */
-static size_t edit_distance(const char *a, const char *b)
-{
-    enum { MAXLEN = 64 };
-    size_t la = strlen(a);
-    size_t lb = strlen(b);
-    if (la > MAXLEN || lb > MAXLEN) {
-        return SIZE_MAX;
-    }
-    size_t prev[MAXLEN + 1];
-    size_t cur[MAXLEN + 1];
-    for (size_t j = 0; j <= lb; j++) {
-        prev[j] = j;
-    }
-    for (size_t i = 1; i <= la; i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            size_t best = prev[j - 1] + cost;
-            if (prev[j] + 1 < best) {
-                best = prev[j] + 1;
-            }
-            if (cur[j - 1] + 1 < best) {
-                best = cur[j - 1] + 1;
-            }
-            cur[j] = best;
-        }
-        memcpy(prev, cur, sizeof prev);
-    }
-    return prev[lb];
-}
-
-/* A candidate for "did you mean": the closest of @p n names reached through
- * @p get, if it is within edit distance 2. */
-typedef const char *(*name_getter)(const void *items, size_t i);
-
-static const char *closest(const char *word, const void *items, size_t n,
-                           name_getter get)
-{
-    const char *best = NULL;
-    size_t best_d = 3;
-    for (size_t i = 0; i < n; i++) {
-        const char *cand = get(items, i);
-        if (cand == NULL) {
-            continue;
-        }
-        size_t d = edit_distance(word, cand);
-        if (d < best_d) {
-            best_d = d;
-            best = cand;
-        }
-    }
-    return best;
-}
-
 static const char *opt_key_at(const void *items, size_t i)
 {
     return ((const opt_desc *)items)[i].key;
@@ -1531,8 +1477,8 @@ static sl_status fail_expected(parse_ctx *ctx, const opt_desc *o,
     describe_got(&tg, node);
     const char *hint = NULL;
     if (syntax && o->choices != NULL && node->type == YAML_SCALAR_NODE) {
-        hint = closest(scalar_text(node), o->choices, choice_count(o->choices),
-                       choice_at);
+        hint = sl__closest_name(scalar_text(node), o->choices,
+                                choice_count(o->choices), choice_at);
     }
     if (hint != NULL) {
         return fail(ctx, node_pos(node), path,
@@ -1806,7 +1752,8 @@ static sl_status apply_pair(parse_ctx *ctx, const opt_table *tab,
     }
     const opt_desc *o = find_opt(tab, name);
     if (o == NULL) {
-        const char *hint = closest(name, tab->opts, tab->nopts, opt_key_at);
+        const char *hint =
+            sl__closest_name(name, tab->opts, tab->nopts, opt_key_at);
         if (hint != NULL) {
             return fail(ctx, node_pos(key), sub,
                         "unknown key (did you mean \"%s\"?)", hint);
@@ -1937,7 +1884,7 @@ static sl_status fail_undeclared(parse_ctx *ctx, const sl_config *cfg,
                                  const char *name)
 {
     const char *hint =
-        closest(name, cfg->channels, cfg->nchannels, channel_name_at);
+        sl__closest_name(name, cfg->channels, cfg->nchannels, channel_name_at);
     if (hint != NULL) {
         return fail(ctx, at, path,
                     "channel \"%s\" is not declared in channels (did you "
