@@ -50,6 +50,9 @@ typedef struct sl_engine_opts {
      * it, committed events live only in the store and are read back when
      * delivered, so a backlog costs little memory. 0 = 256 KiB. */
     size_t memory_budget;
+    /* Open only a store that exists; never create one (SL_NOT_FOUND).
+     * For tools that only read, such as listing dead letters. */
+    bool open_existing;
 } sl_engine_opts;
 
 /**

@@ -1705,6 +1705,14 @@ static sl_status emb_check_url(const char *url, sl_diag *diag)
     return st;
 }
 
+/* A store exists in @p dir: its database file is there. */
+static bool store_exists(const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/sluice.db", dir);
+    return access(path, F_OK) == 0;
+}
+
 static sl_status emb_open(const char *url, const sl_engine_opts *opts,
                           sl_engine **out, sl_diag *diag)
 {
@@ -1736,6 +1744,11 @@ static sl_status emb_open(const char *url, const sl_engine_opts *opts,
     char *dir = NULL;
     sl_status st = parse_url(url, &e->opts.sync, &dir, diag);
     if (st != SL_OK) {
+        goto fail;
+    }
+    if (dir != NULL && opts->open_existing && !store_exists(dir)) {
+        st = sl_diag_set(diag, SL_NOT_FOUND,
+                         "no embedded store in %s (nothing was created)", dir);
         goto fail;
     }
     st = sl__dedup_create(DEFAULT_DEDUP_MAX_IDS,

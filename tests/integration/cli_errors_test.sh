@@ -340,6 +340,51 @@ if [ -e "$WORK/--help" ] || [ -e "$WORK/-h" ]; then
     echo "FAIL: --help was taken for a file name" >&2
 fi
 
+# ---- read-only dlq commands ---------------------------------------------------
+#
+# list and show (and replay, which has nothing to replay there) never create
+# a store: pointed at a directory that does not exist, they say where they
+# looked, suggest -c, and leave nothing behind.
+
+for sub in list show replay; do
+    check "dlq $sub: a missing store names the URL and suggests -c" 2 err \
+        "no group 'payment' on channel 'orders' in embedded:$WORK/nostore" \
+        "-c CONFIG" -- "$S" dlq "$sub" -e "embedded:$WORK/nostore" \
+        -C orders -g payment
+    if [ -e "$WORK/nostore" ]; then
+        FAILED=$((FAILED + 1))
+        echo "FAIL: dlq $sub created a store in $WORK/nostore" >&2
+        rm -rf "$WORK/nostore"
+    fi
+done
+
+# Typos of channel and group get a did-you-mean from the configuration.
+service_with typos.yaml "embedded:$WORK/typos" '      kind: fail'
+sed -i 's/group: billing/group: payments/' typos.yaml
+check "dlq list: group typo gets a did-you-mean" 2 err \
+    "no group 'payment' on channel 'orders' in embedded:$WORK/typos" \
+    "did you mean group 'payments'?" \
+    -- "$S" dlq list -c typos.yaml -C orders -g payment
+check "dlq show: channel typo gets a did-you-mean" 2 err \
+    "no group 'payments' on channel 'ordres'" \
+    "did you mean channel 'orders'?" \
+    -- "$S" dlq show -c typos.yaml -C ordres -g payments
+if [ -e "$WORK/typos" ]; then
+    FAILED=$((FAILED + 1))
+    echo "FAIL: dlq list/show created the store of typos.yaml" >&2
+fi
+# Once a service has made the store, the same typo is looked up in it,
+# and still answered with a did-you-mean.
+"$S" run typos.yaml 2>"$WORK/typos.err" &
+TYPOS=$!
+wait_for 20 grep -q "running on" "$WORK/typos.err" ||
+    echo "typos service did not start" >&2
+kill "$TYPOS" 2>/dev/null
+wait "$TYPOS" 2>/dev/null
+check "dlq list: group typo in an existing store" 2 err \
+    "no group 'payment' on channel 'orders' in embedded:$WORK/typos" \
+    "did you mean group 'payments'?" \
+    -- "$S" dlq list -c typos.yaml -C orders -g payment
 
 # ---- the in-memory engine needs no quoting -----------------------------------
 

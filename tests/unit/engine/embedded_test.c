@@ -580,6 +580,25 @@ static void memory_scheme_opens_the_in_memory_engine(void **state)
     assert_int_equal(sl_engine_depth(f->eng, CH, GROUP, &d), SL_OK);
 }
 
+/* A reader (dlq list) asks for an existing store and must not make one. */
+static void open_existing_never_creates_a_store(void **state)
+{
+    fx *f = *state;
+    char store[300];
+    snprintf(store, sizeof store, "%s/store", f->dir);
+    sl_engine_opts eo = {.open_existing = true};
+    sl_engine *eng = NULL;
+    sl_diag diag = {0};
+    assert_int_equal(sl_engine_open(f->url, &eo, &eng, &diag), SL_NOT_FOUND);
+    assert_null(eng);
+    assert_non_null(strstr(diag.msg, store));
+    assert_false(exists(store));
+    /* Once a service has made it, a reader opens it. */
+    sl_engine_close(open_url(f, f->url));
+    assert_int_equal(sl_engine_open(f->url, &eo, &eng, &diag), SL_OK);
+    sl_engine_close(eng);
+}
+
 /* ---- a second open of an owned store: client mode ------------------------ */
 
 typedef struct owner_probe {
@@ -868,6 +887,7 @@ int main(void)
         T(check_url_refuses_what_open_refuses),
         T(check_url_creates_nothing),
         T(memory_scheme_opens_the_in_memory_engine),
+        T(open_existing_never_creates_a_store),
         T(second_open_of_an_owned_store_is_a_client),
         T(client_publish_lands_in_the_owners_channel),
         T(client_publish_to_an_undeclared_channel_is_not_found),
