@@ -5,6 +5,7 @@
 #include "sluice/config.h"
 #include "sluice/engine.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Exit codes, documented in `sluice --help` and the man page. */
@@ -20,6 +21,10 @@ int cmd_run(int argc, char **argv);
 int cmd_publish(int argc, char **argv);
 int cmd_dlq(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+
+/* True when an argument before "--" is -h or --help: every command and
+ * subcommand answers it with its usage, whatever else is given. */
+bool cli_wants_help(int argc, char **argv);
 
 /* Print "sluice: <msg>" to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

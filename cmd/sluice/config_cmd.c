@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include "core/secret.h"
+#include "sluice/service.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -9,34 +10,52 @@
 static const char config_usage[] =
     "usage: sluice config check FILE | sluice config reference\n"
     "\n"
-    "  check FILE   parse and validate FILE; errors name FILE:LINE:COLUMN\n"
-    "               and the key\n"
-    "  reference    print every option (Markdown) from the option tables\n";
+    "  check FILE   parse and validate FILE as 'sluice run' would: options,\n"
+    "               engine URL (scheme, parameters, the files it names),\n"
+    "               listen addresses, plugins and their functions, handler\n"
+    "               URLs and files. Errors name FILE:LINE:COLUMN and the\n"
+    "               key. Nothing is opened or created.\n"
+    "  reference    print every option (Markdown) from the option tables\n"
+    "\n"
+    "  -h, --help   this text\n";
+
+static int check(const char *path)
+{
+    sl_config *cfg = NULL;
+    sl_diag diag = {0};
+    if (sl_config_load_file(path, &cfg, &diag) != SL_OK ||
+        sl_service_check(cfg, &diag) != SL_OK) {
+        cli_error("%s", diag.msg);
+        sl_config_free(cfg);
+        return CLI_USAGE;
+    }
+    char shown[256]; /* the URL may hold credentials */
+    sl__secret_redact_url(cfg->engine_url, shown, sizeof shown);
+    printf("%s: ok (%zu channel(s), %zu consumer group(s), engine %s)\n", path,
+           cfg->nchannels, cfg->nconsumers, shown);
+    sl_config_free(cfg);
+    return CLI_OK;
+}
 
 int cmd_config(int argc, char **argv)
 {
+    /* "config check --help" must not look for a file called "--help". */
+    if (cli_wants_help(argc, argv)) {
+        fputs(config_usage, stdout);
+        return CLI_OK;
+    }
     if (argc == 2 && strcmp(argv[1], "reference") == 0) {
         sl_config_write_reference(stdout);
         return CLI_OK;
     }
     if (argc == 3 && strcmp(argv[1], "check") == 0) {
-        sl_config *cfg = NULL;
-        sl_diag diag = {0};
-        if (sl_config_load_file(argv[2], &cfg, &diag) != SL_OK) {
-            cli_error("%s", diag.msg);
-            return CLI_USAGE;
-        }
-        char shown[256]; /* the URL may hold credentials */
-        sl__secret_redact_url(cfg->engine_url, shown, sizeof shown);
-        printf("%s: ok (%zu channel(s), %zu consumer group(s), engine %s)\n",
-               argv[2], cfg->nchannels, cfg->nconsumers, shown);
-        sl_config_free(cfg);
-        return CLI_OK;
+        return check(argv[2]);
     }
-    if (argc == 2 && (strcmp(argv[1], "--help") == 0 ||
-                      strcmp(argv[1], "-h") == 0)) {
-        fputs(config_usage, stdout);
-        return CLI_OK;
+    if (argc >= 2 && strcmp(argv[1], "check") != 0 &&
+        strcmp(argv[1], "reference") != 0) {
+        cli_error("config: unknown subcommand '%s' (check, reference)",
+                  argv[1]);
+        return CLI_USAGE;
     }
     fputs(config_usage, stderr);
     return CLI_USAGE;

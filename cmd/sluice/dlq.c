@@ -1,6 +1,8 @@
 /* sluice dlq list|show|replay: a group's dead letters. */
 #include "cli.h"
 
+#include "core/secret.h"
+#include "core/suggest.h"
 #include "engine/driver.h"
 #include "sluice/alloc.h"
 #include "sluice/producer.h"
@@ -92,6 +94,70 @@ static bool visit_one(const sl_event *ev, uint32_t attempts, void *ctx)
     }
     v->shown++;
     return v->a->limit <= 0 || v->shown < (size_t)v->a->limit;
+}
+
+static const char *str_at(const void *items, size_t i)
+{
+    return ((const char *const *)items)[i];
+}
+
+/* What the configuration declares that comes close to the channel or group
+ * asked for: "channel 'orders'" or "group 'payments'"; "" when nothing
+ * does or there is no configuration. */
+static void suggest(const dlq_args *a, const sl_config *cfg, char *buf,
+                    size_t size)
+{
+    buf[0] = '\0';
+    if (cfg == NULL) {
+        return;
+    }
+    const char **names =
+        calloc(cfg->nchannels + cfg->nconsumers + 1, sizeof *names);
+    if (names == NULL) {
+        return;
+    }
+    size_t n = 0;
+    bool declared = false;
+    for (size_t i = 0; i < cfg->nchannels; i++) {
+        names[n++] = cfg->channels[i].name;
+        declared = declared || strcmp(cfg->channels[i].name, a->channel) == 0;
+    }
+    const char *hint = NULL;
+    const char *what = "channel";
+    if (!declared) {
+        hint = sl__closest_name(a->channel, names, n, str_at);
+    } else {
+        n = 0;
+        for (size_t i = 0; i < cfg->nconsumers; i++) {
+            if (strcmp(cfg->consumers[i].channel, a->channel) == 0) {
+                names[n++] = cfg->consumers[i].group;
+            }
+        }
+        hint = sl__closest_name(a->group, names, n, str_at);
+        what = "group";
+    }
+    if (hint != NULL) {
+        snprintf(buf, size, " (did you mean %s '%s'?)", what, hint);
+    }
+    free(names);
+}
+
+/* "no group": where it was looked for (the engine URL, credentials
+ * hidden), why when the engine said, what is close in the configuration,
+ * and how to look in a service's engine instead. */
+static int no_group(const dlq_args *a, const char *url, const sl_config *cfg,
+                    const char *why)
+{
+    char shown[256];
+    sl__secret_redact_url(url, shown, sizeof shown);
+    char hint[300];
+    suggest(a, cfg, hint, sizeof hint);
+    cli_error("no group '%s' on channel '%s' in %s%s%s%s%s", a->group,
+              a->channel, shown, why[0] ? ": " : "", why, hint,
+              a->config == NULL ? "; to look in a service's engine, pass "
+                                  "-c CONFIG (its configuration file)"
+                                : "");
+    return CLI_USAGE;
 }
 
 /* Strip the dead-letter extensions: the replayed event is the original. */
@@ -216,10 +282,13 @@ int cmd_dlq(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
-        strcmp(argv[1], "-h") == 0) {
-        fputs(dlq_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_USAGE : CLI_OK;
+    if (cli_wants_help(argc, argv)) {
+        fputs(dlq_usage, stdout);
+        return CLI_OK;
+    }
+    if (argc < 2) {
+        fputs(dlq_usage, stderr);
+        return CLI_USAGE;
     }
     const char *sub = argv[1];
     if (strcmp(sub, "list") != 0 && strcmp(sub, "show") != 0 &&
@@ -280,10 +349,22 @@ int cmd_dlq(int argc, char **argv)
     if ((rc = cli_engine_url(a.engine, a.config, &url, &cfg)) != CLI_OK) {
         return rc;
     }
+    /* Dead letters are read from a store that exists: none of these
+     * commands may create one (a mistyped path would leave an empty store
+     * behind, and list would then report an empty group). */
+    sl_engine_opts eo = {.open_existing = true};
     sl_engine *eng = NULL;
-    if ((rc = cli_open_engine(url, &eng)) != CLI_OK) {
+    sl_diag diag = {0};
+    sl_status st = sl_engine_open(url, &eo, &eng, &diag);
+    if (st == SL_NOT_FOUND) {
+        rc = no_group(&a, url, cfg, diag.msg);
         sl_config_free(cfg);
         return rc;
+    }
+    if (st != SL_OK) {
+        cli_error("%s", diag.msg);
+        sl_config_free(cfg);
+        return st == SL_INVALID ? CLI_USAGE : CLI_ERROR;
     }
     if (strcmp(sub, "replay") == 0) {
         rc = replay(eng, &a, dlq);
@@ -294,12 +375,9 @@ int cmd_dlq(int argc, char **argv)
             la.limit = 100;
         }
         visit v = {&la, json, 0, CLI_OK};
-        sl_status st = sl_engine_browse(eng, dlq, SL_DLQ_GROUP, 0, visit_one,
-                                        &v);
+        st = sl_engine_browse(eng, dlq, SL_DLQ_GROUP, 0, visit_one, &v);
         if (st == SL_NOT_FOUND) {
-            cli_error("no group '%s' on channel '%s' in this engine",
-                      a.group, a.channel);
-            rc = CLI_USAGE;
+            rc = no_group(&a, url, cfg, "");
         } else if (a.id != NULL && v.shown == 0) {
             cli_error("no dead letter with id '%s' in %s", a.id, dlq);
             rc = CLI_ERROR;

@@ -29,6 +29,16 @@ static const char usage[] =
     "3 the engine said full (backpressure), 4 no confirm in time (outcome\n"
     "unknown).\n";
 
+bool cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void cli_error(const char *fmt, ...)
 {
     va_list ap;

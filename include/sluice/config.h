@@ -27,6 +27,9 @@ typedef struct sl_config_pos {
     int column; /* 1-based */
 } sl_config_pos;
 
+/** Private: the position of one value read from the file. */
+typedef struct sl_config_value_pos sl_config_value_pos;
+
 /** A consumer group's handler. `kind` selects which other fields apply;
  * the fields of other kinds are NULL. */
 typedef struct sl_config_handler {
@@ -155,8 +158,12 @@ typedef struct sl_config {
     uint64_t drain_timeout_ms;   /* default 25 s */
     char *inbox_path;            /* idempotency store; never NULL. Default
                                     "DIR/inbox.db" for "embedded:DIR",
-                                    ":memory:" for "embedded::memory:",
+                                    ":memory:" for "memory://",
                                     "./sluice-inbox.db" otherwise */
+    /* private: where each value read from the file came from, keyed by
+     * the address of the field that holds it (sl_config_pos_of). */
+    sl_config_value_pos *value_pos;
+    size_t nvalue_pos;
 } sl_config;
 
 /**
@@ -188,6 +195,31 @@ sl_status sl_config_load_string(const char *yaml, size_t len,
 
 /** NULL is a no-op. */
 void sl_config_free(sl_config *cfg);
+
+/**
+ * Where the value stored at @p field came from.
+ *
+ * @param[in] cfg   a loaded configuration.
+ * @param[in] field the address of a field of @p cfg or of one of its list
+ *                  elements (`&cfg->gateway_listen`,
+ *                  `&cfg->consumers[0].handler.path`).
+ * @return its position in the file; {0, 0} for a default or an unknown
+ *         address.
+ */
+sl_config_pos sl_config_pos_of(const sl_config *cfg, const void *field);
+
+/**
+ * Report a problem with one configuration value found after loading (when
+ * the service is built): sets @p diag to "FILE:LINE:COL: KEY: message",
+ * the position being the value's (sl_config_pos_of), else @p fallback,
+ * else "FILE: KEY: message" for a default value.
+ *
+ * @return @p st, so that call sites read `return sl_config_fail(...);`.
+ */
+sl_status sl_config_fail(const sl_config *cfg, const void *field,
+                         sl_config_pos fallback, const char *key, sl_status st,
+                         sl_diag *diag, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 
 /** Write the reference of every option (key, type, default, bounds, doc) as
  * Markdown, generated from the option tables (docs/configuration.md embeds

@@ -50,6 +50,9 @@ typedef struct sl_engine_opts {
      * it, committed events live only in the store and are read back when
      * delivered, so a backlog costs little memory. 0 = 256 KiB. */
     size_t memory_budget;
+    /* Open only a store that exists; never create one (SL_NOT_FOUND).
+     * For tools that only read, such as listing dead letters. */
+    bool open_existing;
 } sl_engine_opts;
 
 /**
@@ -61,6 +64,16 @@ typedef struct sl_engine_opts {
  */
 sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
                          sl_engine **out, sl_diag *diag);
+
+/**
+ * Check an engine URL without opening anything: its scheme is one this
+ * build has, and its engine accepts its syntax, parameters and the files
+ * they name (certificates, keys), as sl_engine_open would. Nothing is
+ * created and no connection is made.
+ * @return SL_OK; SL_INVALID for an unknown scheme or a bad URL; SL_CONFIG
+ *         for a file the URL names that cannot be read.
+ */
+sl_status sl_engine_check_url(const char *url, sl_diag *diag);
 
 /** Close: pending publishes are committed first. Open subscriptions must be
  * closed before. NULL is a no-op. */

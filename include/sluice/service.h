@@ -21,9 +21,23 @@ extern "C" {
 
 typedef struct sl_service sl_service;
 
+/**
+ * Check @p cfg for every error sl_service_create and sl_service_start
+ * would raise from the configuration, without opening, binding or
+ * creating anything: the engine URL (scheme, parameters, files it names),
+ * the gateway and admin listen addresses, each handler (plugin path and
+ * functions, append file, http URL), the route field types.
+ *
+ * @return SL_OK, or SL_CONFIG with "FILE:LINE:COL: KEY: problem" in
+ *         @p diag. What only running can tell (a port in use, a broker
+ *         down, a plugin's init failing) is left to start-up.
+ */
+sl_status sl_service_check(const sl_config *cfg, sl_diag *diag);
+
 /** Build the service from @p cfg (borrowed; must outlive the service).
- * Loads plugins and opens the engine; starts nothing. Errors name the
- * config file position of the offending group. */
+ * Loads plugins and opens the engine; starts nothing. Errors from the
+ * configuration name the file position and the key, as sl_service_check
+ * does. */
 sl_status sl_service_create(const sl_config *cfg, sl_service **out,
                             sl_diag *diag);
 

@@ -14,6 +14,7 @@
 #include "sluice/config.h"
 
 #include "core/secret.h"
+#include "core/suggest.h"
 #include "sluice/alloc.h"
 #include "sluice/duration.h"
 
@@ -473,8 +474,9 @@ static const opt_desc engine_opts[] = {
      .type = OPT_STRING,
      .offset = offsetof(sl_config, engine_url),
      .def = "embedded:./data",
-     .doc = "`embedded:DIR` (SQLite store in DIR), `embedded::memory:`, "
-            "`amqp://`, `amqps://`, `nats://`, `tls://` or `kafka://`."},
+     .doc = "`embedded:DIR` (SQLite store in DIR), `memory://` (in memory, "
+            "no store; also `embedded::memory:`), `amqp://`, `amqps://`, "
+            "`nats://` or `tls://`."},
     {.key = "sync",
      .type = OPT_ENUM,
      .offset = offsetof(sl_config, sync),
@@ -825,7 +827,7 @@ static const opt_desc root_opts[] = {
      .type = OPT_STRING,
      .offset = offsetof(sl_config, inbox_path),
      .def_doc = "`DIR/inbox.db` for `embedded:DIR`, `:memory:` for "
-                "`embedded::memory:`, else `./sluice-inbox.db`",
+                "`memory://`, else `./sluice-inbox.db`",
      .doc = "Idempotency store: an SQLite file (local to the process), or "
             "with the NATS engine `nats-kv` (JetStream KV, one bucket per "
             "group, shared by every process of the group; its TTL is the "
@@ -845,7 +847,7 @@ static const opt_table root_table = {
 
 /* Engine URL schemes, as in DESIGN.md. */
 static const char *const url_schemes[] = {
-    "embedded:", "amqp://", "amqps://", "nats://", "tls://", "kafka://",
+    "embedded:", "memory://", "amqp://", "amqps://", "nats://", "tls://",
 };
 
 /* ---- small text helpers -------------------------------------------------- */
@@ -1028,61 +1030,6 @@ static void describe_expected(textbuf *tb, const opt_desc *o, bool syntax)
         tb_add(tb, "a list of strings such as [a, b]");
         break;
     }
-}
-
-/* Levenshtein distance, or SIZE_MAX for strings too long to bother. */
-static size_t edit_distance(const char *a, const char *b)
-{
-    enum { MAXLEN = 64 };
-    size_t la = strlen(a);
-    size_t lb = strlen(b);
-    if (la > MAXLEN || lb > MAXLEN) {
-        return SIZE_MAX;
-    }
-    size_t prev[MAXLEN + 1];
-    size_t cur[MAXLEN + 1];
-    for (size_t j = 0; j <= lb; j++) {
-        prev[j] = j;
-    }
-    for (size_t i = 1; i <= la; i++) {
-        cur[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            size_t best = prev[j - 1] + cost;
-            if (prev[j] + 1 < best) {
-                best = prev[j] + 1;
-            }
-            if (cur[j - 1] + 1 < best) {
-                best = cur[j - 1] + 1;
-            }
-            cur[j] = best;
-        }
-        memcpy(prev, cur, sizeof prev);
-    }
-    return prev[lb];
-}
-
-/* A candidate for "did you mean": the closest of @p n names reached through
- * @p get, if it is within edit distance 2. */
-typedef const char *(*name_getter)(const void *items, size_t i);
-
-static const char *closest(const char *word, const void *items, size_t n,
-                           name_getter get)
-{
-    const char *best = NULL;
-    size_t best_d = 3;
-    for (size_t i = 0; i < n; i++) {
-        const char *cand = get(items, i);
-        if (cand == NULL) {
-            continue;
-        }
-        size_t d = edit_distance(word, cand);
-        if (d < best_d) {
-            best_d = d;
-            best = cand;
-        }
-    }
-    return best;
 }
 
 static const char *opt_key_at(const void *items, size_t i)
@@ -1396,10 +1343,11 @@ static parse_result parse_default_list(const opt_desc *o, void *base)
  * the field it was stored in, so that checks after the walk can cite the
  * exact value. List arrays are allocated once at their final size, so the
  * addresses stay valid. */
-typedef struct value_pos {
+struct sl_config_value_pos {
     const void *field;
     sl_config_pos pos;
-} value_pos;
+};
+typedef struct sl_config_value_pos value_pos;
 
 typedef struct parse_ctx {
     const char *name; /* the file, for messages */
@@ -1529,8 +1477,8 @@ static sl_status fail_expected(parse_ctx *ctx, const opt_desc *o,
     describe_got(&tg, node);
     const char *hint = NULL;
     if (syntax && o->choices != NULL && node->type == YAML_SCALAR_NODE) {
-        hint = closest(scalar_text(node), o->choices, choice_count(o->choices),
-                       choice_at);
+        hint = sl__closest_name(scalar_text(node), o->choices,
+                                choice_count(o->choices), choice_at);
     }
     if (hint != NULL) {
         return fail(ctx, node_pos(node), path,
@@ -1804,7 +1752,8 @@ static sl_status apply_pair(parse_ctx *ctx, const opt_table *tab,
     }
     const opt_desc *o = find_opt(tab, name);
     if (o == NULL) {
-        const char *hint = closest(name, tab->opts, tab->nopts, opt_key_at);
+        const char *hint =
+            sl__closest_name(name, tab->opts, tab->nopts, opt_key_at);
         if (hint != NULL) {
             return fail(ctx, node_pos(key), sub,
                         "unknown key (did you mean \"%s\"?)", hint);
@@ -1882,8 +1831,7 @@ static sl_status check_engine(parse_ctx *ctx, sl_config *cfg)
         sl__secret_redact_url(cfg->engine_url, shown, sizeof shown);
         return fail(ctx, at, "engine.url",
                     "unknown engine \"%s\" (expected embedded:DIR, "
-                    "embedded::memory:, amqp://, amqps://, nats://, tls:// "
-                    "or kafka://)",
+                    "memory://, amqp://, amqps://, nats:// or tls://)",
                     shown);
     }
     size_t len = 1;
@@ -1893,7 +1841,7 @@ static sl_status check_engine(parse_ctx *ctx, sl_config *cfg)
     if (len == 0) {
         return fail(ctx, at, "engine.url",
                     "\"%s\" names no directory (expected embedded:DIR or "
-                    "embedded::memory:)",
+                    "memory://)",
                     cfg->engine_url);
     }
     return SL_OK;
@@ -1936,7 +1884,7 @@ static sl_status fail_undeclared(parse_ctx *ctx, const sl_config *cfg,
                                  const char *name)
 {
     const char *hint =
-        closest(name, cfg->channels, cfg->nchannels, channel_name_at);
+        sl__closest_name(name, cfg->channels, cfg->nchannels, channel_name_at);
     if (hint != NULL) {
         return fail(ctx, at, path,
                     "channel \"%s\" is not declared in channels (did you "
@@ -2101,7 +2049,9 @@ static sl_status derive_inbox(parse_ctx *ctx, sl_config *cfg)
         return SL_OK;
     }
     char *inbox = NULL;
-    if (has_prefix(cfg->engine_url, "embedded:")) {
+    if (has_prefix(cfg->engine_url, "memory://")) {
+        inbox = sl_strdup(":memory:");
+    } else if (has_prefix(cfg->engine_url, "embedded:")) {
         size_t len = 0;
         const char *dir = embedded_dir(cfg->engine_url, &len);
         if (len == strlen(":memory:") && has_prefix(dir, ":memory:")) {
@@ -2248,6 +2198,30 @@ static sl_config_pos offset_pos(const char *text, size_t len, size_t offset)
     return pos;
 }
 
+/* The line of @p text around byte @p offset contains @p word. */
+static bool line_has(const char *text, size_t len, size_t offset,
+                     const char *word)
+{
+    if (offset > len) {
+        return false;
+    }
+    size_t start = offset;
+    while (start > 0 && text[start - 1] != '\n') {
+        start--;
+    }
+    size_t end = offset;
+    while (end < len && text[end] != '\n') {
+        end++;
+    }
+    size_t n = strlen(word);
+    for (size_t i = start; i + n <= end; i++) {
+        if (memcmp(text + i, word, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static sl_status parser_failure(parse_ctx *ctx, const yaml_parser_t *parser,
                                 const char *text, size_t len)
 {
@@ -2268,6 +2242,13 @@ static sl_status parser_failure(parse_ctx *ctx, const yaml_parser_t *parser,
         return fail(ctx, at, NULL, "syntax error: %s (%s at %d:%d)", problem,
                     parser->context, (int)parser->context_mark.line + 1,
                     (int)parser->context_mark.column + 1);
+    }
+    if (line_has(text, len, parser->problem_mark.index, "embedded::memory:")) {
+        /* The old spelling of the in-memory engine ends with a colon. */
+        return fail(ctx, at, NULL,
+                    "syntax error: %s (an unquoted embedded::memory: reads "
+                    "as a mapping: write memory://, or quote it)",
+                    problem);
     }
     return fail(ctx, at, NULL, "syntax error: %s", problem);
 }
@@ -2350,6 +2331,12 @@ sl_status sl_config_load_string(const char *yaml, size_t len, const char *name,
         st = finish(&ctx, cfg);
     }
     if (st == SL_OK) {
+        /* The positions stay with the configuration: checks made when the
+         * service is built (engine URL, listen addresses, plugins) cite the
+         * value too. */
+        cfg->value_pos = ctx.pos;
+        cfg->nvalue_pos = ctx.npos;
+        ctx.pos = NULL;
         *out = cfg;
         cfg = NULL;
     }
@@ -2462,7 +2449,44 @@ void sl_config_free(sl_config *cfg)
     }
     free_table(&root_table, cfg);
     sl_free(cfg->path);
+    sl_free(cfg->value_pos);
     sl_free(cfg);
+}
+
+sl_config_pos sl_config_pos_of(const sl_config *cfg, const void *field)
+{
+    sl_config_pos none = {0, 0};
+    if (cfg == NULL) {
+        return none;
+    }
+    for (size_t i = 0; i < cfg->nvalue_pos; i++) {
+        if (cfg->value_pos[i].field == field) {
+            return cfg->value_pos[i].pos;
+        }
+    }
+    return none;
+}
+
+sl_status sl_config_fail(const sl_config *cfg, const void *field,
+                         sl_config_pos fallback, const char *key, sl_status st,
+                         sl_diag *diag, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *file = cfg != NULL && cfg->path != NULL ? cfg->path : "config";
+    sl_config_pos at = sl_config_pos_of(cfg, field);
+    if (at.line == 0) {
+        at = fallback;
+    }
+    if (at.line == 0) {
+        /* A default value: there is no line to point at, only the key. */
+        return sl_diag_set(diag, st, "%s: %s: %s", file, key, msg);
+    }
+    return sl_diag_set(diag, st, "%s:%d:%d: %s: %s", file, at.line, at.column,
+                       key, msg);
 }
 
 /* ---- reference ----------------------------------------------------------- */

@@ -3789,34 +3789,12 @@ static bool url_has_password(const char *server)
     return colon != NULL && colon < at;
 }
 
-static sl_status amqp_open(const char *url, const sl_engine_opts *opts,
-                           sl_engine **out, sl_diag *diag)
+/* Everything amqp_open reads from the URL (parameters, host, TLS files),
+ * without connecting: shared by amqp_open and the parse-only check. The
+ * URL without its query goes to *server_out. */
+static sl_status parse_engine_url(amqp_engine *e, const char *url,
+                                  char **server_out, sl_diag *diag)
 {
-    amqp_engine *e = sl_calloc(1, sizeof *e);
-    if (e == NULL) {
-        return SL_NOMEM;
-    }
-    e->base.drv = &sl__amqp_driver;
-    e->opts = *opts;
-    e->clock = opts->clock ? opts->clock : sl_clock_system();
-    e->wake[0] = e->wake[1] = -1;
-    e->io_fd = -1;
-    e->heartbeat_s = DEFAULT_HEARTBEAT_S;
-    e->next_ch = FIRST_SUB_CH;
-    /* Message uids tell apart the messages of a queue that every process
-     * publishes to: seeded from the kernel, not from values (time, pid)
-     * that two containers started together share. */
-    if (getrandom(&e->uid_state, sizeof e->uid_state, 0) !=
-        (ssize_t)sizeof e->uid_state) {
-        e->uid_state = (sl_time_mono_ms() << 20) ^ ((uint64_t)getpid() << 1) ^
-                       (uint64_t)(uintptr_t)e ^ sl_time_wall_ms();
-    }
-    if (e->uid_state == 0) {
-        e->uid_state = 88172645463325252ULL;
-    }
-    pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->cv, NULL);
-    sl__cond_init_mono(&e->wd_cv);
     sl_status st = SL_NOMEM;
     const char *q = strchr(url, '?');
     char *server = q ? sl_strndup(url, (size_t)(q - url)) : sl_strdup(url);
@@ -3856,6 +3834,64 @@ static sl_status amqp_open(const char *url, const sl_engine_opts *opts,
         goto fail;
     }
     if ((st = check_tls_params(e, diag)) != SL_OK) {
+        goto fail;
+    }
+    *server_out = server;
+    return SL_OK;
+fail:
+    sl_free(server);
+    return st;
+}
+
+/* Parse-only check of an engine URL (sl_engine_check_url). */
+static sl_status amqp_check_url(const char *url, sl_diag *diag)
+{
+    amqp_engine *e = sl_calloc(1, sizeof *e);
+    if (e == NULL) {
+        return SL_NOMEM;
+    }
+    e->wake[0] = e->wake[1] = -1;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    sl__cond_init_mono(&e->wd_cv);
+    char *server = NULL;
+    sl_status st = parse_engine_url(e, url, &server, diag);
+    sl_free(server);
+    amqp_close(&e->base);
+    return st;
+}
+
+static sl_status amqp_open(const char *url, const sl_engine_opts *opts,
+                           sl_engine **out, sl_diag *diag)
+{
+    amqp_engine *e = sl_calloc(1, sizeof *e);
+    if (e == NULL) {
+        return SL_NOMEM;
+    }
+    e->base.drv = &sl__amqp_driver;
+    e->opts = *opts;
+    e->clock = opts->clock ? opts->clock : sl_clock_system();
+    e->wake[0] = e->wake[1] = -1;
+    e->io_fd = -1;
+    e->heartbeat_s = DEFAULT_HEARTBEAT_S;
+    e->next_ch = FIRST_SUB_CH;
+    /* Message uids tell apart the messages of a queue that every process
+     * publishes to: seeded from the kernel, not from values (time, pid)
+     * that two containers started together share. */
+    if (getrandom(&e->uid_state, sizeof e->uid_state, 0) !=
+        (ssize_t)sizeof e->uid_state) {
+        e->uid_state = (sl_time_mono_ms() << 20) ^ ((uint64_t)getpid() << 1) ^
+                       (uint64_t)(uintptr_t)e ^ sl_time_wall_ms();
+    }
+    if (e->uid_state == 0) {
+        e->uid_state = 88172645463325252ULL;
+    }
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    sl__cond_init_mono(&e->wd_cv);
+    char *server = NULL;
+    sl_status st = parse_engine_url(e, url, &server, diag);
+    if (st != SL_OK) {
         goto fail;
     }
     if ((st = sl__dedup_create(DEDUP_MAX_IDS,
@@ -3973,6 +4009,7 @@ static void amqp_close(sl_engine *base)
 const sl_driver sl__amqp_driver = {
     .name = "rabbitmq",
     .scheme = "amqp", /* amqp:// and amqps:// */
+    .check_url = amqp_check_url,
     .open = amqp_open,
     .close = amqp_close,
     .is_ready = amqp_is_ready,

@@ -51,6 +51,11 @@ struct sl_driver {
     const char *name;
     /* URL prefix this driver serves ("embedded:"). */
     const char *scheme;
+    /* Optional second prefix it serves ("memory://"). */
+    const char *alias;
+    /* Optional: reject what open() would reject in @p url (syntax,
+     * parameters, files it names) without opening anything. */
+    sl_status (*check_url)(const char *url, sl_diag *diag);
     sl_status (*open)(const char *url, const sl_engine_opts *opts,
                       sl_engine **out, sl_diag *diag);
     void (*close)(sl_engine *eng);

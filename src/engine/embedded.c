@@ -30,9 +30,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
-#define MEMORY_URL "embedded::memory:"
 #define DEFAULT_PREFETCH 10
 #define DEFAULT_MAX_ATTEMPTS 5
 #define DEFAULT_DEDUP_WINDOW_MS 120000
@@ -1583,10 +1584,22 @@ static void *ingress_main(void *arg)
 
 static void emb_close(sl_engine *base);
 
-static sl_status parse_url(const char *url, emb_engine *e, char **dir,
+/* The in-memory engine's two spellings. "memory://" is the one YAML takes
+ * unquoted ("embedded::memory:" ends with a colon, which YAML reads as a
+ * mapping), and it cannot be mistaken for a directory: "embedded:DIR" is
+ * always a path. */
+#define MEMORY_SCHEME "memory://"
+#define MEMORY_PATH ":memory:"
+
+/* "embedded:DIR[?sync=...]", "embedded::memory:[?...]" or
+ * "memory://[?...]". *dir is NULL for the in-memory engine; *sync is
+ * written only when the URL sets it. */
+static sl_status parse_url(const char *url, sl_sync_mode *sync, char **dir,
                            sl_diag *diag)
 {
-    const char *rest = url + strlen("embedded:");
+    bool memory = strncmp(url, MEMORY_SCHEME, strlen(MEMORY_SCHEME)) == 0;
+    const char *rest =
+        url + (memory ? strlen(MEMORY_SCHEME) : strlen("embedded:"));
     const char *q = strchr(rest, '?');
     size_t path_len = q ? (size_t)(q - rest) : strlen(rest);
     if (q != NULL) {
@@ -1595,11 +1608,11 @@ static sl_status parse_url(const char *url, emb_engine *e, char **dir,
             const char *amp = strchr(p, '&');
             size_t len = amp ? (size_t)(amp - p) : strlen(p);
             if (len == 9 && strncmp(p, "sync=full", 9) == 0) {
-                e->opts.sync = SL_SYNC_FULL;
+                *sync = SL_SYNC_FULL;
             } else if (len == 11 && strncmp(p, "sync=normal", 11) == 0) {
-                e->opts.sync = SL_SYNC_NORMAL;
+                *sync = SL_SYNC_NORMAL;
             } else if (len == 8 && strncmp(p, "sync=off", 8) == 0) {
-                e->opts.sync = SL_SYNC_OFF;
+                *sync = SL_SYNC_OFF;
             } else {
                 return sl_diag_set(diag, SL_INVALID,
                                    "engine URL '%s': unknown parameter '%.*s' "
@@ -1609,18 +1622,95 @@ static sl_status parse_url(const char *url, emb_engine *e, char **dir,
             p += len + (amp ? 1 : 0);
         }
     }
-    if (path_len == strlen(":memory:") && strncmp(rest, ":memory:", 8) == 0) {
+    if (memory) {
+        if (path_len != 0) {
+            return sl_diag_set(diag, SL_INVALID,
+                               "engine URL '%s': memory:// takes no path "
+                               "(for a store on disk: embedded:DIR)",
+                               url);
+        }
+        *dir = NULL;
+        return SL_OK;
+    }
+    if (path_len == strlen(MEMORY_PATH) &&
+        strncmp(rest, MEMORY_PATH, path_len) == 0) {
         *dir = NULL;
         return SL_OK;
     }
     if (path_len == 0) {
         return sl_diag_set(diag, SL_INVALID,
                            "engine URL '%s' has no path (embedded:./data, or "
-                           "embedded::memory: for no store)",
+                           "memory:// for no store)",
                            url);
     }
     *dir = sl_strndup(rest, path_len);
     return *dir ? SL_OK : SL_NOMEM;
+}
+
+/* The store directory can be used: it is a writable directory, or the
+ * closest directory above it that exists is writable (open creates the
+ * rest). Checked without creating anything. */
+static sl_status check_store_dir(const char *url, const char *dir,
+                                 sl_diag *diag)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
+        return sl_diag_set(diag, SL_INVALID, "engine URL '%s': path too long",
+                           url);
+    }
+    for (;;) {
+        struct stat sb;
+        if (stat(path, &sb) == 0) {
+            if (!S_ISDIR(sb.st_mode)) {
+                return sl_diag_set(diag, SL_CONFIG,
+                                   "engine URL '%s': %s is not a directory",
+                                   url, path);
+            }
+            if (access(path, W_OK | X_OK) != 0) {
+                return sl_diag_set(diag, SL_CONFIG,
+                                   "engine URL '%s': directory %s: %s", url,
+                                   path, strerror(errno));
+            }
+            return SL_OK;
+        }
+        if (errno != ENOENT) {
+            return sl_diag_set(diag, SL_CONFIG, "engine URL '%s': %s: %s", url,
+                               path, strerror(errno));
+        }
+        char *slash = strrchr(path, '/');
+        while (slash != NULL && slash > path && slash[1] == '\0') {
+            *slash = '\0'; /* a trailing slash */
+            slash = strrchr(path, '/');
+        }
+        if (slash == NULL) {
+            snprintf(path, sizeof path, ".");
+        } else if (slash == path) {
+            snprintf(path, sizeof path, "/");
+        } else {
+            *slash = '\0';
+        }
+    }
+}
+
+/* Parse-only check of an engine URL (sl_engine_check_url). */
+static sl_status emb_check_url(const char *url, sl_diag *diag)
+{
+    sl_sync_mode sync = SL_SYNC_NORMAL;
+    char *dir = NULL;
+    sl_status st = parse_url(url, &sync, &dir, diag);
+    if (st == SL_OK && dir != NULL) {
+        st = check_store_dir(url, dir, diag);
+    }
+    sl_free(dir);
+    return st;
+}
+
+/* A store exists in @p dir: its database file is there. */
+static bool store_exists(const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/sluice.db", dir);
+    return access(path, F_OK) == 0;
 }
 
 static sl_status emb_open(const char *url, const sl_engine_opts *opts,
@@ -1652,8 +1742,13 @@ static sl_status emb_open(const char *url, const sl_engine_opts *opts,
     sl__cond_init_mono(&e->commit_wait_cv);
 
     char *dir = NULL;
-    sl_status st = parse_url(url, e, &dir, diag);
+    sl_status st = parse_url(url, &e->opts.sync, &dir, diag);
     if (st != SL_OK) {
+        goto fail;
+    }
+    if (dir != NULL && opts->open_existing && !store_exists(dir)) {
+        st = sl_diag_set(diag, SL_NOT_FOUND,
+                         "no embedded store in %s (nothing was created)", dir);
         goto fail;
     }
     st = sl__dedup_create(DEFAULT_DEDUP_MAX_IDS,
@@ -1810,6 +1905,8 @@ size_t sl__embedded_resident_bytes(sl_engine *base)
 const sl_driver sl__embedded_driver = {
     .name = "embedded",
     .scheme = "embedded:",
+    .alias = MEMORY_SCHEME,
+    .check_url = emb_check_url,
     .open = emb_open,
     .close = emb_close,
     .is_ready = emb_is_ready,

@@ -23,6 +23,51 @@ static const sl_driver *const drivers[] = {
 #endif
 };
 
+static bool has_prefix(const char *s, const char *prefix)
+{
+    return prefix != NULL && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static const sl_driver *find_driver(const char *url)
+{
+    for (size_t i = 0; i < sizeof drivers / sizeof drivers[0]; i++) {
+        if (has_prefix(url, drivers[i]->scheme) ||
+            has_prefix(url, drivers[i]->alias)) {
+            return drivers[i];
+        }
+    }
+    return NULL;
+}
+
+static sl_status unknown_engine(const char *url, sl_diag *diag)
+{
+    char shown[256]; /* the URL may hold credentials */
+    sl__secret_redact_url(url, shown, sizeof shown);
+    return sl_diag_set(diag, SL_INVALID,
+                       "unknown engine URL '%s' (expected embedded:PATH, "
+                       "memory://"
+#ifdef SLUICE_HAVE_NATS
+                       ", nats://HOST:PORT, tls://HOST:PORT"
+#endif
+#ifdef SLUICE_HAVE_AMQP
+                       ", amqp[s]://USER:PASS@HOST:PORT/VHOST"
+#endif
+                       ")",
+                       shown);
+}
+
+sl_status sl_engine_check_url(const char *url, sl_diag *diag)
+{
+    if (url == NULL) {
+        return sl_diag_set(diag, SL_INVALID, "engine URL is required");
+    }
+    const sl_driver *drv = find_driver(url);
+    if (drv == NULL) {
+        return unknown_engine(url, diag);
+    }
+    return drv->check_url != NULL ? drv->check_url(url, diag) : SL_OK;
+}
+
 sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
                          sl_engine **out, sl_diag *diag)
 {
@@ -33,25 +78,11 @@ sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
     if (opts == NULL) {
         opts = &defaults;
     }
-    for (size_t i = 0; i < sizeof drivers / sizeof drivers[0]; i++) {
-        const char *scheme = drivers[i]->scheme;
-        if (strncmp(url, scheme, strlen(scheme)) == 0) {
-            return drivers[i]->open(url, opts, out, diag);
-        }
+    const sl_driver *drv = find_driver(url);
+    if (drv == NULL) {
+        return unknown_engine(url, diag);
     }
-    char shown[256]; /* the URL may hold credentials */
-    sl__secret_redact_url(url, shown, sizeof shown);
-    return sl_diag_set(diag, SL_INVALID,
-                       "unknown engine URL '%s' (expected embedded:PATH, "
-                       "embedded::memory:"
-#ifdef SLUICE_HAVE_NATS
-                       ", nats://HOST:PORT, tls://HOST:PORT"
-#endif
-#ifdef SLUICE_HAVE_AMQP
-                       ", amqp[s]://USER:PASS@HOST:PORT/VHOST"
-#endif
-                       ")",
-                       shown);
+    return drv->open(url, opts, out, diag);
 }
 
 void sl_engine_close(sl_engine *eng)

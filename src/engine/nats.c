@@ -47,6 +47,7 @@
 #include <nats/nats.h>
 
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -55,6 +56,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DEFAULT_PREFETCH 10
 #define DEFAULT_MAX_ATTEMPTS 5
@@ -2901,6 +2903,35 @@ static sl_status parse_url(nats_engine *e, const char *url, char **server,
     return SL_OK;
 }
 
+/* Parse-only check of an engine URL (sl_engine_check_url): what
+ * nats_open rejects before connecting, and the files the URL names, which
+ * must be readable. nats.c itself is not started for a check. */
+static sl_status nats_check_url(const char *url, sl_diag *diag)
+{
+    nats_engine *e = sl_calloc(1, sizeof *e);
+    if (e == NULL) {
+        return SL_NOMEM;
+    }
+    char *server = NULL;
+    conn_opts co = {0};
+    sl_status st = parse_url(e, url, &server, &co, diag);
+    const char *const keys[] = {"tls_ca", "tls_cert", "tls_key", "creds",
+                                "nkey_seed"};
+    const char *const files[] = {co.tls_ca, co.tls_cert, co.tls_key, co.creds,
+                                 co.nkey_seed};
+    for (size_t i = 0; st == SL_OK && i < sizeof keys / sizeof keys[0]; i++) {
+        if (files[i] != NULL && access(files[i], R_OK) != 0) {
+            st = sl_diag_set(diag, SL_CONFIG, "engine URL: %s file %s: %s",
+                             keys[i], files[i], strerror(errno));
+        }
+    }
+    conn_opts_fini(&co);
+    sl_free(server);
+    sl_free(e->ns);
+    sl_free(e);
+    return st;
+}
+
 /* TLS and credentials to nats.c. The secrets read here are wiped at
  * once: nats.c keeps its own copies. */
 static sl_status apply_conn_opts(natsOptions *no, const conn_opts *co,
@@ -3248,8 +3279,8 @@ static void nats_close(sl_engine *base)
 }
 
 #define NATS_DRIVER_OPS                                                        \
-    .open = nats_open, .close = nats_close, .is_ready = nats_is_ready,         \
-    .declare_channel = nats_declare_channel,                                   \
+    .check_url = nats_check_url, .open = nats_open, .close = nats_close,       \
+    .is_ready = nats_is_ready, .declare_channel = nats_declare_channel,        \
     .declare_group = nats_declare_group, .publish = nats_publish,              \
     .subscribe = nats_subscribe, .fetch = nats_fetch,                          \
     .interrupt = nats_interrupt, .in_flight = nats_in_flight,                  \
@@ -3267,6 +3298,7 @@ const sl_driver sl__nats_tls_driver = {
 const sl_driver sl__nats_driver = {
     .name = "nats",
     .scheme = "nats://",
+    .check_url = nats_check_url,
     .open = nats_open,
     .close = nats_close,
     .is_ready = nats_is_ready,

@@ -227,8 +227,10 @@ static sl_status parse_listen(const char *listen, struct sockaddr_storage *out,
     unsigned long pnum = strtoul(port, &end, 10);
     if (port[0] == '\0' || port[0] == '-' || port[0] == '+' || *end != '\0' ||
         pnum > 65535) {
-        return sl_diag_set(diag, SL_INVALID, "listen address '%s': bad port",
-                           listen);
+        return sl_diag_set(diag, SL_INVALID,
+                           "listen address '%s': bad port '%s' (expected "
+                           "0..65535)",
+                           listen, port);
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -566,6 +568,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
         atomic_fetch_sub(&srv->active, 1);
     }
+}
+
+sl_status sl__http_listen_check(const char *listen, sl_diag *diag)
+{
+    struct sockaddr_storage addr;
+    socklen_t addr_len = 0;
+    return parse_listen(listen, &addr, &addr_len, diag);
 }
 
 sl_status sl__http_server_start(const sl_http_server_opts *opts,

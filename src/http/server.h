@@ -115,6 +115,11 @@ typedef struct sl_http_server_opts {
 sl_status sl__http_server_start(const sl_http_server_opts *opts,
                                 sl_http_server **out, sl_diag *diag);
 
+/** Check a listen address as sl__http_server_start reads it ("host:port",
+ * "[v6]:port", ":port"; port 0..65535; the host resolves), without
+ * binding. SL_INVALID with the reason in @p diag. */
+sl_status sl__http_listen_check(const char *listen, sl_diag *diag);
+
 /** The port actually bound (useful with port 0). */
 uint16_t sl__http_server_port(const sl_http_server *srv);
 

@@ -25,6 +25,13 @@ typedef struct sl_bound_handler {
 
 sl_status sl__handler_bind(const sl_config *cfg, const sl_config_consumer *cc,
                            sl_bound_handler *out, sl_diag *diag);
+
+/* Every error sl__handler_bind would raise before running the handler's
+ * own code: the plugin loads and has its functions, the append file can
+ * be written, the http URL is one. Nothing is created and no plugin init
+ * runs. Errors cite FILE:LINE:COL and the key, as the loader's do. */
+sl_status sl__handler_check(const sl_config *cfg, const sl_config_consumer *cc,
+                            sl_diag *diag);
 void sl__handler_unbind(sl_bound_handler *h);
 
 #endif

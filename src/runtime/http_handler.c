@@ -879,10 +879,10 @@ static bool is_http_url(const char *url)
                            strncasecmp(url, "https://", 8) == 0);
 }
 
-sl_status sl_http_handler_create(const sl_http_handler_opts *opts,
-                                 sl_http_handler **out, sl_diag *diag)
+sl_status sl__http_handler_check(const sl_http_handler_opts *opts,
+                                 sl_diag *diag)
 {
-    if (opts == NULL || out == NULL) {
+    if (opts == NULL) {
         return sl_diag_set(diag, SL_INVALID, "http handler: NULL argument");
     }
     if (!is_http_url(opts->url)) {
@@ -901,6 +901,19 @@ sl_status sl_http_handler_create(const sl_http_handler_opts *opts,
                                i);
         }
     }
+    return SL_OK;
+}
+
+sl_status sl_http_handler_create(const sl_http_handler_opts *opts,
+                                 sl_http_handler **out, sl_diag *diag)
+{
+    if (opts == NULL || out == NULL) {
+        return sl_diag_set(diag, SL_INVALID, "http handler: NULL argument");
+    }
+    sl_status st = sl__http_handler_check(opts, diag);
+    if (st != SL_OK) {
+        return st;
+    }
     pthread_once(&curl_once, curl_init);
     if (curl_init_rc != CURLE_OK) {
         return sl_diag_set(diag, SL_INTERNAL, "http handler: libcurl: %s",
@@ -911,7 +924,7 @@ sl_status sl_http_handler_create(const sl_http_handler_opts *opts,
     if (hh == NULL) {
         return SL_NOMEM;
     }
-    sl_status st = SL_NOMEM;
+    st = SL_NOMEM;
     pthread_mutex_init(&hh->slot_mu, NULL);
     sl__cond_init_mono(&hh->slot_cv);
     hh->timeout_ms = opts->timeout_ms ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;

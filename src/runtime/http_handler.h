@@ -41,6 +41,11 @@ sl_status sl__http_retry_after_parse(const char *value, uint64_t now_wall_ms,
                                      uint64_t *out_ms);
 
 /** Create a handler from @p opts and fill @p out for a consumer. */
+/** What sl_http_handler_create refuses in @p opts (the URL, the header
+ * lines), without creating anything. SL_INVALID with the reason. */
+sl_status sl__http_handler_check(const sl_http_handler_opts *opts,
+                                 sl_diag *diag);
+
 sl_status sl__http_handler_bind(const sl_http_handler_opts *opts,
                                 sl_bound_handler *out, sl_diag *diag);
 

@@ -3,6 +3,7 @@
 
 #include "http/admin.h"
 #include "http/gateway_state.h"
+#include "http/server.h"
 #include "runtime/handlers.h"
 #include "sluice/alloc.h"
 #include "sluice/gateway.h"
@@ -10,6 +11,7 @@
 
 #include <inttypes.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct bound_consumer {
@@ -68,6 +70,70 @@ static bool wants_status(const sl_config *cfg)
     return cfg->nroutes > 0;
 }
 
+static sl_status field_type(const sl_config *cfg, size_t route, size_t field,
+                            sl_json_type *out, sl_diag *diag)
+{
+    const sl_config_field *cf = &cfg->routes[route].fields[field];
+    if (sl_json_type_from_name(cf->type, out) == SL_OK) {
+        return SL_OK;
+    }
+    char key[80];
+    snprintf(key, sizeof key, "gateway.routes[%zu].fields[%zu].type", route,
+             field);
+    return sl_config_fail(cfg, &cf->type, cf->pos, key, SL_CONFIG, diag,
+                          "unknown type '%s'", cf->type);
+}
+
+/* A listen address of the configuration, checked as the server reads it. */
+static sl_status check_listen(const sl_config *cfg, char *const *field,
+                              const char *key, sl_diag *diag)
+{
+    sl_diag d = {0};
+    if (sl__http_listen_check(*field, &d) != SL_OK) {
+        return sl_config_fail(cfg, field, (sl_config_pos){0, 0}, key, SL_CONFIG,
+                              diag, "%s", d.msg);
+    }
+    return SL_OK;
+}
+
+/* The configuration's addresses (engine URL, listen addresses) and route
+ * field types: what sl_service_create and sl_service_start would refuse,
+ * checked before anything is opened. */
+static sl_status check_addresses(const sl_config *cfg, sl_diag *diag)
+{
+    sl_diag d = {0};
+    if (sl_engine_check_url(cfg->engine_url, &d) != SL_OK) {
+        return sl_config_fail(cfg, &cfg->engine_url, (sl_config_pos){0, 0},
+                              "engine.url", SL_CONFIG, diag, "%s", d.msg);
+    }
+    sl_status st = SL_OK;
+    if (cfg->nroutes > 0) {
+        st = check_listen(cfg, &cfg->gateway_listen, "gateway.listen", diag);
+    }
+    if (st == SL_OK && cfg->admin_enabled) {
+        st = check_listen(cfg, &cfg->admin_listen, "admin.listen", diag);
+    }
+    for (size_t i = 0; i < cfg->nroutes && st == SL_OK; i++) {
+        for (size_t k = 0; k < cfg->routes[i].nfields && st == SL_OK; k++) {
+            sl_json_type type;
+            st = field_type(cfg, i, k, &type, diag);
+        }
+    }
+    return st;
+}
+
+sl_status sl_service_check(const sl_config *cfg, sl_diag *diag)
+{
+    if (cfg == NULL) {
+        return sl_diag_set(diag, SL_INVALID, "no configuration");
+    }
+    sl_status st = check_addresses(cfg, diag);
+    for (size_t i = 0; i < cfg->nconsumers && st == SL_OK; i++) {
+        st = sl__handler_check(cfg, &cfg->consumers[i], diag);
+    }
+    return st;
+}
+
 /* The gateway's routes, from the configuration (strings stay borrowed). */
 static sl_status build_routes(sl_service *svc, sl_diag *diag)
 {
@@ -96,12 +162,9 @@ static sl_status build_routes(sl_service *svc, sl_diag *diag)
         for (size_t k = 0; k < cr->nfields; k++, f++) {
             const sl_config_field *cf = &cr->fields[k];
             sl_json_type type = SL_JSON_ANY;
-            if (sl_json_type_from_name(cf->type, &type) != SL_OK) {
-                return sl_diag_set(diag, SL_CONFIG,
-                                   "%s:%d:%d: gateway.routes[%zu].fields[%zu]"
-                                   ".type: unknown type '%s'",
-                                   cfg->path, cf->pos.line, cf->pos.column, i,
-                                   k, cf->type);
+            sl_status st = field_type(cfg, i, k, &type, diag);
+            if (st != SL_OK) {
+                return st;
             }
             *f = (sl_gateway_field){
                 .name = cf->name,
@@ -144,7 +207,10 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
         return SL_NOMEM;
     }
     svc->cfg = cfg;
-    sl_status st = SL_OK;
+    sl_status st = check_addresses(cfg, diag);
+    if (st != SL_OK) {
+        goto fail;
+    }
     /* Handlers first: a plugin that does not load is a configuration error
      * that should leave nothing behind, not even an empty store. */
     svc->consumers = sl_calloc(cfg->nconsumers ? cfg->nconsumers : 1,
@@ -169,8 +235,12 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
         .dedup_window_ms = cfg->dedup_window_ms,
         .memory_budget = cfg->memory_budget,
     };
-    if ((st = sl_engine_open(cfg->engine_url, &eo, &svc->eng, diag)) !=
-        SL_OK) {
+    sl_diag d = {0};
+    if ((st = sl_engine_open(cfg->engine_url, &eo, &svc->eng, &d)) != SL_OK) {
+        /* Name the key: a broker that refuses or a store that cannot be
+         * opened is found through engine.url. */
+        sl_config_fail(cfg, &cfg->engine_url, (sl_config_pos){0, 0},
+                       "engine.url", st, diag, "%s", d.msg);
         goto fail;
     }
     if ((st = declare_topology(svc, diag)) != SL_OK) {
@@ -194,8 +264,11 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
     if (wants_status(cfg)) {
         sl_gateway_state_opts so = {
             .idempotency_ttl_ms = cfg->gateway_idempotency_ttl_ms};
-        if ((st = sl_gateway_state_open(cfg->gateway_state, &so,
-                                        &svc->gstate, diag)) != SL_OK) {
+        d = (sl_diag){0};
+        if ((st = sl_gateway_state_open(cfg->gateway_state, &so, &svc->gstate,
+                                        &d)) != SL_OK) {
+            sl_config_fail(cfg, &cfg->gateway_state, (sl_config_pos){0, 0},
+                           "gateway.state", st, diag, "%s", d.msg);
             goto fail;
         }
     }
@@ -228,8 +301,13 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
             .status_ack = cc->status_ack,
             .status_dead = cc->status_dead,
         };
-        if ((st = sl_consumer_create(svc->eng, &co, &bc->consumer, diag)) !=
+        d = (sl_diag){0};
+        if ((st = sl_consumer_create(svc->eng, &co, &bc->consumer, &d)) !=
             SL_OK) {
+            /* Its group, its inbox: name the consumer it came from. */
+            char key[48];
+            snprintf(key, sizeof key, "consumers[%zu]", i);
+            sl_config_fail(cfg, NULL, cc->pos, key, st, diag, "%s", d.msg);
             goto fail;
         }
     }
@@ -271,8 +349,11 @@ sl_status sl_service_start(sl_service *svc, sl_diag *diag)
             .draining_ctx = svc,
             .metrics = svc->metrics,
         };
-        if ((st = sl_gateway_start(&go, &svc->gw, diag)) != SL_OK) {
-            return st;
+        sl_diag d = {0};
+        if ((st = sl_gateway_start(&go, &svc->gw, &d)) != SL_OK) {
+            return sl_config_fail(cfg, &cfg->gateway_listen,
+                                  (sl_config_pos){0, 0}, "gateway.listen", st,
+                                  diag, "%s", d.msg);
         }
     }
     if (cfg->admin_enabled) {
@@ -281,8 +362,11 @@ sl_status sl_service_start(sl_service *svc, sl_diag *diag)
                             .target_per_replica = cfg->scale_target,
                             .min_replicas = cfg->scale_min,
                             .max_replicas = cfg->scale_max};
-        if ((st = sl__admin_start(&ao, &svc->admin, diag)) != SL_OK) {
-            return st;
+        sl_diag d = {0};
+        if ((st = sl__admin_start(&ao, &svc->admin, &d)) != SL_OK) {
+            return sl_config_fail(cfg, &cfg->admin_listen,
+                                  (sl_config_pos){0, 0}, "admin.listen", st,
+                                  diag, "%s", d.msg);
         }
     }
     atomic_store(&svc->started, true);

@@ -614,12 +614,64 @@ static void config_unknown_engine_scheme_is_refused(void **state)
     assert_config_error("engine:\n  url: redis://localhost\n",
                         "service.yaml:2:8: engine.url: unknown engine "
                         "\"redis://localhost\" (expected embedded:DIR, "
-                        "embedded::memory:, amqp://, amqps://, nats://, "
-                        "tls:// or kafka://)");
+                        "memory://, amqp://, amqps://, nats:// or tls://)");
+    /* No Kafka engine exists: the scheme must not pass the check. */
+    assert_config_error("engine:\n  url: kafka://127.0.0.1:9092\n",
+                        "service.yaml:2:8: engine.url: unknown engine "
+                        "\"kafka://127.0.0.1:9092\" (expected embedded:DIR, "
+                        "memory://, amqp://, amqps://, nats:// or tls://)");
     assert_config_error("engine:\n  url: embedded:?sync=off\n",
                         "service.yaml:2:8: engine.url: \"embedded:?sync=off\" "
                         "names no directory (expected embedded:DIR or "
-                        "embedded::memory:)");
+                        "memory://)");
+}
+
+/* Checks made after loading (engine URL, listen addresses, plugins) cite
+ * the value's position and key like the loader's own errors. */
+static void config_keeps_value_positions_for_later_checks(void **state)
+{
+    (void)state;
+    sl_config *cfg = load_ok("engine:\n"
+                             "  url: memory://\n"
+                             "gateway:\n"
+                             "  listen: 127.0.0.1:80800\n");
+    sl_config_pos at = sl_config_pos_of(cfg, &cfg->gateway_listen);
+    assert_int_equal(at.line, 4);
+    assert_int_equal(at.column, 11);
+    sl_diag diag = {0};
+    assert_int_equal(sl_config_fail(cfg, &cfg->gateway_listen,
+                                    (sl_config_pos){0, 0}, "gateway.listen",
+                                    SL_CONFIG, &diag, "bad port '%s'", "80800"),
+                     SL_CONFIG);
+    assert_string_equal(diag.msg,
+                        "service.yaml:4:11: gateway.listen: bad port '80800'");
+    /* A default has no position: the message names the file and key. */
+    assert_int_equal(sl_config_pos_of(cfg, &cfg->admin_listen).line, 0);
+    sl_config_fail(cfg, &cfg->admin_listen, (sl_config_pos){0, 0},
+                   "admin.listen", SL_IO, &diag, "in use");
+    assert_string_equal(diag.msg, "service.yaml: admin.listen: in use");
+    sl_config_free(cfg);
+}
+
+/* "memory://" is the in-memory engine's spelling that YAML takes without
+ * quotes ("embedded::memory:" unquoted is a YAML syntax error). */
+static void config_memory_url_loads_unquoted(void **state)
+{
+    (void)state;
+    sl_config *cfg = load_ok("engine:\n  url: memory://\n");
+    assert_string_equal(cfg->engine_url, "memory://");
+    assert_string_equal(cfg->inbox_path, ":memory:");
+    assert_string_equal(cfg->gateway_state, ":memory:");
+    sl_config_free(cfg);
+    /* The old spelling unquoted is a YAML error, which says what to do. */
+    assert_config_error("engine:\n  url: embedded::memory:\n",
+                        "service.yaml:2:24: syntax error: mapping values are "
+                        "not allowed in this context (an unquoted "
+                        "embedded::memory: reads as a mapping: write "
+                        "memory://, or quote it)");
+    cfg = load_ok("engine:\n  url: \"embedded::memory:\"\n");
+    assert_string_equal(cfg->inbox_path, ":memory:");
+    sl_config_free(cfg);
 }
 
 /* ---- errors: relations between options --------------------------------- */
@@ -1145,6 +1197,8 @@ int main(void)
         cmocka_unit_test(config_empty_backoff_is_refused),
         cmocka_unit_test(config_zero_backoff_step_is_refused),
         cmocka_unit_test(config_unknown_engine_scheme_is_refused),
+        cmocka_unit_test(config_keeps_value_positions_for_later_checks),
+        cmocka_unit_test(config_memory_url_loads_unquoted),
         cmocka_unit_test(config_undeclared_channel_cites_consumer_channel),
         cmocka_unit_test(config_duplicate_channel_is_refused),
         cmocka_unit_test(config_duplicate_group_is_refused),

@@ -160,6 +160,27 @@ static void client_certificate_needs_its_key(void **state)
     unlink(path);
 }
 
+/* The parse-only check (config check) refuses what open refuses, and
+ * accepts a good URL without a broker. */
+static void check_url_needs_no_broker(void **state)
+{
+    (void)state;
+    sl_diag diag = {0};
+    assert_int_equal(
+        sl_engine_check_url("amqp://g:g@127.0.0.1:1?heartbeat=x", &diag),
+        SL_INVALID);
+    assert_non_null(strstr(diag.msg, "heartbeat"));
+    assert_int_equal(sl_engine_check_url("amqps://g:g@127.0.0.1:1?cacert="
+                                         "/nonexistent/ca.pem",
+                                         &diag),
+                     SL_CONFIG);
+    assert_non_null(strstr(diag.msg, "/nonexistent/ca.pem"));
+    assert_int_equal(sl_engine_check_url("amqp://g:g@127.0.0.1:1/?ns=a&"
+                                         "heartbeat=5",
+                                         &diag),
+                     SL_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -174,6 +195,7 @@ int main(void)
         cmocka_unit_test(tls_parameters_need_amqps),
         cmocka_unit_test(unreadable_certificate_file_is_named),
         cmocka_unit_test(client_certificate_needs_its_key),
+        cmocka_unit_test(check_url_needs_no_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

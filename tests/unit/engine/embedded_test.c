@@ -511,6 +511,94 @@ static void store_directory_that_cannot_be_created_is_an_io_error(void **state)
     }
 }
 
+/* ---- parse-only check -----------------------------------------------------
+ */
+
+static void check_url_status(const char *url, sl_status want, const char *also)
+{
+    sl_diag diag = {0};
+    sl_status st = sl_engine_check_url(url, &diag);
+    if (st != want) {
+        fail_msg("check %s: got %s (%s), want %s", url, sl_status_name(st),
+                 diag.msg, sl_status_name(want));
+    }
+    if (also != NULL && strstr(diag.msg, also) == NULL) {
+        fail_msg("check %s: message does not mention %s: %s", url, also,
+                 diag.msg);
+    }
+}
+
+static bool exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static void check_url_refuses_what_open_refuses(void **state)
+{
+    fx *f = *state;
+    char url[400];
+    snprintf(url, sizeof url, "%s?sync=full&color=red", f->url);
+    check_url_status(url, SL_INVALID, "color=red");
+    check_url_status("embedded:", SL_INVALID, "no path");
+    check_url_status("carrier-pigeon://loft", SL_INVALID, "unknown engine");
+    check_url_status("memory://somewhere", SL_INVALID, "takes no path");
+    /* A regular file where the store directory should be. */
+    char file[300];
+    snprintf(file, sizeof file, "%s/not-a-dir", f->dir);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    snprintf(url, sizeof url, "embedded:%s", file);
+    check_url_status(url, SL_CONFIG, "not a directory");
+}
+
+static void check_url_creates_nothing(void **state)
+{
+    fx *f = *state;
+    char store[300];
+    snprintf(store, sizeof store, "%s/store", f->dir);
+    check_url_status(f->url, SL_OK, NULL);
+    char url[400];
+    snprintf(url, sizeof url, "embedded:%s/a/b/c?sync=off", f->dir);
+    check_url_status(url, SL_OK, NULL);
+    check_url_status("memory://", SL_OK, NULL);
+    check_url_status("embedded::memory:", SL_OK, NULL);
+    assert_false(exists(store));
+    snprintf(store, sizeof store, "%s/a", f->dir);
+    assert_false(exists(store));
+}
+
+/* "memory://" is the in-memory engine, like "embedded::memory:". */
+static void memory_scheme_opens_the_in_memory_engine(void **state)
+{
+    fx *f = *state;
+    f->eng = open_url(f, "memory://?sync=off");
+    assert_string_equal(sl_engine_name(f->eng), "embedded");
+    declare_on(f->eng, CH, GROUP);
+    sl_depth d = {0};
+    assert_int_equal(sl_engine_depth(f->eng, CH, GROUP, &d), SL_OK);
+}
+
+/* A reader (dlq list) asks for an existing store and must not make one. */
+static void open_existing_never_creates_a_store(void **state)
+{
+    fx *f = *state;
+    char store[300];
+    snprintf(store, sizeof store, "%s/store", f->dir);
+    sl_engine_opts eo = {.open_existing = true};
+    sl_engine *eng = NULL;
+    sl_diag diag = {0};
+    assert_int_equal(sl_engine_open(f->url, &eo, &eng, &diag), SL_NOT_FOUND);
+    assert_null(eng);
+    assert_non_null(strstr(diag.msg, store));
+    assert_false(exists(store));
+    /* Once a service has made it, a reader opens it. */
+    sl_engine_close(open_url(f, f->url));
+    assert_int_equal(sl_engine_open(f->url, &eo, &eng, &diag), SL_OK);
+    sl_engine_close(eng);
+}
+
 /* ---- a second open of an owned store: client mode ------------------------ */
 
 typedef struct owner_probe {
@@ -796,6 +884,10 @@ int main(void)
         T(engine_url_without_path_is_invalid),
         T(engine_url_with_unknown_scheme_is_invalid),
         T(store_directory_that_cannot_be_created_is_an_io_error),
+        T(check_url_refuses_what_open_refuses),
+        T(check_url_creates_nothing),
+        T(memory_scheme_opens_the_in_memory_engine),
+        T(open_existing_never_creates_a_store),
         T(second_open_of_an_owned_store_is_a_client),
         T(client_publish_lands_in_the_owners_channel),
         T(client_publish_to_an_undeclared_channel_is_not_found),
