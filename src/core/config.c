@@ -845,7 +845,7 @@ static const opt_table root_table = {
     .pos_offset = NO_POS,
 };
 
-/* Engine URL schemes the engines of this build understand (docs/configuration.md). */
+/* Engine URL schemes the engines understand (docs/configuration.md). */
 static const char *const url_schemes[] = {
     "embedded:", "memory://", "amqp://", "amqps://", "nats://", "tls://",
 };
