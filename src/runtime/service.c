@@ -3,6 +3,7 @@
 
 #include "http/admin.h"
 #include "http/gateway_state.h"
+#include "runtime/drain_rate.h"
 #include "runtime/handlers.h"
 #include "sluice/alloc.h"
 #include "sluice/gateway.h"
@@ -30,6 +31,10 @@ struct sl_service {
     sl_gateway_field *fields;
     sl_gateway *gw;
     sl_admin *admin;
+    /* Drain rates of the groups, sampled once a second from start to
+     * destroy: `/scale` reports them, the gateway admits by them. */
+    sl_drain *drain;
+    const sl_clock *clock; /* of the sampler; NULL = monotonic */
     bound_consumer *consumers;
     size_t nconsumers;
     atomic_bool started;
@@ -169,8 +174,7 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
         .dedup_window_ms = cfg->dedup_window_ms,
         .memory_budget = cfg->memory_budget,
     };
-    if ((st = sl_engine_open(cfg->engine_url, &eo, &svc->eng, diag)) !=
-        SL_OK) {
+    if ((st = sl_engine_open(cfg->engine_url, &eo, &svc->eng, diag)) != SL_OK) {
         goto fail;
     }
     if ((st = declare_topology(svc, diag)) != SL_OK) {
@@ -192,10 +196,10 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
         goto fail;
     }
     if (wants_status(cfg)) {
-        sl_gateway_state_opts so = {
-            .idempotency_ttl_ms = cfg->gateway_idempotency_ttl_ms};
-        if ((st = sl_gateway_state_open(cfg->gateway_state, &so,
-                                        &svc->gstate, diag)) != SL_OK) {
+        sl_gateway_state_opts so = {.idempotency_ttl_ms =
+                                        cfg->gateway_idempotency_ttl_ms};
+        if ((st = sl_gateway_state_open(cfg->gateway_state, &so, &svc->gstate,
+                                        diag)) != SL_OK) {
             goto fail;
         }
     }
@@ -240,14 +244,60 @@ fail:
     return st;
 }
 
+/* The sampler's reading of group @p i: its settled count from the
+ * consumer, its depth from the engine. */
+static bool read_group(size_t i, sl_drain_reading *out, void *ctx)
+{
+    sl_service *svc = ctx;
+    const bound_consumer *bc = &svc->consumers[i];
+    sl_consumer_stats cs;
+    sl_consumer_get_stats(bc->consumer, &cs);
+    sl_depth d = {0};
+    if (sl_engine_depth(svc->eng, bc->cc->channel, bc->cc->group, &d) !=
+        SL_OK) {
+        return false;
+    }
+    /* Events that left the group for good: acked (duplicates included)
+     * or dead-lettered. Retries and releases come back, so they do not
+     * count. */
+    out->settled =
+        cs.acked + cs.duplicates + cs.rejected + cs.exhausted + cs.expired;
+    out->ready = d.ready;
+    out->backlog = d.ready + d.delayed + d.in_flight;
+    return true;
+}
+
+static sl_status start_sampler(sl_service *svc, sl_diag *diag)
+{
+    sl_drain_opts o = {.ngroups = svc->nconsumers,
+                       .read = read_group,
+                       .read_ctx = svc,
+                       .clock = svc->clock};
+    sl_status st = sl__drain_create(&o, &svc->drain);
+    if (st == SL_OK && (st = sl__drain_start(svc->drain)) != SL_OK) {
+        sl__drain_destroy(svc->drain);
+        svc->drain = NULL;
+    }
+    if (st != SL_OK) {
+        return sl_diag_set(diag, st, "drain-rate sampler: %s",
+                           sl_status_str(st));
+    }
+    return SL_OK;
+}
+
 sl_status sl_service_start(sl_service *svc, sl_diag *diag)
 {
+    if (svc->drain == NULL) {
+        sl_status st = start_sampler(svc, diag);
+        if (st != SL_OK) {
+            return st;
+        }
+    }
     for (size_t i = 0; i < svc->nconsumers; i++) {
         sl_status st = sl_consumer_start(svc->consumers[i].consumer);
         if (st != SL_OK) {
             return sl_diag_set(diag, st, "starting consumer %s: %s",
-                               svc->consumers[i].cc->group,
-                               sl_status_str(st));
+                               svc->consumers[i].cc->group, sl_status_str(st));
         }
     }
     const sl_config *cfg = svc->cfg;
@@ -386,14 +436,28 @@ size_t sl_service_consumer_count(const sl_service *svc)
     return svc->nconsumers;
 }
 
-void sl_service_consumer_stats(sl_service *svc, size_t i,
-                               const char **channel, const char **group,
-                               sl_consumer_stats *out)
+void sl_service_consumer_stats(sl_service *svc, size_t i, const char **channel,
+                               const char **group, sl_consumer_stats *out)
 {
     bound_consumer *bc = &svc->consumers[i];
     *channel = bc->cc->channel;
     *group = bc->cc->group;
     sl_consumer_get_stats(bc->consumer, out);
+}
+
+void sl_service_set_clock(sl_service *svc, const sl_clock *clock)
+{
+    svc->clock = clock;
+}
+
+double sl_service_drain_rate_per_s(sl_service *svc, size_t i)
+{
+    return svc->drain != NULL ? sl__drain_rate_per_s(svc->drain, i) : 0;
+}
+
+sl_drain *sl__service_drain(sl_service *svc)
+{
+    return svc->drain;
 }
 
 void sl_service_destroy(sl_service *svc)
@@ -406,6 +470,7 @@ void sl_service_destroy(sl_service *svc)
     }
     sl__admin_stop(svc->admin); /* borrows the service: first to go */
     sl_gateway_stop(svc->gw);
+    sl__drain_destroy(svc->drain); /* reads the consumers and the engine */
     for (size_t i = 0; i < svc->nconsumers; i++) {
         sl_consumer_destroy(svc->consumers[i].consumer);
         sl__handler_unbind(&svc->consumers[i].handler);
