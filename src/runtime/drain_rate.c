@@ -9,7 +9,7 @@
 #define DEFAULT_PERIOD_MS 1000
 #define DEFAULT_WINDOW_MS 60000
 #define DEFAULT_BUSY_WINDOW_MS 10000
-/* A rate needs this much history at least. */
+/* The drain rate needs this much history at least. */
 #define MIN_SPAN_MS 1000
 
 typedef struct sample {
@@ -242,8 +242,7 @@ double sl__drain_busy_rate_per_s(sl_drain *d, size_t group)
     if (group >= d->ngroups) {
         return 0;
     }
-    uint64_t settled = 0;
-    uint64_t busy_ms = 0;
+    double slowest = 0;
     pthread_mutex_lock(&d->mu);
     const group_ring *g = &d->groups[group];
     const sample *last = g->n > 0 ? nth_newest(g, d->cap, 0) : NULL;
@@ -253,17 +252,20 @@ double sl__drain_busy_rate_per_s(sl_drain *d, size_t group)
         if (last->t_ms - a->t_ms > d->busy_window_ms) {
             break;
         }
-        if (a->ready > 0 && b->ready > 0 && b->t_ms > a->t_ms &&
-            b->settled >= a->settled) {
-            settled += b->settled - a->settled;
-            busy_ms += b->t_ms - a->t_ms;
+        /* Busy: events were waiting at both ends. Intervals shorter than
+         * half a period say little and are skipped. */
+        if (a->ready == 0 || b->ready == 0 || b->settled < a->settled ||
+            b->t_ms < a->t_ms + d->period_ms / 2) {
+            continue;
+        }
+        double rate = (double)(b->settled - a->settled) * 1000.0 /
+                      (double)(b->t_ms - a->t_ms);
+        if (rate > 0 && (slowest == 0 || rate < slowest)) {
+            slowest = rate;
         }
     }
     pthread_mutex_unlock(&d->mu);
-    if (busy_ms < MIN_SPAN_MS || settled == 0) {
-        return 0;
-    }
-    return (double)settled * 1000.0 / (double)busy_ms;
+    return slowest;
 }
 
 double sl__drain_capacity_per_s(sl_drain *d, size_t group)

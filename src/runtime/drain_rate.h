@@ -7,11 +7,13 @@
  *
  *   the drain rate     settled per second over the window (default 60 s):
  *                      what `/scale` reports;
- *   the busy rate      settled per second over the recent intervals
- *                      (default the last 10 s) in which events were
- *                      waiting at both ends (ready > 0): what the group
- *                      drains when it has work, which the gateway's
- *                      admission by predicted wait divides by.
+ *   the busy rate      settled per second in the slowest of the recent
+ *                      intervals (default the last 10 s) in which events
+ *                      were waiting at both ends (ready > 0): what the
+ *                      group drains when it has work, on a bad second,
+ *                      which the gateway's admission by predicted wait
+ *                      divides by (the slowest, so that a wobbling rate
+ *                      errs towards refusing, not towards expiring).
  *
  * Sampling on the period, not on request, makes the rates independent of
  * when they are read: the first read after a quiet minute sees the quiet
@@ -87,8 +89,9 @@ bool sl__drain_wait_rounds(sl_drain *d, uint64_t rounds, uint64_t timeout_ms);
  * sample; 0 until two samples a second apart exist. */
 double sl__drain_rate_per_s(sl_drain *d, size_t group);
 
-/** Busy rate of @p group (see the top of this file), events/s; 0 when no
- * recent interval was busy or none settled anything. */
+/** Busy rate of @p group (see the top of this file), events/s: the
+ * slowest recent busy interval's; 0 when no recent interval was busy or
+ * none settled anything. */
 double sl__drain_busy_rate_per_s(sl_drain *d, size_t group);
 
 /** The rate admission divides by: the busy rate, else the drain rate

@@ -10,8 +10,18 @@
 #include "sluice/log.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <string.h>
+
+/* A group's backlog is read from the engine at most this often for the
+ * gateway's admission (a broker's depth is a round trip); the events the
+ * gateway is still publishing are counted on top by the gateway. */
+#define BACKLOG_MAX_AGE_MS 5
+/* The wait is predicted at 90% of the measured rate, so that an event
+ * admitted at the edge of its deadline still makes it when the rate
+ * wobbles by a few percent (a slower host, a longer commit). */
+#define RATE_HEADROOM 0.9
 
 typedef struct bound_consumer {
     const sl_config_consumer *cc;
@@ -97,6 +107,9 @@ static sl_status build_routes(sl_service *svc, sl_diag *diag)
             .source = cr->source,
             .fields = f,
             .nfields = cr->nfields,
+            .deadline_ms = cr->deadline_ms,
+            .max_queue_wait_ms = cr->max_queue_wait_ms,
+            .no_wait_admission = !cr->admit_by_wait,
         };
         for (size_t k = 0; k < cr->nfields; k++, f++) {
             const sl_config_field *cf = &cr->fields[k];
@@ -285,6 +298,37 @@ static sl_status start_sampler(sl_service *svc, sl_diag *diag)
     return SL_OK;
 }
 
+/* The gateway's admission by predicted wait: the work ahead of a new
+ * request on @p channel (each group's backlog, plus the @p ahead events the
+ * gateway is publishing) divided by what the group drains when busy; the
+ * slowest group decides. Groups without a measured rate do not bound the
+ * wait; with none, the prediction is unknown and the request admitted. */
+static bool predict_wait(const char *channel, uint64_t ahead, uint64_t *wait_ms,
+                         void *ctx)
+{
+    sl_service *svc = ctx;
+    bool known = false;
+    uint64_t worst = 0;
+    for (size_t i = 0; svc->drain != NULL && i < svc->nconsumers; i++) {
+        if (strcmp(svc->consumers[i].cc->channel, channel) != 0) {
+            continue;
+        }
+        double rate = sl__drain_capacity_per_s(svc->drain, i);
+        uint64_t backlog = 0;
+        if (rate <= 0 || sl__drain_backlog(svc->drain, i, BACKLOG_MAX_AGE_MS,
+                                           &backlog) != SL_OK) {
+            continue;
+        }
+        double ms =
+            ceil((double)(backlog + ahead) * 1000.0 / (rate * RATE_HEADROOM));
+        uint64_t w = ms < 1e15 ? (uint64_t)ms : UINT64_MAX / 2;
+        worst = w > worst ? w : worst;
+        known = true;
+    }
+    *wait_ms = worst;
+    return known;
+}
+
 sl_status sl_service_start(sl_service *svc, sl_diag *diag)
 {
     if (svc->drain == NULL) {
@@ -319,6 +363,8 @@ sl_status sl_service_start(sl_service *svc, sl_diag *diag)
             .confirm_timeout_ms = cfg->publish_timeout_ms,
             .is_draining = is_draining,
             .draining_ctx = svc,
+            .predict_wait_ms = predict_wait,
+            .predict_wait_ctx = svc,
             .metrics = svc->metrics,
         };
         if ((st = sl_gateway_start(&go, &svc->gw, diag)) != SL_OK) {

@@ -126,6 +126,24 @@ static void drain_busy_rate_ignores_idle_intervals(void **state)
     assert_true(sl__drain_rate_per_s(f->d, 0) == 312.0 / 9.0);
 }
 
+/* Admission divides by the slowest recent busy second, so that a rate
+ * that wobbles errs towards refusing rather than towards expiring. */
+static void drain_busy_rate_is_the_slowest_recent_busy_interval(void **state)
+{
+    fx *f = *state;
+    tick(f, 0, 10);
+    tick(f, 100, 10);
+    tick(f, 180, 10);
+    tick(f, 280, 10);
+    assert_true(sl__drain_busy_rate_per_s(f->d, 0) == 80.0);
+    /* Ten seconds later the slow one is out of the busy window. */
+    uint64_t settled = 280;
+    for (int s = 0; s < 10; s++) {
+        tick(f, settled += 100, 10);
+    }
+    assert_true(sl__drain_busy_rate_per_s(f->d, 0) == 100.0);
+}
+
 static void drain_capacity_falls_back_to_the_window_rate(void **state)
 {
     fx *f = *state;
@@ -164,6 +182,7 @@ int main(void)
         T(drain_rate_is_zero_until_a_second_of_history),
         T(drain_rate_spans_the_window_of_samples),
         T(drain_busy_rate_ignores_idle_intervals),
+        T(drain_busy_rate_is_the_slowest_recent_busy_interval),
         T(drain_capacity_falls_back_to_the_window_rate),
         T(drain_backlog_is_read_again_only_when_stale),
     };
