@@ -52,6 +52,10 @@ echo
 "$build/overload_bench" "$@" $overload_seconds --max-length 10000 \
     --summary "$summary"
 
+# The same overload through the HTTP gateway, with admission by predicted
+# wait on and off side by side (needs the test plugin: build with tests).
+sh "$(dirname "$0")/overload_gateway.sh" "$build" "$summary"
+
 # The HTTP gateway under wrk and an open-loop generator, next to the raw
 # engine publish rate (needs wrk: apt-get install wrk).
 sh "$(dirname "$0")/gateway_bench.sh" "$build" "$summary"

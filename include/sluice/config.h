@@ -33,17 +33,17 @@ typedef struct sl_config_value_pos sl_config_value_pos;
 /** A consumer group's handler. `kind` selects which other fields apply;
  * the fields of other kinds are NULL. */
 typedef struct sl_config_handler {
-    char *kind;    /* "plugin", "forward", "append", "record", "fail" */
-    char *path;    /* plugin: shared object */
-    char *symbol;  /* plugin: handler function; default "sluice_handle" */
-    char *init;    /* plugin: optional init function; default
-                      "sluice_handler_init" if present in the object */
-    char *config;  /* plugin: string handed to the init function */
-    char *to;      /* forward: target channel */
-    char *file;    /* append: file that receives one event id per line */
-    char *url;     /* http: where each event is POSTed (binary mode) */
-    uint64_t timeout_ms;       /* http: request timeout, capped by the
-                                  event's remaining deadline; default 30 s */
+    char *kind;          /* "plugin", "forward", "append", "record", "fail" */
+    char *path;          /* plugin: shared object */
+    char *symbol;        /* plugin: handler function; default "sluice_handle" */
+    char *init;          /* plugin: optional init function; default
+                            "sluice_handler_init" if present in the object */
+    char *config;        /* plugin: string handed to the init function */
+    char *to;            /* forward: target channel */
+    char *file;          /* append: file that receives one event id per line */
+    char *url;           /* http: where each event is POSTed (binary mode) */
+    uint64_t timeout_ms; /* http: request timeout, capped by the
+                            event's remaining deadline; default 30 s */
     uint32_t max_concurrency;  /* http: requests in flight; default 16 */
     bool adaptive;             /* http: adaptive concurrency limit */
     uint32_t breaker_failures; /* http: breaker threshold; default 5 */
@@ -55,13 +55,13 @@ typedef struct sl_config_handler {
 
 /** One validation rule of a gateway route: a field of the JSON body. */
 typedef struct sl_config_field {
-    char *name;          /* top-level key, or a dotted path "customer.id" */
-    char *type;          /* string, integer, number, boolean, object,
-                            array */
+    char *name; /* top-level key, or a dotted path "customer.id" */
+    char *type; /* string, integer, number, boolean, object,
+                   array */
     bool required;
-    double minimum;      /* numbers: when has_minimum */
+    double minimum; /* numbers: when has_minimum */
     bool has_minimum;
-    double maximum;      /* numbers: when has_maximum */
+    double maximum; /* numbers: when has_maximum */
     bool has_maximum;
     uint64_t min_length; /* strings and arrays */
     uint64_t max_length; /* 0 = no limit */
@@ -79,6 +79,9 @@ typedef struct sl_config_route {
     char *source;  /* CloudEvents source; default "/gateway" */
     sl_config_field *fields;
     size_t nfields;
+    uint64_t deadline_ms;       /* deadline of accepted events; 30 s */
+    uint64_t max_queue_wait_ms; /* 0 = the deadline alone */
+    bool admit_by_wait;         /* default true */
     sl_config_pos pos;
 } sl_config_route;
 
@@ -111,8 +114,8 @@ typedef struct sl_config_consumer {
 } sl_config_consumer;
 
 typedef struct sl_config {
-    char *path; /* the file, as given */
-    char *service_name;          /* service.name; default "sluice" */
+    char *path;         /* the file, as given */
+    char *service_name; /* service.name; default "sluice" */
     /* engine: */
     char *engine_url;            /* default "embedded:./data" */
     sl_sync_mode sync;           /* engine.sync: full | normal | off */
@@ -135,25 +138,25 @@ typedef struct sl_config {
     sl_config_consumer *consumers;
     size_t nconsumers;
     /* gateway (HTTP ingest), present when gateway.routes is non-empty: */
-    char *gateway_listen;          /* default 127.0.0.1:8080 */
-    uint64_t gateway_max_body;     /* default 1 MiB */
-    uint32_t gateway_threads;      /* default 8 */
-    double gateway_client_rate;    /* per client, events/s; 0 = off */
-    double gateway_client_burst;   /* default 2 x rate */
-    char *gateway_client_header;   /* client key header; default X-API-Key,
-                                      else the remote address */
-    uint32_t gateway_max_clients;  /* keyed bucket bound; default 10000 */
+    char *gateway_listen;         /* default 127.0.0.1:8080 */
+    uint64_t gateway_max_body;    /* default 1 MiB */
+    uint32_t gateway_threads;     /* default 8 */
+    double gateway_client_rate;   /* per client, events/s; 0 = off */
+    double gateway_client_burst;  /* default 2 x rate */
+    char *gateway_client_header;  /* client key header; default X-API-Key,
+                                     else the remote address */
+    uint32_t gateway_max_clients; /* keyed bucket bound; default 10000 */
     uint64_t gateway_idempotency_ttl_ms; /* default 24 h */
-    char *gateway_state;           /* idempotency keys and statuses;
-                                      default next to the inbox */
+    char *gateway_state;                 /* idempotency keys and statuses;
+                                            default next to the inbox */
     sl_config_route *routes;
     size_t nroutes;
     /* admin listener (metrics, health, scaling): */
-    bool admin_enabled;            /* default true */
-    char *admin_listen;            /* default 127.0.0.1:9090 */
-    uint64_t scale_target;         /* ready events per replica; 5000 */
-    uint32_t scale_min;            /* default 2 */
-    uint32_t scale_max;            /* default 20 */
+    bool admin_enabled;    /* default true */
+    char *admin_listen;    /* default 127.0.0.1:9090 */
+    uint64_t scale_target; /* ready events per replica; 5000 */
+    uint32_t scale_min;    /* default 2 */
+    uint32_t scale_max;    /* default 20 */
     /* lifecycle: */
     uint64_t drain_timeout_ms;   /* default 25 s */
     char *inbox_path;            /* idempotency store; never NULL. Default
@@ -183,15 +186,13 @@ typedef struct sl_config {
  *
  * Thread-safety: callable from any thread.
  */
-sl_status sl_config_load_file(const char *path, sl_config **out,
-                              sl_diag *diag);
+sl_status sl_config_load_file(const char *path, sl_config **out, sl_diag *diag);
 
 /** Same from memory (@p yaml need not be NUL-terminated); @p name stands
  * for the file in messages and in the result's `path` (NULL: "<string>").
  * Returns as sl_config_load_file, without SL_IO. */
-sl_status sl_config_load_string(const char *yaml, size_t len,
-                                const char *name, sl_config **out,
-                                sl_diag *diag);
+sl_status sl_config_load_string(const char *yaml, size_t len, const char *name,
+                                sl_config **out, sl_diag *diag);
 
 /** NULL is a no-op. */
 void sl_config_free(sl_config *cfg);

@@ -5,8 +5,9 @@
  * route's type; CloudEvents over HTTP (binary mode, structured mode, batch)
  * keeps the client's envelope — and the gateway answers 202 only after the
  * producer confirmed the publish. Admission is bounded everywhere: a keyed
- * token bucket per client (429), the producer's window and the channel's
- * max_length (503), the producer's breaker (503), draining (503); each
+ * token bucket per client (429), the predicted wait against the request's
+ * deadline (503), the producer's window and the channel's max_length
+ * (503), the producer's breaker (503), draining (503); each
  * refusal carries a computed Retry-After. An Idempotency-Key makes a retried
  * request get the first answer. `GET /status/{id}` reads a status projection
  * that consumers write with sl_gateway_status_set().
@@ -88,6 +89,15 @@ typedef struct sl_gateway_route {
     const char *source;  /* their source; NULL = "/gateway" + path */
     const sl_gateway_field *fields; /* rules on the data (JSON data only) */
     size_t nfields;
+    uint64_t deadline_ms;       /* every accepted event carries the `deadline`
+                                   extension: acceptance + this (wall clock);
+                                   a client's earlier deadline is kept;
+                                   0 = 30000 */
+    uint64_t max_queue_wait_ms; /* refuse (503) when the predicted wait is
+                                   longer, even within the deadline;
+                                   0 = the deadline alone bounds it */
+    bool no_wait_admission;     /* admit whatever the predicted wait (the
+                                   channel's max_length still bounds) */
 } sl_gateway_route;
 
 /* ---- observation --------------------------------------------------------- */
@@ -102,8 +112,9 @@ typedef struct sl_gateway_request_info {
     size_t events;        /* events published by this request (0 unless
                              2xx; the batch size for batches) */
     const char *reason;   /* short machine word for refusals: "rate_limited",
-                             "full", "breaker_open", "draining", "timeout",
-                             "invalid", ...; NULL for 2xx */
+                             "full", "queue_wait", "breaker_open",
+                             "draining", "timeout", "invalid", ...; NULL
+                             for 2xx */
 } sl_gateway_request_info;
 
 /** Called on a server thread after each answer; must be thread-safe and
@@ -216,6 +227,18 @@ typedef struct sl_gateway_opts {
     uint64_t (*full_retry_after_ms)(const char *channel, void *ctx);
     void *full_retry_after_ctx;
     uint64_t max_retry_after_ms; /* cap on every Retry-After; 0 = 60000 */
+
+    /* Admission by predicted wait (docs/gateway.md): the time until every
+     * consumer group of @p channel has handled @p ahead more events (those
+     * of the request and those still being published) after the work it
+     * already has. Returns false when it cannot tell (no drain rate
+     * measured yet): the request is admitted. A request whose remaining
+     * deadline (or the route's max_queue_wait) is shorter than the
+     * prediction is answered 503 before anything is published. NULL = no
+     * admission by wait. Called on server threads; must be thread-safe. */
+    bool (*predict_wait_ms)(const char *channel, uint64_t ahead,
+                            uint64_t *wait_ms, void *ctx);
+    void *predict_wait_ctx;
 
     sl_gateway_observe_fn observe; /* NULL = none */
     void *observe_ctx;

@@ -9,6 +9,7 @@
 #ifndef SLUICE_SERVICE_H
 #define SLUICE_SERVICE_H
 
+#include "sluice/clock.h"
 #include "sluice/config.h"
 #include "sluice/consumer.h"
 #include "sluice/engine.h"
@@ -70,9 +71,21 @@ sl_metrics *sl_service_metrics(sl_service *svc);
 
 /** Number of consumers and their stats, for metrics and the CLI. */
 size_t sl_service_consumer_count(const sl_service *svc);
-void sl_service_consumer_stats(sl_service *svc, size_t i,
-                               const char **channel, const char **group,
-                               sl_consumer_stats *out);
+void sl_service_consumer_stats(sl_service *svc, size_t i, const char **channel,
+                               const char **group, sl_consumer_stats *out);
+
+/** The clock the drain rates are sampled on (once a second of it, from
+ * sl_service_start on); NULL (the default) is the monotonic clock. Tests
+ * pass a manual clock. Call before sl_service_start; borrowed, must outlive
+ * the service. */
+void sl_service_set_clock(sl_service *svc, const sl_clock *clock);
+
+/** Drain rate of consumer @p i (index as for sl_service_consumer_stats):
+ * events that left its group for good (acked, skipped as duplicates,
+ * dead-lettered) per second over the last 60 s, from samples taken once a
+ * second whether or not anyone asks; 0 before sl_service_start and until a
+ * second of history exists. Any thread. */
+double sl_service_drain_rate_per_s(sl_service *svc, size_t i);
 
 /** Ports bound by the gateway and the admin listener (0 when not running);
  * useful with port 0 in the configuration. */

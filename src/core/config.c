@@ -248,8 +248,8 @@ static const opt_table handler_table = {
 };
 
 static const opt_choice status_choices[] = {
-    {"pending", 0}, {"processing", 0}, {"completed", 0}, {"failed", 0},
-    {NULL, 0},
+    {"pending", 0}, {"processing", 0}, {"completed", 0},
+    {"failed", 0},  {NULL, 0},
 };
 
 static const opt_desc status_opts[] = {
@@ -546,8 +546,8 @@ static const opt_table service_table = {
 };
 
 static const opt_choice json_type_choices[] = {
-    {"string", 0},  {"integer", 0}, {"number", 0}, {"boolean", 0},
-    {"object", 0},  {"array", 0},   {NULL, 0},
+    {"string", 0}, {"integer", 0}, {"number", 0}, {"boolean", 0},
+    {"object", 0}, {"array", 0},   {NULL, 0},
 };
 
 static const opt_desc field_opts[] = {
@@ -609,7 +609,10 @@ static const opt_table field_table = {
 };
 
 static const opt_choice method_choices[] = {
-    {"POST", 0}, {"PUT", 0}, {"PATCH", 0}, {NULL, 0},
+    {"POST", 0},
+    {"PUT", 0},
+    {"PATCH", 0},
+    {NULL, 0},
 };
 
 static const opt_desc route_opts[] = {
@@ -646,6 +649,33 @@ static const opt_desc route_opts[] = {
      .max_items = 256,
      .sub = &field_table,
      .doc = "Validation rules for JSON bodies."},
+    {.key = "deadline",
+     .type = OPT_DURATION,
+     .offset = offsetof(sl_config_route, deadline_ms),
+     .def = "30s",
+     .min = 1,
+     .max = 24 * HOUR_MS,
+     .doc = "Every accepted event carries the `deadline` extension: the "
+            "time of acceptance plus this (a client's earlier "
+            "`ce-deadline` is kept). Past it, consumers dead-letter the "
+            "event as expired instead of handling it."},
+    {.key = "max_queue_wait",
+     .type = OPT_DURATION,
+     .offset = offsetof(sl_config_route, max_queue_wait_ms),
+     .def = "0",
+     .max = 24 * HOUR_MS,
+     .doc = "Refuse (503) a request whose predicted wait is longer than "
+            "this, even within its deadline; 0 = the deadline alone "
+            "bounds the wait."},
+    {.key = "admit_by_wait",
+     .type = OPT_BOOL,
+     .offset = offsetof(sl_config_route, admit_by_wait),
+     .def = "true",
+     .doc = "Refuse (503, with Retry-After) a request whose events are "
+            "predicted to wait past their deadline, from the work ahead "
+            "and the measured drain rate of the channel's groups "
+            "(docs/gateway.md); `false` admits up to the channel's "
+            "`max_length`."},
 };
 
 static const opt_table route_table = {
@@ -1930,8 +1960,8 @@ static sl_status check_handler(parse_ctx *ctx, const sl_config *cfg,
         char sub[PATH_MAX_LEN];
         textbuf ts = tb_init(sub, sizeof sub);
         tb_add(&ts, "%s.handler.reply_to", path);
-        return fail_undeclared(ctx, cfg, pos_of(ctx, &h->reply_to, h->pos),
-                               sub, h->reply_to);
+        return fail_undeclared(ctx, cfg, pos_of(ctx, &h->reply_to, h->pos), sub,
+                               h->reply_to);
     }
     if (strcmp(h->kind, "forward") == 0) {
         char sub[PATH_MAX_LEN];
@@ -2099,14 +2129,12 @@ static sl_status check_routes(parse_ctx *ctx, sl_config *cfg)
         if (find_channel(cfg, r->channel) == NULL) {
             textbuf tc = tb_init(sub, sizeof sub);
             tb_add(&tc, "gateway.routes[%zu].channel", i);
-            return fail_undeclared(ctx, cfg,
-                                   pos_of(ctx, &r->channel, r->pos), sub,
-                                   r->channel);
+            return fail_undeclared(ctx, cfg, pos_of(ctx, &r->channel, r->pos),
+                                   sub, r->channel);
         }
         for (size_t k = 0; k < r->nfields; k++) {
             sl_config_field *f = &r->fields[k];
-            if (f->has_minimum && f->has_maximum &&
-                f->minimum > f->maximum) {
+            if (f->has_minimum && f->has_maximum && f->minimum > f->maximum) {
                 textbuf tf = tb_init(sub, sizeof sub);
                 tb_add(&tf, "gateway.routes[%zu].fields[%zu].maximum", i, k);
                 return fail(ctx, pos_of(ctx, &f->maximum, f->pos), sub,

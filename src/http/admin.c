@@ -1,6 +1,6 @@
-/* The admin listener. Its state is the service (borrowed), the registry
- * (borrowed) and, per consumer group, a ring of samples of the settled
- * count from which the drain rate is measured over a sliding window. */
+/* The admin listener. Its state is the service (borrowed) and the registry
+ * (borrowed); the drain rates it reports are the service's, sampled on a
+ * fixed period whether or not anyone asks. */
 #include "http/admin.h"
 
 #include "http/server.h"
@@ -9,7 +9,6 @@
 
 #include <jansson.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,23 +17,10 @@
 #define DEFAULT_TARGET 5000
 #define DEFAULT_MIN_REPLICAS 2
 #define DEFAULT_MAX_REPLICAS 20
-#define DEFAULT_RATE_WINDOW_MS 60000
 #define DEFAULT_THREADS 2
-/* Samples kept per group; a new one is taken at most every
- * window / (RING - 1), so the ring always spans the window. */
-#define RING 32
-
-typedef struct sample {
-    uint64_t t_ms;
-    uint64_t settled;
-} sample;
-
-/* Drain-rate state of one consumer group (index = service consumer). */
-typedef struct group_rate {
-    sample ring[RING];
-    size_t head; /* next slot */
-    size_t n;
-} group_rate;
+/* Reals are printed with 15 significant digits: a rate rounded to one
+ * decimal reads 2360.6, not 2360.5999999999999. */
+#define JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 struct sl_admin {
     sl_service *svc;
@@ -44,58 +30,7 @@ struct sl_admin {
     uint64_t target;
     uint32_t min_replicas;
     uint32_t max_replicas;
-    uint64_t window_ms;
-    const sl_clock *clock;
-    pthread_mutex_t mu; /* rates */
-    group_rate *rates;
-    size_t nrates;
 };
-
-static uint64_t now_ms(const sl_admin *adm)
-{
-    return adm->clock != NULL ? sl_clock_now_ms(adm->clock) : sl_time_mono_ms();
-}
-
-/* Events that left the group for good: acked (duplicates included) or
- * dead-lettered. Retries and releases come back, so they do not count. */
-static uint64_t settled(const sl_consumer_stats *cs)
-{
-    return cs->acked + cs->duplicates + cs->rejected + cs->exhausted +
-           cs->expired;
-}
-
-/* Record a sample for group @p i and return the drain rate over the
- * window (events/s); 0 until two samples at least a second apart exist.
- * adm->mu held. */
-static double sample_rate(sl_admin *adm, size_t i, uint64_t count, uint64_t now)
-{
-    group_rate *gr = &adm->rates[i];
-    uint64_t spacing = adm->window_ms / (RING - 1);
-    const sample *last =
-        gr->n > 0 ? &gr->ring[(gr->head + RING - 1) % RING] : NULL;
-    if (last == NULL || now - last->t_ms >= spacing || now < last->t_ms) {
-        gr->ring[gr->head] = (sample){now, count};
-        gr->head = (gr->head + 1) % RING;
-        if (gr->n < RING) {
-            gr->n++;
-        }
-    }
-    /* The oldest sample still inside the window. */
-    const sample *oldest = NULL;
-    for (size_t k = gr->n; k > 0; k--) {
-        const sample *s = &gr->ring[(gr->head + RING - k) % RING];
-        if (now >= s->t_ms && now - s->t_ms <= adm->window_ms) {
-            oldest = s;
-            break;
-        }
-    }
-    if (oldest == NULL || now - oldest->t_ms < 1000 ||
-        count < oldest->settled) {
-        return 0;
-    }
-    return (double)(count - oldest->settled) * 1000.0 /
-           (double)(now - oldest->t_ms);
-}
 
 /* Runs at each /metrics render: gauges from the engine and the service. */
 static void collect(sl_metrics *reg, void *ctx)
@@ -105,15 +40,11 @@ static void collect(sl_metrics *reg, void *ctx)
     sl_gauge_set(sl_metric_get(adm->sm.ready, NULL),
                  sl_service_is_ready(adm->svc) ? 1 : 0);
     size_t n = sl_service_consumer_count(adm->svc);
-    uint64_t now = now_ms(adm);
     for (size_t i = 0; i < n; i++) {
         const char *ch = NULL;
         const char *g = NULL;
         sl_consumer_stats cs;
         sl_service_consumer_stats(adm->svc, i, &ch, &g, &cs);
-        pthread_mutex_lock(&adm->mu);
-        sample_rate(adm, i, settled(&cs), now);
-        pthread_mutex_unlock(&adm->mu);
         sl_depth d;
         if (eng == NULL || sl_engine_depth(eng, ch, g, &d) != SL_OK) {
             continue;
@@ -132,7 +63,7 @@ static void collect(sl_metrics *reg, void *ctx)
 
 static void json_answer(sl_http_response *resp, int status, json_t *doc)
 {
-    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    char *text = doc != NULL ? json_dumps(doc, JSON_FLAGS) : NULL;
     json_decref(doc);
     if (text == NULL) {
         sl__http_problem(resp, 500, "Internal Server Error", "out of memory");
@@ -239,14 +170,16 @@ static void get_scale(sl_admin *adm, const sl_http_request *req,
         sl__http_problem(resp, 503, "Service Unavailable", sl_status_str(st));
         return;
     }
-    pthread_mutex_lock(&adm->mu);
-    double rate = sample_rate(adm, (size_t)i, settled(&cs), now_ms(adm));
-    pthread_mutex_unlock(&adm->mu);
+    /* One decimal of the rate is all a scaler can use; seconds are whole,
+     * rounded up (docs/observability.md). */
+    double rate =
+        round(sl_service_drain_rate_per_s(adm->svc, (size_t)i) * 10) / 10;
     uint64_t backlog = d.ready + d.delayed + d.in_flight;
     json_t *doc = json_object();
     json_t *drain = backlog == 0 ? json_integer(0)
-                    : rate > 0   ? json_real(ceil(backlog / rate))
-                                 : json_null();
+                    : rate > 0
+                        ? json_integer((json_int_t)ceil((double)backlog / rate))
+                        : json_null();
     int bad = json_object_set_new(doc, "group", json_string(g));
     bad |= json_object_set_new(doc, "channel", json_string(ch));
     bad |= json_object_set_new(doc, "depth", json_integer((json_int_t)d.ready));
@@ -254,8 +187,7 @@ static void get_scale(sl_admin *adm, const sl_http_request *req,
                                json_integer((json_int_t)d.in_flight));
     bad |= json_object_set_new(doc, "delayed",
                                json_integer((json_int_t)d.delayed));
-    bad |= json_object_set_new(doc, "drain_rate_per_s",
-                               json_real(round(rate * 1000) / 1000));
+    bad |= json_object_set_new(doc, "drain_rate_per_s", json_real(rate));
     bad |= json_object_set_new(doc, "seconds_to_drain", drain);
     bad |= json_object_set_new(doc, "target_per_replica",
                                json_integer((json_int_t)adm->target));
@@ -328,7 +260,6 @@ sl_status sl__admin_start(const sl_admin_opts *opts, sl_admin **out,
     if (adm == NULL) {
         return SL_NOMEM;
     }
-    pthread_mutex_init(&adm->mu, NULL);
     adm->svc = opts->svc;
     adm->reg = opts->reg ? opts->reg : sl_service_metrics(opts->svc);
     adm->target =
@@ -340,16 +271,9 @@ sl_status sl__admin_start(const sl_admin_opts *opts, sl_admin **out,
     if (adm->max_replicas < adm->min_replicas) {
         adm->max_replicas = adm->min_replicas;
     }
-    adm->window_ms =
-        opts->rate_window_ms ? opts->rate_window_ms : DEFAULT_RATE_WINDOW_MS;
-    adm->clock = opts->clock;
-    adm->nrates = sl_service_consumer_count(opts->svc);
-    adm->rates = sl_calloc(adm->nrates ? adm->nrates : 1, sizeof *adm->rates);
-    sl_status st = SL_NOMEM;
-    if (adm->reg == NULL || adm->rates == NULL) {
-        st = adm->reg == NULL
-                 ? sl_diag_set(diag, SL_INVALID, "admin: no metrics registry")
-                 : SL_NOMEM;
+    sl_status st = SL_OK;
+    if (adm->reg == NULL) {
+        st = sl_diag_set(diag, SL_INVALID, "admin: no metrics registry");
         goto free_admin;
     }
     if ((st = sl__std_metrics_declare(adm->reg, &adm->sm, diag)) != SL_OK) {
@@ -358,9 +282,6 @@ sl_status sl__admin_start(const sl_admin_opts *opts, sl_admin **out,
     if ((st = sl_metrics_add_collector(adm->reg, collect, adm)) != SL_OK) {
         goto free_admin;
     }
-    /* A first sample now, so the drain rate is known one second after
-     * start rather than one scrape later. */
-    collect(adm->reg, adm);
     sl_http_server_opts so = {
         .listen = opts->listen ? opts->listen : DEFAULT_LISTEN,
         .max_body = 4096,
@@ -377,8 +298,6 @@ sl_status sl__admin_start(const sl_admin_opts *opts, sl_admin **out,
 remove_collector:
     sl_metrics_remove_collector(adm->reg, collect, adm);
 free_admin:
-    sl_free(adm->rates);
-    pthread_mutex_destroy(&adm->mu);
     sl_free(adm);
     return st;
 }
@@ -395,7 +314,5 @@ void sl__admin_stop(sl_admin *adm)
     }
     sl__http_server_stop(adm->srv);
     sl_metrics_remove_collector(adm->reg, collect, adm);
-    sl_free(adm->rates);
-    pthread_mutex_destroy(&adm->mu);
     sl_free(adm);
 }

@@ -14,7 +14,6 @@
 #ifndef SLUICE_HTTP_ADMIN_H
 #define SLUICE_HTTP_ADMIN_H
 
-#include "sluice/clock.h"
 #include "sluice/metrics.h"
 #include "sluice/service.h"
 
@@ -30,8 +29,6 @@ typedef struct sl_admin_opts {
     uint64_t target_per_replica; /* ready events per replica; 0 = 5000 */
     uint32_t min_replicas;       /* 0 = 2 */
     uint32_t max_replicas;       /* 0 = 20; raised to min_replicas if less */
-    uint64_t rate_window_ms;     /* drain rate measured over; 0 = 60000 */
-    const sl_clock *clock;       /* for the drain rate; NULL = system */
     unsigned threads;            /* HTTP worker threads; 0 = 2 */
 } sl_admin_opts;
 

@@ -3,9 +3,11 @@
  *
  * A request runs on a server worker thread up to its publishes:
  *
- *   route → draining / engine ready → client bucket (429) → content type
- *   (415) → Idempotency-Key claim (replay, 409, 422) → decode and validate
- *   (400, 413, 422) → try_publish each event
+ *   route → draining / engine ready → client bucket (429) → predicted
+ *   wait against the route's deadline (503) → content type (415) →
+ *   Idempotency-Key claim (replay, 409, 422) → decode and validate (400,
+ *   413, 422) → deadlines set, predicted wait against the earliest (503)
+ *   → try_publish each event
  *
  * and then no thread waits for the confirms: the answer is deferred (the
  * connection is suspended, sl__http_defer), the last confirm resumes it
@@ -44,6 +46,7 @@
 #define DEFAULT_CONFIRM_TIMEOUT_MS 5000
 #define DEFAULT_DRAINING_RETRY_AFTER_MS 1000
 #define DEFAULT_MAX_RETRY_AFTER_MS 60000
+#define DEFAULT_ROUTE_DEADLINE_MS 30000
 #define STATUS_PREFIX "/status/"
 #define STATUS_PREFIX_LEN 8
 #define IDEMPOTENCY_KEY_MAX 255
@@ -64,6 +67,12 @@ typedef struct route_rt {
     char *source;
     sl_gateway_field *fields;
     size_t nfields;
+    uint64_t deadline_ms;       /* given to every accepted event */
+    uint64_t max_queue_wait_ms; /* 0 = none */
+    bool no_wait_admission;
+    /* Events handed to the producer by requests not yet answered: work
+     * ahead that the engine's depth may not show yet. */
+    _Atomic uint64_t in_transit;
     /* This route's duration histogram and its 202 counter, looked up at
      * the first request (sl_metric_get hashes the labels each time). */
     _Atomic(sl_metric *) m_seconds;
@@ -103,6 +112,9 @@ struct sl_gateway {
     uint64_t (*full_retry_after_ms)(const char *channel, void *ctx);
     void *full_retry_after_ctx;
     uint64_t max_retry_after_ms;
+    bool (*predict_wait_ms)(const char *channel, uint64_t ahead,
+                            uint64_t *wait_ms, void *ctx);
+    void *predict_wait_ctx;
     sl_gateway_observe_fn observe;
     void *observe_ctx;
     bool has_metrics;
@@ -128,6 +140,12 @@ typedef struct exchange {
 static uint64_t mono_ms(const sl_gateway *gw)
 {
     return gw->clock ? sl_clock_now_ms(gw->clock) : sl_time_mono_ms();
+}
+
+/* Deadlines are wall-clock times (ms since the epoch), like ce-deadline. */
+static uint64_t wall_ms(const sl_gateway *gw)
+{
+    return gw->clock ? sl_clock_now_ms(gw->clock) : sl_time_wall_ms();
 }
 
 /* Request headers through libmicrohttpd: the server's handle in `impl` is
@@ -271,6 +289,64 @@ static uint64_t full_estimate_ms(sl_gateway *gw, route_rt *r)
     pthread_mutex_unlock(&r->mu);
     uint64_t s = (ref + 1 + (acc ? acc : 1) - 1) / (acc ? acc : 1);
     return s * 1000;
+}
+
+/* ---- admission by predicted wait ------------------------------------------
+ *
+ * Work ahead of a request, divided by the measured drain rate of the
+ * slowest group of its channel, predicts when its events would be handled
+ * (the service computes it; the gateway adds the events it is still
+ * publishing). When that is later than the request can wait, the request
+ * is refused now, before anything is published, rather than left to expire
+ * in the queue. */
+
+/* False after answering 503 when this request's @p n events would wait
+ * longer than @p budget_ms (or the route's max_queue_wait). */
+static bool admit_by_wait(exchange *ex, uint64_t budget_ms, size_t n)
+{
+    sl_gateway *gw = ex->gw;
+    route_rt *r = ex->route;
+    if (gw->predict_wait_ms == NULL || r->no_wait_admission) {
+        return true;
+    }
+    if (r->max_queue_wait_ms != 0 && r->max_queue_wait_ms < budget_ms) {
+        budget_ms = r->max_queue_wait_ms;
+    }
+    uint64_t ahead = atomic_load(&r->in_transit) + n;
+    uint64_t wait_ms = 0;
+    if (!gw->predict_wait_ms(r->channel, ahead, &wait_ms,
+                             gw->predict_wait_ctx) ||
+        wait_ms <= budget_ms) {
+        return true;
+    }
+    /* The work ahead shrinks at the drain rate: after wait - budget, a
+     * request like this one fits again. */
+    set_retry_after(ex, wait_ms - budget_ms);
+    problem(ex, 503, "queue_wait", "Service Unavailable", NULL,
+            "the predicted wait on channel '%s' is %llu ms, longer than the "
+            "%llu ms this request may wait (its deadline or the route's "
+            "max_queue_wait); nothing was published",
+            r->channel, (unsigned long long)wait_ms,
+            (unsigned long long)budget_ms);
+    return false;
+}
+
+/* Every event gets the route's deadline unless it carries an earlier one
+ * (a client's ce-deadline). Returns the earliest deadline. */
+static uint64_t apply_deadline(exchange *ex, sl_event **evs, size_t n,
+                               uint64_t now)
+{
+    uint64_t route_deadline = now + ex->route->deadline_ms;
+    uint64_t earliest = UINT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t d = sl_event_deadline_ms(evs[i]);
+        if (d == 0 || d > route_deadline) {
+            d = route_deadline;
+            (void)sl_event_set_deadline_ms(evs[i], d);
+        }
+        earliest = d < earliest ? d : earliest;
+    }
+    return earliest;
 }
 
 /* ---- publishing -----------------------------------------------------------
@@ -1173,8 +1249,8 @@ static void conclude(pending_req *pr, sl_http_response *resp, bool cancelled)
         sl_status r = SL_CLOSED;
         if (i < pr->started) {
             r = pr->res[i] != UNCONFIRMED ? (sl_status)pr->res[i]
-                : cancelled              ? SL_CLOSED
-                                         : SL_TIMEOUT;
+                : cancelled               ? SL_CLOSED
+                                          : SL_TIMEOUT;
         }
         ok[i] = i < pr->started && r == SL_OK;
         confirmed += ok[i];
@@ -1182,6 +1258,7 @@ static void conclude(pending_req *pr, sl_http_response *resp, bool cancelled)
             st = r;
         }
     }
+    atomic_fetch_sub(&ex->route->in_transit, (uint64_t)pr->started);
     window_count(gw, ex->route, confirmed, st == SL_FULL ? 1 : 0);
     ex->info.events = confirmed;
     if (confirmed > 0) {
@@ -1319,6 +1396,7 @@ static bool publish_deferred(exchange *ex, sl_event **evs, size_t n, bool batch,
             pr->refused = st;
             break;
         }
+        atomic_fetch_add(&ex->route->in_transit, 1);
         pr->started = i + 1;
     }
     sl_http_pending *tok =
@@ -1363,7 +1441,9 @@ static bool publish_deferred(exchange *ex, sl_event **evs, size_t n, bool batch,
 static bool serve_route(exchange *ex, uint64_t t0_ns)
 {
     const sl_http_request *req = ex->req;
-    if (!admit(ex)) {
+    /* The route's deadline bounds every request's: a wait longer than it
+     * is refused before the body is looked at. */
+    if (!admit(ex) || !admit_by_wait(ex, ex->route->deadline_ms, 1)) {
         return false;
     }
     ex->content_type = sl__http_header(req, "Content-Type");
@@ -1413,6 +1493,19 @@ static bool serve_route(exchange *ex, uint64_t t0_ns)
     }
     for (size_t i = 0; i < n; i++) {
         fill_trace(ex, evs[i]);
+    }
+    uint64_t now = wall_ms(ex->gw);
+    uint64_t earliest = apply_deadline(ex, evs, n, now);
+    uint64_t budget = earliest > now ? earliest - now : 0;
+    if ((budget < ex->route->deadline_ms || n > 1) &&
+        !admit_by_wait(ex, budget, n)) {
+        for (size_t i = 0; i < n; i++) {
+            sl_event_unref(evs[i]);
+        }
+        if (evs != &one) {
+            sl_free(evs);
+        }
+        return false;
     }
     return publish_deferred(ex, evs, n, kind == SL_GW_BODY_BATCH, t0_ns);
 }
@@ -1590,6 +1683,11 @@ static sl_status copy_route(route_rt *dst, const sl_gateway_route *src)
     dst->channel = sl_strdup(src->channel);
     dst->type = sl_strdup(src->type ? src->type : src->channel);
     dst->source = sl_strdup(src->source ? src->source : source);
+    dst->deadline_ms =
+        src->deadline_ms ? src->deadline_ms : DEFAULT_ROUTE_DEADLINE_MS;
+    dst->max_queue_wait_ms = src->max_queue_wait_ms;
+    dst->no_wait_admission = src->no_wait_admission;
+    atomic_init(&dst->in_transit, 0);
     if (!dst->method || !dst->path || !dst->channel || !dst->type ||
         !dst->source) {
         return SL_NOMEM;
@@ -1667,6 +1765,8 @@ sl_status sl_gateway_start(const sl_gateway_opts *opts, sl_gateway **out,
     gw->max_retry_after_ms = opts->max_retry_after_ms
                                  ? opts->max_retry_after_ms
                                  : DEFAULT_MAX_RETRY_AFTER_MS;
+    gw->predict_wait_ms = opts->predict_wait_ms;
+    gw->predict_wait_ctx = opts->predict_wait_ctx;
     gw->observe = opts->observe;
     gw->observe_ctx = opts->observe_ctx;
     if (opts->metrics != NULL) {

@@ -4,15 +4,26 @@
 #include "http/admin.h"
 #include "http/gateway_state.h"
 #include "http/server.h"
+#include "runtime/drain_rate.h"
 #include "runtime/handlers.h"
 #include "sluice/alloc.h"
 #include "sluice/gateway.h"
 #include "sluice/log.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+
+/* A group's backlog is read from the engine at most this often for the
+ * gateway's admission (a broker's depth is a round trip); the events the
+ * gateway is still publishing are counted on top by the gateway. */
+#define BACKLOG_MAX_AGE_MS 5
+/* The wait is predicted at 90% of the measured rate, so that an event
+ * admitted at the edge of its deadline still makes it when the rate
+ * wobbles by a few percent (a slower host, a longer commit). */
+#define RATE_HEADROOM 0.9
 
 typedef struct bound_consumer {
     const sl_config_consumer *cc;
@@ -32,6 +43,10 @@ struct sl_service {
     sl_gateway_field *fields;
     sl_gateway *gw;
     sl_admin *admin;
+    /* Drain rates of the groups, sampled once a second from start to
+     * destroy: `/scale` reports them, the gateway admits by them. */
+    sl_drain *drain;
+    const sl_clock *clock; /* of the sampler; NULL = monotonic */
     bound_consumer *consumers;
     size_t nconsumers;
     atomic_bool started;
@@ -158,6 +173,9 @@ static sl_status build_routes(sl_service *svc, sl_diag *diag)
             .source = cr->source,
             .fields = f,
             .nfields = cr->nfields,
+            .deadline_ms = cr->deadline_ms,
+            .max_queue_wait_ms = cr->max_queue_wait_ms,
+            .no_wait_admission = !cr->admit_by_wait,
         };
         for (size_t k = 0; k < cr->nfields; k++, f++) {
             const sl_config_field *cf = &cr->fields[k];
@@ -318,14 +336,91 @@ fail:
     return st;
 }
 
+/* The sampler's reading of group @p i: its settled count from the
+ * consumer, its depth from the engine. */
+static bool read_group(size_t i, sl_drain_reading *out, void *ctx)
+{
+    sl_service *svc = ctx;
+    const bound_consumer *bc = &svc->consumers[i];
+    sl_consumer_stats cs;
+    sl_consumer_get_stats(bc->consumer, &cs);
+    sl_depth d = {0};
+    if (sl_engine_depth(svc->eng, bc->cc->channel, bc->cc->group, &d) !=
+        SL_OK) {
+        return false;
+    }
+    /* Events that left the group for good: acked (duplicates included)
+     * or dead-lettered. Retries and releases come back, so they do not
+     * count. */
+    out->settled =
+        cs.acked + cs.duplicates + cs.rejected + cs.exhausted + cs.expired;
+    out->ready = d.ready;
+    out->backlog = d.ready + d.delayed + d.in_flight;
+    return true;
+}
+
+static sl_status start_sampler(sl_service *svc, sl_diag *diag)
+{
+    sl_drain_opts o = {.ngroups = svc->nconsumers,
+                       .read = read_group,
+                       .read_ctx = svc,
+                       .clock = svc->clock};
+    sl_status st = sl__drain_create(&o, &svc->drain);
+    if (st == SL_OK && (st = sl__drain_start(svc->drain)) != SL_OK) {
+        sl__drain_destroy(svc->drain);
+        svc->drain = NULL;
+    }
+    if (st != SL_OK) {
+        return sl_diag_set(diag, st, "drain-rate sampler: %s",
+                           sl_status_str(st));
+    }
+    return SL_OK;
+}
+
+/* The gateway's admission by predicted wait: the work ahead of a new
+ * request on @p channel (each group's backlog, plus the @p ahead events the
+ * gateway is publishing) divided by what the group drains when busy; the
+ * slowest group decides. Groups without a measured rate do not bound the
+ * wait; with none, the prediction is unknown and the request admitted. */
+static bool predict_wait(const char *channel, uint64_t ahead, uint64_t *wait_ms,
+                         void *ctx)
+{
+    sl_service *svc = ctx;
+    bool known = false;
+    uint64_t worst = 0;
+    for (size_t i = 0; svc->drain != NULL && i < svc->nconsumers; i++) {
+        if (strcmp(svc->consumers[i].cc->channel, channel) != 0) {
+            continue;
+        }
+        double rate = sl__drain_capacity_per_s(svc->drain, i);
+        uint64_t backlog = 0;
+        if (rate <= 0 || sl__drain_backlog(svc->drain, i, BACKLOG_MAX_AGE_MS,
+                                           &backlog) != SL_OK) {
+            continue;
+        }
+        double ms =
+            ceil((double)(backlog + ahead) * 1000.0 / (rate * RATE_HEADROOM));
+        uint64_t w = ms < 1e15 ? (uint64_t)ms : UINT64_MAX / 2;
+        worst = w > worst ? w : worst;
+        known = true;
+    }
+    *wait_ms = worst;
+    return known;
+}
+
 sl_status sl_service_start(sl_service *svc, sl_diag *diag)
 {
+    if (svc->drain == NULL) {
+        sl_status st = start_sampler(svc, diag);
+        if (st != SL_OK) {
+            return st;
+        }
+    }
     for (size_t i = 0; i < svc->nconsumers; i++) {
         sl_status st = sl_consumer_start(svc->consumers[i].consumer);
         if (st != SL_OK) {
             return sl_diag_set(diag, st, "starting consumer %s: %s",
-                               svc->consumers[i].cc->group,
-                               sl_status_str(st));
+                               svc->consumers[i].cc->group, sl_status_str(st));
         }
     }
     const sl_config *cfg = svc->cfg;
@@ -347,6 +442,8 @@ sl_status sl_service_start(sl_service *svc, sl_diag *diag)
             .confirm_timeout_ms = cfg->publish_timeout_ms,
             .is_draining = is_draining,
             .draining_ctx = svc,
+            .predict_wait_ms = predict_wait,
+            .predict_wait_ctx = svc,
             .metrics = svc->metrics,
         };
         sl_diag d = {0};
@@ -470,14 +567,28 @@ size_t sl_service_consumer_count(const sl_service *svc)
     return svc->nconsumers;
 }
 
-void sl_service_consumer_stats(sl_service *svc, size_t i,
-                               const char **channel, const char **group,
-                               sl_consumer_stats *out)
+void sl_service_consumer_stats(sl_service *svc, size_t i, const char **channel,
+                               const char **group, sl_consumer_stats *out)
 {
     bound_consumer *bc = &svc->consumers[i];
     *channel = bc->cc->channel;
     *group = bc->cc->group;
     sl_consumer_get_stats(bc->consumer, out);
+}
+
+void sl_service_set_clock(sl_service *svc, const sl_clock *clock)
+{
+    svc->clock = clock;
+}
+
+double sl_service_drain_rate_per_s(sl_service *svc, size_t i)
+{
+    return svc->drain != NULL ? sl__drain_rate_per_s(svc->drain, i) : 0;
+}
+
+sl_drain *sl__service_drain(sl_service *svc)
+{
+    return svc->drain;
 }
 
 void sl_service_destroy(sl_service *svc)
@@ -490,6 +601,7 @@ void sl_service_destroy(sl_service *svc)
     }
     sl__admin_stop(svc->admin); /* borrows the service: first to go */
     sl_gateway_stop(svc->gw);
+    sl__drain_destroy(svc->drain); /* reads the consumers and the engine */
     for (size_t i = 0; i < svc->nconsumers; i++) {
         sl_consumer_destroy(svc->consumers[i].consumer);
         sl__handler_unbind(&svc->consumers[i].handler);

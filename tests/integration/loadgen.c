@@ -20,7 +20,8 @@
  *       {"sent", "elapsed_s", "offered_per_s", "accepted_per_s",
  *        "by_code": {"202": n, "429": n, "error": n, ...},
  *        "retry_after_missing", "ids_missing", "p50_ms", "p99_ms",
- *        "p99_ms_by_class": {"accepted", "rejected"}}
+ *        "p99_ms_by_class": {"accepted", "rejected"},
+ *        "max_ms_by_class": {"accepted", "rejected"}}
  *
  *     "accepted" is 2xx, "rejected" is 429 and 503; a class without
  *     answers reports null. ids_missing counts 202s whose body had no id.
@@ -412,6 +413,10 @@ static int run_post(const post_run *r)
                         json_pack("{s:o, s:o}", "accepted",
                                   percentile_ms(&accepted, 99), "rejected",
                                   percentile_ms(&rejected, 99)));
+    json_object_set_new(out, "max_ms_by_class",
+                        json_pack("{s:o, s:o}", "accepted",
+                                  percentile_ms(&accepted, 100), "rejected",
+                                  percentile_ms(&rejected, 100)));
     int rc = 0;
     if (json_dumpf(out, stdout, JSON_COMPACT | JSON_REAL_PRECISION(9)) != 0 ||
         putchar('\n') == EOF || fflush(stdout) != 0) {

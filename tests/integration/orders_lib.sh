@@ -66,7 +66,8 @@ note() {
 
 # wait_for SECONDS CONDITION-COMMAND...: polls every 50 ms until the
 # condition holds; false after the deadline.
-. "$(cd "$(dirname "$0")" && pwd)/wait_lib.sh"
+# (A script outside tests/integration sets TEST_LIB_DIR to that directory.)
+. "${TEST_LIB_DIR:-$(cd "$(dirname "$0")" && pwd)}/wait_lib.sh"
 
 now_ms() {
     echo $(($(date +%s%N) / 1000000))

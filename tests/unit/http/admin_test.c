@@ -1,6 +1,7 @@
 /* The admin listener over real sockets: a service on the in-memory engine,
  * the listener on a free port, requests with libcurl. */
 #include "http/admin.h"
+#include "runtime/drain_rate.h"
 
 #include "sluice/alloc.h"
 #include "sluice/config.h"
@@ -69,7 +70,6 @@ static void start_admin(fx *f, const sl_admin_opts *extra)
     sl_admin_opts o = extra ? *extra : (sl_admin_opts){0};
     o.listen = "127.0.0.1:0";
     o.svc = f->svc;
-    o.clock = &f->mc.clock;
     sl_diag diag = {0};
     if (sl__admin_start(&o, &f->adm, &diag) != SL_OK) {
         fail_msg("admin: %s", diag.msg);
@@ -94,6 +94,7 @@ static int setup(void **state)
         fail_msg("service: %s", diag.msg);
     }
     sl_manual_clock_init(&f->mc, T0);
+    sl_service_set_clock(f->svc, &f->mc.clock);
     *state = f;
     return 0;
 }
@@ -328,20 +329,57 @@ admin_scale_defaults_are_5000_per_replica_within_2_to_20(void **state)
     json_decref(doc);
 }
 
-static void admin_scale_measures_drain_rate_over_the_window(void **state)
+/* Wait (up to 10 s of real time) until group @p i settled @p n events. */
+static void wait_settled(fx *f, size_t i, uint64_t n)
+{
+    struct timespec tick = {0, 5 * 1000000L};
+    for (int k = 0; k < 2000; k++) {
+        const char *ch = NULL;
+        const char *g = NULL;
+        sl_consumer_stats cs;
+        sl_service_consumer_stats(f->svc, i, &ch, &g, &cs);
+        if (cs.acked >= n) {
+            return;
+        }
+        nanosleep(&tick, NULL);
+    }
+    fail_msg("group %zu never settled %llu events", i, (unsigned long long)n);
+}
+
+/* Move the manual clock one period (a second) at a time up to @p until,
+ * letting the service's sampler take its sample at each. */
+static void advance_sampled(fx *f, uint64_t until)
+{
+    sl_drain *d = sl__service_drain(f->svc);
+    assert_non_null(d);
+    while (f->mc.now_ms < until) {
+        f->mc.now_ms += 1000;
+        uint64_t want = sl__drain_rounds(d) + 1;
+        sl__drain_kick(d);
+        if (!sl__drain_wait_rounds(d, want, 10000)) {
+            fail_msg("no sample at %llu", (unsigned long long)f->mc.now_ms);
+        }
+    }
+}
+
+/* The drain rate is sampled on the service's period, not when /scale is
+ * asked: the first request after eight sampled seconds sees them all. */
+static void
+admin_scale_first_scrape_sees_the_rate_sampled_meanwhile(void **state)
 {
     fx *f = *state;
-    start_admin(f, NULL); /* samples the settled count (0) at T0 */
+    start_admin(f, NULL);
     publish_n(f, "orders", 40);
+    /* The sampler's first sample, at start (T0): nothing settled yet. */
     assert_int_equal(sl_service_start(f->svc, NULL), SL_OK);
-    wait_drained(f, "/scale?group=work&channel=orders");
+    wait_settled(f, 0, 40);
+    advance_sampled(f, T0 + 8000); /* no /scale request meanwhile */
     /* 40 events left the group between T0 and T0 + 8 s. */
-    f->mc.now_ms = T0 + 8000;
-    json_t *doc = get_json(f, "/scale?group=work&channel=orders", 200);
-    double rate = json_number_value(json_object_get(doc, "drain_rate_per_s"));
-    assert_true(rate == 5.0);
-    assert_int_equal(int_field(doc, "seconds_to_drain"), 0);
-    json_decref(doc);
+    reply r = http(f, NULL, "/scale?group=work&channel=orders");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"drain_rate_per_s\":5.0,"));
+    assert_non_null(strstr(r.body, "\"seconds_to_drain\":0,"));
+    sl_free(r.body);
 }
 
 static void admin_scale_estimates_seconds_to_drain_from_the_rate(void **state)
@@ -350,16 +388,41 @@ static void admin_scale_estimates_seconds_to_drain_from_the_rate(void **state)
     start_admin(f, NULL);
     publish_n(f, "orders", 20);
     assert_int_equal(sl_service_start(f->svc, NULL), SL_OK);
-    wait_drained(f, "/scale?group=work&channel=orders");
+    wait_settled(f, 0, 20);
     assert_int_equal(sl_service_stop(f->svc), SL_OK); /* nothing drains now */
     publish_n(f, "orders", 30);
-    f->mc.now_ms = T0 + 10000; /* 20 events in 10 s: 2/s */
+    advance_sampled(f, T0 + 10000); /* 20 events in 10 s: 2/s */
     json_t *doc = get_json(f, "/scale?group=work&channel=orders", 200);
     assert_true(json_number_value(json_object_get(doc, "drain_rate_per_s")) ==
                 2.0);
-    assert_true(json_number_value(json_object_get(doc, "seconds_to_drain")) ==
-                15.0);
+    /* Whole seconds, an integer: 30 / 2. */
+    assert_int_equal(int_field(doc, "seconds_to_drain"), 15);
     json_decref(doc);
+}
+
+/* Numbers as docs/observability.md shows them: integers for counts and
+ * replicas and seconds, the rate with one decimal at most. */
+static void
+admin_scale_prints_integers_and_a_rate_with_one_decimal(void **state)
+{
+    fx *f = *state;
+    start_admin(f, &(sl_admin_opts){.target_per_replica = 10,
+                                    .min_replicas = 1,
+                                    .max_replicas = 20});
+    publish_n(f, "orders", 7);
+    assert_int_equal(sl_service_start(f->svc, NULL), SL_OK);
+    wait_settled(f, 0, 7);
+    assert_int_equal(sl_service_stop(f->svc), SL_OK);
+    publish_n(f, "orders", 5);
+    advance_sampled(f, T0 + 3000); /* 7 in 3 s: 2.333.../s */
+    reply r = http(f, NULL, "/scale?group=work&channel=orders");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body,
+                        "{\"group\":\"work\",\"channel\":\"orders\","
+                        "\"depth\":5,\"in_flight\":0,\"delayed\":0,"
+                        "\"drain_rate_per_s\":2.3,\"seconds_to_drain\":3,"
+                        "\"target_per_replica\":10,\"desired_replicas\":1}");
+    sl_free(r.body);
 }
 
 static void check_problem(const fx *f, const char *method, const char *path,
@@ -514,7 +577,8 @@ int main(void)
         T(admin_scale_reports_depth_and_desired_replicas),
         T(admin_scale_clamps_desired_replicas_to_min_and_max),
         T(admin_scale_defaults_are_5000_per_replica_within_2_to_20),
-        T(admin_scale_measures_drain_rate_over_the_window),
+        T(admin_scale_first_scrape_sees_the_rate_sampled_meanwhile),
+        T(admin_scale_prints_integers_and_a_rate_with_one_decimal),
         T(admin_scale_estimates_seconds_to_drain_from_the_rate),
         T(admin_scale_without_group_is_400),
         T(admin_scale_group_on_two_channels_needs_channel),

@@ -16,10 +16,10 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,7 +77,9 @@ static fixture *start_on(const char *url, const sl_engine_opts *eo,
 {
     fixture *fx = sl_calloc(1, sizeof *fx);
     assert_non_null(fx);
-    sl_manual_clock_init(&fx->clock, T0);
+    /* The gateway's clock is a wall clock: the deadlines it gives events
+     * are read by the engine on the real one. */
+    sl_manual_clock_init(&fx->clock, sl_time_wall_ms());
     assert_int_equal(sl_engine_open(url, eo, &fx->eng, NULL), SL_OK);
     sl_channel_opts co = {.name = CH, .max_length = max_length};
     assert_int_equal(sl_engine_declare_channel(fx->eng, &co, NULL), SL_OK);
@@ -1095,9 +1097,11 @@ static void gateway_confirm_before_suspension_is_answered_at_once(void **state)
     poster ps[THREADS];
     pthread_t t[THREADS];
     for (int i = 0; i < THREADS; i++) {
-        ps[i] = (poster){.fx = fx, .path = "/orders",
+        ps[i] = (poster){.fx = fx,
+                         .path = "/orders",
                          .ctype = "application/json",
-                         .body = "{\"qty\": 1, \"sku\": \"A\"}", .n = EACH};
+                         .body = "{\"qty\": 1, \"sku\": \"A\"}",
+                         .n = EACH};
         assert_int_equal(pthread_create(&t[i], NULL, post_n, &ps[i]), 0);
     }
     for (int i = 0; i < THREADS; i++) {
@@ -1162,9 +1166,11 @@ static void gateway_confirm_after_suspension_resumes_the_request(void **state)
     pthread_t t[THREADS];
     uint64_t t0 = sl_time_mono_ms();
     for (int i = 0; i < THREADS; i++) {
-        ps[i] = (poster){.fx = fx, .path = "/orders",
+        ps[i] = (poster){.fx = fx,
+                         .path = "/orders",
                          .ctype = "application/json",
-                         .body = "{\"qty\": 1, \"sku\": \"A\"}", .n = 2};
+                         .body = "{\"qty\": 1, \"sku\": \"A\"}",
+                         .n = 2};
         assert_int_equal(pthread_create(&t[i], NULL, post_n, &ps[i]), 0);
     }
     for (int i = 0; i < THREADS; i++) {
@@ -1248,8 +1254,11 @@ static void gateway_stop_answers_suspended_requests_503(void **state)
     sl_engine_opts eo = {.commit_interval_ms = 6500};
     g_confirm_timeout_ms = 30000;
     fixture *fx = start_on(url, &eo, 0, NULL, set_confirm_timeout);
-    poster p = {.fx = fx, .path = "/orders", .ctype = "application/json",
-                .body = "{\"qty\": 1, \"sku\": \"A\"}", .key = "stop-1",
+    poster p = {.fx = fx,
+                .path = "/orders",
+                .ctype = "application/json",
+                .body = "{\"qty\": 1, \"sku\": \"A\"}",
+                .key = "stop-1",
                 .n = 1};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, post_n, &p), 0);
@@ -1272,6 +1281,172 @@ static void gateway_stop_answers_suspended_requests_503(void **state)
     store_remove(&d);
 }
 
+/* ---- deadlines and admission by predicted wait --------------------------- */
+
+static uint64_t predicted_ms; /* what predict_fixed answers; 0 = unknown */
+static uint64_t predicted_ahead;
+
+static bool predict_fixed(const char *channel, uint64_t ahead,
+                          uint64_t *wait_ms, void *ctx)
+{
+    (void)ctx;
+    assert_string_equal(channel, CH);
+    predicted_ahead = ahead;
+    *wait_ms = predicted_ms;
+    return predicted_ms != 0;
+}
+
+static void with_prediction(sl_gateway_opts *o)
+{
+    o->predict_wait_ms = predict_fixed;
+}
+
+/* POST /orders: a 2 s deadline; PUT /raw: 60 s, but at most 1.5 s of
+ * queue; PUT /any: admitted whatever the wait. */
+static const sl_gateway_route wait_routes[] = {
+    {.path = "/orders", .channel = CH, .type = "o", .deadline_ms = 2000},
+    {.method = "PUT",
+     .path = "/raw",
+     .channel = CH,
+     .type = "r",
+     .deadline_ms = 60000,
+     .max_queue_wait_ms = 1500},
+    {.method = "PUT",
+     .path = "/any",
+     .channel = CH,
+     .type = "a",
+     .no_wait_admission = true},
+};
+
+static void with_wait_routes(sl_gateway_opts *o)
+{
+    o->predict_wait_ms = predict_fixed;
+    o->routes = wait_routes;
+    o->nroutes = 3;
+}
+
+static uint64_t now_of(fixture *fx)
+{
+    return atomic_load(&fx->clock.now_ms);
+}
+
+static void
+gateway_every_accepted_event_carries_the_route_deadline(void **state)
+{
+    (void)state;
+    fixture *fx = start(0, NULL, NULL);
+    reply r = {0};
+    post(fx, "/orders", "application/json", "{\"qty\": 1, \"sku\": \"A\"}", &r);
+    assert_int_equal(r.status, 202);
+    sl_event *ev = published(fx);
+    assert_int_equal(sl_event_deadline_ms(ev), now_of(fx) + 30000);
+    sl_event_unref(ev);
+    done(&r);
+    stop(fx);
+}
+
+/* A client's ce-deadline is kept when earlier than the route's, and
+ * brought forward to the route's when later. */
+static void gateway_client_deadline_is_kept_only_when_earlier(void **state)
+{
+    (void)state;
+    fixture *fx = start(0, NULL, NULL);
+    uint64_t offsets[] = {5000, 90000};
+    uint64_t want[] = {5000, 30000};
+    for (int i = 0; i < 2; i++) {
+        char id[32], dl[64];
+        snprintf(id, sizeof id, "ce-id: dl-%d", i);
+        snprintf(dl, sizeof dl, "ce-deadline: %llu",
+                 (unsigned long long)(now_of(fx) + offsets[i]));
+        const char *hs[] = {"Content-Type: application/json",
+                            "ce-specversion: 1.0",
+                            id,
+                            "ce-source: /s",
+                            "ce-type: t",
+                            dl,
+                            NULL};
+        const char *body = "{\"qty\": 1, \"sku\": \"A\"}";
+        reply r = {0};
+        http(fx, "POST", "/orders", hs, body, strlen(body), &r);
+        assert_int_equal(r.status, 202);
+        done(&r);
+        sl_subscription *sub = NULL;
+        assert_int_equal(
+            sl_engine_subscribe(fx->eng, CH, GROUP, NULL, &sub, NULL), SL_OK);
+        sl_delivery *d = NULL;
+        size_t n = 0;
+        assert_int_equal(sl_subscription_fetch(sub, &d, 1, 1000, &n), SL_OK);
+        assert_int_equal(sl_event_deadline_ms(sl_delivery_event(d)),
+                         now_of(fx) + want[i]);
+        sl_delivery_ack(&d);
+        sl_subscription_close(sub);
+    }
+    stop(fx);
+}
+
+static void
+gateway_refuses_503_when_the_predicted_wait_exceeds_the_deadline(void **state)
+{
+    (void)state;
+    fixture *fx = start(0, NULL, with_prediction);
+    const char *body = "{\"qty\": 1, \"sku\": \"A\"}";
+    reply r = {0};
+    predicted_ms = 45000; /* the default deadline is 30 s */
+    post(fx, "/orders", "application/json", body, &r);
+    assert_problem(&r, 503, "predicted wait");
+    assert_int_equal(retry_after(&r), 15); /* when 45 s of work is 30 s */
+    assert_int_equal(ready(fx), 0);
+    predicted_ms = 29000;
+    post(fx, "/orders", "application/json", body, &r);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(predicted_ahead, 1); /* its own event */
+    predicted_ms = 0;                     /* no rate measured yet: admitted */
+    post(fx, "/orders", "application/json", body, &r);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(ready(fx), 2);
+    done(&r);
+    stop(fx);
+}
+
+/* The wait allowed is the shortest of the request's deadline (a client's
+ * ce-deadline too) and the route's max_queue_wait; a route may opt out. */
+static void
+gateway_wait_admission_follows_deadline_and_max_queue_wait(void **state)
+{
+    (void)state;
+    fixture *fx = start(0, NULL, with_wait_routes);
+    const char *body = "{\"qty\": 1, \"sku\": \"A\"}";
+    reply r = {0};
+    predicted_ms = 2500;
+    post(fx, "/orders", "application/json", body, &r); /* 2 s deadline */
+    assert_problem(&r, 503, "predicted wait");
+    assert_int_equal(retry_after(&r), 1);
+    const char *hs[] = {"Content-Type: application/json", NULL};
+    http(fx, "PUT", "/raw", hs, body, strlen(body), &r); /* 1.5 s of queue */
+    assert_problem(&r, 503, "max_queue_wait");
+    predicted_ms = 1000000;
+    http(fx, "PUT", "/any", hs, body, strlen(body), &r);
+    assert_int_equal(r.status, 202);
+    /* A client deadline 1 s away is shorter than a 1.4 s wait. */
+    predicted_ms = 1400;
+    http(fx, "PUT", "/raw", hs, body, strlen(body), &r);
+    assert_int_equal(r.status, 202);
+    char dl[64];
+    snprintf(dl, sizeof dl, "ce-deadline: %llu",
+             (unsigned long long)(now_of(fx) + 1000));
+    const char *ce[] = {"Content-Type: application/json",
+                        "ce-specversion: 1.0",
+                        "ce-id: short",
+                        "ce-source: /s",
+                        "ce-type: t",
+                        dl,
+                        NULL};
+    http(fx, "PUT", "/raw", ce, body, strlen(body), &r);
+    assert_problem(&r, 503, "predicted wait");
+    assert_int_equal(ready(fx), 2);
+    done(&r);
+    stop(fx);
+}
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
@@ -1301,15 +1476,20 @@ int main(void)
         cmocka_unit_test(gateway_idempotency_key_with_another_body_is_422),
         cmocka_unit_test(gateway_refused_request_frees_its_idempotency_key),
         cmocka_unit_test(gateway_retry_after_503_reuses_the_event_id),
+        cmocka_unit_test(
+            gateway_every_accepted_event_carries_the_route_deadline),
+        cmocka_unit_test(gateway_client_deadline_is_kept_only_when_earlier),
+        cmocka_unit_test(
+            gateway_refuses_503_when_the_predicted_wait_exceeds_the_deadline),
+        cmocka_unit_test(
+            gateway_wait_admission_follows_deadline_and_max_queue_wait),
         cmocka_unit_test(gateway_status_reads_what_consumers_write),
         cmocka_unit_test(
             gateway_malformed_input_gets_4xx_and_publishes_nothing),
         cmocka_unit_test(gateway_opts_check_names_the_bad_route),
         cmocka_unit_test(gateway_counts_requests_by_route_and_code),
-        cmocka_unit_test(
-            gateway_confirm_before_suspension_is_answered_at_once),
-        cmocka_unit_test(
-            gateway_confirm_after_suspension_resumes_the_request),
+        cmocka_unit_test(gateway_confirm_before_suspension_is_answered_at_once),
+        cmocka_unit_test(gateway_confirm_after_suspension_resumes_the_request),
         cmocka_unit_test(
             gateway_confirm_timeout_is_504_and_late_confirm_ignored),
         cmocka_unit_test(gateway_stop_answers_suspended_requests_503),
