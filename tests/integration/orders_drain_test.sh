@@ -37,7 +37,7 @@ charging() {
 }
 wait_for 10 charging || fail "the payment handler did not start"
 
-t0=$(now_ms)
+STOP_T0=$(now_ms)
 kill -TERM "$RUN_PID"
 not_ready() {
     [ "$(curl -s -o /dev/null -w '%{http_code}' "$ADMIN/readyz")" = 503 ]
@@ -45,7 +45,7 @@ not_ready() {
 check "/readyz answers 503 once draining" wait_for 5 not_ready
 
 code=$(post_order "$WORK/second.json")
-during_ms=$(($(now_ms) - t0))
+during_ms=$(($(now_ms) - STOP_T0))
 check "a new order during the drain is answered 503, not refused (got $code)" \
     [ "$code" = 503 ]
 check "the 503 carries Retry-After" \
@@ -63,7 +63,7 @@ check "the status names the order" \
 check "all of it while the drain still ran (${during_ms} ms after SIGTERM)" \
     kill -0 "$RUN_PID"
 
-stop_sluice $((DRAIN_S + 5))
+await_sluice_exit $((DRAIN_S + 5))
 check "the drain waited for the payment (exit after $STOP_MS ms)" \
     [ "$STOP_MS" -ge 1000 ]
 check "drain logged" grep -q '"orders drained in' "$WORK/run.log"
