@@ -8,6 +8,8 @@ BUILD_FUZZ ?= build-fuzz
 FUZZ_SECONDS ?= 10
 JOBS       ?= 2
 CMAKE_ARGS ?=
+# The release build's configuration (make build, make run).
+RELEASE_ARGS = -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_WERROR=ON $(CMAKE_ARGS)
 
 .PHONY: all deps build build-san build-tsan build-fuzz run test test-run \
         chaos fuzz bench clean
@@ -18,8 +20,7 @@ deps:
 	@sh scripts/deps.sh
 
 build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	    -DSLUICE_WERROR=ON $(CMAKE_ARGS) >/dev/null
+	@cmake -S . -B $(BUILD) $(RELEASE_ARGS) >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
 build-san: deps
@@ -44,8 +45,17 @@ build-fuzz: deps
 fuzz: build-fuzz
 	@ctest --test-dir $(BUILD_FUZZ) --output-on-failure -j$(JOBS) -L fuzz
 
-run: build
-	@sh examples/orders/run.sh $(BUILD)
+# Builds quietly (the compiler's output only when the build fails), so the
+# example's guide and sluice's banner are the last lines on the screen.
+run: deps
+	@printf 'building %s ... ' "$(BUILD)"; log=$$(mktemp); \
+	if cmake -S . -B $(BUILD) $(RELEASE_ARGS) >"$$log" 2>&1 && \
+	   cmake --build $(BUILD) -j$(JOBS) >>"$$log" 2>&1; then \
+	    echo done; rm -f "$$log"; \
+	else \
+	    echo failed; cat "$$log"; rm -f "$$log"; exit 1; \
+	fi
+	@exec sh examples/orders/run.sh $(BUILD)
 
 # The release build's tests (unit, conformance, integration), then the same
 # unit and conformance tests under ASan+UBSan and under TSan.

@@ -19,10 +19,22 @@ static const char run_usage[] =
     "Host the service CONFIG declares: open the engine, declare channels and\n"
     "groups, start one consumer per group. On SIGTERM or SIGINT: stop\n"
     "fetching, give running handlers drain_timeout to finish, release the\n"
-    "rest for redelivery, wait for publish confirms, exit 0.\n"
+    "rest for redelivery, wait for publish confirms, exit 0. A second\n"
+    "SIGTERM or SIGINT during the drain exits at once, with 128 + the\n"
+    "signal's number (130 for SIGINT).\n"
     "\n"
     "  -q, --quiet   no start-up banner\n"
     "  -h, --help    this text\n";
+
+/* drain_timeout as a person reads it: "25 s", "1.5 s". */
+static void format_seconds(uint64_t ms, char *out, size_t size)
+{
+    if (ms % 1000 == 0) {
+        snprintf(out, size, "%" PRIu64 " s", ms / 1000);
+    } else {
+        snprintf(out, size, "%.1f s", (double)ms / 1000.0);
+    }
+}
 
 static void banner(const sl_config *cfg, const sl_service *svc)
 {
@@ -61,9 +73,49 @@ static void banner(const sl_config *cfg, const sl_service *svc)
                 cc->group, cc->channel, cc->handler.kind, cc->prefetch,
                 cc->max_attempts, cc->idempotency ? ", idempotent" : "");
     }
-    fprintf(stderr, "  stop with SIGTERM or Ctrl-C (drains for up to %" PRIu64
-                    " ms)\n",
-            cfg->drain_timeout_ms);
+    char drain[32];
+    format_seconds(cfg->drain_timeout_ms, drain, sizeof drain);
+    fprintf(stderr,
+            "  stop with SIGTERM or Ctrl-C (drains for up to %s; a second "
+            "one stops at once)\n",
+            drain);
+}
+
+static const char *signal_name(int sig)
+{
+    return sig == SIGTERM ? "SIGTERM" : "SIGINT";
+}
+
+/* A second SIGTERM or SIGINT while the drain runs: whoever sent it wants
+ * the process gone now (a second Ctrl-C). Deliveries still held are
+ * redelivered after the engine's ack timeout, as after a crash. */
+static void *force_on_second_signal(void *arg)
+{
+    int sig = 0;
+    sigwait(arg, &sig);
+    fprintf(stderr,
+            "sluice: second %s: exiting now, without finishing the drain "
+            "(unfinished deliveries will be redelivered)\n",
+            signal_name(sig));
+    _exit(128 + sig);
+    return NULL;
+}
+
+/* "draining, up to 25 s (Ctrl-C again to force)"; then a thread waits
+ * for the second signal. */
+static void announce_drain(const sl_config *cfg, const sigset_t *sigs)
+{
+    char drain[32];
+    format_seconds(cfg->drain_timeout_ms, drain, sizeof drain);
+    fprintf(stderr, "sluice: draining, up to %s (Ctrl-C again to force)\n",
+            drain);
+    /* Static: the thread outlives this frame, and cmd_run's. */
+    static sigset_t watched;
+    watched = *sigs;
+    pthread_t t;
+    if (pthread_create(&t, NULL, force_on_second_signal, &watched) == 0) {
+        pthread_detach(t);
+    }
 }
 
 int cmd_run(int argc, char **argv)
@@ -128,8 +180,8 @@ int cmd_run(int argc, char **argv)
     }
     int sig = 0;
     sigwait(&sigs, &sig);
-    sl_logf(SL_LOG_INFO, "service", "received %s: draining",
-            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    sl_logf(SL_LOG_INFO, "service", "received %s: draining", signal_name(sig));
+    announce_drain(cfg, &sigs);
     st = sl_service_stop(svc);
     if (st != SL_OK) {
         /* A handler still runs past drain_timeout: its delivery was released

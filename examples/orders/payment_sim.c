@@ -20,9 +20,12 @@
  *                   a client bug would look like).
  *
  * Port 0 picks a free port; the first line on stdout names the address.
- * SIGTERM or SIGINT stops it with exit status 0. Failures are drawn from a
- * PRNG seeded with --seed, so a run is reproducible for a given order of
- * requests.
+ * SIGTERM or SIGINT stops it with exit status 0. With --exit-with-parent
+ * it stops when the process that started it exits (examples/orders/run.sh
+ * starts it, then becomes `sluice run`), and leaves SIGINT to that process:
+ * a Ctrl-C drains sluice while the simulator still answers. Failures are
+ * drawn from a PRNG seeded with --seed, so a run is reproducible for a
+ * given order of requests.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,8 +40,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_BODY (64 * 1024)
 #define BUCKETS (1u << 16)
@@ -375,6 +380,7 @@ static void usage(FILE *out)
             "usage: payment-sim [--listen HOST:PORT] [--latency-ms N]\n"
             "                   [--failure-rate F] [--decline-rate D] "
             "[--seed S] [--max-keys N]\n"
+            "                   [--exit-with-parent]\n"
             "\n"
             "A payment provider simulator: POST /charges with an\n"
             "Idempotency-Key and {\"order_id\", \"amount\"}; GET /stats.\n"
@@ -385,7 +391,9 @@ static void usage(FILE *out)
             "  --decline-rate  share of orders declined with 402, every\n"
             "                  time they are tried (default 0)\n"
             "  --seed          PRNG seed for the failures (default 1)\n"
-            "  --max-keys      idempotency keys kept (default 1000000)\n");
+            "  --max-keys      idempotency keys kept (default 1000000)\n"
+            "  --exit-with-parent  stop when the parent process exits;\n"
+            "                  SIGINT is left to the parent\n");
 }
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -422,6 +430,7 @@ int main(int argc, char **argv)
     static sim s;
     const char *listen = "127.0.0.1:8090";
     uint64_t seed = 1;
+    bool with_parent = false;
     s.max_keys = 1000000;
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i];
@@ -430,6 +439,10 @@ int main(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
+        } else if (strcmp(a, "--exit-with-parent") == 0) {
+            with_parent = true;
+            i--; /* takes no value */
+            ok = true;
         } else if (strcmp(a, "--listen") == 0) {
             listen = v;
         } else if (strcmp(a, "--latency-ms") == 0) {
@@ -473,7 +486,20 @@ int main(int argc, char **argv)
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
+    if (with_parent) {
+        /* A Ctrl-C reaches the whole foreground process group: the parent
+         * drains on it and needs the simulator until it exits. Its exit
+         * sends SIGTERM here; one that exits before the prctl took effect
+         * shows as a changed parent. */
+        pid_t parent = getppid();
+        signal(SIGINT, SIG_IGN);
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) {
+            fprintf(stderr, "payment-sim: the parent process is gone\n");
+            return 1;
+        }
+    } else {
+        sigaddset(&sigs, SIGINT);
+    }
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     struct MHD_Daemon *d = MHD_start_daemon(

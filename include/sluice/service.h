@@ -55,7 +55,9 @@ const char *sl_service_not_ready_reason(const sl_service *svc);
 /**
  * Graceful stop: readiness false, consumers stop fetching, in-flight
  * handlers get the configured drain_timeout, unfinished deliveries are
- * released, the producer waits for outstanding confirms.
+ * released, the producer waits for outstanding confirms. The gateway keeps
+ * serving meanwhile (503 with Retry-After for new work, GET /status/{id}
+ * answered) and is stopped last.
  * @return SL_OK, or SL_TIMEOUT when some handler outlived the drain (the
  *         process should then exit without sl_service_destroy).
  */

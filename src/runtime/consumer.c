@@ -38,6 +38,13 @@
  * fewer, larger writes cost both the client and the server less. */
 #define ACK_BATCH 256
 #define ACK_LINGER_MS 5
+/* Expected outcomes (a handler's REJECT or RETRY: a card declined, a
+ * provider busy) are logged at info, at most LOG_SAMPLE_LINES lines per
+ * LOG_SAMPLE_MS per group and outcome: the metrics count every one, the log
+ * shows what they look like. A few per window so that a quiet service
+ * still logs each one (an event's second retry right after its first). */
+#define LOG_SAMPLE_MS 1000
+#define LOG_SAMPLE_LINES 5
 /* A shared inbox's claim outlives the handler timeout by this much (clock
  * skew between processes, late handler results). */
 #define INBOX_LEASE_MARGIN_MS 5000
@@ -47,6 +54,16 @@
 #define INBOX_BUSY_MAX_MS 5000
 
 typedef struct worker worker;
+
+/* LOG_SAMPLE_LINES lines per LOG_SAMPLE_MS window for one kind of log
+ * line, shared by the workers; a line written carries the count of those
+ * left out since the previous one. */
+typedef struct log_sampler {
+    pthread_mutex_t mu;
+    uint64_t window_ms;  /* mono ms the current window began */
+    uint32_t lines;      /* written in the current window */
+    uint64_t suppressed; /* left out since the last line written */
+} log_sampler;
 
 struct sl_handler_ctx {
     sl_consumer *c;
@@ -108,6 +125,8 @@ struct sl_consumer {
     _Atomic uint64_t acked, retried, rejected, exhausted, expired, timed_out,
         duplicates, released;
     _Atomic uint32_t running;
+    /* The log lines of expected outcomes, sampled (LOG_SAMPLE_MS). */
+    log_sampler rejects_logged, retries_logged;
 
     /* Metrics, when opts.metrics was set: series resolved once, so the
      * hot path only adds (every update accepts NULL). */
@@ -202,17 +221,21 @@ sl_metrics *sl_handler_metrics(sl_handler_ctx *ctx)
 
 /* ---- settling ----------------------------------------------------------------- */
 
-static void log_delivery(sl_consumer *c, sl_log_level level, const char *msg,
-                         const sl_event *ev, uint32_t attempt,
-                         const char *error, uint64_t duration_ms)
+/* The log line of one delivery; @p suppressed (when not 0) counts the
+ * lines of the same kind a sampler left out before this one. */
+static void log_delivery_n(sl_consumer *c, sl_log_level level, const char *msg,
+                           const sl_event *ev, uint32_t attempt,
+                           const char *error, uint64_t duration_ms,
+                           uint64_t suppressed)
 {
     if (!sl_log_enabled(level)) {
         return;
     }
-    char att[16], dur[24], trace[33] = "";
+    char att[16], dur[24], sup[24], trace[33] = "";
     char span[17];
     snprintf(att, sizeof att, "%" PRIu32, attempt);
     snprintf(dur, sizeof dur, "%" PRIu64, duration_ms);
+    snprintf(sup, sizeof sup, "%" PRIu64, suppressed);
     const char *tp = sl_event_get(ev, SL_ATTR_TRACEPARENT);
     if (tp != NULL) {
         sl_traceparent_parse(tp, trace, span);
@@ -223,8 +246,68 @@ static void log_delivery(sl_consumer *c, sl_log_level level, const char *msg,
         {"type", sl_event_type(ev)}, {"trace_id", trace[0] ? trace : NULL},
         {"attempt", att},         {"duration_ms", dur},
         {"error", error && error[0] ? error : NULL},
+        {"suppressed", suppressed ? sup : NULL},
     };
     sl_log_fields(level, "consumer", msg, f, sizeof f / sizeof f[0]);
+}
+
+static void log_delivery(sl_consumer *c, sl_log_level level, const char *msg,
+                         const sl_event *ev, uint32_t attempt,
+                         const char *error, uint64_t duration_ms)
+{
+    log_delivery_n(c, level, msg, ev, attempt, error, duration_ms, 0);
+}
+
+/* An expected outcome's line, at info, at most once per LOG_SAMPLE_MS. */
+static void log_sampled(sl_consumer *c, log_sampler *ls, const char *msg,
+                        const sl_event *ev, uint32_t attempt, const char *error,
+                        uint64_t duration_ms)
+{
+    if (!sl_log_enabled(SL_LOG_INFO)) {
+        return;
+    }
+    uint64_t now = sl_time_mono_ms();
+    uint64_t suppressed = 0;
+    pthread_mutex_lock(&ls->mu);
+    if (ls->lines == 0 || now - ls->window_ms >= LOG_SAMPLE_MS) {
+        ls->window_ms = now;
+        ls->lines = 0;
+    }
+    bool write = ls->lines < LOG_SAMPLE_LINES;
+    if (write) {
+        ls->lines++;
+        suppressed = ls->suppressed;
+        ls->suppressed = 0;
+    } else {
+        ls->suppressed++;
+    }
+    pthread_mutex_unlock(&ls->mu);
+    if (write) {
+        log_delivery_n(c, SL_LOG_INFO, msg, ev, attempt, error, duration_ms,
+                       suppressed);
+    }
+}
+
+/* At stop: the count of lines a sampler left out since its last line, so
+ * that the log adds up to the metrics. */
+static void log_sampler_flush(sl_consumer *c, log_sampler *ls, const char *msg)
+{
+    pthread_mutex_lock(&ls->mu);
+    uint64_t n = ls->suppressed;
+    ls->suppressed = 0;
+    pthread_mutex_unlock(&ls->mu);
+    if (n == 0) {
+        return;
+    }
+    char sup[24];
+    snprintf(sup, sizeof sup, "%" PRIu64, n);
+    sl_log_field f[] = {
+        {"service", c->service},
+        {"group", c->group},
+        {"channel", c->channel},
+        {"suppressed", sup},
+    };
+    sl_log_fields(SL_LOG_INFO, "consumer", msg, f, sizeof f / sizeof f[0]);
 }
 
 /* Report @p status for the request behind @p ev (its correlationid, or
@@ -447,16 +530,16 @@ static void process(worker *w, sl_delivery *d)
                          took);
             break;
         case SL_OUTCOME_RETRY:
-            log_delivery(c, SL_LOG_INFO, "handler asked to retry", ctx.ev,
-                         attempt, ctx.error, took);
+            log_sampled(c, &c->retries_logged, "handler asked to retry",
+                        ctx.ev, attempt, ctx.error, took);
             settle_retry(c, &d, attempt, &ctx,
                          ctx.error[0] ? ctx.error : "handler returned RETRY");
             break;
         case SL_OUTCOME_REJECT:
             atomic_fetch_add(&c->rejected, 1);
             sl_counter_inc(c->m.rejected);
-            log_delivery(c, SL_LOG_WARN, "handler rejected", ctx.ev, attempt,
-                         ctx.error, took);
+            log_sampled(c, &c->rejects_logged, "handler rejected", ctx.ev,
+                        attempt, ctx.error, took);
             report(c, ctx.ev, c->status_dead, "rejected",
                    ctx.error[0] ? ctx.error : "handler returned REJECT");
             sl_delivery_dead_letter(&d, SL_DEAD_REJECTED,
@@ -600,6 +683,8 @@ sl_status sl_consumer_create(sl_engine *eng, const sl_consumer_opts *opts,
     sl_status st = SL_OK;
     pthread_mutex_init(&c->mu, NULL);
     sl__cond_init_mono(&c->cv);
+    pthread_mutex_init(&c->rejects_logged.mu, NULL);
+    pthread_mutex_init(&c->retries_logged.mu, NULL);
     c->eng = eng;
     c->prefetch = opts->prefetch ? opts->prefetch : DEFAULT_PREFETCH;
     c->concurrency = opts->concurrency ? opts->concurrency : c->prefetch;
@@ -764,6 +849,8 @@ sl_status sl_consumer_stop(sl_consumer *c, uint64_t drain_timeout_ms)
         pthread_join(c->watchdog, NULL);
         c->watchdog_started = false;
     }
+    log_sampler_flush(c, &c->rejects_logged, "handler rejected");
+    log_sampler_flush(c, &c->retries_logged, "handler asked to retry");
     if (!all_done) {
         /* Handlers still running past the drain: give their deliveries
          * back for redelivery; their results will be discarded. */
@@ -833,5 +920,7 @@ void sl_consumer_destroy(sl_consumer *c)
     sl_free(c->status_dead);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->rejects_logged.mu);
+    pthread_mutex_destroy(&c->retries_logged.mu);
     sl_free(c);
 }

@@ -518,10 +518,11 @@ sl_status sl_service_stop(sl_service *svc)
             sl_consumer_signal_stop(svc->consumers[i].consumer);
         }
     }
-    /* The gateway already answers 503 to new requests (draining); stopping
-     * it waits for the requests whose publish is being confirmed. */
-    sl_gateway_stop(svc->gw);
-    svc->gw = NULL;
+    /* The gateway keeps listening through the drain: new work is answered
+     * 503 with Retry-After (is_draining), which load balancers and clients
+     * retry elsewhere, while GET /status/{id} follows the orders the
+     * consumers are still finishing. A closed port would be a "connection
+     * refused" in the middle of a rollout. */
     for (size_t i = 0; i < svc->nconsumers; i++) {
         if (svc->consumers[i].consumer == NULL) {
             continue;
@@ -539,6 +540,11 @@ sl_status sl_service_stop(sl_service *svc)
             result = SL_TIMEOUT;
         }
     }
+    /* The gateway goes last, before the engine closes: stopping it waits
+     * (bounded by its stop grace) for the requests already publishing to
+     * be confirmed and answered. */
+    sl_gateway_stop(svc->gw);
+    svc->gw = NULL;
     svc->stuck = result != SL_OK;
     sl_logf(result == SL_OK ? SL_LOG_INFO : SL_LOG_WARN, "service",
             "%s drained in %" PRIu64 " ms%s", svc->cfg->service_name,

@@ -40,23 +40,6 @@ track_pid() { PIDS="$PIDS $1"; }
 
 . "$(cd "$(dirname "$0")" && pwd)/wait_lib.sh"
 
-# True once something listens on TCP port $1 (asks the kernel).
-listening() {
-    port_hex=$(printf '%04X' "$1")
-    grep -q ":$port_hex 00000000:0000 0A" /proc/net/tcp 2>/dev/null
-}
-
-# A loopback port nobody listens on, in 20000-29999.
-free_port() {
-    while :; do
-        p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 10000))
-        if ! listening "$p"; then
-            echo "$p"
-            return 0
-        fi
-    done
-}
-
 nats_bin() {
     for b in nats-server /usr/sbin/nats-server /usr/bin/nats-server; do
         if command -v "$b" >/dev/null 2>&1; then

@@ -139,10 +139,17 @@ start_sluice() {
 # stop_sluice DEADLINE_S: SIGTERM; sets STOP_MS (time to exit) and fails
 # unless it exits 0 within the deadline.
 stop_sluice() {
-    t0=$(now_ms)
+    STOP_T0=$(now_ms)
     kill -TERM "$RUN_PID"
+    await_sluice_exit "$1"
+}
+
+# await_sluice_exit DEADLINE_S: after a SIGTERM sent at STOP_T0 (ms), as
+# stop_sluice. A second SIGTERM would force the exit, so a test that sent
+# its own waits with this.
+await_sluice_exit() {
     wait_for "$1" sluice_exited || fail "sluice still running $1 s after SIGTERM"
-    STOP_MS=$(($(now_ms) - t0))
+    STOP_MS=$(($(now_ms) - STOP_T0))
     rc=0
     wait "$RUN_PID" || rc=$?
     RUN_PID=

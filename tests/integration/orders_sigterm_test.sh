@@ -4,7 +4,8 @@
 # drain_timeout (10 s here; the bound checked is drain_timeout + 5 s of
 # margin for process exit and polling, a behavioural bound, not a
 # performance figure); the requests it gets meanwhile are answered 503 with
-# Retry-After or find the port closed (connection refused). After a restart
+# Retry-After, those after its exit find the port closed (connection
+# refused). After a restart
 # the backlog left in the store completes: every order that got 202 ends
 # completed or failed (declined), none is lost, none is charged twice.
 #

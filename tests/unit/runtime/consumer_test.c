@@ -1,9 +1,11 @@
 /* The consumer runtime, beyond the conformance suite: handler timeouts,
  * the error text of a REJECT, a handler's own retry delay, option checks,
- * and the transactional inbox.
+ * the log lines of expected outcomes, and the transactional inbox.
  */
 #include "sluice/consumer.h"
+#include "sluice/alloc.h"
 #include "sluice/log.h"
+#include "sluice/metrics.h"
 
 #include "core/waiter.h"
 
@@ -564,6 +566,110 @@ static void reject_without_error_text_says_the_handler_rejected(void **state)
 
 /* ---- the handler's retry delay ------------------------------------------- */
 
+/* ---- expected outcomes in the log ---------------------------------------- */
+
+#define BURST 400
+/* Lines per second and group an expected outcome may log (documented in
+ * docs/observability.md). */
+#define SAMPLE_LINES_PER_S 5
+
+/* What a burst of rejects wrote to the log. */
+typedef struct reject_log {
+    pthread_mutex_t mu;
+    int warn_or_worse;   /* records at WARN or above, of any kind */
+    int lines;           /* "handler rejected" lines naming an event */
+    int summaries;       /* "handler rejected" lines without one (stop) */
+    uint64_t suppressed; /* sum of their "suppressed" fields */
+} reject_log;
+
+static void count_reject_log(const sl_log_record *rec, void *ctx)
+{
+    reject_log *rl = ctx;
+    pthread_mutex_lock(&rl->mu);
+    if (rec->level >= SL_LOG_WARN) {
+        rl->warn_or_worse++;
+    }
+    if (strcmp(rec->msg, "handler rejected") == 0) {
+        bool has_event = false;
+        for (size_t i = 0; i < rec->nfields; i++) {
+            const sl_log_field *lf = &rec->fields[i];
+            if (strcmp(lf->key, "event_id") == 0 && lf->value != NULL) {
+                has_event = true;
+            } else if (strcmp(lf->key, "suppressed") == 0 &&
+                       lf->value != NULL) {
+                rl->suppressed += strtoull(lf->value, NULL, 10);
+            }
+        }
+        if (has_event) {
+            rl->lines++;
+        } else {
+            rl->summaries++;
+        }
+    }
+    pthread_mutex_unlock(&rl->mu);
+}
+
+static bool burst_rejected(void *arg)
+{
+    fx *f = arg;
+    sl_consumer_stats stats;
+    sl_consumer_get_stats(f->c, &stats);
+    return stats.rejected == BURST;
+}
+
+static void reject_burst_is_logged_sampled_and_counted_in_full(void **state)
+{
+    fx *f = *state;
+    f->pr.reject = true;
+    f->pr.error = "card declined";
+    for (int i = 0; i < BURST; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "declined-%d", i);
+        publish(f, id);
+    }
+    sl_metrics *reg = NULL;
+    assert_int_equal(sl_metrics_create(&reg), SL_OK);
+    reject_log rl = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    sl_log_set_sink(count_reject_log, &rl, SL_LOG_INFO);
+    uint64_t t0 = sl_time_mono_ms();
+    sl_consumer_opts co = {
+        .prefetch = 8, .concurrency = 4, .handler = scripted, .metrics = reg};
+    start(f, &co);
+    bool all = wait_until(burst_rejected, f, WAIT_MS);
+    sl_consumer_stats stats = stop(f);
+    uint64_t elapsed_ms = sl_time_mono_ms() - t0;
+    sl_log_set_sink(NULL, NULL, SL_LOG_WARN);
+    assert_true(all);
+
+    /* Not one warning; at info a few lines per second of the burst (a
+     * window more for a second boundary), plus one summary at the stop. */
+    assert_int_equal(rl.warn_or_worse, 0);
+    assert_true(rl.lines >= 1);
+    assert_true((uint64_t)rl.lines <=
+                SAMPLE_LINES_PER_S * (elapsed_ms / 1000 + 2));
+    assert_true(rl.lines < BURST / 10);
+    assert_true(rl.summaries <= 1);
+    /* The lines written and the ones they say were left out add up. */
+    assert_int_equal((uint64_t)rl.lines + rl.suppressed, BURST);
+
+    /* Every reject is counted, per group. */
+    assert_int_equal(stats.rejected, BURST);
+    char *text = NULL;
+    assert_int_equal(sl_metrics_render_text(reg, &text, NULL), SL_OK);
+    char want[256];
+    snprintf(want, sizeof want,
+             "\nsluice_events_consumed_total{channel=\"" CH "\",group=\"" GROUP
+             "\",outcome=\"rejected\"} %d\n",
+             BURST);
+    if (strstr(text, want) == NULL) {
+        fail_msg("missing %s in\n%s", want, text);
+    }
+    sl_free(text);
+    sl_consumer_destroy(f->c); /* before the registry it updates */
+    f->c = NULL;
+    sl_metrics_destroy(reg);
+}
+
 static void retry_after_overrides_the_backoff(void **state)
 {
     fx *f = *state;
@@ -778,6 +884,7 @@ int main(void)
         T(handler_timeout_retries_and_discards_the_late_result),
         T(reject_error_text_reaches_the_dead_letter),
         T(reject_without_error_text_says_the_handler_rejected),
+        T(reject_burst_is_logged_sampled_and_counted_in_full),
         T(status_is_reported_for_the_request_behind_the_event),
         T(logs_carry_trace_event_type_service_and_duration),
         T(dead_letter_reports_failed_with_the_reason),
