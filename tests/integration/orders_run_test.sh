@@ -82,11 +82,11 @@ PIDS=$(tree_pids "$RS_PID")
 check "sluice and the simulator run under run.sh ($(echo $PIDS))" \
     [ "$(echo "$PIDS" | wc -w)" -ge 2 ]
 comm_of() { cat "/proc/$1/comm" 2>/dev/null || true; }
-SIM_PID=
+RS_SIM=
 for p in $PIDS; do
-    [ "$(comm_of "$p")" = payment-sim ] && SIM_PID=$p
+    [ "$(comm_of "$p")" = payment-sim ] && RS_SIM=$p
 done
-check "the simulator is run.sh's child" [ -n "$SIM_PID" ]
+check "the simulator is run.sh's child" [ -n "$RS_SIM" ]
 
 t0=$(now_ms)
 kill -TERM "$RS_PID"
