@@ -24,6 +24,7 @@ typedef struct group_ring {
     size_t head; /* next slot */
     size_t n;
     uint64_t backlog;
+    uint64_t backlog_ready; /* the ready part of backlog */
     uint64_t backlog_t_ms;
     bool has_backlog;
 } group_ring;
@@ -275,7 +276,7 @@ double sl__drain_capacity_per_s(sl_drain *d, size_t group)
 }
 
 sl_status sl__drain_backlog(sl_drain *d, size_t group, uint64_t max_age_ms,
-                            uint64_t *out)
+                            uint64_t *out, uint64_t *ready_out)
 {
     if (group >= d->ngroups) {
         return SL_INVALID;
@@ -286,9 +287,13 @@ sl_status sl__drain_backlog(sl_drain *d, size_t group, uint64_t max_age_ms,
     bool fresh = g->has_backlog && now >= g->backlog_t_ms &&
                  now - g->backlog_t_ms < max_age_ms;
     uint64_t backlog = g->backlog;
+    uint64_t ready = g->backlog_ready;
     pthread_mutex_unlock(&d->mu);
     if (fresh) {
         *out = backlog;
+        if (ready_out != NULL) {
+            *ready_out = ready;
+        }
         return SL_OK;
     }
     /* One reader at a time: the others find the value it stored. */
@@ -296,14 +301,17 @@ sl_status sl__drain_backlog(sl_drain *d, size_t group, uint64_t max_age_ms,
     pthread_mutex_lock(&d->mu);
     fresh = g->has_backlog && now_ms(d) - g->backlog_t_ms < max_age_ms;
     backlog = g->backlog;
+    ready = g->backlog_ready;
     pthread_mutex_unlock(&d->mu);
     sl_status st = SL_OK;
     sl_drain_reading r;
     if (!fresh) {
         if (d->read(group, &r, d->read_ctx)) {
             backlog = r.backlog;
+            ready = r.ready;
             pthread_mutex_lock(&d->mu);
             g->backlog = backlog;
+            g->backlog_ready = ready;
             g->backlog_t_ms = now_ms(d);
             g->has_backlog = true;
             pthread_mutex_unlock(&d->mu);
@@ -314,6 +322,9 @@ sl_status sl__drain_backlog(sl_drain *d, size_t group, uint64_t max_age_ms,
     pthread_mutex_unlock(&d->read_mu);
     if (st == SL_OK) {
         *out = backlog;
+        if (ready_out != NULL) {
+            *ready_out = ready;
+        }
     }
     return st;
 }

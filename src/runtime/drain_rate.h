@@ -99,12 +99,13 @@ double sl__drain_busy_rate_per_s(sl_drain *d, size_t group);
 double sl__drain_capacity_per_s(sl_drain *d, size_t group);
 
 /**
- * The group's backlog (ready + delayed + in flight), read at most
- * @p max_age_ms ago on the sampler's clock; read again when older.
+ * The group's backlog (ready + delayed + in flight) and, in @p ready_out
+ * (may be NULL), its ready part, read at most @p max_age_ms ago on the
+ * sampler's clock; read again when older.
  * @return SL_OK; SL_UNAVAILABLE when it cannot be read.
  */
 sl_status sl__drain_backlog(sl_drain *d, size_t group, uint64_t max_age_ms,
-                            uint64_t *out);
+                            uint64_t *out, uint64_t *ready_out);
 
 /** The service's sampler (NULL before sl_service_start), for tests that
  * move its clock. */

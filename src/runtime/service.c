@@ -381,7 +381,11 @@ static sl_status start_sampler(sl_service *svc, sl_diag *diag)
  * request on @p channel (each group's backlog, plus the @p ahead events the
  * gateway is publishing) divided by what the group drains when busy; the
  * slowest group decides. Groups without a measured rate do not bound the
- * wait; with none, the prediction is unknown and the request admitted. */
+ * wait; with none, the prediction is unknown and the request admitted.
+ * Nor does a group with nothing waiting and no busy rate: it keeps up with
+ * what it is offered, and its throughput then measures the demand, not
+ * what it can drain (one order in a quiet minute is no capacity of one a
+ * minute; dividing by it refused the next order on an idle service). */
 static bool predict_wait(const char *channel, uint64_t ahead, uint64_t *wait_ms,
                          void *ctx)
 {
@@ -393,9 +397,12 @@ static bool predict_wait(const char *channel, uint64_t ahead, uint64_t *wait_ms,
             continue;
         }
         double rate = sl__drain_capacity_per_s(svc->drain, i);
-        uint64_t backlog = 0;
+        uint64_t backlog = 0, ready = 0;
         if (rate <= 0 || sl__drain_backlog(svc->drain, i, BACKLOG_MAX_AGE_MS,
-                                           &backlog) != SL_OK) {
+                                           &backlog, &ready) != SL_OK) {
+            continue;
+        }
+        if (ready == 0 && sl__drain_busy_rate_per_s(svc->drain, i) <= 0) {
             continue;
         }
         double ms =

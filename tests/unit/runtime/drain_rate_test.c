@@ -160,17 +160,18 @@ static void drain_backlog_is_read_again_only_when_stale(void **state)
     atomic_store(&f->sc.backlog, 7);
     uint64_t backlog = 0;
     uint64_t reads = atomic_load(&f->sc.reads);
-    assert_int_equal(sl__drain_backlog(f->d, 0, 10, &backlog), SL_OK);
+    assert_int_equal(sl__drain_backlog(f->d, 0, 10, &backlog, NULL), SL_OK);
     assert_int_equal(backlog, 7);
     assert_int_equal(atomic_load(&f->sc.reads), reads + 1);
     atomic_store(&f->sc.backlog, 9);
     f->mc.now_ms += 9;
-    assert_int_equal(sl__drain_backlog(f->d, 0, 10, &backlog), SL_OK);
+    assert_int_equal(sl__drain_backlog(f->d, 0, 10, &backlog, NULL), SL_OK);
     assert_int_equal(backlog, 7); /* 9 ms old: kept */
     f->mc.now_ms += 1;
-    assert_int_equal(sl__drain_backlog(f->d, 0, 10, &backlog), SL_OK);
+    assert_int_equal(sl__drain_backlog(f->d, 0, 10, &backlog, NULL), SL_OK);
     assert_int_equal(backlog, 9);
-    assert_int_equal(sl__drain_backlog(f->d, 1, 10, &backlog), SL_INVALID);
+    assert_int_equal(sl__drain_backlog(f->d, 1, 10, &backlog, NULL),
+                     SL_INVALID);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
