@@ -150,6 +150,21 @@ sl_status sl_consumer_stop(sl_consumer *c, uint64_t drain_timeout_ms);
 
 void sl_consumer_get_stats(sl_consumer *c, sl_consumer_stats *out);
 
+/** Distinct channels a consumer remembers having published to. */
+#define SL_CONSUMER_MAX_EMITS 16
+
+/**
+ * The channels this consumer's handlers have published to so far
+ * (sl_handler_publish), in the order first seen, at most
+ * SL_CONSUMER_MAX_EMITS: the stages downstream of its group, as the
+ * running service learns them.
+ *
+ * @param[out] out  up to @p max channel names, valid until the consumer
+ *                  is destroyed.
+ * @return how many were written. Any thread.
+ */
+size_t sl_consumer_emits(sl_consumer *c, const char **out, size_t max);
+
 /** Stop (if running) with the default drain, wait for every worker, free.
  * NULL is a no-op. */
 void sl_consumer_destroy(sl_consumer *c);

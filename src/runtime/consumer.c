@@ -125,6 +125,12 @@ struct sl_consumer {
     _Atomic uint64_t acked, retried, rejected, exhausted, expired, timed_out,
         duplicates, released;
     _Atomic uint32_t running;
+    /* The channels handlers published to (sl_consumer_emits): written
+     * once each under emits_mu, then published by nemits (release), so
+     * the publish path reads them without the lock. */
+    char *emits[SL_CONSUMER_MAX_EMITS];
+    _Atomic size_t nemits;
+    pthread_mutex_t emits_mu;
     /* The log lines of expected outcomes, sampled (LOG_SAMPLE_MS). */
     log_sampler rejects_logged, retries_logged;
 
@@ -193,9 +199,45 @@ void sl_handler_retry_after(sl_handler_ctx *ctx, uint64_t delay_ms)
     ctx->has_retry_after = true;
 }
 
+/* Remember that this consumer's handlers publish to @p channel: the
+ * service learns its pipeline's stages from it (admission by wait looks
+ * at every group downstream of a route). */
+static void note_emit(sl_consumer *c, const char *channel)
+{
+    size_t n = atomic_load_explicit(&c->nemits, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(c->emits[i], channel) == 0) {
+            return;
+        }
+    }
+    pthread_mutex_lock(&c->emits_mu);
+    n = atomic_load_explicit(&c->nemits, memory_order_relaxed);
+    bool known = false;
+    for (size_t i = 0; i < n && !known; i++) {
+        known = strcmp(c->emits[i], channel) == 0;
+    }
+    if (!known && n < SL_CONSUMER_MAX_EMITS &&
+        (c->emits[n] = sl_strdup(channel)) != NULL) {
+        atomic_store_explicit(&c->nemits, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&c->emits_mu);
+}
+
+size_t sl_consumer_emits(sl_consumer *c, const char **out, size_t max)
+{
+    size_t n = atomic_load_explicit(&c->nemits, memory_order_acquire);
+    for (size_t i = 0; i < n && i < max; i++) {
+        out[i] = c->emits[i];
+    }
+    return n < max ? n : max;
+}
+
 sl_status sl_handler_publish(sl_handler_ctx *ctx, const char *channel,
                              sl_event *ev, sl_diag *diag)
 {
+    if (channel != NULL) {
+        note_emit(ctx->c, channel);
+    }
     if (ctx->c->producer == NULL) {
         return sl_diag_set(diag, SL_UNSUPPORTED,
                            "consumer %s has no producer to publish with",
@@ -682,6 +724,7 @@ sl_status sl_consumer_create(sl_engine *eng, const sl_consumer_opts *opts,
     }
     sl_status st = SL_OK;
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->emits_mu, NULL);
     sl__cond_init_mono(&c->cv);
     pthread_mutex_init(&c->rejects_logged.mu, NULL);
     pthread_mutex_init(&c->retries_logged.mu, NULL);
@@ -918,6 +961,10 @@ void sl_consumer_destroy(sl_consumer *c)
     sl_free(c->status_start);
     sl_free(c->status_ack);
     sl_free(c->status_dead);
+    for (size_t i = 0; i < atomic_load(&c->nemits); i++) {
+        sl_free(c->emits[i]);
+    }
+    pthread_mutex_destroy(&c->emits_mu);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->rejects_logged.mu);

@@ -377,40 +377,82 @@ static sl_status start_sampler(sl_service *svc, sl_diag *diag)
     return SL_OK;
 }
 
+/* The predicted wait of group @p i for @p ahead more events, if the group
+ * bounds it (see predict_wait). */
+static bool group_wait(sl_service *svc, size_t i, uint64_t ahead,
+                       uint64_t *wait_ms)
+{
+    double rate = sl__drain_capacity_per_s(svc->drain, i);
+    uint64_t backlog = 0, ready = 0;
+    if (rate <= 0 || sl__drain_backlog(svc->drain, i, BACKLOG_MAX_AGE_MS,
+                                       &backlog, &ready) != SL_OK) {
+        return false;
+    }
+    if (ready == 0 && sl__drain_busy_rate_per_s(svc->drain, i) <= 0) {
+        return false;
+    }
+    double ms =
+        ceil((double)(backlog + ahead) * 1000.0 / (rate * RATE_HEADROOM));
+    *wait_ms = ms < 1e15 ? (uint64_t)ms : UINT64_MAX / 2;
+    return true;
+}
+
 /* The gateway's admission by predicted wait: the work ahead of a new
  * request on @p channel (each group's backlog, plus the @p ahead events the
  * gateway is publishing) divided by what the group drains when busy; the
- * slowest group decides. Groups without a measured rate do not bound the
- * wait; with none, the prediction is unknown and the request admitted.
- * Nor does a group with nothing waiting and no busy rate: it keeps up with
- * what it is offered, and its throughput then measures the demand, not
- * what it can drain (one order in a quiet minute is no capacity of one a
- * minute; dividing by it refused the next order on an idle service). */
+ * slowest group on the request's path decides. The path is every group of
+ * the channel and, downstream, every group of a channel their handlers
+ * have published to (sl_consumer_emits: learned as the service runs), so
+ * that a fast first stage in front of a slow one does not admit work the
+ * slow one cannot finish in time.
+ *
+ * Groups without a measured rate do not bound the wait; with none, the
+ * prediction is unknown and the request admitted. Nor does a group with
+ * nothing waiting and no busy rate: it keeps up with what it is offered,
+ * and its throughput then measures the demand, not what it can drain (one
+ * order in a quiet minute is no capacity of one a minute; dividing by it
+ * refused the next order on an idle service). */
 static bool predict_wait(const char *channel, uint64_t ahead, uint64_t *wait_ms,
                          void *ctx)
 {
     sl_service *svc = ctx;
     bool known = false;
     uint64_t worst = 0;
-    for (size_t i = 0; svc->drain != NULL && i < svc->nconsumers; i++) {
-        if (strcmp(svc->consumers[i].cc->channel, channel) != 0) {
-            continue;
-        }
-        double rate = sl__drain_capacity_per_s(svc->drain, i);
-        uint64_t backlog = 0, ready = 0;
-        if (rate <= 0 || sl__drain_backlog(svc->drain, i, BACKLOG_MAX_AGE_MS,
-                                           &backlog, &ready) != SL_OK) {
-            continue;
-        }
-        if (ready == 0 && sl__drain_busy_rate_per_s(svc->drain, i) <= 0) {
-            continue;
-        }
-        double ms =
-            ceil((double)(backlog + ahead) * 1000.0 / (rate * RATE_HEADROOM));
-        uint64_t w = ms < 1e15 ? (uint64_t)ms : UINT64_MAX / 2;
-        worst = w > worst ? w : worst;
-        known = true;
+    if (svc->drain == NULL || svc->nconsumers == 0) {
+        *wait_ms = 0;
+        return false;
     }
+    /* Breadth first over channels; each group is visited once. */
+    const char *todo[64];
+    size_t ntodo = 0, next = 0;
+    bool *seen = sl_calloc(svc->nconsumers, sizeof *seen);
+    if (seen == NULL) {
+        *wait_ms = 0;
+        return false;
+    }
+    todo[ntodo++] = channel;
+    while (next < ntodo) {
+        const char *ch = todo[next++];
+        for (size_t i = 0; i < svc->nconsumers; i++) {
+            if (seen[i] || strcmp(svc->consumers[i].cc->channel, ch) != 0) {
+                continue;
+            }
+            seen[i] = true;
+            uint64_t w = 0;
+            if (group_wait(svc, i, ahead, &w)) {
+                worst = w > worst ? w : worst;
+                known = true;
+            }
+            const char *out[SL_CONSUMER_MAX_EMITS];
+            size_t n = sl_consumer_emits(svc->consumers[i].consumer, out,
+                                         SL_CONSUMER_MAX_EMITS);
+            for (size_t k = 0; k < n && ntodo < sizeof todo / sizeof *todo;
+                 k++) {
+                todo[ntodo++] = out[k];
+            }
+        }
+    }
+    sl_free(seen);
     *wait_ms = worst;
     return known;
 }

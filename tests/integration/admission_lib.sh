@@ -12,8 +12,23 @@ admission_setup() {
     [ -f "$PACED" ] || fail "missing plugin $PACED (build it first)"
 }
 
-# admission_config OUT ADMIT_BY_WAIT DEADLINE SLEEP_MS MAX_LENGTH
+# admission_config OUT ADMIT_BY_WAIT DEADLINE SLEEP_MS MAX_LENGTH [STAGES]
+# STAGES 2: the route's channel "jobs" is relayed by a fast group "relay"
+# (kind forward) to "jobs.paced", where "work" is the slow stage; the
+# gateway learns that path as the relay publishes.
 admission_config() {
+    if [ "${6:-1}" = 2 ]; then
+        work_channel=jobs.paced
+        relay="  - channel: jobs
+    group: relay
+    prefetch: 64
+    handler: {kind: forward, to: jobs.paced}"
+        paced_channel="  - {name: jobs.paced, max_length: $5}"
+    else
+        work_channel=jobs
+        relay=
+        paced_channel=
+    fi
     cat >"$1" <<YAML
 service:
   name: admission
@@ -24,6 +39,7 @@ producer:
   max_in_flight: 10000
 channels:
   - {name: jobs, max_length: $5}
+$paced_channel
 gateway:
   listen: 127.0.0.1:0
   threads: 8
@@ -36,7 +52,8 @@ gateway:
 admin:
   listen: 127.0.0.1:0
 consumers:
-  - channel: jobs
+$relay
+  - channel: $work_channel
     group: work
     prefetch: 1
     concurrency: 1

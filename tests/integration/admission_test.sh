@@ -18,8 +18,13 @@
 #
 # Bounds are generous on purpose; timing figures are printed, not asserted.
 #
-# usage: admission_test.sh SOURCE_DIR BUILD_DIR
+# With STAGES 2 the route feeds a fast relay group whose handler forwards
+# to the slow stage's channel: the slowest group on the path (learned from
+# what the relay publishes) must bound the wait, not the fast first stage.
+#
+# usage: admission_test.sh SOURCE_DIR BUILD_DIR [STAGES]
 set -eu
+STAGES=${3:-1}
 NAME=admission_test
 . "$(dirname "$0")/orders_lib.sh"
 . "$(dirname "$0")/admission_lib.sh"
@@ -31,7 +36,7 @@ trap 'touch "$WORK/poll.stop" 2>/dev/null || true; orders_cleanup' EXIT
 DEADLINE_MS=4000
 CAPACITY=100
 MAX_LENGTH=20000
-admission_config "$WORK/service.yaml" true 4s 10 "$MAX_LENGTH"
+admission_config "$WORK/service.yaml" true 4s 10 "$MAX_LENGTH" "$STAGES"
 start_sluice "$WORK/service.yaml"
 # A quiet service admits: one job, then nothing for 6 s, then one more.
 # Its throughput meanwhile (one event in 6 s) is demand, not capacity:
