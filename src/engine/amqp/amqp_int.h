@@ -1,5 +1,5 @@
-/* The RabbitMQ engine's private header. The engine
- * ("amqp://user:pass@host:port/vhost"), on rabbitmq-c.
+/* The RabbitMQ engine ("amqp://user:pass@host:port/vhost"), on rabbitmq-c:
+ * its private header, shared by the files of src/engine/amqp/.
  *
  * Mapping (docs/engines/rabbitmq.md):
  *
