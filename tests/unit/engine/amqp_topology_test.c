@@ -1,6 +1,6 @@
 /* RabbitMQ's refusals of a declaration with other arguments, rephrased:
  * the entity, the argument, both values (texts from RabbitMQ 3.10). */
-#include "engine/amqp_topology.h"
+#include "engine/amqp/amqp_int.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
