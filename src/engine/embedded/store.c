@@ -1,4 +1,4 @@
-#include "engine/embedded_store.h"
+#include "engine/embedded/store.h"
 
 #include "sluice/alloc.h"
 

@@ -1,4 +1,4 @@
-#include "engine/embedded_ingress.h"
+#include "engine/embedded/ingress.h"
 
 #include "engine/driver.h"
 #include "sluice/alloc.h"

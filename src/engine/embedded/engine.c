@@ -18,9 +18,9 @@
 #include "core/waiter.h"
 #include "engine/dedup.h"
 #include "engine/driver.h"
-#include "engine/embedded.h"
-#include "engine/embedded_ingress.h"
-#include "engine/embedded_store.h"
+#include "engine/embedded/embedded.h"
+#include "engine/embedded/ingress.h"
+#include "engine/embedded/store.h"
 #include "sluice/alloc.h"
 #include "sluice/log.h"
 
