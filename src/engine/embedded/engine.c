@@ -17,6 +17,7 @@
 #include "engine/embedded/embedded_int.h"
 
 #include "core/waiter.h"
+#include "engine/url_params.h"
 #include "sluice/alloc.h"
 #include "sluice/log.h"
 
@@ -222,6 +223,25 @@ static void emb_close(sl_engine *base);
 #define MEMORY_SCHEME "memory://"
 #define MEMORY_PATH ":memory:"
 
+/* What the URL's query sets. */
+typedef struct emb_url_params {
+    sl_sync_mode sync;
+} emb_url_params;
+
+static const sl_url_enum sync_values[] = {
+    {"full", SL_SYNC_FULL},
+    {"normal", SL_SYNC_NORMAL},
+    {"off", SL_SYNC_OFF},
+    {NULL, 0},
+};
+
+/* The parameters of an embedded URL (docs/embedded-engine.md). */
+static const sl_url_param emb_url_params_table[] = {
+    SL_URL_ENUM("sync", emb_url_params, sync, sync_values,
+                "when a commit is durable: full (fsync at every commit), "
+                "normal (at checkpoints; the default) or off"),
+};
+
 /* "embedded:DIR[?sync=...]", "embedded::memory:[?...]" or
  * "memory://[?...]". *dir is NULL for the in-memory engine; *sync is
  * written only when the URL sets it. */
@@ -234,24 +254,16 @@ static sl_status parse_url(const char *url, sl_sync_mode *sync, char **dir,
     const char *q = strchr(rest, '?');
     size_t path_len = q ? (size_t)(q - rest) : strlen(rest);
     if (q != NULL) {
-        const char *p = q + 1;
-        while (*p) {
-            const char *amp = strchr(p, '&');
-            size_t len = amp ? (size_t)(amp - p) : strlen(p);
-            if (len == 9 && strncmp(p, "sync=full", 9) == 0) {
-                *sync = SL_SYNC_FULL;
-            } else if (len == 11 && strncmp(p, "sync=normal", 11) == 0) {
-                *sync = SL_SYNC_NORMAL;
-            } else if (len == 8 && strncmp(p, "sync=off", 8) == 0) {
-                *sync = SL_SYNC_OFF;
-            } else {
-                return sl_diag_set(diag, SL_INVALID,
-                                   "engine URL '%s': unknown parameter '%.*s' "
-                                   "(expected sync=full|normal|off)",
-                                   url, (int)len, p);
-            }
-            p += len + (amp ? 1 : 0);
+        char context[400];
+        snprintf(context, sizeof context, "engine URL '%s'", url);
+        emb_url_params params = {.sync = *sync};
+        sl_status st = sl__url_params_parse(
+            emb_url_params_table, SL_URL_PARAMS_COUNT(emb_url_params_table),
+            q + 1, &params, context, diag);
+        if (st != SL_OK) {
+            return st;
         }
+        *sync = params.sync;
     }
     if (memory) {
         if (path_len != 0) {
