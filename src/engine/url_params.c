@@ -105,7 +105,8 @@ static void list_enum(const sl_url_enum *values, char *buf, size_t size)
 {
     const char *names[SL_URL_PARAMS_MAX] = {0};
     size_t n = 0;
-    for (; values[n].name != NULL && n < SL_URL_PARAMS_MAX; n++) {
+    for (; values != NULL && values[n].name != NULL && n < SL_URL_PARAMS_MAX;
+         n++) {
         names[n] = values[n].name;
     }
     list_names(names, n, buf, size);
