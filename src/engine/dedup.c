@@ -9,6 +9,7 @@
  */
 #include "engine/dedup.h"
 
+#include "core/hash.h"
 #include "sluice/alloc.h"
 
 #include <string.h>
@@ -33,10 +34,10 @@ static void hash_id(const void *scope, const char *id, uint64_t *h1,
                     uint64_t *h2)
 {
     /* FNV-1a, and a multiply-rotate hash with a different structure. */
-    uint64_t a = 1469598103934665603ull ^ (uint64_t)(uintptr_t)scope;
+    uint64_t a =
+        sl__hash_fnv1a_str(id, SL_HASH_FNV1A_SEED ^ (uint64_t)(uintptr_t)scope);
     uint64_t b = 0x9e3779b97f4a7c15ull + (uint64_t)(uintptr_t)scope;
     for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
-        a = (a ^ *p) * 1099511628211ull;
         b = (b + *p) * 0xbf58476d1ce4e5b9ull;
         b ^= b >> 31;
     }

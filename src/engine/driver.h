@@ -104,6 +104,11 @@ sl_status sl__dead_letter_event(const sl_event *ev, sl_dead_reason reason,
 sl_status sl__dlq_channel_name(const char *channel, const char *group,
                                char *buf, size_t size);
 
+/** A dead-letter channel's name (what sl__dlq_channel_name makes: it ends
+ * in ".dlq" after at least one character). Its group is the keeper
+ * (SL_DLQ_GROUP), never dead-lettered itself. */
+bool sl__is_dlq_channel(const char *name);
+
 /** Give back unprocessed like sl_delivery_release (not an attempt), to
  * be redelivered after @p delay_ms where the engine can delay a release
  * (NATS); others redeliver at once. Takes *d and sets it to NULL. */

@@ -345,6 +345,12 @@ sl_status sl__dlq_channel_name(const char *channel, const char *group,
     return (n < 0 || (size_t)n >= size) ? SL_TOO_LARGE : SL_OK;
 }
 
+bool sl__is_dlq_channel(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 4 && strcmp(name + n - 4, ".dlq") == 0;
+}
+
 sl_status sl__dead_letter_event(const sl_event *ev, sl_dead_reason reason,
                                 uint32_t attempts, const char *error,
                                 const char *channel, const char *group,

@@ -22,6 +22,7 @@
  */
 #include "sluice/gateway.h"
 
+#include "core/sqlite_util.h"
 #include "core/waiter.h"
 #include "http/gateway_state.h"
 #include "sluice/alloc.h"
@@ -139,9 +140,6 @@ struct sl_gateway_state {
 };
 
 static const char schema[] =
-    "PRAGMA journal_mode=WAL;"
-    "PRAGMA synchronous=NORMAL;"
-    "PRAGMA busy_timeout=5000;"
     "CREATE TABLE IF NOT EXISTS gateway_idempotency("
     "  key TEXT PRIMARY KEY, fp1 INTEGER NOT NULL, fp2 INTEGER NOT NULL,"
     "  state INTEGER NOT NULL, event_id TEXT NOT NULL,"
@@ -178,19 +176,19 @@ sl_status sl_gateway_state_open(const char *path,
     gs->status_ttl_ms =
         o.status_ttl_ms ? o.status_ttl_ms : DEFAULT_STATUS_TTL_MS;
     gs->clock = o.clock;
-    int rc = sqlite3_open_v2(
-        path, &gs->db,
-        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_exec(gs->db, schema, NULL, NULL, NULL);
+    sl_sqlite_opts so = {.what = "gateway state"};
+    sl_status st = sl__sqlite_open(path, &so, &gs->db, diag);
+    if (st != SL_OK) {
+        sl_gateway_state_close(gs);
+        return st;
     }
+    int rc = sqlite3_exec(gs->db, schema, NULL, NULL, NULL);
     for (int i = 0; rc == SQLITE_OK && i < Q_COUNT_; i++) {
         rc = sqlite3_prepare_v2(gs->db, sql[i], -1, &gs->q[i], NULL);
     }
     if (rc != SQLITE_OK) {
-        sl_status st = sl_diag_set(
-            diag, rc == SQLITE_NOMEM ? SL_NOMEM : SL_IO, "gateway state %s: %s",
-            path, gs->db ? sqlite3_errmsg(gs->db) : "cannot open");
+        st = sl_diag_set(diag, rc == SQLITE_NOMEM ? SL_NOMEM : SL_IO,
+                         "gateway state %s: %s", path, sqlite3_errmsg(gs->db));
         sl_gateway_state_close(gs);
         return st;
     }

@@ -1,5 +1,6 @@
 #include "runtime/inbox.h"
 
+#include "core/sqlite_util.h"
 #ifdef SLUICE_HAVE_NATS
 #include "engine/nats_kv.h"
 #endif
@@ -65,14 +66,13 @@ sl_status sl__inbox_open(const char *path, uint64_t ttl_ms, sl_inbox **out,
     pthread_mutex_init(&in->mu, NULL);
     in->refs = 1;
     in->ttl_ms = ttl_ms;
-    if (sqlite3_open_v2(path, &in->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                            SQLITE_OPEN_FULLMUTEX,
-                        NULL) != SQLITE_OK ||
-        sqlite3_exec(in->db,
-                     "PRAGMA journal_mode=WAL;"
-                     "PRAGMA synchronous=NORMAL;"
-                     "PRAGMA busy_timeout=5000;"
+    sl_sqlite_opts so = {.shared = true, .what = "idempotency inbox"};
+    if ((st = sl__sqlite_open(path, &so, &in->db, diag)) != SL_OK) {
+        inbox_free(in);
+        pthread_mutex_unlock(&registry_mu);
+        return st;
+    }
+    if (sqlite3_exec(in->db,
                      "CREATE TABLE IF NOT EXISTS inbox("
                      "  grp TEXT NOT NULL, id TEXT NOT NULL,"
                      "  at INTEGER NOT NULL, PRIMARY KEY(grp, id))"

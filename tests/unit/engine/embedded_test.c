@@ -476,6 +476,11 @@ static void engine_url_with_unknown_parameter_is_invalid(void **state)
     snprintf(url, sizeof url, "%s?sync=full&color=red", f->url);
     check_url_refused(url, "color=red");
     check_url_refused("embedded::memory:?sync=fast", "sync=fast");
+    /* The shared parameter table's answers: the accepted values, the
+     * closest name, a parameter given twice. */
+    check_url_refused("memory://?sync=fast", "expected full, normal or off");
+    check_url_refused("embedded::memory:?snyc=full", "did you mean 'sync'?");
+    check_url_refused("memory://?sync=off&sync=full", "'sync' given twice");
 }
 
 static void engine_url_without_path_is_invalid(void **state)

@@ -1,7 +1,7 @@
 /* The embedded engine past its memory budget: committed events are kept
  * only in the store and read back when delivered, browsed or
  * dead-lettered, with nothing lost or changed. */
-#include "engine/embedded.h"
+#include "engine/embedded/embedded.h"
 #include "sluice/engine.h"
 
 #include <setjmp.h>

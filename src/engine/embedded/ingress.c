@@ -1,16 +1,19 @@
-#include "engine/embedded_ingress.h"
+#include "engine/embedded/ingress.h"
 
+#include "core/sqlite_util.h"
+#include "core/waiter.h"
 #include "engine/driver.h"
+#include "engine/embedded/embedded_int.h"
 #include "sluice/alloc.h"
+#include "sluice/log.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 
 static const char ingress_schema[] =
-    "PRAGMA journal_mode=WAL;"
-    "PRAGMA busy_timeout=5000;"
     "CREATE TABLE IF NOT EXISTS ingress("
     "  seq INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL,"
     "  body BLOB NOT NULL, flags INTEGER NOT NULL DEFAULT 0);";
@@ -21,17 +24,15 @@ static sl_status open_ingress_db(const char *dir, sl_sync_mode sync,
     char path[4200];
     snprintf(path, sizeof path, "%s/ingress.db", dir);
     sqlite3 *db = NULL;
-    const char *sync_sql = sync == SL_SYNC_FULL  ? "PRAGMA synchronous=FULL;"
-                           : sync == SL_SYNC_OFF ? "PRAGMA synchronous=OFF;"
-                                                 : "PRAGMA synchronous=NORMAL;";
-    if (sqlite3_open_v2(path, &db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                            SQLITE_OPEN_FULLMUTEX,
-                        NULL) != SQLITE_OK ||
-        sqlite3_exec(db, ingress_schema, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(db, sync_sql, NULL, NULL, NULL) != SQLITE_OK) {
-        sl_status st = sl_diag_set(diag, SL_IO, "ingress %s: %s", path,
-                                   db ? sqlite3_errmsg(db) : "cannot open");
+    sl_sqlite_opts so = {
+        .shared = true, .sync = emb_sqlite_sync(sync), .what = "ingress"};
+    sl_status st = sl__sqlite_open(path, &so, &db, diag);
+    if (st != SL_OK) {
+        return st;
+    }
+    if (sqlite3_exec(db, ingress_schema, NULL, NULL, NULL) != SQLITE_OK) {
+        st = sl_diag_set(diag, SL_IO, "ingress %s: %s", path,
+                         sqlite3_errmsg(db));
         sqlite3_close(db);
         return st;
     }
@@ -47,7 +48,8 @@ struct emb_ingress {
     sqlite3_stmt *del;
 };
 
-sl_status emb_ingress_open(const char *dir, emb_ingress **out, sl_diag *diag)
+sl_status sl__emb_ingress_open(const char *dir, emb_ingress **out,
+                               sl_diag *diag)
 {
     emb_ingress *in = sl_calloc(1, sizeof *in);
     if (in == NULL) {
@@ -64,15 +66,15 @@ sl_status emb_ingress_open(const char *dir, emb_ingress **out, sl_diag *diag)
         st = sl_diag_set(diag, SL_IO, "ingress: %s", sqlite3_errmsg(in->db));
     }
     if (st != SL_OK) {
-        emb_ingress_close(in);
+        sl__emb_ingress_close(in);
         return st;
     }
     *out = in;
     return SL_OK;
 }
 
-sl_status emb_ingress_read(emb_ingress *in, emb_ingress_row *rows, size_t max,
-                           size_t *n)
+sl_status sl__emb_ingress_read(emb_ingress *in, emb_ingress_row *rows,
+                               size_t max, size_t *n)
 {
     size_t got = 0;
     sqlite3_bind_int64(in->read, 1, (sqlite3_int64)max);
@@ -99,7 +101,7 @@ sl_status emb_ingress_read(emb_ingress *in, emb_ingress_row *rows, size_t max,
     return SL_OK;
 }
 
-void emb_ingress_rows_free(emb_ingress_row *rows, size_t n)
+void sl__emb_ingress_rows_free(emb_ingress_row *rows, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         sl_free(rows[i].channel);
@@ -107,7 +109,7 @@ void emb_ingress_rows_free(emb_ingress_row *rows, size_t n)
     }
 }
 
-sl_status emb_ingress_delete_upto(emb_ingress *in, int64_t seq)
+sl_status sl__emb_ingress_delete_upto(emb_ingress *in, int64_t seq)
 {
     sqlite3_bind_int64(in->del, 1, seq);
     int r = sqlite3_step(in->del);
@@ -115,7 +117,7 @@ sl_status emb_ingress_delete_upto(emb_ingress *in, int64_t seq)
     return r == SQLITE_DONE ? SL_OK : SL_IO;
 }
 
-void emb_ingress_close(emb_ingress *in)
+void sl__emb_ingress_close(emb_ingress *in)
 {
     if (in != NULL) {
         sqlite3_finalize(in->read);
@@ -123,6 +125,108 @@ void emb_ingress_close(emb_ingress *in)
         sqlite3_close(in->db);
         sl_free(in);
     }
+}
+
+/* ---- owner side: the drain thread ---------------------------------------- */
+
+#define INGRESS_BATCH 256
+#define INGRESS_IDLE_MS 20
+
+/* Confirms of one ingress batch. */
+typedef struct ingress_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t pending;
+    bool failed;
+} ingress_wait;
+
+static void ingress_confirm(sl_status st, void *ctx)
+{
+    ingress_wait *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    w->pending--;
+    w->failed |= st != SL_OK;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Move events from the ingress into the channels, oldest first. A row is
+ * deleted only after the store committed its event; a crash in between
+ * re-ingests it, and the dedup window (recovered ids included) drops it. */
+void *sl__emb_ingress_main(void *arg)
+{
+    emb_engine *e = arg;
+    emb_ingress_row rows[INGRESS_BATCH];
+    ingress_wait w = {.pending = 0};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        bool closing = e->closing;
+        pthread_mutex_unlock(&e->mu);
+        if (closing) {
+            break;
+        }
+        size_t n = 0;
+        sl__emb_ingress_read(e->ingress, rows, INGRESS_BATCH, &n);
+        size_t done = 0;
+        bool full = false;
+        for (; done < n; done++) {
+            sl_event *ev = NULL;
+            sl_diag diag = {0};
+            if (sl_event_decode(rows[done].body, rows[done].len, &ev, &diag) !=
+                SL_OK) {
+                sl_logf(SL_LOG_ERROR, "engine.embedded",
+                        "ingress row %" PRId64 " unreadable (%s): dropped",
+                        rows[done].seq, diag.msg);
+                continue;
+            }
+            pthread_mutex_lock(&w.mu);
+            w.pending++;
+            pthread_mutex_unlock(&w.mu);
+            sl_status st =
+                sl__emb_publish(&e->base, rows[done].channel, ev,
+                                rows[done].flags, ingress_confirm, &w);
+            sl_event_unref(ev);
+            if (st != SL_OK) {
+                pthread_mutex_lock(&w.mu);
+                w.pending--;
+                pthread_mutex_unlock(&w.mu);
+            }
+            if (st == SL_FULL || st == SL_CLOSED || st == SL_UNAVAILABLE) {
+                full = true; /* leave it for later, in order */
+                break;
+            }
+            if (st != SL_OK) {
+                sl_logf(SL_LOG_ERROR, "engine.embedded",
+                        "ingress event for %s refused: %s; dropped",
+                        rows[done].channel, sl_status_str(st));
+            }
+        }
+        pthread_mutex_lock(&w.mu);
+        while (w.pending > 0) {
+            pthread_cond_wait(&w.cv, &w.mu);
+        }
+        bool failed = w.failed;
+        w.failed = false;
+        pthread_mutex_unlock(&w.mu);
+        if (done > 0 && !failed) {
+            sl__emb_ingress_delete_upto(e->ingress, rows[done - 1].seq);
+        }
+        sl__emb_ingress_rows_free(rows, n);
+        if (n < INGRESS_BATCH || full || failed) {
+            struct timespec ts;
+            sl__deadline_after(&ts, INGRESS_IDLE_MS);
+            pthread_mutex_lock(&e->mu);
+            if (!e->closing) {
+                pthread_cond_timedwait(&e->ingress_cv, &e->mu, &ts);
+            }
+            pthread_mutex_unlock(&e->mu);
+        }
+    }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return NULL;
 }
 
 /* ---- client side ------------------------------------------------------ */
@@ -148,15 +252,10 @@ sl_status sl__embedded_client_open(const char *dir, const sl_engine_opts *opts,
     char path[4200];
     snprintf(path, sizeof path, "%s/sluice.db", dir);
     sl_status st = open_ingress_db(dir, opts->sync, &c->ingress, diag);
-    if (st == SL_OK &&
-        sqlite3_open_v2(path, &c->store,
-                        SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX,
-                        NULL) != SQLITE_OK) {
-        st = sl_diag_set(diag, SL_IO, "%s: %s", path,
-                         sqlite3_errmsg(c->store));
-    }
     if (st == SL_OK) {
-        sqlite3_busy_timeout(c->store, 5000);
+        sl_sqlite_opts so = {
+            .read_only = true, .shared = true, .what = "embedded store"};
+        st = sl__sqlite_open(path, &so, &c->store, diag);
     }
     if (st != SL_OK) {
         sqlite3_close(c->ingress);
@@ -322,10 +421,9 @@ static sl_status client_depth(sl_engine *base, const char *channel,
     int64_t gid = group_id(c, channel, group);
     sl_status st = gid ? SL_OK : SL_NOT_FOUND;
     sqlite3_stmt *s = NULL;
-    if (gid &&
-        sqlite3_prepare_v2(c->store,
-                           "SELECT count(*) FROM entries WHERE gid = ?1", -1,
-                           &s, NULL) == SQLITE_OK) {
+    if (gid && sqlite3_prepare_v2(c->store,
+                                  "SELECT count(*) FROM entries WHERE gid = ?1",
+                                  -1, &s, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, gid);
         if (sqlite3_step(s) == SQLITE_ROW) {
             /* The store is written behind: this is what it last committed,

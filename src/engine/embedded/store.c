@@ -1,5 +1,6 @@
-#include "engine/embedded_store.h"
+#include "engine/embedded/store.h"
 
+#include "core/sqlite_util.h"
 #include "sluice/alloc.h"
 
 #include <errno.h>
@@ -13,8 +14,8 @@
 
 struct emb_store {
     sqlite3 *db;
-    sqlite3 *reader;          /* second connection: reads while the writer
-                                 writes (WAL) */
+    sqlite3 *reader; /* second connection: reads while the writer
+                        writes (WAL) */
     sqlite3_stmt *body_read;
     int lock_fd;
     sqlite3_stmt *msg_insert;
@@ -102,8 +103,8 @@ static sl_status prepare(emb_store *st, const char *sql, sqlite3_stmt **out,
     return SL_OK;
 }
 
-sl_status emb_store_open(const char *dir, sl_sync_mode sync, emb_store **out,
-                         sl_diag *diag)
+sl_status sl__emb_store_open(const char *dir, sl_sync_mode sync,
+                             emb_store **out, sl_diag *diag)
 {
     sl_status rc = mkdir_p(dir, diag);
     if (rc != SL_OK) {
@@ -124,77 +125,66 @@ sl_status emb_store_open(const char *dir, sl_sync_mode sync, emb_store **out,
      * view of the queues in memory and both would deliver the same events. */
     if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         rc = sl_diag_set(diag, SL_EXISTS,
-                         "embedded store %s is in use by another process",
-                         dir);
+                         "embedded store %s is in use by another process", dir);
         goto fail;
     }
     snprintf(path, sizeof path, "%s/sluice.db", dir);
-    if (sqlite3_open_v2(path, &st->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                            SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
-        rc = db_fail(st, diag, path);
+    /* The store is written behind and read only at recovery: a small page
+     * cache keeps memory from growing with the backlog, which is held in
+     * memory by the engine anyway. */
+    sl_sqlite_opts so = {.sync = emb_sqlite_sync(sync),
+                         .cache_kib = 128,
+                         .what = "embedded store"};
+    if ((rc = sl__sqlite_open(path, &so, &st->db, diag)) != SL_OK) {
         goto fail;
     }
-    const char *sync_sql = sync == SL_SYNC_FULL  ? "PRAGMA synchronous=FULL;"
-                           : sync == SL_SYNC_OFF ? "PRAGMA synchronous=OFF;"
-                                                 : "PRAGMA synchronous=NORMAL;";
-    if (sqlite3_exec(st->db, "PRAGMA journal_mode=WAL;", NULL, NULL, NULL) !=
-            SQLITE_OK ||
-        sqlite3_exec(st->db, sync_sql, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(st->db, "PRAGMA busy_timeout=5000;", NULL, NULL, NULL) !=
-            SQLITE_OK ||
-        /* The store is written behind and read only at recovery: a small
-         * page cache keeps memory from growing with the backlog, which is
-         * held in memory by the engine anyway. */
-        sqlite3_exec(st->db, "PRAGMA cache_size=-128;", NULL, NULL, NULL) !=
-            SQLITE_OK ||
-        sqlite3_exec(st->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+    if (sqlite3_exec(st->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
         (rc = add_max_bytes_column(st, diag)) != SL_OK) {
         if (rc == SL_OK) {
             rc = db_fail(st, diag, "schema");
         }
         goto fail;
     }
-    if ((rc = prepare(st, "INSERT INTO messages(seq, channel, body) "
-                          "VALUES(?1, ?2, ?3)",
+    if ((rc = prepare(st,
+                      "INSERT INTO messages(seq, channel, body) "
+                      "VALUES(?1, ?2, ?3)",
                       &st->msg_insert, diag)) != SL_OK ||
         (rc = prepare(st, "DELETE FROM messages WHERE seq = ?1",
                       &st->msg_delete, diag)) != SL_OK ||
-        (rc = prepare(st, "INSERT INTO entries(seq, gid, attempts, visible_at)"
-                          " VALUES(?1, ?2, ?3, ?4)",
+        (rc = prepare(st,
+                      "INSERT INTO entries(seq, gid, attempts, visible_at)"
+                      " VALUES(?1, ?2, ?3, ?4)",
                       &st->entry_insert, diag)) != SL_OK ||
-        (rc = prepare(st, "UPDATE entries SET attempts = ?3, visible_at = ?4 "
-                          "WHERE seq = ?1 AND gid = ?2",
+        (rc = prepare(st,
+                      "UPDATE entries SET attempts = ?3, visible_at = ?4 "
+                      "WHERE seq = ?1 AND gid = ?2",
                       &st->entry_update, diag)) != SL_OK ||
         (rc = prepare(st, "DELETE FROM entries WHERE seq = ?1 AND gid = ?2",
                       &st->entry_delete, diag)) != SL_OK) {
         goto fail;
     }
-    if (sqlite3_open_v2(path, &st->reader,
-                        SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK ||
-        /* Point reads of recent rows: the OS page cache has them. */
-        sqlite3_exec(st->reader, "PRAGMA cache_size=-64;", NULL, NULL,
-                     NULL) != SQLITE_OK ||
-        sqlite3_prepare_v3(st->reader,
-                           "SELECT body FROM messages WHERE seq = ?1", -1,
-                           SQLITE_PREPARE_PERSISTENT, &st->body_read,
-                           NULL) != SQLITE_OK) {
+    /* Point reads of recent rows: the OS page cache has them. */
+    sl_sqlite_opts ro = {
+        .read_only = true, .cache_kib = 64, .what = "embedded store reader"};
+    if ((rc = sl__sqlite_open(path, &ro, &st->reader, diag)) != SL_OK) {
+        goto fail;
+    }
+    if (sqlite3_prepare_v3(
+            st->reader, "SELECT body FROM messages WHERE seq = ?1", -1,
+            SQLITE_PREPARE_PERSISTENT, &st->body_read, NULL) != SQLITE_OK) {
         rc = sl_diag_set(diag, SL_IO, "embedded store: reader: %s",
-                         st->reader ? sqlite3_errmsg(st->reader)
-                                    : "cannot open");
+                         sqlite3_errmsg(st->reader));
         goto fail;
     }
     *out = st;
     return SL_OK;
 fail:
-    emb_store_close(st);
+    sl__emb_store_close(st);
     return rc;
 }
 
-sl_status emb_store_read_body(emb_store *st, int64_t seq, uint8_t **body,
-                              size_t *len)
+sl_status sl__emb_store_read_body(emb_store *st, int64_t seq, uint8_t **body,
+                                  size_t *len)
 {
     sl_status rc = SL_NOT_FOUND;
     sqlite3_bind_int64(st->body_read, 1, seq);
@@ -217,7 +207,7 @@ sl_status emb_store_read_body(emb_store *st, int64_t seq, uint8_t **body,
     return rc;
 }
 
-void emb_store_close(emb_store *st)
+void sl__emb_store_close(emb_store *st)
 {
     if (st == NULL) {
         return;
@@ -236,9 +226,9 @@ void emb_store_close(emb_store *st)
     sl_free(st);
 }
 
-sl_status emb_store_put_channel(emb_store *st, const char *name,
-                                uint64_t max_length, uint64_t max_bytes,
-                                sl_diag *diag)
+sl_status sl__emb_store_put_channel(emb_store *st, const char *name,
+                                    uint64_t max_length, uint64_t max_bytes,
+                                    sl_diag *diag)
 {
     sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(st->db,
@@ -257,9 +247,9 @@ sl_status emb_store_put_channel(emb_store *st, const char *name,
     return r == SQLITE_DONE ? SL_OK : db_fail(st, diag, "declare channel");
 }
 
-sl_status emb_store_put_group(emb_store *st, const char *channel,
-                              const char *name, uint32_t max_attempts,
-                              int64_t *gid, sl_diag *diag)
+sl_status sl__emb_store_put_group(emb_store *st, const char *channel,
+                                  const char *name, uint32_t max_attempts,
+                                  int64_t *gid, sl_diag *diag)
 {
     sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(st->db,
@@ -289,8 +279,8 @@ static int run(sqlite3_stmt *s)
     return r == SQLITE_DONE ? SQLITE_OK : r;
 }
 
-sl_status emb_store_apply(emb_store *st, const emb_op *ops, size_t n,
-                          sl_diag *diag)
+sl_status sl__emb_store_apply(emb_store *st, const emb_op *ops, size_t n,
+                              sl_diag *diag)
 {
     if (sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
         return db_fail(st, diag, "begin");
@@ -338,8 +328,8 @@ sl_status emb_store_apply(emb_store *st, const emb_op *ops, size_t n,
     return SL_OK;
 }
 
-sl_status emb_store_load(emb_store *st, const emb_store_visitor *v, void *ctx,
-                         int64_t *max_seq, sl_diag *diag)
+sl_status sl__emb_store_load(emb_store *st, const emb_store_visitor *v,
+                             void *ctx, int64_t *max_seq, sl_diag *diag)
 {
     sl_status rc = SL_OK;
     sqlite3_stmt *s = NULL;

@@ -28,14 +28,15 @@ typedef struct emb_ingress_row {
 } emb_ingress_row;
 
 /* Owner side. */
-sl_status emb_ingress_open(const char *dir, emb_ingress **out, sl_diag *diag);
-/** Read up to @p max oldest rows; free them with emb_ingress_rows_free. */
-sl_status emb_ingress_read(emb_ingress *in, emb_ingress_row *rows, size_t max,
-                           size_t *n);
-void emb_ingress_rows_free(emb_ingress_row *rows, size_t n);
+sl_status sl__emb_ingress_open(const char *dir, emb_ingress **out,
+                               sl_diag *diag);
+/** Read up to @p max oldest rows; free them with sl__emb_ingress_rows_free. */
+sl_status sl__emb_ingress_read(emb_ingress *in, emb_ingress_row *rows,
+                               size_t max, size_t *n);
+void sl__emb_ingress_rows_free(emb_ingress_row *rows, size_t n);
 /** Remove every row up to and including @p seq. */
-sl_status emb_ingress_delete_upto(emb_ingress *in, int64_t seq);
-void emb_ingress_close(emb_ingress *in);
+sl_status sl__emb_ingress_delete_upto(emb_ingress *in, int64_t seq);
+void sl__emb_ingress_close(emb_ingress *in);
 
 /* Client side: an engine that only publishes (into the ingress) and reads. */
 extern const sl_driver sl__embedded_client_driver;

@@ -2,26 +2,35 @@
  *
  * The engine keeps all state in memory and writes changes behind, one
  * transaction per batch (group commit). This file only speaks SQL; what to
- * write is decided in embedded.c. One thread at a time uses a store.
+ * write is decided in writer.c. One thread at a time uses a store.
  */
 #ifndef SLUICE_ENGINE_EMBEDDED_STORE_H
 #define SLUICE_ENGINE_EMBEDDED_STORE_H
 
+#include "core/sqlite_util.h"
 #include "sluice/engine.h"
 
 typedef struct emb_store emb_store;
 
-/** Open (creating) "<dir>/sluice.db" and take "<dir>/LOCK" exclusively. */
-sl_status emb_store_open(const char *dir, sl_sync_mode sync, emb_store **out,
-                         sl_diag *diag);
-void emb_store_close(emb_store *st);
+/** The SQLite durability level of an engine's sync mode. */
+static inline sl_sqlite_sync emb_sqlite_sync(sl_sync_mode sync)
+{
+    return sync == SL_SYNC_FULL  ? SL_SQLITE_SYNC_FULL
+           : sync == SL_SYNC_OFF ? SL_SQLITE_SYNC_OFF
+                                 : SL_SQLITE_SYNC_NORMAL;
+}
 
-sl_status emb_store_put_channel(emb_store *st, const char *name,
-                                uint64_t max_length, uint64_t max_bytes,
-                                sl_diag *diag);
-sl_status emb_store_put_group(emb_store *st, const char *channel,
-                              const char *name, uint32_t max_attempts,
-                              int64_t *gid, sl_diag *diag);
+/** Open (creating) "<dir>/sluice.db" and take "<dir>/LOCK" exclusively. */
+sl_status sl__emb_store_open(const char *dir, sl_sync_mode sync,
+                             emb_store **out, sl_diag *diag);
+void sl__emb_store_close(emb_store *st);
+
+sl_status sl__emb_store_put_channel(emb_store *st, const char *name,
+                                    uint64_t max_length, uint64_t max_bytes,
+                                    sl_diag *diag);
+sl_status sl__emb_store_put_group(emb_store *st, const char *channel,
+                                  const char *name, uint32_t max_attempts,
+                                  int64_t *gid, sl_diag *diag);
 
 typedef enum emb_op_kind {
     EMB_MSG_INSERT,
@@ -31,7 +40,7 @@ typedef enum emb_op_kind {
     EMB_ENTRY_DELETE,
 } emb_op_kind;
 
-/** One row change; pointers stay valid until emb_store_apply returns. */
+/** One row change; pointers stay valid until sl__emb_store_apply returns. */
 typedef struct emb_op {
     emb_op_kind kind;
     int64_t seq;
@@ -45,12 +54,12 @@ typedef struct emb_op {
 
 /** Read a committed message's body (a reader connection, for spilled
  * events). *body is sl_malloc'd. SL_NOT_FOUND if absent. */
-sl_status emb_store_read_body(emb_store *st, int64_t seq, uint8_t **body,
-                              size_t *len);
+sl_status sl__emb_store_read_body(emb_store *st, int64_t seq, uint8_t **body,
+                                  size_t *len);
 
 /** Apply @p ops in one transaction. */
-sl_status emb_store_apply(emb_store *st, const emb_op *ops, size_t n,
-                          sl_diag *diag);
+sl_status sl__emb_store_apply(emb_store *st, const emb_op *ops, size_t n,
+                              sl_diag *diag);
 
 /** Callbacks for recovery, in this order: channels, groups, then messages
  * and entries interleaved in increasing seq (a message before its
@@ -66,7 +75,7 @@ typedef struct emb_store_visitor {
                        uint64_t visible_at, void *ctx);
 } emb_store_visitor;
 
-sl_status emb_store_load(emb_store *st, const emb_store_visitor *v, void *ctx,
-                         int64_t *max_seq, sl_diag *diag);
+sl_status sl__emb_store_load(emb_store *st, const emb_store_visitor *v,
+                             void *ctx, int64_t *max_seq, sl_diag *diag);
 
 #endif
