@@ -345,6 +345,12 @@ sl_status sl__dlq_channel_name(const char *channel, const char *group,
     return (n < 0 || (size_t)n >= size) ? SL_TOO_LARGE : SL_OK;
 }
 
+sl_status sl_dlq_channel_name(const char *channel, const char *group,
+                              char *buf, size_t size)
+{
+    return sl__dlq_channel_name(channel, group, buf, size);
+}
+
 sl_status sl__dead_letter_event(const sl_event *ev, sl_dead_reason reason,
                                 uint32_t attempts, const char *error,
                                 const char *channel, const char *group,

@@ -1009,7 +1009,7 @@ static void config_reference_mentions_every_key(void **state)
 static void source_path(char *buf, size_t size, const char *rel)
 {
     const char *me = __FILE__;
-    const char *tail = strstr(me, "tests/unit/core/config_test.c");
+    const char *tail = strstr(me, "tests/unit/host/config_test.c");
     assert_non_null(tail);
     snprintf(buf, size, "%.*s%s", (int)(tail - me), me, rel);
 }
