@@ -134,8 +134,8 @@ sl_status sl_engine_declare_group(sl_engine *eng, const sl_group_opts *opts,
  *
  * Thread-safety: any thread; touches no engine.
  */
-sl_status sl_dlq_channel_name(const char *channel, const char *group,
-                              char *buf, size_t size);
+sl_status sl_dlq_channel_name(const char *channel, const char *group, char *buf,
+                              size_t size);
 
 /* ---- publishing -------------------------------------------------------- */
 

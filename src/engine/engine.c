@@ -345,8 +345,8 @@ sl_status sl__dlq_channel_name(const char *channel, const char *group,
     return (n < 0 || (size_t)n >= size) ? SL_TOO_LARGE : SL_OK;
 }
 
-sl_status sl_dlq_channel_name(const char *channel, const char *group,
-                              char *buf, size_t size)
+sl_status sl_dlq_channel_name(const char *channel, const char *group, char *buf,
+                              size_t size)
 {
     return sl__dlq_channel_name(channel, group, buf, size);
 }

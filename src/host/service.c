@@ -423,8 +423,8 @@ static size_t admin_group_count(void *ctx)
     return sl_service_consumer_count(ctx);
 }
 
-static void admin_group_name(size_t i, const char **channel,
-                             const char **group, void *ctx)
+static void admin_group_name(size_t i, const char **channel, const char **group,
+                             void *ctx)
 {
     const sl_service *svc = ctx;
     *channel = svc->consumers[i].cc->channel;

@@ -60,9 +60,9 @@ typedef struct sl_admin_opts {
 /**
  * Start serving.
  * @return SL_OK; SL_INVALID without a registry or a required callback, or
- *         with a bad listen address; SL_IO when the address cannot be bound; SL_NOMEM;
- *         SL_EXISTS when the registry holds a sluice metric name declared
- *         differently.
+ *         with a bad listen address; SL_IO when the address cannot be
+ *         bound; SL_NOMEM; SL_EXISTS when the registry holds a sluice
+ *         metric name declared differently.
  */
 sl_status sl__admin_start(const sl_admin_opts *opts, sl_admin **out,
                           sl_diag *diag);
