@@ -1,7 +1,7 @@
 /* sluice config check|reference. */
 #include "cli.h"
 
-#include "core/secret.h"
+#include "sluice/log.h"
 #include "sluice/service.h"
 
 #include <stdio.h>
@@ -30,7 +30,7 @@ static int check(const char *path)
         return CLI_USAGE;
     }
     char shown[256]; /* the URL may hold credentials */
-    sl__secret_redact_url(cfg->engine_url, shown, sizeof shown);
+    sl_log_redact_url(cfg->engine_url, shown, sizeof shown);
     printf("%s: ok (%zu channel(s), %zu consumer group(s), engine %s)\n", path,
            cfg->nchannels, cfg->nconsumers, shown);
     sl_config_free(cfg);

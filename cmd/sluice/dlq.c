@@ -1,10 +1,8 @@
 /* sluice dlq list|show|replay: a group's dead letters. */
 #include "cli.h"
 
-#include "core/secret.h"
-#include "core/suggest.h"
-#include "engine/driver.h"
 #include "sluice/alloc.h"
+#include "sluice/log.h"
 #include "sluice/producer.h"
 
 #include <getopt.h>
@@ -96,11 +94,6 @@ static bool visit_one(const sl_event *ev, uint32_t attempts, void *ctx)
     return v->a->limit <= 0 || v->shown < (size_t)v->a->limit;
 }
 
-static const char *str_at(const void *items, size_t i)
-{
-    return ((const char *const *)items)[i];
-}
-
 /* What the configuration declares that comes close to the channel or group
  * asked for: "channel 'orders'" or "group 'payments'"; "" when nothing
  * does or there is no configuration. */
@@ -111,35 +104,21 @@ static void suggest(const dlq_args *a, const sl_config *cfg, char *buf,
     if (cfg == NULL) {
         return;
     }
-    const char **names =
-        calloc(cfg->nchannels + cfg->nconsumers + 1, sizeof *names);
-    if (names == NULL) {
-        return;
-    }
-    size_t n = 0;
     bool declared = false;
     for (size_t i = 0; i < cfg->nchannels; i++) {
-        names[n++] = cfg->channels[i].name;
         declared = declared || strcmp(cfg->channels[i].name, a->channel) == 0;
     }
     const char *hint = NULL;
     const char *what = "channel";
     if (!declared) {
-        hint = sl__closest_name(a->channel, names, n, str_at);
+        hint = sl_config_suggest_channel(cfg, a->channel);
     } else {
-        n = 0;
-        for (size_t i = 0; i < cfg->nconsumers; i++) {
-            if (strcmp(cfg->consumers[i].channel, a->channel) == 0) {
-                names[n++] = cfg->consumers[i].group;
-            }
-        }
-        hint = sl__closest_name(a->group, names, n, str_at);
+        hint = sl_config_suggest_group(cfg, a->channel, a->group);
         what = "group";
     }
     if (hint != NULL) {
         snprintf(buf, size, " (did you mean %s '%s'?)", what, hint);
     }
-    free(names);
 }
 
 /* "no group": where it was looked for (the engine URL, credentials
@@ -149,7 +128,7 @@ static int no_group(const dlq_args *a, const char *url, const sl_config *cfg,
                     const char *why)
 {
     char shown[256];
-    sl__secret_redact_url(url, shown, sizeof shown);
+    sl_log_redact_url(url, shown, sizeof shown);
     char hint[300];
     suggest(a, cfg, hint, sizeof hint);
     cli_error("no group '%s' on channel '%s' in %s%s%s%s%s", a->group,
@@ -340,7 +319,7 @@ int cmd_dlq(int argc, char **argv)
         return CLI_USAGE;
     }
     char dlq[512];
-    if (sl__dlq_channel_name(a.channel, a.group, dlq, sizeof dlq) != SL_OK) {
+    if (sl_dlq_channel_name(a.channel, a.group, dlq, sizeof dlq) != SL_OK) {
         cli_error("dlq: names too long");
         return CLI_USAGE;
     }

@@ -1,7 +1,6 @@
 /* sluice run CONFIG: host a service until SIGTERM/SIGINT, then drain. */
 #include "cli.h"
 
-#include "core/secret.h"
 #include "sluice/log.h"
 #include "sluice/service.h"
 
@@ -39,7 +38,7 @@ static void format_seconds(uint64_t ms, char *out, size_t size)
 static void banner(const sl_config *cfg, const sl_service *svc)
 {
     char shown[256]; /* the URL may hold credentials */
-    sl__secret_redact_url(cfg->engine_url, shown, sizeof shown);
+    sl_log_redact_url(cfg->engine_url, shown, sizeof shown);
     fprintf(stderr, "sluice: %s running on %s (pid %d)\n", cfg->service_name,
             shown, (int)getpid());
     if (sl_service_gateway_port(svc) != 0) {

@@ -222,6 +222,25 @@ sl_status sl_config_fail(const sl_config *cfg, const void *field,
                          sl_diag *diag, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
 
+/**
+ * "Did you mean": the declared channel closest to @p name, for a user who
+ * typed a channel that @p cfg does not declare.
+ *
+ * @return a channel name of @p cfg (borrowed, valid as long as @p cfg)
+ *         within two edits of @p name; NULL when none is, when @p name is
+ *         declared itself, or when an argument is NULL.
+ *
+ * Thread-safety: any thread.
+ */
+const char *sl_config_suggest_channel(const sl_config *cfg, const char *name);
+
+/**
+ * Same for a consumer group: the group of @p channel in @p cfg closest to
+ * @p group, or NULL (also when @p group is one of them).
+ */
+const char *sl_config_suggest_group(const sl_config *cfg, const char *channel,
+                                    const char *group);
+
 /** Write the reference of every option (key, type, default, bounds, doc) as
  * Markdown, generated from the option tables (docs/configuration.md embeds
  * it). NULL is a no-op. */

@@ -118,6 +118,25 @@ typedef struct sl_group_opts {
 sl_status sl_engine_declare_group(sl_engine *eng, const sl_group_opts *opts,
                                   sl_diag *diag);
 
+/** The group that keeps a dead-letter channel's events: subscribe to or
+ * browse "<channel>.<group>.dlq" as this group to read them. */
+#define SL_DLQ_GROUP "dlq"
+
+/**
+ * The name of a group's dead-letter channel, "<channel>.<group>.dlq".
+ *
+ * @param[in]  channel the group's channel
+ * @param[in]  group   the group
+ * @param[out] buf     receives the name, NUL-terminated
+ * @param[in]  size    bytes at @p buf
+ * @return SL_OK; SL_TOO_LARGE when the name does not fit (@p buf then
+ *         holds a truncated name, not to be used).
+ *
+ * Thread-safety: any thread; touches no engine.
+ */
+sl_status sl_dlq_channel_name(const char *channel, const char *group, char *buf,
+                              size_t size);
+
 /* ---- publishing -------------------------------------------------------- */
 
 /** Publish flags. */

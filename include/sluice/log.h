@@ -63,6 +63,23 @@ void sl_log_json_sink(const sl_log_record *rec, void *ctx);
 /** Lower-case name of a level ("warn"). */
 const char *sl_log_level_str(sl_log_level level);
 
+/**
+ * Copy @p url into @p buf with its credentials hidden, for log lines and
+ * messages: "amqp://user:pass@host/" reads "amqp://user:***@host/", a token
+ * ("nats://token@host") reads "***", and query parameters named password,
+ * pass, passwd, token or secret read "***" unless they name a secret's
+ * source (env:NAME, file:PATH). Text without "://" is copied unchanged.
+ *
+ * @param[in]  url  the URL (not modified)
+ * @param[out] buf  receives the copy, always NUL-terminated, truncated to
+ *                  fit
+ * @param[in]  size bytes at @p buf, at least 1
+ * @return @p buf.
+ *
+ * Thread-safety: any thread.
+ */
+char *sl_log_redact_url(const char *url, char *buf, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,5 +1,6 @@
 #include "sluice/log.h"
 
+#include "core/secret.h"
 #include "sluice/clock.h"
 
 #include <jansson.h>
@@ -136,4 +137,9 @@ void sl_log_json_sink(const sl_log_record *rec, void *ctx)
     fflush(out);
     pthread_mutex_unlock(&file_lock);
     free(line);
+}
+
+char *sl_log_redact_url(const char *url, char *buf, size_t size)
+{
+    return sl__secret_redact_url(url, buf, size);
 }

@@ -114,9 +114,6 @@ bool sl__is_dlq_channel(const char *name);
  * (NATS); others redeliver at once. Takes *d and sets it to NULL. */
 sl_status sl__delivery_release_after(sl_delivery **d, uint64_t delay_ms);
 
-/** Name of the group that keeps a dead-letter channel's events. */
-#define SL_DLQ_GROUP "dlq"
-
 /** Valid channel or group name: [A-Za-z0-9._-]{1,200}. */
 bool sl__name_is_valid(const char *name);
 

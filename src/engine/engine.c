@@ -351,6 +351,12 @@ bool sl__is_dlq_channel(const char *name)
     return n > 4 && strcmp(name + n - 4, ".dlq") == 0;
 }
 
+sl_status sl_dlq_channel_name(const char *channel, const char *group, char *buf,
+                              size_t size)
+{
+    return sl__dlq_channel_name(channel, group, buf, size);
+}
+
 sl_status sl__dead_letter_event(const sl_event *ev, sl_dead_reason reason,
                                 uint32_t attempts, const char *error,
                                 const char *channel, const char *group,

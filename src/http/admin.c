@@ -1,5 +1,6 @@
-/* The admin listener. Its state is the service (borrowed) and the registry
- * (borrowed); the drain rates it reports are the service's, sampled on a
+/* The admin listener. Its state is the registry (borrowed) and the
+ * callbacks through which it asks the service host about readiness and the
+ * consumer groups; the drain rates it reports are the host's, sampled on a
  * fixed period whether or not anyone asks. */
 #include "http/admin.h"
 
@@ -23,7 +24,7 @@
 #define JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 struct sl_admin {
-    sl_service *svc;
+    sl_admin_opts src; /* the callbacks and their ctx */
     sl_metrics *reg;
     sl_std_metrics sm;
     sl_http_server *srv;
@@ -32,21 +33,20 @@ struct sl_admin {
     uint32_t max_replicas;
 };
 
-/* Runs at each /metrics render: gauges from the engine and the service. */
+/* Runs at each /metrics render: gauges from the service's callbacks. */
 static void collect(sl_metrics *reg, void *ctx)
 {
     sl_admin *adm = ctx;
-    sl_engine *eng = sl_service_engine(adm->svc);
+    const sl_admin_opts *src = &adm->src;
     sl_gauge_set(sl_metric_get(adm->sm.ready, NULL),
-                 sl_service_is_ready(adm->svc) ? 1 : 0);
-    size_t n = sl_service_consumer_count(adm->svc);
+                 src->not_ready_reason(src->ctx) == NULL ? 1 : 0);
+    size_t n = src->group_count(src->ctx);
     for (size_t i = 0; i < n; i++) {
         const char *ch = NULL;
         const char *g = NULL;
-        sl_consumer_stats cs;
-        sl_service_consumer_stats(adm->svc, i, &ch, &g, &cs);
+        src->group_name(i, &ch, &g, src->ctx);
         sl_depth d;
-        if (eng == NULL || sl_engine_depth(eng, ch, g, &d) != SL_OK) {
+        if (src->group_depth(i, &d, src->ctx) != SL_OK) {
             continue;
         }
         sl_metric_family *qd = adm->sm.queue_depth;
@@ -90,7 +90,7 @@ static void get_metrics(sl_admin *adm, sl_http_response *resp)
 
 static void get_readyz(sl_admin *adm, sl_http_response *resp)
 {
-    const char *why = sl_service_not_ready_reason(adm->svc);
+    const char *why = adm->src.not_ready_reason(adm->src.ctx);
     if (why != NULL) {
         sl__http_problem(resp, 503, "Service Unavailable", why);
         sl__http_set_header(resp, "Cache-Control", "no-store");
@@ -106,12 +106,12 @@ static void get_readyz(sl_admin *adm, sl_http_response *resp)
 static long find_group(sl_admin *adm, const char *group, const char *channel)
 {
     long found = -1;
-    size_t n = sl_service_consumer_count(adm->svc);
+    const sl_admin_opts *src = &adm->src;
+    size_t n = src->group_count(src->ctx);
     for (size_t i = 0; i < n; i++) {
         const char *ch = NULL;
         const char *g = NULL;
-        sl_consumer_stats cs;
-        sl_service_consumer_stats(adm->svc, i, &ch, &g, &cs);
+        src->group_name(i, &ch, &g, src->ctx);
         if (strcmp(g, group) != 0 ||
             (channel != NULL && strcmp(ch, channel) != 0)) {
             continue;
@@ -160,20 +160,22 @@ static void get_scale(sl_admin *adm, const sl_http_request *req,
         sl__http_problem(resp, 404, "Not Found", detail);
         return;
     }
+    const sl_admin_opts *src = &adm->src;
     const char *ch = NULL;
     const char *g = NULL;
-    sl_consumer_stats cs;
-    sl_service_consumer_stats(adm->svc, (size_t)i, &ch, &g, &cs);
+    src->group_name((size_t)i, &ch, &g, src->ctx);
     sl_depth d = {0};
-    sl_status st = sl_engine_depth(sl_service_engine(adm->svc), ch, g, &d);
+    sl_status st = src->group_depth((size_t)i, &d, src->ctx);
     if (st != SL_OK) {
         sl__http_problem(resp, 503, "Service Unavailable", sl_status_str(st));
         return;
     }
     /* One decimal of the rate is all a scaler can use; seconds are whole,
      * rounded up (docs/observability.md). */
-    double rate =
-        round(sl_service_drain_rate_per_s(adm->svc, (size_t)i) * 10) / 10;
+    double measured = src->drain_rate_per_s != NULL
+                          ? src->drain_rate_per_s((size_t)i, src->ctx)
+                          : 0;
+    double rate = round(measured * 10) / 10;
     uint64_t backlog = d.ready + d.delayed + d.in_flight;
     json_t *doc = json_object();
     json_t *drain = backlog == 0 ? json_integer(0)
@@ -253,15 +255,18 @@ static void handle(const sl_http_request *req, sl_http_response *resp,
 sl_status sl__admin_start(const sl_admin_opts *opts, sl_admin **out,
                           sl_diag *diag)
 {
-    if (opts == NULL || opts->svc == NULL || out == NULL) {
-        return sl_diag_set(diag, SL_INVALID, "admin listener needs a service");
+    if (opts == NULL || out == NULL || opts->not_ready_reason == NULL ||
+        opts->group_count == NULL || opts->group_name == NULL ||
+        opts->group_depth == NULL) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "admin listener needs the service's callbacks");
     }
     sl_admin *adm = sl_calloc(1, sizeof *adm);
     if (adm == NULL) {
         return SL_NOMEM;
     }
-    adm->svc = opts->svc;
-    adm->reg = opts->reg ? opts->reg : sl_service_metrics(opts->svc);
+    adm->src = *opts;
+    adm->reg = opts->reg;
     adm->target =
         opts->target_per_replica ? opts->target_per_replica : DEFAULT_TARGET;
     adm->min_replicas =

@@ -107,9 +107,4 @@ double sl__drain_capacity_per_s(sl_drain *d, size_t group);
 sl_status sl__drain_backlog(sl_drain *d, size_t group, uint64_t max_age_ms,
                             uint64_t *out, uint64_t *ready_out);
 
-/** The service's sampler (NULL before sl_service_start), for tests that
- * move its clock. */
-typedef struct sl_service sl_service;
-sl_drain *sl__service_drain(sl_service *svc);
-
 #endif

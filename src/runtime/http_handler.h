@@ -5,7 +5,7 @@
 #ifndef SLUICE_RUNTIME_HTTP_HANDLER_H
 #define SLUICE_RUNTIME_HTTP_HANDLER_H
 
-#include "runtime/handlers.h"
+#include "runtime/handler_kinds.h"
 #include "sluice/http_handler.h"
 
 /* Longest error text a call reports (the consumer keeps 512 bytes). */

@@ -258,6 +258,27 @@ static void json_sink_keeps_text_that_is_not_utf8(void **state)
     fclose(fp);
 }
 
+static void redact_url_hides_passwords_and_tokens(void **state)
+{
+    (void)state;
+    char buf[128];
+    assert_string_equal(
+        sl_log_redact_url("amqp://app:hunter2@mq:5672/v", buf, sizeof buf),
+        "amqp://app:***@mq:5672/v");
+    assert_string_equal(
+        sl_log_redact_url("nats://s3cret@n1:4222", buf, sizeof buf),
+        "nats://***@n1:4222");
+    assert_string_equal(
+        sl_log_redact_url("amqp://mq/?password=x&pass=env:P", buf, sizeof buf),
+        "amqp://mq/?password=***&pass=env:P");
+    assert_string_equal(sl_log_redact_url("embedded:./data", buf, sizeof buf),
+                        "embedded:./data");
+    char small[8];
+    assert_ptr_equal(sl_log_redact_url("amqp://u:p@h", small, sizeof small),
+                     small);
+    assert_int_equal(strlen(small), sizeof small - 1);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_teardown(fn, restore_default_sink)
@@ -272,6 +293,7 @@ int main(void)
         T(json_sink_leaves_out_fields_without_a_value),
         T(json_sink_fields_never_replace_the_record_keys),
         T(json_sink_keeps_text_that_is_not_utf8),
+        T(redact_url_hides_passwords_and_tokens),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,8 @@
 /* The admin listener over real sockets: a service on the in-memory engine,
  * the listener on a free port, requests with libcurl. */
 #include "http/admin.h"
-#include "runtime/drain_rate.h"
+
+#include "host/service_int.h"
 
 #include "sluice/alloc.h"
 #include "sluice/config.h"
@@ -69,7 +70,7 @@ static void start_admin(fx *f, const sl_admin_opts *extra)
 {
     sl_admin_opts o = extra ? *extra : (sl_admin_opts){0};
     o.listen = "127.0.0.1:0";
-    o.svc = f->svc;
+    sl__service_admin_opts(f->svc, &o);
     sl_diag diag = {0};
     if (sl__admin_start(&o, &f->adm, &diag) != SL_OK) {
         fail_msg("admin: %s", diag.msg);
@@ -555,7 +556,7 @@ static void admin_metrics_pass_promtool_check(void **state)
     sl_free(text);
 }
 
-static void admin_start_without_service_is_invalid(void **state)
+static void admin_start_without_callbacks_is_invalid(void **state)
 {
     (void)state;
     sl_admin *adm = NULL;
@@ -563,6 +564,98 @@ static void admin_start_without_service_is_invalid(void **state)
     assert_int_equal(sl__admin_start(&o, &adm, NULL), SL_INVALID);
     assert_null(adm);
     sl__admin_stop(NULL);
+}
+
+/* A stand-in for the service: the admin listener knows only callbacks. */
+typedef struct fake_source {
+    const char *not_ready; /* NULL = ready */
+    sl_depth depth;
+    double rate;
+} fake_source;
+
+static const char *fake_not_ready(void *ctx)
+{
+    return ((fake_source *)ctx)->not_ready;
+}
+
+static size_t fake_count(void *ctx)
+{
+    (void)ctx;
+    return 1;
+}
+
+static void fake_name(size_t i, const char **channel, const char **group,
+                      void *ctx)
+{
+    (void)i;
+    (void)ctx;
+    *channel = "orders";
+    *group = "work";
+}
+
+static sl_status fake_depth(size_t i, sl_depth *out, void *ctx)
+{
+    (void)i;
+    *out = ((fake_source *)ctx)->depth;
+    return SL_OK;
+}
+
+static double fake_rate(size_t i, void *ctx)
+{
+    (void)i;
+    return ((fake_source *)ctx)->rate;
+}
+
+static void admin_reports_what_its_callbacks_say(void **state)
+{
+    (void)state;
+    fake_source src = {.not_ready = "warming up",
+                       .depth = {.ready = 12000, .delayed = 0, .in_flight = 0},
+                       .rate = 240.04};
+    sl_metrics *reg = NULL;
+    assert_int_equal(sl_metrics_create(&reg), SL_OK);
+    fx f = {0};
+    sl_admin_opts o = {.listen = "127.0.0.1:0",
+                       .reg = reg,
+                       .ctx = &src,
+                       .not_ready_reason = fake_not_ready,
+                       .group_count = fake_count,
+                       .group_name = fake_name,
+                       .group_depth = fake_depth,
+                       .drain_rate_per_s = fake_rate};
+    sl_diag diag = {0};
+    if (sl__admin_start(&o, &f.adm, &diag) != SL_OK) {
+        fail_msg("admin: %s", diag.msg);
+    }
+    snprintf(f.base, sizeof f.base, "http://127.0.0.1:%u",
+             (unsigned)sl__admin_port(f.adm));
+
+    json_t *doc = get_json(&f, "/readyz", 503);
+    assert_string_equal(json_string_value(json_object_get(doc, "detail")),
+                        "warming up");
+    json_decref(doc);
+    src.not_ready = NULL;
+    json_decref(get_json(&f, "/readyz", 200));
+
+    doc = get_json(&f, "/scale?group=work", 200);
+    assert_string_equal(json_string_value(json_object_get(doc, "channel")),
+                        "orders");
+    assert_int_equal(int_field(doc, "depth"), 12000);
+    assert_int_equal(int_field(doc, "desired_replicas"), 3);
+    assert_int_equal(int_field(doc, "seconds_to_drain"), 50);
+    assert_true(json_real_value(json_object_get(doc, "drain_rate_per_s")) ==
+                240.0);
+    json_decref(doc);
+
+    reply r = http(&f, NULL, "/metrics");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "sluice_ready 1"));
+    assert_non_null(
+        strstr(r.body, "sluice_queue_depth{channel=\"orders\",group=\"work\","
+                       "state=\"ready\"} 12000"));
+    sl_free(r.body);
+    sl__admin_stop(f.adm);
+    sl_metrics_destroy(reg);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -586,7 +679,8 @@ int main(void)
         T(admin_unknown_path_is_404_and_post_is_405),
         T(admin_metrics_count_published_and_consumed_events),
         T(admin_metrics_pass_promtool_check),
-        cmocka_unit_test(admin_start_without_service_is_invalid),
+        cmocka_unit_test(admin_start_without_callbacks_is_invalid),
+        cmocka_unit_test(admin_reports_what_its_callbacks_say),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -8,6 +8,8 @@
  */
 #include "runtime/http_handler.h"
 
+#include "host/handlers.h"
+
 #include "core/waiter.h"
 
 #include <setjmp.h>

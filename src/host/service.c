@@ -1,11 +1,14 @@
-/* The service host: builds engine, producer and consumers from a config. */
+/* The service host: builds engine, producer and consumers from a config,
+ * and feeds the gateway and the admin listener through their callbacks.
+ * The composition root: the only place that knows every layer. */
 #include "sluice/service.h"
 
+#include "host/handlers.h"
+#include "host/service_int.h"
 #include "http/admin.h"
 #include "http/gateway_state.h"
 #include "http/server.h"
 #include "runtime/drain_rate.h"
-#include "runtime/handlers.h"
 #include "sluice/alloc.h"
 #include "sluice/gateway.h"
 #include "sluice/log.h"
@@ -457,6 +460,49 @@ static bool predict_wait(const char *channel, uint64_t ahead, uint64_t *wait_ms,
     return known;
 }
 
+/* ---- what the admin listener asks -------------------------------------- */
+
+static const char *admin_not_ready(void *ctx)
+{
+    return sl_service_not_ready_reason(ctx);
+}
+
+static size_t admin_group_count(void *ctx)
+{
+    return sl_service_consumer_count(ctx);
+}
+
+static void admin_group_name(size_t i, const char **channel, const char **group,
+                             void *ctx)
+{
+    const sl_service *svc = ctx;
+    *channel = svc->consumers[i].cc->channel;
+    *group = svc->consumers[i].cc->group;
+}
+
+static sl_status admin_group_depth(size_t i, sl_depth *out, void *ctx)
+{
+    const sl_service *svc = ctx;
+    const sl_config_consumer *cc = svc->consumers[i].cc;
+    return sl_engine_depth(svc->eng, cc->channel, cc->group, out);
+}
+
+static double admin_drain_rate(size_t i, void *ctx)
+{
+    return sl_service_drain_rate_per_s(ctx, i);
+}
+
+void sl__service_admin_opts(sl_service *svc, sl_admin_opts *out)
+{
+    out->reg = svc->metrics;
+    out->ctx = svc;
+    out->not_ready_reason = admin_not_ready;
+    out->group_count = admin_group_count;
+    out->group_name = admin_group_name;
+    out->group_depth = admin_group_depth;
+    out->drain_rate_per_s = admin_drain_rate;
+}
+
 sl_status sl_service_start(sl_service *svc, sl_diag *diag)
 {
     if (svc->drain == NULL) {
@@ -504,10 +550,10 @@ sl_status sl_service_start(sl_service *svc, sl_diag *diag)
     }
     if (cfg->admin_enabled) {
         sl_admin_opts ao = {.listen = cfg->admin_listen,
-                            .svc = svc,
                             .target_per_replica = cfg->scale_target,
                             .min_replicas = cfg->scale_min,
                             .max_replicas = cfg->scale_max};
+        sl__service_admin_opts(svc, &ao);
         sl_diag d = {0};
         if ((st = sl__admin_start(&ao, &svc->admin, &d)) != SL_OK) {
             return sl_config_fail(cfg, &cfg->admin_listen,

@@ -1005,11 +1005,31 @@ static void config_reference_mentions_every_key(void **state)
     free(text);
 }
 
+/* Other tools (the CLI) ask the configuration what comes close to a
+ * channel or group a user typed. */
+static void config_suggests_the_closest_channel_and_group(void **state)
+{
+    (void)state;
+    sl_config *cfg = load_ok(full_yaml);
+    assert_string_equal(sl_config_suggest_channel(cfg, "orders.creatd"),
+                        "orders.created");
+    assert_null(sl_config_suggest_channel(cfg, "orders.created"));
+    assert_null(sl_config_suggest_channel(cfg, "payments"));
+    /* Only the groups of the channel asked about count. */
+    assert_string_equal(sl_config_suggest_group(cfg, "orders.audit", "archiv"),
+                        "archive");
+    assert_null(sl_config_suggest_group(cfg, "orders.created", "archiv"));
+    assert_null(sl_config_suggest_group(cfg, "orders.audit", "archive"));
+    assert_null(sl_config_suggest_channel(NULL, "x"));
+    assert_null(sl_config_suggest_group(cfg, NULL, "x"));
+    sl_config_free(cfg);
+}
+
 /* The path of a file in the source tree, found from this file's path. */
 static void source_path(char *buf, size_t size, const char *rel)
 {
     const char *me = __FILE__;
-    const char *tail = strstr(me, "tests/unit/core/config_test.c");
+    const char *tail = strstr(me, "tests/unit/host/config_test.c");
     assert_non_null(tail);
     snprintf(buf, size, "%.*s%s", (int)(tail - me), me, rel);
 }
@@ -1217,6 +1237,7 @@ int main(void)
         cmocka_unit_test(config_reference_mentions_every_key),
         cmocka_unit_test(config_reference_in_docs_is_current),
         cmocka_unit_test(config_docs_examples_load),
+        cmocka_unit_test(config_suggests_the_closest_channel_and_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,27 +1,16 @@
-/* Handler kinds a configuration can name: C plugins and the built-ins.
+/* A consumer group's handler, bound from the configuration's keys.
  *
  *   plugin   a shared object with the ABI of sluice/plugin.h
- *   forward  republish the event (same id, as a child) to `to`
- *   append   append the event id and a newline to `file`
- *   record   insert (group, id, attempt) into the table `processed` of the
- *            idempotency inbox, inside its transaction: exactly-once effects
- *   fail     always RETRY (to exercise retries and dead letters)
+ *   forward, append, record, fail
+ *            the built-in kinds (runtime/handler_kinds.h)
  *   http     POST the event (CloudEvents binary mode) to a URL; the answer
  *            decides the outcome (sluice/http_handler.h)
  */
-#ifndef SLUICE_RUNTIME_HANDLERS_H
-#define SLUICE_RUNTIME_HANDLERS_H
+#ifndef SLUICE_HOST_HANDLERS_H
+#define SLUICE_HOST_HANDLERS_H
 
+#include "runtime/handler_kinds.h"
 #include "sluice/config.h"
-#include "sluice/consumer.h"
-
-typedef struct sl_bound_handler {
-    sl_handler_fn fn;
-    void *user;
-    void (*fini)(void *user);
-    void *dl; /* dlopen handle, plugins only */
-    bool transactional;
-} sl_bound_handler;
 
 sl_status sl__handler_bind(const sl_config *cfg, const sl_config_consumer *cc,
                            sl_bound_handler *out, sl_diag *diag);

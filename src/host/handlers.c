@@ -1,120 +1,16 @@
-#include "runtime/handlers.h"
+/* A configuration's handlers: plugins loaded here, the built-in kinds
+ * (runtime/handler_kinds.h) and HTTP push handlers made from their keys;
+ * every error names the handler's key and its place in the file. */
+#include "host/handlers.h"
 
 #include "runtime/http_handler.h"
-#include "sluice/alloc.h"
 #include "sluice/plugin.h"
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-
-/* ---- forward ------------------------------------------------------------ */
-
-static sl_outcome forward_handle(sl_handler_ctx *ctx, void *user)
-{
-    const char *to = user;
-    sl_event *copy = NULL;
-    sl_status st = sl_event_clone(sl_handler_event(ctx), &copy);
-    if (st != SL_OK) {
-        sl_handler_set_error(ctx, "forward: %s", sl_status_str(st));
-        return SL_OUTCOME_RETRY;
-    }
-    sl_diag diag = {0};
-    st = sl_handler_publish(ctx, to, copy, &diag);
-    sl_event_unref(copy);
-    if (st != SL_OK) {
-        sl_handler_set_error(ctx, "forward to %s: %s", to, diag.msg);
-        return sl_status_is_retryable(st) ? SL_OUTCOME_RETRY
-                                          : SL_OUTCOME_REJECT;
-    }
-    return SL_OUTCOME_ACK;
-}
-
-/* ---- append ------------------------------------------------------------- */
-
-typedef struct append_sink {
-    int fd;
-} append_sink;
-
-static sl_outcome append_handle(sl_handler_ctx *ctx, void *user)
-{
-    append_sink *s = user;
-    char line[512];
-    int n = snprintf(line, sizeof line, "%s\n",
-                     sl_event_id(sl_handler_event(ctx)));
-    if (n < 0 || (size_t)n >= sizeof line) {
-        sl_handler_set_error(ctx, "append: id too long");
-        return SL_OUTCOME_REJECT;
-    }
-    /* One write(2) with O_APPEND: lines from concurrent workers never
-     * interleave. */
-    if (write(s->fd, line, (size_t)n) != n) {
-        sl_handler_set_error(ctx, "append: %s", strerror(errno));
-        return SL_OUTCOME_RETRY;
-    }
-    return SL_OUTCOME_ACK;
-}
-
-static void append_fini(void *user)
-{
-    append_sink *s = user;
-    if (s != NULL) {
-        close(s->fd);
-        sl_free(s);
-    }
-}
-
-/* ---- record ------------------------------------------------------------- */
-
-static sl_outcome record_handle(sl_handler_ctx *ctx, void *user)
-{
-    (void)user;
-    sqlite3 *db = sl_handler_db(ctx);
-    if (db == NULL) {
-        sl_handler_set_error(ctx, "record: needs idempotency on");
-        return SL_OUTCOME_REJECT;
-    }
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_exec(db,
-                          "CREATE TABLE IF NOT EXISTS processed("
-                          "  grp TEXT NOT NULL, id TEXT NOT NULL,"
-                          "  attempt INTEGER NOT NULL, at INTEGER NOT NULL)",
-                          NULL, NULL, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_prepare_v2(db,
-                                "INSERT INTO processed(grp, id, attempt, at) "
-                                "VALUES(?1, ?2, ?3, ?4)",
-                                -1, &s, NULL);
-    }
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, sl_handler_group(ctx), -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, sl_event_id(sl_handler_event(ctx)), -1,
-                          SQLITE_STATIC);
-        sqlite3_bind_int64(s, 3, sl_handler_attempt(ctx));
-        sqlite3_bind_int64(s, 4, (sqlite3_int64)sl_time_wall_ms());
-        rc = sqlite3_step(s) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
-    }
-    sqlite3_finalize(s);
-    if (rc != SQLITE_OK) {
-        sl_handler_set_error(ctx, "record: %s", sqlite3_errmsg(db));
-        return SL_OUTCOME_RETRY;
-    }
-    return SL_OUTCOME_ACK;
-}
-
-/* ---- fail --------------------------------------------------------------- */
-
-static sl_outcome fail_handle(sl_handler_ctx *ctx, void *user)
-{
-    (void)user;
-    sl_handler_set_error(ctx, "handler configured to fail");
-    return SL_OUTCOME_RETRY;
-}
 
 /* ---- http --------------------------------------------------------------- */
 
@@ -328,33 +224,19 @@ sl_status sl__handler_bind(const sl_config *cfg, const sl_config_consumer *cc,
         return st;
     }
     if (strcmp(kind, "forward") == 0) {
-        h.fn = forward_handle;
-        h.user = sl_strdup(hc->to);
-        h.fini = sl_free;
-        st = h.user ? SL_OK : SL_NOMEM;
+        st = sl__handler_forward(hc->to, &h);
     } else if (strcmp(kind, "append") == 0) {
-        append_sink *s = sl_calloc(1, sizeof *s);
-        if (s == NULL) {
-            return SL_NOMEM;
-        }
-        s->fd = open(hc->file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                     0644);
-        if (s->fd < 0) {
-            int err = errno;
-            sl_free(s);
+        st = sl__handler_append(hc->file, &h);
+        if (st == SL_IO) {
             char sub[80];
             snprintf(sub, sizeof sub, "%s.file", key);
             return sl_config_fail(cfg, &hc->file, hc->pos, sub, SL_CONFIG, diag,
-                                  "%s: %s", hc->file, strerror(err));
+                                  "%s: %s", hc->file, strerror(errno));
         }
-        h.fn = append_handle;
-        h.user = s;
-        h.fini = append_fini;
     } else if (strcmp(kind, "record") == 0) {
-        h.fn = record_handle;
-        h.transactional = true;
+        sl__handler_record(&h);
     } else if (strcmp(kind, "fail") == 0) {
-        h.fn = fail_handle;
+        sl__handler_fail(&h);
     } else if (strcmp(kind, "http") == 0) {
         sl_http_handler_opts ho;
         http_opts_from_config(cfg, hc, &ho);
