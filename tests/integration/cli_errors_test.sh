@@ -235,7 +235,8 @@ check_both "NATS TLS file missing" nats-tls.yaml \
 service_with amqp-param.yaml "amqp://guest:guest@127.0.0.1:5672/?heartbeat=x" \
     "$FAILH"
 check_both "AMQP URL parameter" amqp-param.yaml \
-    "amqp-param.yaml:4:8: engine.url:" "heartbeat must be"
+    "amqp-param.yaml:4:8: engine.url:" \
+    "heartbeat=x: expected a whole number from 0 to 65535"
 
 service_with amqp-tls.yaml \
     "amqps://guest:guest@127.0.0.1:5671/?cacert=$WORK/no-ca.pem" "$FAILH"

@@ -6,6 +6,7 @@
 
 #include "core/secret.h"
 #include "core/waiter.h"
+#include "engine/url_params.h"
 #include "sluice/alloc.h"
 
 #include <ctype.h>
@@ -19,123 +20,145 @@
 
 static void amqp_close(sl_engine *base);
 
-/* A URL parameter's numeric value in [0, max]. */
-static sl_status param_uint(const char *key, const char *val, uint64_t max,
-                            uint64_t *out, sl_diag *diag)
-{
-    char *endp = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(val, &endp, 10);
-    if (val[0] == '\0' || val[0] == '-' || *endp != '\0' || errno != 0 ||
-        v > max) {
-        return sl_diag_set(diag, SL_INVALID,
-                           "engine URL: %s must be a whole number from 0 to "
-                           "%" PRIu64,
-                           key, max);
-    }
-    *out = v;
-    return SL_OK;
-}
-
 /* A file the engine reads (a certificate or a key) must be readable at
  * open, so that a wrong path fails start-up with its name. */
-static sl_status param_file(const char *key, const char *val, char **out,
-                            sl_diag *diag)
+static sl_status set_file(char **field, const sl_url_param *param,
+                          const char *val, sl_diag *diag)
 {
     if (val[0] == '\0') {
         return sl_diag_set(diag, SL_INVALID, "engine URL: %s names no file",
-                           key);
+                           param->name);
     }
     if (access(val, R_OK) != 0) {
-        return sl_diag_set(diag, SL_CONFIG, "engine URL: %s file %s: %s", key,
-                           val, strerror(errno));
+        return sl_diag_set(diag, SL_CONFIG, "engine URL: %s file %s: %s",
+                           param->name, val, strerror(errno));
     }
-    sl_free(*out);
-    return (*out = sl_strdup(val)) ? SL_OK : SL_NOMEM;
+    sl_free(*field);
+    return (*field = sl_strdup(val)) ? SL_OK : SL_NOMEM;
+}
+
+static sl_status set_cacert(void *dst, const sl_url_param *param,
+                            const sl_url_value *v, sl_diag *diag)
+{
+    return set_file(&((amqp_engine *)dst)->cacert, param, v->s, diag);
+}
+
+static sl_status set_cert(void *dst, const sl_url_param *param,
+                          const sl_url_value *v, sl_diag *diag)
+{
+    return set_file(&((amqp_engine *)dst)->cert, param, v->s, diag);
+}
+
+static sl_status set_key(void *dst, const sl_url_param *param,
+                         const sl_url_value *v, sl_diag *diag)
+{
+    return set_file(&((amqp_engine *)dst)->key, param, v->s, diag);
+}
+
+/* ns: the prefix of every exchange and queue name; empty is none. */
+static sl_status set_ns(void *dst, const sl_url_param *param,
+                        const sl_url_value *v, sl_diag *diag)
+{
+    amqp_engine *e = dst;
+    (void)param;
+    if (v->s[0] == '\0') {
+        return SL_OK;
+    }
+    for (const char *c = v->s; *c; c++) {
+        if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_') {
+            return sl_diag_set(diag, SL_INVALID,
+                               "engine URL: ns must be [A-Za-z0-9_-]");
+        }
+    }
+    sl_free(e->ns);
+    return (e->ns = sl_strdup(v->s)) ? SL_OK : SL_NOMEM;
+}
+
+static sl_status set_heartbeat(void *dst, const sl_url_param *param,
+                               const sl_url_value *v, sl_diag *diag)
+{
+    (void)param;
+    (void)diag;
+    ((amqp_engine *)dst)->heartbeat_s = (uint16_t)v->u;
+    return SL_OK;
+}
+
+/* user: a secret reference (env:NAME, file:PATH) or a name; empty is
+ * none. */
+static sl_status set_user(void *dst, const sl_url_param *param,
+                          const sl_url_value *v, sl_diag *diag)
+{
+    amqp_engine *e = dst;
+    (void)param;
+    (void)diag;
+    if (v->s[0] == '\0') {
+        return SL_OK;
+    }
+    sl_free(e->user_ref);
+    return (e->user_ref = sl_strdup(v->s)) ? SL_OK : SL_NOMEM;
+}
+
+/* password: never a literal here, a query string is easily logged. */
+static sl_status set_password(void *dst, const sl_url_param *param,
+                              const sl_url_value *v, sl_diag *diag)
+{
+    amqp_engine *e = dst;
+    (void)param;
+    if (!sl__secret_is_ref(v->s)) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "engine URL: password takes env:NAME or "
+                           "file:PATH (a literal password goes in the URL's "
+                           "user info)");
+    }
+    sl_free(e->password_ref);
+    return (e->password_ref = sl_strdup(v->s)) ? SL_OK : SL_NOMEM;
+}
+
+static const sl_url_enum verify_values[] = {{"full", VERIFY_FULL},
+                                            {"peer", VERIFY_PEER},
+                                            {"none", VERIFY_NONE},
+                                            {NULL, 0}};
+
+static sl_status set_verify(void *dst, const sl_url_param *param,
+                            const sl_url_value *v, sl_diag *diag)
+{
+    amqp_engine *e = dst;
+    (void)param;
+    (void)diag;
+    e->verify = v->e;
+    e->verify_set = true;
+    return SL_OK;
 }
 
 /* "amqp[s]://user:pass@host:port/vhost?ns=x&heartbeat=S&...":
  * docs/engines/rabbitmq.md lists the parameters. */
+static const sl_url_param amqp_url_params[] = {
+    SL_URL_CUSTOM("ns", SL_URL_PARAM_STRING, set_ns,
+                  "prefix of every exchange and queue name ([A-Za-z0-9_-])"),
+    SL_URL_CUSTOM_RANGE("heartbeat", SL_URL_PARAM_UINT, 0, 65535, set_heartbeat,
+                        "AMQP heartbeat in seconds (0: none; default 10)"),
+    SL_URL_CUSTOM("user", SL_URL_PARAM_STRING, set_user,
+                  "user name, or env:NAME / file:PATH"),
+    SL_URL_CUSTOM_SECRET("password", set_password,
+                         "password as env:NAME or file:PATH"),
+    SL_URL_CUSTOM("cacert", SL_URL_PARAM_STRING, set_cacert,
+                  "CA bundle (PEM) that signs the broker's certificate"),
+    SL_URL_CUSTOM("cert", SL_URL_PARAM_STRING, set_cert,
+                  "client certificate (PEM), with key="),
+    SL_URL_CUSTOM("key", SL_URL_PARAM_STRING, set_key,
+                  "client certificate's private key (PEM)"),
+    {.name = "verify",
+     .kind = SL_URL_PARAM_ENUM,
+     .values = verify_values,
+     .set = set_verify,
+     .doc = "TLS verification: full, peer or none"},
+};
+
 static sl_status parse_query(amqp_engine *e, const char *q, sl_diag *diag)
 {
-    const char *p = q;
-    while (p != NULL && *p) {
-        const char *amp = strchr(p, '&');
-        size_t len = amp ? (size_t)(amp - p) : strlen(p);
-        char kv[1024];
-        if (len >= sizeof kv) {
-            return sl_diag_set(diag, SL_INVALID,
-                               "engine URL parameter too long");
-        }
-        memcpy(kv, p, len);
-        kv[len] = '\0';
-        char *eq = strchr(kv, '=');
-        const char *val = eq ? eq + 1 : "";
-        if (eq) {
-            *eq = '\0';
-        }
-        sl_status st = SL_OK;
-        uint64_t n = 0;
-        if (strcmp(kv, "ns") == 0 && val[0] != '\0') {
-            for (const char *c = val; *c; c++) {
-                if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_') {
-                    return sl_diag_set(diag, SL_INVALID,
-                                       "engine URL: ns must be "
-                                       "[A-Za-z0-9_-]");
-                }
-            }
-            sl_free(e->ns);
-            if ((e->ns = sl_strdup(val)) == NULL) {
-                return SL_NOMEM;
-            }
-        } else if (strcmp(kv, "heartbeat") == 0) {
-            st = param_uint(kv, val, 65535, &n, diag);
-            e->heartbeat_s = (uint16_t)n;
-        } else if (strcmp(kv, "user") == 0 && val[0] != '\0') {
-            sl_free(e->user_ref);
-            st = (e->user_ref = sl_strdup(val)) ? SL_OK : SL_NOMEM;
-        } else if (strcmp(kv, "password") == 0) {
-            /* Never a literal here: a query string is easily logged. */
-            if (!sl__secret_is_ref(val)) {
-                return sl_diag_set(diag, SL_INVALID,
-                                   "engine URL: password takes env:NAME or "
-                                   "file:PATH (a literal password goes in "
-                                   "the URL's user info)");
-            }
-            sl_free(e->password_ref);
-            st = (e->password_ref = sl_strdup(val)) ? SL_OK : SL_NOMEM;
-        } else if (strcmp(kv, "cacert") == 0) {
-            st = param_file(kv, val, &e->cacert, diag);
-        } else if (strcmp(kv, "cert") == 0) {
-            st = param_file(kv, val, &e->cert, diag);
-        } else if (strcmp(kv, "key") == 0) {
-            st = param_file(kv, val, &e->key, diag);
-        } else if (strcmp(kv, "verify") == 0) {
-            if (strcmp(val, "full") == 0) {
-                e->verify = VERIFY_FULL;
-            } else if (strcmp(val, "peer") == 0) {
-                e->verify = VERIFY_PEER;
-            } else if (strcmp(val, "none") == 0) {
-                e->verify = VERIFY_NONE;
-            } else {
-                return sl_diag_set(diag, SL_INVALID,
-                                   "engine URL: verify must be full, peer "
-                                   "or none");
-            }
-            e->verify_set = true;
-        } else {
-            return sl_diag_set(diag, SL_INVALID,
-                               "engine URL: unknown parameter '%s' "
-                               "(expected ns, heartbeat, user, password, "
-                               "cacert, cert, key or verify)",
-                               kv);
-        }
-        if (st != SL_OK) {
-            return st;
-        }
-        p += len + (amp ? 1 : 0);
-    }
-    return SL_OK;
+    return sl__url_params_parse(amqp_url_params,
+                                SL_URL_PARAMS_COUNT(amqp_url_params), q, e,
+                                "engine URL", diag);
 }
 
 /* True when the user info of @p server ("scheme://user:pass@...") has a

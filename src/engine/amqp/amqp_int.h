@@ -437,7 +437,6 @@ sl_status sl__amqp_do_declare_exchange(amqp_engine *e, void *arg);
 sl_status sl__amqp_do_declare_queue(amqp_engine *e, void *arg);
 sl_status sl__amqp_declare_channel(sl_engine *base, const sl_channel_opts *opts,
                                    sl_diag *diag);
-bool sl__amqp_is_dlq_channel(const char *name);
 sl_status sl__amqp_declare_group(sl_engine *base, const sl_group_opts *opts,
                                  sl_diag *diag);
 sl_status sl__amqp_do_declare_retry(amqp_engine *e, void *arg);

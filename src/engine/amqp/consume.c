@@ -312,8 +312,7 @@ sl_status sl__amqp_subscribe(sl_engine *base, const char *channel,
     agroup *g = sl__amqp_group_find_locked(e, s->queue);
     s->max_attempts =
         g ? g->max_attempts
-          : (sl__amqp_is_dlq_channel(channel) ? UINT32_MAX
-                                              : DEFAULT_MAX_ATTEMPTS);
+          : (sl__is_dlq_channel(channel) ? UINT32_MAX : DEFAULT_MAX_ATTEMPTS);
     if (e->next_ch == 0) {
         e->next_ch = FIRST_SUB_CH; /* wrapped: channel numbers are reused */
     }

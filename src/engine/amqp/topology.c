@@ -4,6 +4,8 @@
  * sluice's terms (pure: tested without a broker). */
 #include "engine/amqp/amqp_int.h"
 
+#include "core/hash.h"
+
 #include "sluice/alloc.h"
 
 #include <inttypes.h>
@@ -168,11 +170,8 @@ bool sl__amqp_describe_difference(const char *text, size_t len, char *out,
 
 uint64_t sl__amqp_fnv1a(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *p = s; *p; p++) {
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    }
-    return h ? h : 1;
+    uint64_t h = sl__hash_fnv1a_str(s, SL_HASH_FNV1A_SEED);
+    return h ? h : 1; /* 0 means "no key" to the track table */
 }
 
 /* a + b + c + d, freshly allocated. */
@@ -413,12 +412,6 @@ sl_status sl__amqp_declare_channel(sl_engine *base, const sl_channel_opts *opts,
     return SL_OK;
 }
 
-bool sl__amqp_is_dlq_channel(const char *name)
-{
-    size_t n = strlen(name);
-    return n > 4 && strcmp(name + n - 4, ".dlq") == 0;
-}
-
 /* Remember a declared queue so that a reconnect declares it again. Nodes
  * are only prepended (under e->mu) and never change, so the I/O thread
  * may walk the list from a head read under the lock. */
@@ -507,7 +500,7 @@ sl_status sl__amqp_declare_group(sl_engine *base, const sl_group_opts *opts,
                                  sl_diag *diag)
 {
     amqp_engine *e = (amqp_engine *)base;
-    if (sl__amqp_is_dlq_channel(opts->channel)) {
+    if (sl__is_dlq_channel(opts->channel)) {
         return put_queue(e, opts->channel, opts->name, 0, NULL, diag);
     }
     uint32_t max_attempts =

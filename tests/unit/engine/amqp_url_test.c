@@ -48,14 +48,27 @@ static void heartbeat_must_be_seconds_up_to_65535(void **state)
                       SL_UNAVAILABLE, &diag);
 }
 
-static void unknown_parameter_lists_the_known_ones(void **state)
+static void unknown_parameter_suggests_the_closest_or_lists_them(void **state)
 {
     (void)state;
     sl_diag diag;
     expect_open_fails("amqp://g:g@127.0.0.1:1?hartbeat=5", SL_INVALID, &diag);
     assert_non_null(strstr(diag.msg, "'hartbeat'"));
-    assert_non_null(strstr(diag.msg, "heartbeat"));
+    assert_non_null(strstr(diag.msg, "did you mean 'heartbeat'?"));
+    expect_open_fails("amqp://g:g@127.0.0.1:1?colour=5", SL_INVALID, &diag);
+    assert_non_null(strstr(diag.msg, "'colour'"));
     assert_non_null(strstr(diag.msg, "cacert"));
+    assert_non_null(strstr(diag.msg, "verify"));
+}
+
+static void parameter_given_twice_is_refused(void **state)
+{
+    (void)state;
+    sl_diag diag;
+    expect_open_fails("amqp://g:g@127.0.0.1:1?heartbeat=5&heartbeat=6",
+                      SL_INVALID, &diag);
+    assert_non_null(strstr(diag.msg, "heartbeat"));
+    assert_non_null(strstr(diag.msg, "twice"));
 }
 
 static void literal_password_parameter_is_refused_unechoed(void **state)
@@ -185,7 +198,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(heartbeat_must_be_seconds_up_to_65535),
-        cmocka_unit_test(unknown_parameter_lists_the_known_ones),
+        cmocka_unit_test(unknown_parameter_suggests_the_closest_or_lists_them),
+        cmocka_unit_test(parameter_given_twice_is_refused),
         cmocka_unit_test(literal_password_parameter_is_refused_unechoed),
         cmocka_unit_test(password_from_unset_variable_names_it),
         cmocka_unit_test(password_from_missing_file_names_it),
