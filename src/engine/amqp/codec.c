@@ -355,10 +355,22 @@ sl_status sl__amqp_message_to_event(const amqp_message_t *m,
         sl_free(id);
         sl_free(type);
         sl_free(src);
-    } else if (st == SL_OK && sl_event_id(ev) == NULL) {
-        /* cloudEvents: headers without an id. */
-        sl_uuid7(fresh_id, sl_time_wall_ms());
-        st = sl_event_set(ev, SL_ATTR_ID, fresh_id);
+    } else if (st == SL_OK) {
+        /* cloudEvents: headers that leave out a required attribute get
+         * what a plain message would: the event stays valid. */
+        if (sl_event_id(ev) == NULL) {
+            sl_uuid7(fresh_id, sl_time_wall_ms());
+            st = sl_event_set(ev, SL_ATTR_ID, fresh_id);
+        }
+        if (st == SL_OK && sl_event_get(ev, SL_ATTR_TYPE) == NULL) {
+            st = sl_event_set(ev, SL_ATTR_TYPE, "amqp.message");
+        }
+        if (st == SL_OK && sl_event_get(ev, SL_ATTR_SOURCE) == NULL) {
+            st = sl_event_set(ev, SL_ATTR_SOURCE, fallback_source);
+        }
+        if (st == SL_OK && sl_event_get(ev, SL_ATTR_SPECVERSION) == NULL) {
+            st = sl_event_set(ev, SL_ATTR_SPECVERSION, "1.0");
+        }
     }
     if (st == SL_OK && pr->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG &&
         pr->content_type.len &&

@@ -204,6 +204,24 @@ static void cloudevents_headers_without_id_get_a_fresh_id(void **state)
     sl_event_unref(b);
 }
 
+/* A producer that sends some cloudEvents: headers but not type or source
+ * still gives a valid event: the plain message's defaults fill the gaps. */
+static void
+cloudevents_headers_missing_required_attributes_get_defaults(void **state)
+{
+    (void)state;
+    msg t;
+    msg_init(&t, "x");
+    msg_str(&t, "cloudEvents:id", "e-1");
+    sl_event *ev = decode(&t);
+    assert_string_equal(sl_event_id(ev), "e-1");
+    assert_string_equal(sl_event_type(ev), "amqp.message");
+    assert_non_null(sl_event_get(ev, SL_ATTR_SOURCE));
+    assert_string_equal(sl_event_get(ev, SL_ATTR_SPECVERSION), "1.0");
+    assert_int_equal(sl_event_validate(ev, 0, NULL), SL_OK);
+    sl_event_unref(ev);
+}
+
 static void integer_headers_become_decimal_attributes(void **state)
 {
     (void)state;
@@ -427,6 +445,8 @@ int main(void)
         cmocka_unit_test(bare_message_gets_defaults),
         cmocka_unit_test(message_without_id_gets_a_fresh_uuid7_each_time),
         cmocka_unit_test(cloudevents_headers_without_id_get_a_fresh_id),
+        cmocka_unit_test(
+            cloudevents_headers_missing_required_attributes_get_defaults),
         cmocka_unit_test(integer_headers_become_decimal_attributes),
         cmocka_unit_test(non_utf8_bytes_pass_through),
         cmocka_unit_test(oversized_names_and_values),
