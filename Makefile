@@ -39,7 +39,7 @@ build-fuzz: deps
 	    -DSLUICE_WERROR=ON -DSLUICE_FUZZ=ON \
 	    -DSLUICE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(BUILD_FUZZ) -j$(JOBS) --target config_fuzz \
-	    event_decode_fuzz event_json_fuzz gateway_input_fuzz
+	    event_decode_fuzz event_json_fuzz gateway_input_fuzz nats_codec_fuzz
 
 # A short smoke of every fuzz target (make fuzz FUZZ_SECONDS=600 for more).
 fuzz: build-fuzz

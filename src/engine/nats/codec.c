@@ -24,6 +24,7 @@ static bool needs_pct(unsigned char c)
 
 static char *pct_encode(const char *v)
 {
+    static const char hex[] = "0123456789ABCDEF";
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
         n += needs_pct(*p) ? 3 : 1;
@@ -35,7 +36,9 @@ static char *pct_encode(const char *v)
     char *o = out;
     for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
         if (needs_pct(*p)) {
-            o += sprintf(o, "%%%02X", *p);
+            *o++ = '%';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 0x0f];
         } else {
             *o++ = (char)*p;
         }

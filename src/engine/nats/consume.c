@@ -239,7 +239,7 @@ static int status_of(natsMsg *m)
         natsMsgHeader_Get(m, "Status", &v) != NATS_OK || v == NULL) {
         return 0;
     }
-    return atoi(v);
+    return (int)strtol(v, NULL, 10);
 }
 
 /* Turn one delivered message into a delivery in out[*got], or settle it
