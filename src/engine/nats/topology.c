@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+/* ---- names --------------------------------------------------------------- */
+
 uint64_t sl__nats_hash(const char *a, const char *b)
 {
     uint64_t h = 1469598103934665603ULL;
