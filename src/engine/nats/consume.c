@@ -11,6 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* What subscribe made of @p s (NULL fields are skipped). */
+static void sub_free(nats_sub *s)
+{
+    natsSubscription_Destroy(s->ns);
+    sl_free(s->next_subject);
+    sl_free(s->channel);
+    sl_free(s->group);
+    sl_free(s->stream);
+    sl_free(s->durable);
+    pthread_mutex_destroy(&s->mu);
+    sl_free(s);
+}
+
 sl_status sl__nats_subscribe(sl_engine *base, const char *channel,
                              const char *group, const sl_subscribe_opts *opts,
                              sl_subscription **out, sl_diag *diag)
@@ -101,14 +114,7 @@ sl_status sl__nats_subscribe(sl_engine *base, const char *channel,
     *out = &s->base;
     return SL_OK;
 fail:
-    natsSubscription_Destroy(s->ns);
-    sl_free(s->next_subject);
-    sl_free(s->channel);
-    sl_free(s->group);
-    sl_free(s->stream);
-    sl_free(s->durable);
-    pthread_mutex_destroy(&s->mu);
-    sl_free(s);
+    sub_free(s);
     return st;
 }
 
@@ -533,12 +539,5 @@ void sl__nats_unsubscribe(sl_subscription *base)
         natsMsg_Destroy(m);
     }
     natsSubscription_Unsubscribe(s->ns);
-    natsSubscription_Destroy(s->ns);
-    sl_free(s->next_subject);
-    sl_free(s->channel);
-    sl_free(s->group);
-    sl_free(s->stream);
-    sl_free(s->durable);
-    pthread_mutex_destroy(&s->mu);
-    sl_free(s);
+    sub_free(s);
 }

@@ -76,6 +76,22 @@ static char *subject_of(nats_engine *e, const char *channel)
     return s;
 }
 
+/* The stream of @p channel and the durable consumer of @p group on it
+ * (heap, both or neither). */
+static sl_status group_names(const nats_engine *e, const char *channel,
+                             const char *group, char **stream, char **durable)
+{
+    *stream = sl__nats_escape_name(e->ns, channel);
+    *durable = sl__nats_escape_name(NULL, group);
+    if (*stream == NULL || *durable == NULL) {
+        sl_free(*stream);
+        sl_free(*durable);
+        *stream = *durable = NULL;
+        return SL_NOMEM;
+    }
+    return SL_OK;
+}
+
 /* ---- channels ------------------------------------------------------------ */
 
 /* Any thread, no lock: entries are immutable once in the list but for
@@ -245,11 +261,8 @@ static sl_status put_consumer(nats_engine *e, const char *channel,
                               const uint64_t *backoff_ms, size_t backoff_len,
                               sl_diag *diag)
 {
-    char *stream = sl__nats_escape_name(e->ns, channel);
-    char *durable = sl__nats_escape_name(NULL, group);
-    if (stream == NULL || durable == NULL) {
-        sl_free(stream);
-        sl_free(durable);
+    char *stream = NULL, *durable = NULL;
+    if (group_names(e, channel, group, &stream, &durable) != SL_OK) {
         return SL_NOMEM;
     }
     char desc[64];
@@ -366,10 +379,9 @@ char *sl__nats_bucket_name(const sl_engine *eng, const char *name,
         }
         return b;
     }
-    char *stream = sl__nats_escape_name(e->ns, channel);
-    char *durable = sl__nats_escape_name(NULL, group);
+    char *stream = NULL, *durable = NULL;
     char *b = NULL;
-    if (stream != NULL && durable != NULL) {
+    if (group_names(e, channel, group, &stream, &durable) == SL_OK) {
         size_t n = strlen("inbox--g") + strlen(stream) + strlen(durable) + 1;
         if ((b = sl_malloc(n < 40 ? 40 : n)) != NULL) {
             if (n <= 200) {
@@ -403,11 +415,8 @@ sl_status sl__nats_depth(sl_engine *base, const char *channel,
 {
     nats_engine *e = (nats_engine *)base;
     sl__nats_acks_settle_wait(e);
-    char *stream = sl__nats_escape_name(e->ns, channel);
-    char *durable = sl__nats_escape_name(NULL, group);
-    if (stream == NULL || durable == NULL) {
-        sl_free(stream);
-        sl_free(durable);
+    char *stream = NULL, *durable = NULL;
+    if (group_names(e, channel, group, &stream, &durable) != SL_OK) {
         return SL_NOMEM;
     }
     jsConsumerInfo *ci = NULL;
@@ -466,11 +475,8 @@ sl_status sl__nats_browse(sl_engine *base, const char *channel,
 {
     nats_engine *e = (nats_engine *)base;
     sl__nats_acks_settle_wait(e);
-    char *stream = sl__nats_escape_name(e->ns, channel);
-    char *durable = sl__nats_escape_name(NULL, group);
-    if (stream == NULL || durable == NULL) {
-        sl_free(stream);
-        sl_free(durable);
+    char *stream = NULL, *durable = NULL;
+    if (group_names(e, channel, group, &stream, &durable) != SL_OK) {
         return SL_NOMEM;
     }
     sl_status st = SL_OK;
