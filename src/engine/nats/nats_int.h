@@ -432,8 +432,8 @@ sl_status sl__nats_ack_many(sl_delivery **ds, size_t n);
 void sl__nats_on_ack_reply(natsConnection *nc, natsSubscription *sub,
                            natsMsg *msg, void *closure);
 
-/* Wait until the server applied every ack ack_many sent (engine mu not
- * held), then free the marks at close. */
+/* Wait until the server applied every ack ack_many sent (called without
+ * the engine's mu); free the marks (close). */
 void sl__nats_acks_settle_wait(nats_engine *e);
 void sl__nats_ack_marks_free(nats_engine *e);
 
