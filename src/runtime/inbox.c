@@ -2,7 +2,7 @@
 
 #include "core/sqlite_util.h"
 #ifdef SLUICE_HAVE_NATS
-#include "engine/nats_kv.h"
+#include "engine/nats/nats_kv.h"
 #endif
 #include "sluice/alloc.h"
 #include "sluice/log.h"

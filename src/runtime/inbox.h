@@ -7,10 +7,10 @@
  *    consumers of one process share an inbox; a mutex serialises them
  *    because one SQLite connection is used by one thread at a time. A
  *    transactional handler writes in the inbox's transaction.
- *  - JetStream KV ("nats-kv", "nats-kv:BUCKET"; engine/nats_kv.h): shared
- *    by every process of a group. A delivery claims its id before the
- *    handler runs (create-only, so of two deliveries of one id racing in
- *    two processes exactly one runs its handler); no transactions.
+ *  - JetStream KV ("nats-kv", "nats-kv:BUCKET"; engine/nats/nats_kv.h):
+ *    shared by every process of a group. A delivery claims its id before
+ *    the handler runs (create-only, so of two deliveries of one id racing
+ *    in two processes exactly one runs its handler); no transactions.
  */
 #ifndef SLUICE_RUNTIME_INBOX_H
 #define SLUICE_RUNTIME_INBOX_H

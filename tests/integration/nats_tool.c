@@ -108,7 +108,7 @@ done:
 }
 
 /* The stream of @p channel: "[NS_]<channel>" with '.' -> '_', '-' ->
- * "--", '_' -> "-u" (escape_name in src/engine/nats.c). */
+ * "--", '_' -> "-u" (sl__nats_escape_name, src/engine/nats/topology.c). */
 static void stream_name(const char *ns, const char *channel, char *out,
                         size_t size)
 {

@@ -1,5 +1,5 @@
-/* The idempotency store on JetStream KV (engine/nats_kv.h). */
-#include "engine/nats_kv.h"
+/* The idempotency store on JetStream KV (nats_kv.h). */
+#include "engine/nats/nats_kv.h"
 
 #include "sluice/alloc.h"
 #include "sluice/clock.h"

@@ -15,8 +15,8 @@
  * "free", with kvStore_Update at the revision read (compare and set).
  * Records expire with the bucket's TTL (the group's idempotency_ttl).
  */
-#ifndef SLUICE_ENGINE_NATS_KV_H
-#define SLUICE_ENGINE_NATS_KV_H
+#ifndef SLUICE_ENGINE_NATS_NATS_KV_H
+#define SLUICE_ENGINE_NATS_NATS_KV_H
 
 #include "sluice/engine.h"
 
@@ -75,7 +75,7 @@ sl_status sl__kv_inbox_claim(sl_kv_inbox *kv, const char *id,
 sl_status sl__kv_inbox_finish(sl_kv_inbox *kv, const char *id,
                               uint64_t token, bool done, uint64_t now_ms);
 
-/* From the NATS engine (src/engine/nats.c). */
+/* From the NATS engine (connection.c, topology.c). */
 sl_status sl__nats_status(natsStatus s); /* nats.c's status in sluice's */
 bool sl__nats_is(const sl_engine *eng);
 jsCtx *sl__nats_js(sl_engine *eng);
