@@ -2,6 +2,7 @@
 
 #include "sluice/alloc.h"
 #include "sluice/clock.h"
+#include "support.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -549,6 +550,15 @@ static void fill(void *ctx, sl_http_response *resp, bool cancelled)
     sl__http_set_body(resp, 202, "text/plain", what, strlen(what));
 }
 
+static bool one_kept(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g_def.mu);
+    bool kept = g_def.kept != NULL;
+    pthread_mutex_unlock(&g_def.mu);
+    return kept;
+}
+
 static void *resume_later(void *arg)
 {
     struct timespec ts = {0, 50000000};
@@ -662,16 +672,7 @@ static void server_stop_cancels_suspended_requests_with_503(void **state)
                                         &bg[i]),
                          0);
         /* One at a time, so that g_def.kept is each one's in turn. */
-        for (int k = 0; k < 2000; k++) {
-            pthread_mutex_lock(&g_def.mu);
-            bool kept = g_def.kept != NULL;
-            pthread_mutex_unlock(&g_def.mu);
-            if (kept) {
-                break;
-            }
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
-        }
+        assert_true(ts_wait_until(one_kept, NULL, TS_WAIT_MS));
         pthread_mutex_lock(&g_def.mu);
         sl_http_pending *p = g_def.kept;
         g_def.kept = NULL;
