@@ -78,9 +78,10 @@ struct sl_http_server {
     sl_http_pending *deferred;
     bool cancelling;
     /* Stop waits on idle_cv for `active` and `resuming` to drop; they
-     * broadcast it only once `stopping` is set, so that a request costs
-     * no lock until then (both sides are sequentially consistent: a drop
-     * that misses `stopping` is seen by stop's check). */
+     * broadcast it only once `stopping` is set, so that a completed
+     * request costs no lock until then (both sides are sequentially
+     * consistent: a drop that misses `stopping` is seen by stop's check).
+     * `resuming` drops under idle_mu (see sl__http_resume). */
     const sl_clock *clock;
     atomic_bool stopping;
     pthread_mutex_t idle_mu;
@@ -403,7 +404,7 @@ sl_http_pending *sl__http_defer(const sl_http_request *req,
     return p;
 }
 
-/* After `active` or `resuming` dropped: wake stop if it waits. */
+/* After `active` dropped (on a daemon thread): wake stop if it waits. */
 static void wake_stop(sl_http_server *srv)
 {
     if (atomic_load(&srv->stopping)) {
@@ -433,8 +434,15 @@ void sl__http_resume(sl_http_pending *p)
         /* Thread-safe with ITC (MHD_ALLOW_SUSPEND_RESUME implies it). The
          * daemon outlives the call: stop waits for `resuming` to drop. */
         MHD_resume_connection(p->conn);
+        /* Under idle_mu, unlike `active` (whose drops run on the daemon's
+         * threads, which stop joins): once `resuming` drops, stop may free
+         * the server, so nothing here touches it after the unlock. */
+        pthread_mutex_lock(&srv->idle_mu);
         atomic_fetch_sub(&srv->resuming, 1);
-        wake_stop(srv);
+        if (atomic_load(&srv->stopping)) {
+            pthread_cond_broadcast(&srv->idle_cv);
+        }
+        pthread_mutex_unlock(&srv->idle_mu);
     }
     pending_unref(p);
 }

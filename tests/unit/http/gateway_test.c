@@ -1334,8 +1334,10 @@ static void gateway_stop_answers_suspended_requests_503(void **state)
     /* The grace was waited out in full: stop returned at 5 s, not before. */
     assert_true(s.stopped_at >= t0 + 5000);
     curl_easy_cleanup(fx->curl);
-    sl_producer_destroy(fx->producer);
+    /* The engine first: closing it confirms the publish now, which the
+     * producer would otherwise wait for until the commit interval. */
     sl_engine_close(fx->eng);
+    sl_producer_destroy(fx->producer);
     sl_free(fx);
     store_remove(&d);
 }

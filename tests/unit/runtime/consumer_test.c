@@ -301,6 +301,11 @@ static bool one_delayed(void *arg)
 
 /* ---- timeouts ------------------------------------------------------------ */
 
+static bool one_call(void *arg)
+{
+    return probe_calls(arg) == 1;
+}
+
 static void handler_timeout_retries_and_discards_the_late_result(void **state)
 {
     fx *f = *state;
@@ -313,11 +318,18 @@ static void handler_timeout_retries_and_discards_the_late_result(void **state)
                            .handler_timeout_ms = 50,
                            .backoff_ms = backoff,
                            .backoff_len = 1,
-                           .handler = stuck_once};
+                           .handler = stuck_once,
+                           .clock = &f->clock.clock};
     start(f, &co);
+    /* Attempt 1 runs; its timeout passes on the consumer's clock, one
+     * millisecond short first. */
+    assert_true(ts_wait_until(one_call, &f->pr, WAIT_MS));
+    sl_manual_clock_advance(&f->clock, 49);
+    assert_int_equal(depth_of(f).delayed, 0);
+    sl_manual_clock_advance(&f->clock, 1);
     /* The watchdog settled it as a RETRY: its backoff passes. */
     assert_true(ts_wait_until(one_delayed, f, WAIT_MS));
-    atomic_fetch_add(&f->clock.now_ms, 1);
+    sl_manual_clock_advance(&f->clock, 1);
     assert_true(probe_wait_attempt(&f->pr, 2, WAIT_MS));
     assert_true(probe_wait_attempt(&f->pr, 1, WAIT_MS));
     sl_consumer_stats stats = stop(f);
