@@ -140,13 +140,13 @@ typedef struct exchange {
 
 static uint64_t mono_ms(const sl_gateway *gw)
 {
-    return gw->clock ? sl_clock_now_ms(gw->clock) : sl_time_mono_ms();
+    return sl__clock_or_mono_ms(gw->clock);
 }
 
 /* Deadlines are wall-clock times (ms since the epoch), like ce-deadline. */
 static uint64_t wall_ms(const sl_gateway *gw)
 {
-    return gw->clock ? sl_clock_now_ms(gw->clock) : sl_time_wall_ms();
+    return sl__clock_or_wall_ms(gw->clock);
 }
 
 /* Request headers through libmicrohttpd: the server's handle in `impl` is
