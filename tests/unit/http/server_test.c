@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#define T0 1700000000000ull
+
 /* What the handler saw on its latest call; written by a server thread,
  * read by the test after curl returned (the response is sent after the
  * handler returns, so the write happens before). */
@@ -593,13 +595,15 @@ static void deferring_handler(const sl_http_request *req,
     }
 }
 
-static sl_http_server *start_deferring(uint64_t stop_grace_ms)
+static sl_http_server *start_deferring(uint64_t stop_grace_ms,
+                                       const sl_clock *clock)
 {
     sl_http_server *srv = NULL;
     sl_http_server_opts opts = {.listen = "127.0.0.1:0",
                                 .threads = 2,
                                 .handler = deferring_handler,
-                                .stop_grace_ms = stop_grace_ms};
+                                .stop_grace_ms = stop_grace_ms,
+                                .clock = clock};
     assert_int_equal(sl__http_server_start(&opts, &srv, NULL), SL_OK);
     pthread_mutex_lock(&g_def.mu);
     g_def.fills = g_def.cancelled = 0;
@@ -611,7 +615,7 @@ static sl_http_server *start_deferring(uint64_t stop_grace_ms)
 static void server_deferred_answer_resumed_before_suspension(void **state)
 {
     (void)state;
-    sl_http_server *srv = start_deferring(0);
+    sl_http_server *srv = start_deferring(0, NULL);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/now",
              (unsigned)sl__http_server_port(srv));
@@ -628,7 +632,7 @@ static void server_deferred_answer_resumed_before_suspension(void **state)
 static void server_deferred_answer_resumed_from_another_thread(void **state)
 {
     (void)state;
-    sl_http_server *srv = start_deferring(0);
+    sl_http_server *srv = start_deferring(0, NULL);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/later",
              (unsigned)sl__http_server_port(srv));
@@ -658,10 +662,27 @@ static void *request_in_background(void *arg)
     return NULL;
 }
 
+/* Stops a server on its own thread, noting its clock when it returned. */
+typedef struct stopper {
+    sl_http_server *srv;
+    sl_manual_clock *mc;
+    uint64_t stopped_at;
+} stopper;
+
+static void *stop_server(void *arg)
+{
+    stopper *st = arg;
+    sl__http_server_stop(st->srv);
+    st->stopped_at = atomic_load(&st->mc->now_ms);
+    return NULL;
+}
+
 static void server_stop_cancels_suspended_requests_with_503(void **state)
 {
     (void)state;
-    sl_http_server *srv = start_deferring(200);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_http_server *srv = start_deferring(200, &mc.clock);
     bg_request bg[2];
     pthread_t t[2];
     sl_http_pending *late = NULL;
@@ -687,10 +708,15 @@ static void server_stop_cancels_suspended_requests_with_503(void **state)
     }
     pthread_join(t[1], NULL);
     assert_int_equal(bg[1].r.status, 202);
-    uint64_t t0 = sl_time_mono_ms();
-    sl__http_server_stop(srv);
-    uint64_t took = sl_time_mono_ms() - t0;
-    assert_true(took >= 200 && took < 3000);
+    /* The grace passes on the server's clock, one millisecond short
+     * first: stop returns at 200 ms, not before. */
+    stopper st = {.srv = srv, .mc = &mc};
+    pthread_t ts;
+    assert_int_equal(pthread_create(&ts, NULL, stop_server, &st), 0);
+    assert_true(ts_clock_advance_when_waiting(&mc, 1, 199));
+    sl_manual_clock_advance(&mc, 1);
+    pthread_join(ts, NULL);
+    assert_true(st.stopped_at >= T0 + 200);
     pthread_join(t[0], NULL);
     assert_int_equal(bg[0].r.status, 503);
     assert_string_equal(bg[0].r.content_type, "application/problem+json");
