@@ -275,7 +275,9 @@ static sl_status take_token(sl_producer *p, bool wait, uint64_t deadline_ms)
             st = SL_RATE_LIMITED;
             break;
         }
-        sleep_locked(p, &cw, now + (wait_ms ? wait_ms : 1));
+        /* The bucket reads the clock (NULL: the wall clock), the wait the
+         * clock or the monotonic one: the wait is measured from now. */
+        sleep_locked(p, &cw, now_ms(p) + (wait_ms ? wait_ms : 1));
         now = sl_clock_now_ms(p->clock);
     }
     pthread_mutex_unlock(&p->mu);

@@ -149,6 +149,7 @@ typedef struct call {
     sl_producer *p;
     call_kind kind;
     sl_status st;
+    atomic_bool done; /* st is set */
     pthread_t thread;
 } call;
 
@@ -164,6 +165,7 @@ static void *call_main(void *arg)
     } else {
         c->st = sl_producer_flush(c->p, 50);
     }
+    atomic_store(&c->done, true);
     return NULL;
 }
 
@@ -222,6 +224,51 @@ static void rate_limit_refuses_when_the_bucket_is_empty(void **state)
     assert_int_equal(try_publish(p), SL_OK);
     assert_int_equal(try_publish(p), SL_RATE_LIMITED);
     assert_int_equal(stats_of(p).rate_limited, 3);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void publish_waits_for_the_next_token_on_its_clock(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_producer_opts po = {.rate_per_s = 10, .burst = 1, .clock = &mc.clock};
+    sl_producer *p = make(&fe.base, &po);
+    assert_int_equal(publish_async(p), SL_OK);
+    /* The next token is 100 ms away on the producer's clock. */
+    call c;
+    call_start(&c, p, CALL_ASYNC);
+    assert_int_equal(call_finish_at(&c, &mc, 100), SL_OK);
+    assert_int_equal(fe.published, 2);
+    assert_int_equal(stats_of(p).rate_limited, 0);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static bool call_done(void *arg)
+{
+    return atomic_load(&((call *)arg)->done);
+}
+
+static void publish_waits_for_the_next_token_without_a_clock(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    /* The bucket reads the wall clock, the wait the monotonic one: the
+     * wait is still the 20 ms to the next token. */
+    sl_producer_opts po = {.rate_per_s = 50, .burst = 1};
+    sl_producer *p = make(&fe.base, &po);
+    assert_int_equal(publish_async(p), SL_OK);
+    call c;
+    call_start(&c, p, CALL_ASYNC);
+    assert_true(ts_wait_until(call_done, &c, TS_WAIT_MS));
+    pthread_join(c.thread, NULL);
+    assert_int_equal(c.st, SL_OK);
+    assert_int_equal(fe.published, 2);
     fake_fini(&fe);
     sl_producer_destroy(p);
 }
@@ -695,6 +742,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rate_limit_refuses_when_the_bucket_is_empty),
+        cmocka_unit_test(publish_waits_for_the_next_token_on_its_clock),
+        cmocka_unit_test(publish_waits_for_the_next_token_without_a_clock),
         cmocka_unit_test(retry_after_reports_the_bucket_refill_time),
         cmocka_unit_test(publish_does_not_wait_for_a_token_beyond_its_timeout),
         cmocka_unit_test(breaker_opens_after_failed_confirms),
