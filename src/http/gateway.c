@@ -1214,9 +1214,8 @@ static void *timer_main(void *arg)
                 sl__http_resume(resume);
             }
         }
-        sl__clock_wait(&cw, gw->phead != NULL
-                                ? gw->phead->deadline_ms
-                                : now + gw->confirm_timeout_ms);
+        sl__clock_wait(&cw, gw->phead != NULL ? gw->phead->deadline_ms
+                                              : now + gw->confirm_timeout_ms);
     }
     pthread_mutex_unlock(&gw->pmu);
     sl__clock_wait_end(&cw);

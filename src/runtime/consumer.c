@@ -504,9 +504,8 @@ static void process(worker *w, sl_delivery *d)
         }
     } else if (claimed) {
         /* ACK records the id; anything else gives the claim back. */
-        if (sl__inbox_finish(c->inbox, c->group, sl_event_id(dev),
-                             claim_token, outcome == SL_OUTCOME_ACK,
-                             wall_ms(c)) != SL_OK &&
+        if (sl__inbox_finish(c->inbox, c->group, sl_event_id(dev), claim_token,
+                             outcome == SL_OUTCOME_ACK, wall_ms(c)) != SL_OK &&
             outcome == SL_OUTCOME_ACK) {
             outcome = SL_OUTCOME_RETRY;
             snprintf(ctx.error, sizeof ctx.error,

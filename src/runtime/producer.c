@@ -252,7 +252,8 @@ static sl_status take_slot(sl_producer *p, bool wait, uint64_t deadline_ms)
             break;
         }
         uint64_t left = deadline_ms - now;
-        sl__clock_wait(&cw, now + (left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS));
+        sl__clock_wait(&cw,
+                       now + (left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS));
         atomic_fetch_sub(&p->waiters, 1);
     }
     pthread_mutex_unlock(&p->mu);
@@ -270,7 +271,8 @@ static sl_status take_token(sl_producer *p, bool wait, uint64_t deadline_ms)
     uint64_t now = sl_clock_now_ms(p->clock);
     while (!sl_token_bucket_try_take(p->bucket, 1, now)) {
         uint64_t wait_ms = sl_token_bucket_wait_ms(p->bucket, 1, now);
-        if (!wait || wait_ms == UINT64_MAX || now_ms(p) + wait_ms > deadline_ms) {
+        if (!wait || wait_ms == UINT64_MAX ||
+            now_ms(p) + wait_ms > deadline_ms) {
             atomic_fetch_add(&p->rate_limited, 1);
             st = SL_RATE_LIMITED;
             break;
@@ -444,7 +446,8 @@ sl_status sl_producer_flush(sl_producer *p, uint64_t timeout_ms)
             break;
         }
         uint64_t left = deadline - now;
-        sl__clock_wait(&cw, now + (left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS));
+        sl__clock_wait(&cw,
+                       now + (left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS));
         atomic_fetch_sub(&p->waiters, 1);
     }
     sl_status st = atomic_load(&p->in_flight) == 0 ? SL_OK : SL_TIMEOUT;
