@@ -1,6 +1,11 @@
-/* A one-shot rendezvous between an asynchronous confirm and a thread that
- * waits for it with a timeout. If the waiter gives up first, the confirm
- * frees the object, so a late callback is always safe. */
+/* Waits with deadlines.
+ *
+ * sl_waiter: a one-shot rendezvous between an asynchronous confirm and a
+ * thread that waits for it with a timeout. If the waiter gives up first,
+ * the confirm frees the object, so a late callback is always safe.
+ *
+ * sl_clock_wait: a condition-variable wait whose deadline is read on an
+ * injected clock, which a manual clock's advance wakes. */
 #ifndef SLUICE_CORE_WAITER_H
 #define SLUICE_CORE_WAITER_H
 
@@ -72,9 +77,10 @@ void sl__clock_wait_begin(sl_clock_wait *cw, pthread_cond_t *cv,
                           pthread_mutex_t *mu, const sl_clock *clk);
 
 /** With @p mu held: sleep until signalled or the clock reads
- * @p deadline_ms. @return true when the deadline has passed; false when
- * woken before (signalled, advanced or spurious: the caller checks its
- * condition and calls again). */
+ * @p deadline_ms, a time on the wait's clock (sl__clock_or_mono_ms of it
+ * plus an interval; never a reading of another clock). @return true when
+ * the deadline has passed; false when woken before (signalled, advanced
+ * or spurious: the caller checks its condition and calls again). */
 bool sl__clock_wait(sl_clock_wait *cw, uint64_t deadline_ms);
 
 /** Finish a wait, @p mu not held. */
