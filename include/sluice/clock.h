@@ -43,6 +43,12 @@ typedef struct sl_manual_clock {
 
 void sl_manual_clock_init(sl_manual_clock *mc, uint64_t start_ms);
 
+/** Move a manual clock forward by @p ms and wake every wait of the library
+ * that measures its deadline on a manual clock, so that it looks at the
+ * time again (a plain store to `now_ms` is seen only when such a wait next
+ * wakes on its own). Any thread. */
+void sl_manual_clock_advance(sl_manual_clock *mc, uint64_t ms);
+
 #ifdef __cplusplus
 }
 #endif

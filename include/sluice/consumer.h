@@ -14,6 +14,7 @@
 #ifndef SLUICE_CONSUMER_H
 #define SLUICE_CONSUMER_H
 
+#include "sluice/clock.h"
 #include "sluice/engine.h"
 #include "sluice/metrics.h"
 #include "sluice/producer.h"
@@ -111,6 +112,11 @@ typedef struct sl_consumer_opts {
     const char *status_start;
     const char *status_ack;
     const char *status_dead;
+    /* Time of handler timeouts, event deadlines, inbox records and the
+     * drain; NULL = the system's (monotonic for intervals, wall for
+     * deadlines). A manual clock's advance wakes the consumer's waits.
+     * Borrowed, must outlive the consumer. */
+    const sl_clock *clock;
 } sl_consumer_opts;
 
 /** Counters for metrics. */

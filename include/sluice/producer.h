@@ -28,7 +28,10 @@ typedef struct sl_producer_opts {
     double rate_per_s;           /* token bucket; 0 = no limit */
     double burst;                /* 0 = 2 x rate */
     const sl_breaker_opts *breaker; /* NULL = no breaker; copied */
-    const sl_clock *clock;          /* NULL = system; for the bucket */
+    /* For the bucket and the breaker; also the publish timeout and flush
+     * (NULL: the monotonic clock), whose waits a manual clock's advance
+     * wakes. NULL = system. */
+    const sl_clock *clock;
     /* Metrics (docs/observability.md): published events by channel and
      * outcome, confirm latency, rate-limit refusals, breaker state and
      * window use. NULL = none; borrowed, must outlive the producer. */

@@ -1,5 +1,7 @@
 #include "sluice/clock.h"
 
+#include "core/waiter.h"
+
 #include <time.h>
 
 static uint64_t read_ns(clockid_t id)
@@ -52,4 +54,15 @@ void sl_manual_clock_init(sl_manual_clock *mc, uint64_t start_ms)
     mc->clock.now_ms = manual_now;
     mc->clock.ctx = mc;
     atomic_init(&mc->now_ms, start_ms);
+}
+
+bool sl__clock_is_manual(const sl_clock *clk)
+{
+    return clk != NULL && clk->now_ms == manual_now;
+}
+
+void sl_manual_clock_advance(sl_manual_clock *mc, uint64_t ms)
+{
+    atomic_fetch_add(&mc->now_ms, ms);
+    sl__clock_waiters_wake();
 }

@@ -71,14 +71,22 @@ void sl__waiter_signal(sl_status st, void *ctx)
 
 sl_status sl__waiter_wait(sl_waiter *w, uint64_t timeout_ms)
 {
-    struct timespec until;
-    sl__deadline_after(&until, timeout_ms);
+    return sl__waiter_wait_until(w, NULL, sl_time_mono_ms() + timeout_ms);
+}
+
+sl_status sl__waiter_wait_until(sl_waiter *w, const sl_clock *clk,
+                                uint64_t deadline_ms)
+{
+    sl_clock_wait cw;
+    sl__clock_wait_begin(&cw, &w->cv, &w->mu, clk);
     pthread_mutex_lock(&w->mu);
-    while (!w->done) {
-        if (pthread_cond_timedwait(&w->cv, &w->mu, &until) != 0) {
-            break;
-        }
+    while (!w->done && !sl__clock_wait(&cw, deadline_ms)) {
     }
+    pthread_mutex_unlock(&w->mu);
+    /* Off the list before the waiter may belong to the signal (which then
+     * frees it), so that no advance touches it afterwards. */
+    sl__clock_wait_end(&cw);
+    pthread_mutex_lock(&w->mu);
     if (!w->done) {
         w->abandoned = true;
         pthread_mutex_unlock(&w->mu);
@@ -88,4 +96,90 @@ sl_status sl__waiter_wait(sl_waiter *w, uint64_t timeout_ms)
     pthread_mutex_unlock(&w->mu);
     sl__waiter_destroy(w);
     return st;
+}
+
+/* The waits on a manual clock, which sl_manual_clock_advance wakes. The
+ * list's lock is always taken before a listed mutex, never after. */
+static pthread_mutex_t listed_mu = PTHREAD_MUTEX_INITIALIZER;
+static sl_clock_wait *listed;
+static size_t nlisted;
+
+uint64_t sl__clock_or_mono_ms(const sl_clock *clk)
+{
+    return clk != NULL ? sl_clock_now_ms(clk) : sl_time_mono_ms();
+}
+
+uint64_t sl__clock_or_wall_ms(const sl_clock *clk)
+{
+    return clk != NULL ? sl_clock_now_ms(clk) : sl_time_wall_ms();
+}
+
+void sl__clock_wait_begin(sl_clock_wait *cw, pthread_cond_t *cv,
+                          pthread_mutex_t *mu, const sl_clock *clk)
+{
+    *cw = (sl_clock_wait){.cv = cv, .mu = mu, .clk = clk};
+    if (!sl__clock_is_manual(clk)) {
+        return;
+    }
+    cw->listed = true;
+    pthread_mutex_lock(&listed_mu);
+    cw->next = listed;
+    if (listed != NULL) {
+        listed->prev = cw;
+    }
+    listed = cw;
+    nlisted++;
+    pthread_mutex_unlock(&listed_mu);
+}
+
+bool sl__clock_wait(sl_clock_wait *cw, uint64_t deadline_ms)
+{
+    uint64_t now = sl__clock_or_mono_ms(cw->clk);
+    if (now >= deadline_ms) {
+        return true;
+    }
+    /* An advance after the reading above takes the mutex, so it comes
+     * once this thread sleeps, and wakes it. */
+    struct timespec until;
+    sl__deadline_after(&until, deadline_ms - now);
+    pthread_cond_timedwait(cw->cv, cw->mu, &until);
+    return sl__clock_or_mono_ms(cw->clk) >= deadline_ms;
+}
+
+void sl__clock_wait_end(sl_clock_wait *cw)
+{
+    if (!cw->listed) {
+        return;
+    }
+    pthread_mutex_lock(&listed_mu);
+    if (cw->prev != NULL) {
+        cw->prev->next = cw->next;
+    } else {
+        listed = cw->next;
+    }
+    if (cw->next != NULL) {
+        cw->next->prev = cw->prev;
+    }
+    nlisted--;
+    pthread_mutex_unlock(&listed_mu);
+    cw->listed = false;
+}
+
+void sl__clock_waiters_wake(void)
+{
+    pthread_mutex_lock(&listed_mu);
+    for (sl_clock_wait *cw = listed; cw != NULL; cw = cw->next) {
+        pthread_mutex_lock(cw->mu);
+        pthread_cond_broadcast(cw->cv);
+        pthread_mutex_unlock(cw->mu);
+    }
+    pthread_mutex_unlock(&listed_mu);
+}
+
+size_t sl__clock_waits_listed(void)
+{
+    pthread_mutex_lock(&listed_mu);
+    size_t n = nlisted;
+    pthread_mutex_unlock(&listed_mu);
+    return n;
 }

@@ -24,6 +24,7 @@
 
 #include "core/waiter.h"
 #include "http/ce_http.h"
+#include "http/gateway_int.h"
 #include "http/gateway_state.h"
 #include "http/server.h"
 #include "http/validate.h"
@@ -139,13 +140,13 @@ typedef struct exchange {
 
 static uint64_t mono_ms(const sl_gateway *gw)
 {
-    return gw->clock ? sl_clock_now_ms(gw->clock) : sl_time_mono_ms();
+    return sl__clock_or_mono_ms(gw->clock);
 }
 
 /* Deadlines are wall-clock times (ms since the epoch), like ce-deadline. */
 static uint64_t wall_ms(const sl_gateway *gw)
 {
-    return gw->clock ? sl_clock_now_ms(gw->clock) : sl_time_wall_ms();
+    return sl__clock_or_wall_ms(gw->clock);
 }
 
 /* Request headers through libmicrohttpd: the server's handle in `impl` is
@@ -1192,9 +1193,11 @@ static void timer_unlink(sl_gateway *gw, pending_req *pr)
 static void *timer_main(void *arg)
 {
     sl_gateway *gw = arg;
+    sl_clock_wait cw;
+    sl__clock_wait_begin(&cw, &gw->pcv, &gw->pmu, gw->clock);
     pthread_mutex_lock(&gw->pmu);
     while (!gw->timer_stop) {
-        uint64_t now = sl_time_mono_ms();
+        uint64_t now = mono_ms(gw);
         while (gw->phead != NULL && gw->phead->deadline_ms <= now) {
             pending_req *pr = gw->phead;
             timer_unlink(gw, pr);
@@ -1211,13 +1214,11 @@ static void *timer_main(void *arg)
                 sl__http_resume(resume);
             }
         }
-        struct timespec until;
-        sl__deadline_after(&until, gw->phead != NULL
-                                       ? gw->phead->deadline_ms - now
-                                       : gw->confirm_timeout_ms);
-        pthread_cond_timedwait(&gw->pcv, &gw->pmu, &until);
+        sl__clock_wait(&cw, gw->phead != NULL ? gw->phead->deadline_ms
+                                              : now + gw->confirm_timeout_ms);
     }
     pthread_mutex_unlock(&gw->pmu);
+    sl__clock_wait_end(&cw);
     return NULL;
 }
 
@@ -1409,7 +1410,7 @@ static bool publish_deferred(exchange *ex, sl_event **evs, size_t n, bool batch,
         return true;
     }
     pthread_mutex_lock(&gw->pmu);
-    pr->deadline_ms = sl_time_mono_ms() + gw->confirm_timeout_ms;
+    pr->deadline_ms = mono_ms(gw) + gw->confirm_timeout_ms;
     pr->listed = true;
     pr->prev = gw->ptail;
     if (gw->ptail != NULL) {
@@ -1834,6 +1835,7 @@ sl_status sl_gateway_start(const sl_gateway_opts *opts, sl_gateway **out,
         .max_conns = opts->max_conns,
         .handler = handle,
         .ctx = gw,
+        .clock = gw->clock,
     };
     if ((st = sl__http_server_start(&so, &gw->srv, diag)) != SL_OK) {
         goto fail;
@@ -1843,6 +1845,17 @@ sl_status sl_gateway_start(const sl_gateway_opts *opts, sl_gateway **out,
 fail:
     sl_gateway_stop(gw);
     return st;
+}
+
+size_t sl__gateway_confirms_awaited(sl_gateway *gw)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&gw->pmu);
+    for (const pending_req *pr = gw->phead; pr != NULL; pr = pr->next) {
+        n++;
+    }
+    pthread_mutex_unlock(&gw->pmu);
+    return n;
 }
 
 uint16_t sl_gateway_port(const sl_gateway *gw)

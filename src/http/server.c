@@ -1,5 +1,6 @@
 #include "http/server.h"
 
+#include "core/waiter.h"
 #include "sluice/alloc.h"
 #include "sluice/clock.h"
 
@@ -76,6 +77,15 @@ struct sl_http_server {
     pthread_mutex_t mu;
     sl_http_pending *deferred;
     bool cancelling;
+    /* Stop waits on idle_cv for `active` and `resuming` to drop; they
+     * broadcast it only once `stopping` is set, so that a completed
+     * request costs no lock until then (both sides are sequentially
+     * consistent: a drop that misses `stopping` is seen by stop's check).
+     * `resuming` drops under idle_mu (see sl__http_resume). */
+    const sl_clock *clock;
+    atomic_bool stopping;
+    pthread_mutex_t idle_mu;
+    pthread_cond_t idle_cv;
 };
 
 /* Per-request state, from the first access-handler call to the completion
@@ -394,6 +404,16 @@ sl_http_pending *sl__http_defer(const sl_http_request *req,
     return p;
 }
 
+/* After `active` dropped (on a daemon thread): wake stop if it waits. */
+static void wake_stop(sl_http_server *srv)
+{
+    if (atomic_load(&srv->stopping)) {
+        pthread_mutex_lock(&srv->idle_mu);
+        pthread_cond_broadcast(&srv->idle_cv);
+        pthread_mutex_unlock(&srv->idle_mu);
+    }
+}
+
 void sl__http_resume(sl_http_pending *p)
 {
     sl_http_server *srv = p->srv;
@@ -414,7 +434,15 @@ void sl__http_resume(sl_http_pending *p)
         /* Thread-safe with ITC (MHD_ALLOW_SUSPEND_RESUME implies it). The
          * daemon outlives the call: stop waits for `resuming` to drop. */
         MHD_resume_connection(p->conn);
+        /* Under idle_mu, unlike `active` (whose drops run on the daemon's
+         * threads, which stop joins): once `resuming` drops, stop may free
+         * the server, so nothing here touches it after the unlock. */
+        pthread_mutex_lock(&srv->idle_mu);
         atomic_fetch_sub(&srv->resuming, 1);
+        if (atomic_load(&srv->stopping)) {
+            pthread_cond_broadcast(&srv->idle_cv);
+        }
+        pthread_mutex_unlock(&srv->idle_mu);
     }
     pending_unref(p);
 }
@@ -567,6 +595,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         sl_free(rs);
         *con_cls = NULL;
         atomic_fetch_sub(&srv->active, 1);
+        wake_stop(srv);
     }
 }
 
@@ -598,7 +627,10 @@ sl_status sl__http_server_start(const sl_http_server_opts *opts,
     srv->max_body = opts->max_body != 0 ? opts->max_body : DEFAULT_MAX_BODY;
     srv->stop_grace_ms =
         opts->stop_grace_ms != 0 ? opts->stop_grace_ms : STOP_GRACE_MS;
+    srv->clock = opts->clock;
     pthread_mutex_init(&srv->mu, NULL);
+    pthread_mutex_init(&srv->idle_mu, NULL);
+    sl__cond_init_mono(&srv->idle_cv);
     unsigned threads = opts->threads != 0 ? opts->threads : DEFAULT_THREADS;
     unsigned max_conns =
         opts->max_conns != 0 ? opts->max_conns : DEFAULT_MAX_CONNS;
@@ -626,6 +658,8 @@ sl_status sl__http_server_start(const sl_http_server_opts *opts,
         srv, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         pthread_mutex_destroy(&srv->mu);
+        pthread_mutex_destroy(&srv->idle_mu);
+        pthread_cond_destroy(&srv->idle_cv);
         sl_free(srv);
         return sl_diag_set(diag, SL_IO,
                            "cannot listen on %s (address in use or not "
@@ -644,14 +678,18 @@ uint16_t sl__http_server_port(const sl_http_server *srv)
     return srv != NULL ? srv->port : 0;
 }
 
-/* Wait up to @p ms for every request read to be answered. */
+/* Wait up to @p ms on the server's clock for every request read to be
+ * answered. */
 static void wait_idle(sl_http_server *srv, uint64_t ms)
 {
-    uint64_t until = sl_time_mono_ms() + ms;
-    while (atomic_load(&srv->active) > 0 && sl_time_mono_ms() < until) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
+    sl_clock_wait cw;
+    sl__clock_wait_begin(&cw, &srv->idle_cv, &srv->idle_mu, srv->clock);
+    pthread_mutex_lock(&srv->idle_mu);
+    uint64_t until = sl__clock_or_mono_ms(srv->clock) + ms;
+    while (atomic_load(&srv->active) > 0 && !sl__clock_wait(&cw, until)) {
     }
+    pthread_mutex_unlock(&srv->idle_mu);
+    sl__clock_wait_end(&cw);
 }
 
 void sl__http_server_stop(sl_http_server *srv)
@@ -667,6 +705,7 @@ void sl__http_server_stop(sl_http_server *srv)
      * but closed only after the daemon stopped: its worker threads remove
      * it from their epoll sets after the quiesce, and libmicrohttpd aborts
      * when that finds it closed. */
+    atomic_store(&srv->stopping, true);
     MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);
     if (lfd != MHD_INVALID_SOCKET) {
         shutdown(lfd, SHUT_RDWR);
@@ -689,15 +728,18 @@ void sl__http_server_stop(sl_http_server *srv)
     pthread_mutex_unlock(&srv->mu);
     /* No suspension is left to take, so `resuming` only drops now; the
      * calls in progress return within microseconds. */
+    pthread_mutex_lock(&srv->idle_mu);
     while (atomic_load(&srv->resuming) > 0) {
-        struct timespec ts = {0, 100000};
-        nanosleep(&ts, NULL);
+        pthread_cond_wait(&srv->idle_cv, &srv->idle_mu);
     }
+    pthread_mutex_unlock(&srv->idle_mu);
     wait_idle(srv, STOP_FLUSH_MS);
     MHD_stop_daemon(srv->daemon);
     if (lfd != MHD_INVALID_SOCKET) {
         close(lfd);
     }
     pthread_mutex_destroy(&srv->mu);
+    pthread_mutex_destroy(&srv->idle_mu);
+    pthread_cond_destroy(&srv->idle_cv);
     sl_free(srv);
 }

@@ -13,6 +13,7 @@
 #ifndef SLUICE_HTTP_SERVER_H
 #define SLUICE_HTTP_SERVER_H
 
+#include "sluice/clock.h"
 #include "sluice/status.h"
 
 #include <stdbool.h>
@@ -110,6 +111,8 @@ typedef struct sl_http_server_opts {
     /* Longest wait at stop for the requests already read (deferred ones
      * included) to be answered; 0 = 5000 ms. */
     uint64_t stop_grace_ms;
+    /* Measures the stop grace; NULL = the monotonic clock. Borrowed. */
+    const sl_clock *clock;
 } sl_http_server_opts;
 
 sl_status sl__http_server_start(const sl_http_server_opts *opts,

@@ -31,6 +31,8 @@
 #define DEFAULT_IDEMPOTENCY_TTL_MS (24ull * 3600 * 1000)
 #define FETCH_WAIT_MS 200
 #define WATCHDOG_TICK_MS 20
+/* Pause between fetches while the engine is unavailable. */
+#define UNAVAILABLE_BACKOFF_MS 50
 /* Acks are sent in batches of up to ACK_BATCH, and never held longer than
  * ACK_LINGER_MS: one engine round trip (or lock) for many deliveries. As
  * large as a worker's fetch (batch[] in worker_main), so that a fetched
@@ -110,6 +112,7 @@ struct sl_consumer {
     sl_producer *producer;
     sl_retry_schedule *retry;
     sl_inbox *inbox;
+    const sl_clock *clock; /* NULL = the system's clocks */
 
     worker *workers;
     pthread_t watchdog;
@@ -169,9 +172,23 @@ uint32_t sl_handler_attempt(const sl_handler_ctx *ctx)
     return ctx->attempt;
 }
 
+/* Intervals and handler timeouts: the consumer's clock, else the monotonic
+ * one. */
+static uint64_t mono_ms(const sl_consumer *c)
+{
+    return sl__clock_or_mono_ms(c->clock);
+}
+
+/* Event deadlines and inbox times: the consumer's clock, else the wall
+ * clock. */
+static uint64_t wall_ms(const sl_consumer *c)
+{
+    return sl__clock_or_wall_ms(c->clock);
+}
+
 uint64_t sl_handler_remaining_ms(const sl_handler_ctx *ctx)
 {
-    uint64_t now = sl_time_mono_ms();
+    uint64_t now = mono_ms(ctx->c);
     return ctx->timeout_at_mono > now ? ctx->timeout_at_mono - now : 0;
 }
 
@@ -308,7 +325,7 @@ static void log_sampled(sl_consumer *c, log_sampler *ls, const char *msg,
     if (!sl_log_enabled(SL_LOG_INFO)) {
         return;
     }
-    uint64_t now = sl_time_mono_ms();
+    uint64_t now = mono_ms(c);
     uint64_t suppressed = 0;
     pthread_mutex_lock(&ls->mu);
     if (ls->lines == 0 || now - ls->window_ms >= LOG_SAMPLE_MS) {
@@ -416,9 +433,9 @@ static void process(worker *w, sl_delivery *d)
     const sl_event *dev = sl_delivery_event(d);
     uint32_t attempt = sl_delivery_attempt(d);
     uint64_t deadline = sl_event_deadline_ms(dev);
-    uint64_t start = sl_time_mono_ms();
+    uint64_t start = mono_ms(c);
     /* The wall clock only matters for deadlines and inbox times. */
-    uint64_t now = deadline != 0 || c->inbox != NULL ? sl_time_wall_ms() : 0;
+    uint64_t now = deadline != 0 || c->inbox != NULL ? wall_ms(c) : 0;
     if (w->nacks > 0 && start - w->first_ack_mono >= ACK_LINGER_MS) {
         flush_acks(w);
     }
@@ -519,7 +536,7 @@ static void process(worker *w, sl_delivery *d)
     if (in_tx) {
         if (outcome == SL_OUTCOME_ACK) {
             if (sl__inbox_commit_record(c->inbox, c->group, sl_event_id(dev),
-                                        sl_time_wall_ms()) != SL_OK) {
+                                        wall_ms(c)) != SL_OK) {
                 outcome = SL_OUTCOME_RETRY;
                 snprintf(ctx.error, sizeof ctx.error,
                          "idempotency inbox commit failed");
@@ -529,9 +546,8 @@ static void process(worker *w, sl_delivery *d)
         }
     } else if (claimed) {
         /* ACK records the id; anything else gives the claim back. */
-        if (sl__inbox_finish(c->inbox, c->group, sl_event_id(dev),
-                             claim_token, outcome == SL_OUTCOME_ACK,
-                             sl_time_wall_ms()) != SL_OK &&
+        if (sl__inbox_finish(c->inbox, c->group, sl_event_id(dev), claim_token,
+                             outcome == SL_OUTCOME_ACK, wall_ms(c)) != SL_OK &&
             outcome == SL_OUTCOME_ACK) {
             outcome = SL_OUTCOME_RETRY;
             snprintf(ctx.error, sizeof ctx.error,
@@ -551,7 +567,7 @@ static void process(worker *w, sl_delivery *d)
 
     /* Durations only for the logs that print them. */
     uint64_t took = outcome != SL_OUTCOME_ACK || sl_log_enabled(SL_LOG_DEBUG)
-                        ? sl_time_mono_ms() - start
+                        ? mono_ms(c) - start
                         : 0;
     if (abandoned) {
         /* The watchdog (or the drain) settled it already. */
@@ -593,6 +609,19 @@ static void process(worker *w, sl_delivery *d)
     sl_event_unref(ctx.ev);
 }
 
+/* Wait UNAVAILABLE_BACKOFF_MS on the clock, or until a stop. */
+static void back_off(sl_consumer *c)
+{
+    sl_clock_wait cw;
+    sl__clock_wait_begin(&cw, &c->cv, &c->mu, c->clock);
+    pthread_mutex_lock(&c->mu);
+    uint64_t until = mono_ms(c) + UNAVAILABLE_BACKOFF_MS;
+    while (!atomic_load(&c->stopping) && !sl__clock_wait(&cw, until)) {
+    }
+    pthread_mutex_unlock(&c->mu);
+    sl__clock_wait_end(&cw);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -611,9 +640,9 @@ static void *worker_main(void *arg)
             break;
         }
         if (st != SL_OK) {
-            /* The engine is unavailable: back off instead of spinning. */
-            struct timespec ts = {0, 50 * 1000000L};
-            nanosleep(&ts, NULL);
+            /* The engine is unavailable: back off instead of spinning
+             * (a stop ends the back-off). */
+            back_off(c);
             continue;
         }
         size_t i = 0;
@@ -640,13 +669,14 @@ static void *worker_main(void *arg)
 static void *watchdog_main(void *arg)
 {
     sl_consumer *c = arg;
+    /* A tick on the clock: a manual clock's advance wakes it at once. */
+    sl_clock_wait cw;
+    sl__clock_wait_begin(&cw, &c->cv, &c->mu, c->clock);
     pthread_mutex_lock(&c->mu);
     while (!c->stopped) {
-        struct timespec ts;
-        sl__deadline_after(&ts, WATCHDOG_TICK_MS);
-        pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+        sl__clock_wait(&cw, mono_ms(c) + WATCHDOG_TICK_MS);
         pthread_mutex_unlock(&c->mu);
-        uint64_t now = sl_time_mono_ms();
+        uint64_t now = mono_ms(c);
         for (uint32_t i = 0; i < c->concurrency; i++) {
             worker *w = &c->workers[i];
             sl_delivery *d = NULL;
@@ -669,6 +699,7 @@ static void *watchdog_main(void *arg)
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
+    sl__clock_wait_end(&cw);
     return NULL;
 }
 
@@ -729,6 +760,7 @@ sl_status sl_consumer_create(sl_engine *eng, const sl_consumer_opts *opts,
     pthread_mutex_init(&c->rejects_logged.mu, NULL);
     pthread_mutex_init(&c->retries_logged.mu, NULL);
     c->eng = eng;
+    c->clock = opts->clock;
     c->prefetch = opts->prefetch ? opts->prefetch : DEFAULT_PREFETCH;
     c->concurrency = opts->concurrency ? opts->concurrency : c->prefetch;
     if (c->concurrency > c->prefetch) {
@@ -867,6 +899,10 @@ void sl_consumer_signal_stop(sl_consumer *c)
         }
     }
     atomic_store(&c->stopping, true);
+    /* Wake the workers that back off from an unavailable engine. */
+    pthread_mutex_lock(&c->mu);
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
 }
 
 sl_status sl_consumer_stop(sl_consumer *c, uint64_t drain_timeout_ms)
@@ -876,18 +912,17 @@ sl_status sl_consumer_stop(sl_consumer *c, uint64_t drain_timeout_ms)
         return SL_OK;
     }
     sl_consumer_signal_stop(c);
-    struct timespec until;
-    sl__deadline_after(&until, drain_timeout_ms);
+    sl_clock_wait cw;
+    sl__clock_wait_begin(&cw, &c->cv, &c->mu, c->clock);
     pthread_mutex_lock(&c->mu);
-    while (c->live_workers > 0) {
-        if (pthread_cond_timedwait(&c->cv, &c->mu, &until) == ETIMEDOUT) {
-            break;
-        }
+    uint64_t until = mono_ms(c) + drain_timeout_ms;
+    while (c->live_workers > 0 && !sl__clock_wait(&cw, until)) {
     }
     bool all_done = c->live_workers == 0;
     c->stopped = true;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
+    sl__clock_wait_end(&cw);
     if (c->watchdog_started) {
         pthread_join(c->watchdog, NULL);
         c->watchdog_started = false;

@@ -51,7 +51,7 @@ struct sl_drain {
 
 static uint64_t now_ms(const sl_drain *d)
 {
-    return d->clock != NULL ? sl_clock_now_ms(d->clock) : sl_time_mono_ms();
+    return sl__clock_or_mono_ms(d->clock);
 }
 
 /* The i-th newest sample (0 = the last). d->mu held. */

@@ -143,11 +143,18 @@ sl_status sl_producer_create(sl_engine *eng, const sl_producer_opts *opts,
     return SL_OK;
 }
 
-/* Sleep on cv until @p until (or a wake-up). mu held. */
-static void sleep_locked(sl_producer *p, const struct timespec *until)
+/* Timeouts and deadlines are read on the producer's clock when one was
+ * given, else on the monotonic clock. */
+static uint64_t now_ms(const sl_producer *p)
+{
+    return sl__clock_or_mono_ms(p->clock);
+}
+
+/* Sleep on cv until the clock reads @p until_ms (or a wake-up). mu held. */
+static void sleep_locked(sl_producer *p, sl_clock_wait *cw, uint64_t until_ms)
 {
     atomic_fetch_add(&p->waiters, 1);
-    pthread_cond_timedwait(&p->cv, &p->mu, until);
+    sl__clock_wait(cw, until_ms);
     atomic_fetch_sub(&p->waiters, 1);
 }
 
@@ -226,11 +233,14 @@ static sl_status take_slot(sl_producer *p, bool wait, uint64_t deadline_ms)
         atomic_fetch_add(&p->full, 1);
         return SL_FULL;
     }
+    sl_clock_wait cw;
+    sl__clock_wait_begin(&cw, &p->cv, &p->mu, p->clock);
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        uint64_t mono = sl_time_mono_ms();
-        if (mono >= deadline_ms) {
+        uint64_t now = now_ms(p);
+        if (now >= deadline_ms) {
             pthread_mutex_unlock(&p->mu);
+            sl__clock_wait_end(&cw);
             atomic_fetch_add(&p->full, 1);
             return SL_FULL;
         }
@@ -241,36 +251,40 @@ static sl_status take_slot(sl_producer *p, bool wait, uint64_t deadline_ms)
             atomic_fetch_sub(&p->waiters, 1);
             break;
         }
-        struct timespec ts;
-        uint64_t left = deadline_ms - mono;
-        sl__deadline_after(&ts, left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS);
-        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        uint64_t left = deadline_ms - now;
+        sl__clock_wait(&cw,
+                       now + (left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS));
         atomic_fetch_sub(&p->waiters, 1);
     }
     pthread_mutex_unlock(&p->mu);
+    sl__clock_wait_end(&cw);
     return SL_OK;
 }
 
 /* Take a token, waiting as above. */
 static sl_status take_token(sl_producer *p, bool wait, uint64_t deadline_ms)
 {
+    sl_clock_wait cw;
+    sl__clock_wait_begin(&cw, &p->cv, &p->mu, p->clock);
+    sl_status st = SL_OK;
     pthread_mutex_lock(&p->mu);
     uint64_t now = sl_clock_now_ms(p->clock);
     while (!sl_token_bucket_try_take(p->bucket, 1, now)) {
         uint64_t wait_ms = sl_token_bucket_wait_ms(p->bucket, 1, now);
         if (!wait || wait_ms == UINT64_MAX ||
-            sl_time_mono_ms() + wait_ms > deadline_ms) {
-            pthread_mutex_unlock(&p->mu);
+            now_ms(p) + wait_ms > deadline_ms) {
             atomic_fetch_add(&p->rate_limited, 1);
-            return SL_RATE_LIMITED;
+            st = SL_RATE_LIMITED;
+            break;
         }
-        struct timespec ts;
-        sl__deadline_after(&ts, wait_ms ? wait_ms : 1);
-        sleep_locked(p, &ts);
+        /* The bucket reads the clock (NULL: the wall clock), the wait the
+         * clock or the monotonic one: the wait is measured from now. */
+        sleep_locked(p, &cw, now_ms(p) + (wait_ms ? wait_ms : 1));
         now = sl_clock_now_ms(p->clock);
     }
     pthread_mutex_unlock(&p->mu);
-    return SL_OK;
+    sl__clock_wait_end(&cw);
+    return st;
 }
 
 /* Admission: window slot, breaker, then token. Each step gives back what
@@ -345,14 +359,16 @@ static sl_status publish(sl_producer *p, const char *channel, sl_event *ev,
                                      confirm_ctx);
         /* A channel at max_length drains as consumers ack: poll it until
          * the deadline rather than fail at once. */
-        if (st != SL_FULL || !wait || sl_time_mono_ms() >= deadline_ms) {
+        uint64_t now = now_ms(p);
+        if (st != SL_FULL || !wait || now >= deadline_ms) {
             break;
         }
-        struct timespec ts;
-        sl__deadline_after(&ts, FULL_RETRY_MS);
+        sl_clock_wait cw;
+        sl__clock_wait_begin(&cw, &p->cv, &p->mu, p->clock);
         pthread_mutex_lock(&p->mu);
-        sleep_locked(p, &ts);
+        sleep_locked(p, &cw, now + FULL_RETRY_MS);
         pthread_mutex_unlock(&p->mu);
+        sl__clock_wait_end(&cw);
     }
     if (st == SL_OK) {
         return SL_OK;
@@ -380,8 +396,7 @@ refused:
 sl_status sl_producer_publish_async(sl_producer *p, const char *channel,
                                     sl_event *ev, sl_publish_cb cb, void *ctx)
 {
-    return publish(p, channel, ev, cb, ctx, true,
-                   sl_time_mono_ms() + p->timeout_ms);
+    return publish(p, channel, ev, cb, ctx, true, now_ms(p) + p->timeout_ms);
 }
 
 sl_status sl_producer_try_publish(sl_producer *p, const char *channel,
@@ -393,7 +408,7 @@ sl_status sl_producer_try_publish(sl_producer *p, const char *channel,
 sl_status sl_producer_publish(sl_producer *p, const char *channel,
                               sl_event *ev, sl_diag *diag)
 {
-    uint64_t deadline = sl_time_mono_ms() + p->timeout_ms;
+    uint64_t deadline = now_ms(p) + p->timeout_ms;
     sl_waiter *w = NULL;
     if (sl__waiter_create(&w) != SL_OK) {
         return sl_diag_set(diag, SL_NOMEM, "out of memory");
@@ -405,8 +420,7 @@ sl_status sl_producer_publish(sl_producer *p, const char *channel,
         return sl_diag_set(diag, st, "publish to '%s': %s", channel,
                            sl_status_str(st));
     }
-    uint64_t now = sl_time_mono_ms();
-    st = sl__waiter_wait(w, deadline > now ? deadline - now : 0);
+    st = sl__waiter_wait_until(w, p->clock, deadline);
     if (st != SL_OK) {
         return sl_diag_set(diag, st, "publish to '%s': %s", channel,
                            sl_status_str(st));
@@ -416,7 +430,9 @@ sl_status sl_producer_publish(sl_producer *p, const char *channel,
 
 sl_status sl_producer_flush(sl_producer *p, uint64_t timeout_ms)
 {
-    uint64_t deadline = sl_time_mono_ms() + timeout_ms;
+    uint64_t deadline = now_ms(p) + timeout_ms;
+    sl_clock_wait cw;
+    sl__clock_wait_begin(&cw, &p->cv, &p->mu, p->clock);
     pthread_mutex_lock(&p->mu);
     for (;;) {
         atomic_fetch_add(&p->waiters, 1);
@@ -424,19 +440,19 @@ sl_status sl_producer_flush(sl_producer *p, uint64_t timeout_ms)
             atomic_fetch_sub(&p->waiters, 1);
             break;
         }
-        uint64_t now = sl_time_mono_ms();
+        uint64_t now = now_ms(p);
         if (now >= deadline) {
             atomic_fetch_sub(&p->waiters, 1);
             break;
         }
-        struct timespec ts;
         uint64_t left = deadline - now;
-        sl__deadline_after(&ts, left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS);
-        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        sl__clock_wait(&cw,
+                       now + (left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS));
         atomic_fetch_sub(&p->waiters, 1);
     }
     sl_status st = atomic_load(&p->in_flight) == 0 ? SL_OK : SL_TIMEOUT;
     pthread_mutex_unlock(&p->mu);
+    sl__clock_wait_end(&cw);
     return st;
 }
 

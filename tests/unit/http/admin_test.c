@@ -7,6 +7,7 @@
 #include "sluice/alloc.h"
 #include "sluice/config.h"
 #include "sluice/event.h"
+#include "support.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -84,8 +85,7 @@ static int setup(void **state)
 {
     fx *f = sl_calloc(1, sizeof *f);
     assert_non_null(f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/sluice-admin.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    assert_true(ts_tempdir(f->dir, sizeof f->dir, "admin"));
     char yaml[2048];
     int n = snprintf(yaml, sizeof yaml, yaml_fmt, f->dir, f->dir, f->dir);
     sl_diag diag = {0};
@@ -106,9 +106,7 @@ static int teardown(void **state)
     sl__admin_stop(f->adm);
     sl_service_destroy(f->svc);
     sl_config_free(f->cfg);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    ts_rm_rf(f->dir);
     sl_free(f);
     return 0;
 }
@@ -208,21 +206,29 @@ static void publish_n(fx *f, const char *channel, int n)
 }
 
 /* Poll /scale until the group has nothing left, within 10 s. */
+/* What wait_drained and wait_settled wait for. */
+typedef struct drained {
+    fx *f;
+    const char *query;
+} drained;
+
+static bool is_drained(void *arg)
+{
+    drained *d = arg;
+    json_t *doc = get_json(d->f, d->query, 200);
+    json_int_t left = int_field(doc, "depth") + int_field(doc, "in_flight") +
+                      int_field(doc, "delayed");
+    json_decref(doc);
+    return left == 0;
+}
+
+/* Wait (up to TS_WAIT_MS of real time) until @p query shows nothing left. */
 static void wait_drained(fx *f, const char *query)
 {
-    struct timespec tick = {0, 5 * 1000000L};
-    for (int i = 0; i < 2000; i++) {
-        json_t *doc = get_json(f, query, 200);
-        json_int_t left = int_field(doc, "depth") +
-                          int_field(doc, "in_flight") +
-                          int_field(doc, "delayed");
-        json_decref(doc);
-        if (left == 0) {
-            return;
-        }
-        nanosleep(&tick, NULL);
+    drained d = {f, query};
+    if (!ts_wait_until(is_drained, &d, TS_WAIT_MS)) {
+        fail_msg("%s never drained", query);
     }
-    fail_msg("%s never drained", query);
 }
 
 /* ---- tests ------------------------------------------------------------- */
@@ -330,21 +336,31 @@ admin_scale_defaults_are_5000_per_replica_within_2_to_20(void **state)
     json_decref(doc);
 }
 
-/* Wait (up to 10 s of real time) until group @p i settled @p n events. */
+typedef struct settled {
+    fx *f;
+    size_t i;
+    uint64_t n;
+} settled;
+
+static bool has_settled(void *arg)
+{
+    settled *st = arg;
+    const char *ch = NULL;
+    const char *g = NULL;
+    sl_consumer_stats cs;
+    sl_service_consumer_stats(st->f->svc, st->i, &ch, &g, &cs);
+    return cs.acked >= st->n;
+}
+
+/* Wait (up to TS_WAIT_MS of real time) until group @p i settled @p n
+ * events. */
 static void wait_settled(fx *f, size_t i, uint64_t n)
 {
-    struct timespec tick = {0, 5 * 1000000L};
-    for (int k = 0; k < 2000; k++) {
-        const char *ch = NULL;
-        const char *g = NULL;
-        sl_consumer_stats cs;
-        sl_service_consumer_stats(f->svc, i, &ch, &g, &cs);
-        if (cs.acked >= n) {
-            return;
-        }
-        nanosleep(&tick, NULL);
+    settled st = {f, i, n};
+    if (!ts_wait_until(has_settled, &st, TS_WAIT_MS)) {
+        fail_msg("group %zu never settled %llu events", i,
+                 (unsigned long long)n);
     }
-    fail_msg("group %zu never settled %llu events", i, (unsigned long long)n);
 }
 
 /* Move the manual clock one period (a second) at a time up to @p until,

@@ -4,7 +4,9 @@
  * every 4xx, that nothing did. */
 #include "sluice/gateway.h"
 
+#include "http/gateway_int.h"
 #include "sluice/alloc.h"
+#include "support.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1132,16 +1134,46 @@ typedef struct store_dir {
 
 static void store_open(store_dir *d, char *url, size_t size)
 {
-    snprintf(d->path, sizeof d->path, "/tmp/sluice-gwtest.XXXXXX");
-    assert_non_null(mkdtemp(d->path));
+    assert_true(ts_tempdir(d->path, sizeof d->path, "gwtest"));
     snprintf(url, size, "embedded:%s", d->path);
 }
 
 static void store_remove(store_dir *d)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->path);
-    assert_int_equal(system(cmd), 0);
+    ts_rm_rf(d->path);
+}
+
+static bool a_confirm_awaited(void *arg)
+{
+    return sl__gateway_confirms_awaited(((fixture *)arg)->gw) > 0;
+}
+
+/* Moves the gateway's clock by `ms` once a request awaits its confirm. */
+typedef struct advancer {
+    fixture *fx;
+    uint64_t ms;
+    pthread_t thread;
+} advancer;
+
+static void *advance_when_awaited(void *arg)
+{
+    advancer *a = arg;
+    if (ts_wait_until(a_confirm_awaited, a->fx, TS_WAIT_MS)) {
+        sl_manual_clock_advance(&a->fx->clock, a->ms);
+    }
+    return NULL;
+}
+
+static void advance_start(advancer *a, fixture *fx, uint64_t ms)
+{
+    *a = (advancer){.fx = fx, .ms = ms};
+    assert_int_equal(pthread_create(&a->thread, NULL, advance_when_awaited, a),
+                     0);
+}
+
+static bool one_ready(void *arg)
+{
+    return ready(arg) == 1;
 }
 
 static uint64_t g_confirm_timeout_ms;
@@ -1215,15 +1247,19 @@ gateway_confirm_timeout_is_504_and_late_confirm_ignored(void **state)
                         "Idempotency-Key: slow-1", NULL};
     const char *body = "{\"qty\": 1, \"sku\": \"A\"}";
     reply r = {0};
-    uint64_t t0 = sl_time_mono_ms();
+    /* The engine confirms after its commit interval (1.2 s of real time);
+     * the gateway's clock passes the confirm timeout first. */
+    uint64_t t0 = atomic_load(&fx->clock.now_ms);
+    advancer a;
+    advance_start(&a, fx, 200);
     http(fx, "POST", "/orders", hs, body, strlen(body), &r);
-    uint64_t took = sl_time_mono_ms() - t0;
+    pthread_join(a.thread, NULL);
     assert_problem(&r, 504, "did not confirm within 200 ms");
     assert_int_equal(retry_after(&r), 1);
-    assert_true(took >= 200 && took < 1000);
+    assert_int_equal(atomic_load(&fx->clock.now_ms), t0 + 200);
     /* The late confirm comes while the gateway runs; it changes nothing. */
-    usleep(1300 * 1000);
-    assert_int_equal(ready(fx), 1);
+    assert_true(ts_wait_until(one_ready, fx, TS_WAIT_MS));
+    assert_int_equal(sl__gateway_confirms_awaited(fx->gw), 0);
     /* The key was left open (5xx): the retry claims it again and
      * publishes the same event id, which the engine drops as a duplicate
      * (its confirm waits for commit_interval again: 202 or 504). */
@@ -1232,7 +1268,9 @@ gateway_confirm_timeout_is_504_and_late_confirm_ignored(void **state)
     assert_int_equal(ready(fx), 1);
     /* A request whose confirm comes after the gateway stopped. */
     const char *plain = "{\"qty\": 2, \"sku\": \"B\"}";
+    advance_start(&a, fx, 200);
     post(fx, "/orders", "application/json", plain, &r);
+    pthread_join(a.thread, NULL);
     assert_problem(&r, 504, NULL);
     done(&r);
     sl_gateway_stop(fx->gw); /* the confirms come in the producer's flush */
@@ -1244,13 +1282,29 @@ gateway_confirm_timeout_is_504_and_late_confirm_ignored(void **state)
     store_remove(&d);
 }
 
+/* Stops the gateway on its own thread, noting the clock when it returned. */
+typedef struct stopper {
+    fixture *fx;
+    uint64_t stopped_at;
+} stopper;
+
+static void *stop_gateway(void *arg)
+{
+    stopper *s = arg;
+    sl_gateway_stop(s->fx->gw);
+    s->stopped_at = atomic_load(&s->fx->clock.now_ms);
+    return NULL;
+}
+
 static void gateway_stop_answers_suspended_requests_503(void **state)
 {
     (void)state;
     store_dir d;
     char url[96];
     store_open(&d, url, sizeof url);
-    /* Confirms take longer than the server's stop grace (5 s). */
+    /* No confirm comes during the test (the engine's commit interval is
+     * 6.5 s of real time); the server's stop grace (5 s) passes on the
+     * gateway's clock. */
     sl_engine_opts eo = {.commit_interval_ms = 6500};
     g_confirm_timeout_ms = 30000;
     fixture *fx = start_on(url, &eo, 0, NULL, set_confirm_timeout);
@@ -1262,21 +1316,28 @@ static void gateway_stop_answers_suspended_requests_503(void **state)
                 .n = 1};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, post_n, &p), 0);
-    usleep(300 * 1000);
-    uint64_t t0 = sl_time_mono_ms();
-    sl_gateway_stop(fx->gw);
-    uint64_t took = sl_time_mono_ms() - t0;
+    assert_true(ts_wait_until(a_confirm_awaited, fx, TS_WAIT_MS));
+    uint64_t t0 = atomic_load(&fx->clock.now_ms);
+    stopper s = {.fx = fx};
+    pthread_t ts;
+    assert_int_equal(pthread_create(&ts, NULL, stop_gateway, &s), 0);
+    /* Two waits sleep on the clock: the confirm timer's and the stop's. */
+    assert_true(ts_clock_advance_when_waiting(&fx->clock, 2, 4999));
+    sl_manual_clock_advance(&fx->clock, 1);
+    pthread_join(ts, NULL);
     fx->gw = NULL;
     pthread_join(t, NULL);
     if (p.last_status != 503) {
-        fail_msg("after %llu ms: %ld %s", (unsigned long long)took,
-                 p.last_status, p.last_body);
+        fail_msg("%ld %s", p.last_status, p.last_body);
     }
     assert_non_null(strstr(p.last_body, "stopped before the engine confirmed"));
-    assert_true(took >= 4500 && took < 6500);
+    /* The grace was waited out in full: stop returned at 5 s, not before. */
+    assert_true(s.stopped_at >= t0 + 5000);
     curl_easy_cleanup(fx->curl);
-    sl_producer_destroy(fx->producer);
+    /* The engine first: closing it confirms the publish now, which the
+     * producer would otherwise wait for until the commit interval. */
     sl_engine_close(fx->eng);
+    sl_producer_destroy(fx->producer);
     sl_free(fx);
     store_remove(&d);
 }

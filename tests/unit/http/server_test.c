@@ -2,6 +2,7 @@
 
 #include "sluice/alloc.h"
 #include "sluice/clock.h"
+#include "support.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -16,6 +17,8 @@
 #include <time.h>
 
 #include <cmocka.h>
+
+#define T0 1700000000000ull
 
 /* What the handler saw on its latest call; written by a server thread,
  * read by the test after curl returned (the response is sent after the
@@ -549,6 +552,15 @@ static void fill(void *ctx, sl_http_response *resp, bool cancelled)
     sl__http_set_body(resp, 202, "text/plain", what, strlen(what));
 }
 
+static bool one_kept(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g_def.mu);
+    bool kept = g_def.kept != NULL;
+    pthread_mutex_unlock(&g_def.mu);
+    return kept;
+}
+
 static void *resume_later(void *arg)
 {
     struct timespec ts = {0, 50000000};
@@ -583,13 +595,15 @@ static void deferring_handler(const sl_http_request *req,
     }
 }
 
-static sl_http_server *start_deferring(uint64_t stop_grace_ms)
+static sl_http_server *start_deferring(uint64_t stop_grace_ms,
+                                       const sl_clock *clock)
 {
     sl_http_server *srv = NULL;
     sl_http_server_opts opts = {.listen = "127.0.0.1:0",
                                 .threads = 2,
                                 .handler = deferring_handler,
-                                .stop_grace_ms = stop_grace_ms};
+                                .stop_grace_ms = stop_grace_ms,
+                                .clock = clock};
     assert_int_equal(sl__http_server_start(&opts, &srv, NULL), SL_OK);
     pthread_mutex_lock(&g_def.mu);
     g_def.fills = g_def.cancelled = 0;
@@ -601,7 +615,7 @@ static sl_http_server *start_deferring(uint64_t stop_grace_ms)
 static void server_deferred_answer_resumed_before_suspension(void **state)
 {
     (void)state;
-    sl_http_server *srv = start_deferring(0);
+    sl_http_server *srv = start_deferring(0, NULL);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/now",
              (unsigned)sl__http_server_port(srv));
@@ -618,7 +632,7 @@ static void server_deferred_answer_resumed_before_suspension(void **state)
 static void server_deferred_answer_resumed_from_another_thread(void **state)
 {
     (void)state;
-    sl_http_server *srv = start_deferring(0);
+    sl_http_server *srv = start_deferring(0, NULL);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/later",
              (unsigned)sl__http_server_port(srv));
@@ -648,10 +662,27 @@ static void *request_in_background(void *arg)
     return NULL;
 }
 
+/* Stops a server on its own thread, noting its clock when it returned. */
+typedef struct stopper {
+    sl_http_server *srv;
+    sl_manual_clock *mc;
+    uint64_t stopped_at;
+} stopper;
+
+static void *stop_server(void *arg)
+{
+    stopper *st = arg;
+    sl__http_server_stop(st->srv);
+    st->stopped_at = atomic_load(&st->mc->now_ms);
+    return NULL;
+}
+
 static void server_stop_cancels_suspended_requests_with_503(void **state)
 {
     (void)state;
-    sl_http_server *srv = start_deferring(200);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_http_server *srv = start_deferring(200, &mc.clock);
     bg_request bg[2];
     pthread_t t[2];
     sl_http_pending *late = NULL;
@@ -662,16 +693,7 @@ static void server_stop_cancels_suspended_requests_with_503(void **state)
                                         &bg[i]),
                          0);
         /* One at a time, so that g_def.kept is each one's in turn. */
-        for (int k = 0; k < 2000; k++) {
-            pthread_mutex_lock(&g_def.mu);
-            bool kept = g_def.kept != NULL;
-            pthread_mutex_unlock(&g_def.mu);
-            if (kept) {
-                break;
-            }
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
-        }
+        assert_true(ts_wait_until(one_kept, NULL, TS_WAIT_MS));
         pthread_mutex_lock(&g_def.mu);
         sl_http_pending *p = g_def.kept;
         g_def.kept = NULL;
@@ -686,10 +708,15 @@ static void server_stop_cancels_suspended_requests_with_503(void **state)
     }
     pthread_join(t[1], NULL);
     assert_int_equal(bg[1].r.status, 202);
-    uint64_t t0 = sl_time_mono_ms();
-    sl__http_server_stop(srv);
-    uint64_t took = sl_time_mono_ms() - t0;
-    assert_true(took >= 200 && took < 3000);
+    /* The grace passes on the server's clock, one millisecond short
+     * first: stop returns at 200 ms, not before. */
+    stopper st = {.srv = srv, .mc = &mc};
+    pthread_t ts;
+    assert_int_equal(pthread_create(&ts, NULL, stop_server, &st), 0);
+    assert_true(ts_clock_advance_when_waiting(&mc, 1, 199));
+    sl_manual_clock_advance(&mc, 1);
+    pthread_join(ts, NULL);
+    assert_true(st.stopped_at >= T0 + 200);
     pthread_join(t[0], NULL);
     assert_int_equal(bg[0].r.status, 503);
     assert_string_equal(bg[0].r.content_type, "application/problem+json");

@@ -6,6 +6,7 @@
 #include "sluice/producer.h"
 
 #include "sluice/alloc.h"
+#include "support.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -125,6 +126,13 @@ static sl_outcome handler(sl_handler_ctx *ctx, void *user)
     return strcmp(type, "bad") == 0 ? SL_OUTCOME_REJECT : SL_OUTCOME_ACK;
 }
 
+static bool five_settled(void *arg)
+{
+    sl_consumer_stats cs = {0};
+    sl_consumer_get_stats(arg, &cs);
+    return cs.acked + cs.rejected >= 5;
+}
+
 static void consumer_metrics_count_outcomes_and_durations(void **state)
 {
     fx *f = *state;
@@ -146,12 +154,7 @@ static void consumer_metrics_count_outcomes_and_durations(void **state)
         sl_event_unref(ev);
     }
     assert_int_equal(sl_consumer_start(c), SL_OK);
-    sl_consumer_stats cs = {0};
-    struct timespec tick = {0, 2 * 1000000L};
-    for (int i = 0; i < 5000 && cs.acked + cs.rejected < 5; i++) {
-        nanosleep(&tick, NULL);
-        sl_consumer_get_stats(c, &cs);
-    }
+    assert_true(ts_wait_until(five_settled, c, TS_WAIT_MS));
     assert_int_equal(sl_consumer_stop(c, 10000), SL_OK);
     assert_has_line(f->reg, "sluice_events_consumed_total"
                             "{channel=\"orders\",group=\"work\","

@@ -8,6 +8,7 @@
 #include "sluice/metrics.h"
 
 #include "core/waiter.h"
+#include "support.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,23 +34,6 @@
 #define WAIT_MS 10000 /* generous: sanitizer builds are slow */
 
 /* A clock the test advances while engine threads read it. */
-typedef struct test_clock {
-    sl_clock clock;
-    _Atomic uint64_t now_ms;
-} test_clock;
-
-static uint64_t test_clock_now(void *ctx)
-{
-    return atomic_load(&((test_clock *)ctx)->now_ms);
-}
-
-static void test_clock_init(test_clock *tc, uint64_t start_ms)
-{
-    tc->clock.now_ms = test_clock_now;
-    tc->clock.ctx = tc;
-    atomic_store(&tc->now_ms, start_ms);
-}
-
 /* What handlers saw; handlers signal, the test waits with a deadline. */
 typedef struct probe {
     pthread_mutex_t mu;
@@ -109,52 +93,15 @@ static int probe_calls(probe *p)
     return n;
 }
 
-/* Wait for a condition on engine state, up to a deadline. */
-static bool wait_until(bool (*pred)(void *), void *arg, uint64_t timeout_ms)
-{
-    uint64_t until = sl_time_mono_ms() + timeout_ms;
-    while (!pred(arg)) {
-        if (sl_time_mono_ms() >= until) {
-            return false;
-        }
-        struct timespec ts = {0, 2 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    return true;
-}
-
 /* ---- fixture ------------------------------------------------------------- */
 
 typedef struct fx {
-    test_clock clock;
+    sl_manual_clock clock;
     sl_engine *eng;
     probe pr;
     sl_consumer *c;
     char dir[256];
 } fx;
-
-static void rm_rf(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0) {
-        return;
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *dir = opendir(path);
-        struct dirent *de;
-        while (dir != NULL && (de = readdir(dir)) != NULL) {
-            if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
-                char child[1024];
-                snprintf(child, sizeof child, "%s/%s", path, de->d_name);
-                rm_rf(child);
-            }
-        }
-        if (dir != NULL) {
-            closedir(dir);
-        }
-    }
-    remove(path);
-}
 
 static int setup(void **state)
 {
@@ -162,14 +109,11 @@ static int setup(void **state)
     if (f == NULL) {
         return -1;
     }
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof f->dir, "%s/sluice-consumer-test.XXXXXX",
-             tmp ? tmp : "/tmp");
-    if (mkdtemp(f->dir) == NULL) {
+    if (!ts_tempdir(f->dir, sizeof f->dir, "consumer-test")) {
         free(f);
         return -1;
     }
-    test_clock_init(&f->clock, T0);
+    sl_manual_clock_init(&f->clock, T0);
     probe_init(&f->pr);
     sl_engine_opts eo = {.clock = &f->clock.clock};
     if (sl_engine_open("embedded::memory:", &eo, &f->eng, NULL) != SL_OK) {
@@ -193,7 +137,7 @@ static int teardown(void **state)
     sl_consumer_destroy(f->c);
     sl_engine_close(f->eng);
     probe_fini(&f->pr);
-    rm_rf(f->dir);
+    ts_rm_rf(f->dir);
     free(f);
     return 0;
 }
@@ -357,6 +301,11 @@ static bool one_delayed(void *arg)
 
 /* ---- timeouts ------------------------------------------------------------ */
 
+static bool one_call(void *arg)
+{
+    return probe_calls(arg) == 1;
+}
+
 static void handler_timeout_retries_and_discards_the_late_result(void **state)
 {
     fx *f = *state;
@@ -369,11 +318,18 @@ static void handler_timeout_retries_and_discards_the_late_result(void **state)
                            .handler_timeout_ms = 50,
                            .backoff_ms = backoff,
                            .backoff_len = 1,
-                           .handler = stuck_once};
+                           .handler = stuck_once,
+                           .clock = &f->clock.clock};
     start(f, &co);
+    /* Attempt 1 runs; its timeout passes on the consumer's clock, one
+     * millisecond short first. */
+    assert_true(ts_wait_until(one_call, &f->pr, WAIT_MS));
+    sl_manual_clock_advance(&f->clock, 49);
+    assert_int_equal(depth_of(f).delayed, 0);
+    sl_manual_clock_advance(&f->clock, 1);
     /* The watchdog settled it as a RETRY: its backoff passes. */
-    assert_true(wait_until(one_delayed, f, WAIT_MS));
-    atomic_fetch_add(&f->clock.now_ms, 1);
+    assert_true(ts_wait_until(one_delayed, f, WAIT_MS));
+    sl_manual_clock_advance(&f->clock, 1);
     assert_true(probe_wait_attempt(&f->pr, 2, WAIT_MS));
     assert_true(probe_wait_attempt(&f->pr, 1, WAIT_MS));
     sl_consumer_stats stats = stop(f);
@@ -400,7 +356,7 @@ static void reject_error_text_reaches_the_dead_letter(void **state)
     publish(f, "order-7");
     sl_consumer_opts co = {.prefetch = 1, .handler = scripted};
     start(f, &co);
-    assert_true(wait_until(has_dead_letter, f, WAIT_MS));
+    assert_true(ts_wait_until(has_dead_letter, f, WAIT_MS));
     sl_consumer_stats stats = stop(f);
     dead_letter dl = dead_letters(f);
     assert_int_equal(dl.count, 1);
@@ -458,7 +414,7 @@ static void status_is_reported_for_the_request_behind_the_event(void **state)
                            .status_ack = "completed",
                            .status_dead = "failed"};
     start(f, &co);
-    assert_true(wait_until(two_reports, &r, WAIT_MS));
+    assert_true(ts_wait_until(two_reports, &r, WAIT_MS));
     stop(f);
     assert_int_equal(r.n, 2);
     assert_string_equal(r.lines[0], "req-9 processing -");
@@ -478,7 +434,7 @@ static void dead_letter_reports_failed_with_the_reason(void **state)
                            .report_ctx = &r,
                            .status_dead = "failed"};
     start(f, &co);
-    assert_true(wait_until(has_dead_letter, f, WAIT_MS));
+    assert_true(ts_wait_until(has_dead_letter, f, WAIT_MS));
     stop(f);
     assert_int_equal(r.n, 1);
     assert_string_equal(r.lines[0], "order-8 failed rejected in " GROUP
@@ -539,7 +495,7 @@ static void logs_carry_trace_event_type_service_and_duration(void **state)
     sl_consumer_opts co = {.prefetch = 1, .handler = scripted,
                            .service = "shop"};
     start(f, &co);
-    bool seen = wait_until(log_seen, &lp, WAIT_MS);
+    bool seen = ts_wait_until(log_seen, &lp, WAIT_MS);
     stop(f);
     sl_log_set_sink(NULL, NULL, SL_LOG_WARN);
     assert_true(seen);
@@ -557,7 +513,7 @@ static void reject_without_error_text_says_the_handler_rejected(void **state)
     publish(f, "order-8");
     sl_consumer_opts co = {.prefetch = 1, .handler = scripted};
     start(f, &co);
-    assert_true(wait_until(has_dead_letter, f, WAIT_MS));
+    assert_true(ts_wait_until(has_dead_letter, f, WAIT_MS));
     stop(f);
     dead_letter dl = dead_letters(f);
     assert_string_equal(dl.reason, "rejected");
@@ -635,7 +591,7 @@ static void reject_burst_is_logged_sampled_and_counted_in_full(void **state)
     sl_consumer_opts co = {
         .prefetch = 8, .concurrency = 4, .handler = scripted, .metrics = reg};
     start(f, &co);
-    bool all = wait_until(burst_rejected, f, WAIT_MS);
+    bool all = ts_wait_until(burst_rejected, f, WAIT_MS);
     sl_consumer_stats stats = stop(f);
     uint64_t elapsed_ms = sl_time_mono_ms() - t0;
     sl_log_set_sink(NULL, NULL, SL_LOG_WARN);
@@ -683,7 +639,7 @@ static void retry_after_overrides_the_backoff(void **state)
                            .handler = scripted};
     start(f, &co);
     assert_true(probe_wait_attempt(&f->pr, 1, WAIT_MS));
-    assert_true(wait_until(one_delayed, f, WAIT_MS));
+    assert_true(ts_wait_until(one_delayed, f, WAIT_MS));
 
     /* The backoff's 100 ms pass: still waiting for the handler's 5 s. */
     atomic_fetch_add(&f->clock.now_ms, 100);
@@ -713,7 +669,7 @@ static void retry_uses_the_backoff_without_a_retry_after(void **state)
                            .handler = scripted};
     start(f, &co);
     assert_true(probe_wait_attempt(&f->pr, 1, WAIT_MS));
-    assert_true(wait_until(one_delayed, f, WAIT_MS));
+    assert_true(ts_wait_until(one_delayed, f, WAIT_MS));
     atomic_fetch_add(&f->clock.now_ms, 2999);
     assert_int_equal(depth_of(f).delayed, 1);
     atomic_fetch_add(&f->clock.now_ms, 1);
@@ -800,7 +756,7 @@ static void run_transactional(fx *f, const char *path, int want_attempt)
                            .transactional = true};
     start(f, &co);
     if (retries) {
-        assert_true(wait_until(one_delayed, f, WAIT_MS));
+        assert_true(ts_wait_until(one_delayed, f, WAIT_MS));
         atomic_fetch_add(&f->clock.now_ms, 1);
     }
     assert_true(probe_wait_attempt(&f->pr, want_attempt, WAIT_MS));
@@ -854,7 +810,7 @@ static void transactional_write_rolls_back_on_reject(void **state)
     f->pr.reject = true;
     publish(f, "pay-3");
     run_transactional(f, path, 1);
-    assert_true(wait_until(has_dead_letter, f, WAIT_MS));
+    assert_true(ts_wait_until(has_dead_letter, f, WAIT_MS));
     stop(f);
     sl_consumer_destroy(f->c);
     f->c = NULL;

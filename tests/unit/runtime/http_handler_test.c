@@ -11,6 +11,7 @@
 #include "host/handlers.h"
 
 #include "core/waiter.h"
+#include "support.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -824,19 +825,6 @@ static bool acked_one(void *arg)
     return stats.acked == 1;
 }
 
-static bool wait_until(bool (*pred)(void *), void *arg, uint64_t timeout_ms)
-{
-    uint64_t until = sl_time_mono_ms() + timeout_ms;
-    while (!pred(arg)) {
-        if (sl_time_mono_ms() >= until) {
-            return false;
-        }
-        struct timespec ts = {0, 2 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    return true;
-}
-
 static void publish(sl_engine *eng, const char *id)
 {
     sl_event *ev = NULL;
@@ -879,7 +867,7 @@ static void consumer_acks_200_and_dead_letters_a_404(void **state)
     publish(e.eng, "good-1");
     publish(e.eng, "bad-1");
 
-    assert_true(wait_until(settled, &e, WAIT_MS));
+    assert_true(ts_wait_until(settled, &e, WAIT_MS));
     dead_letter dl = {0};
     assert_int_equal(sl_engine_browse(e.eng, DLQ, "dlq", 0, collect_dead, &dl),
                      SL_OK);
@@ -930,7 +918,7 @@ static void answer_is_published_as_a_child_with_reply_to(void **state)
     assert_int_equal(sl_consumer_create(e.eng, &co, &e.c, NULL), SL_OK);
     assert_int_equal(sl_consumer_start(e.c), SL_OK);
     publish(e.eng, "order-7");
-    assert_true(wait_until(acked_one, &e, WAIT_MS));
+    assert_true(ts_wait_until(acked_one, &e, WAIT_MS));
 
     sl_subscription *sub = NULL;
     sl_subscribe_opts so = {.prefetch = 1};

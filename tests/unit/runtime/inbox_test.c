@@ -2,6 +2,8 @@
  * path within a process. */
 #include "runtime/inbox.h"
 
+#include "support.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,10 +31,7 @@ static int setup(void **state)
     if (f == NULL) {
         return -1;
     }
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof f->dir, "%s/sluice-inbox-test.XXXXXX",
-             tmp ? tmp : "/tmp");
-    if (mkdtemp(f->dir) == NULL) {
+    if (!ts_tempdir(f->dir, sizeof f->dir, "inbox-test")) {
         free(f);
         return -1;
     }
@@ -44,13 +43,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
-    const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
-    for (size_t i = 0; i < 4; i++) {
-        char p[320];
-        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
+    ts_rm_rf(f->dir);
     free(f);
     return 0;
 }

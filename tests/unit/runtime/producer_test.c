@@ -8,6 +8,7 @@
 #include "sluice/producer.h"
 
 #include "engine/driver.h"
+#include "support.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -140,6 +141,50 @@ static sl_status publish_async(sl_producer *p)
     return st;
 }
 
+/* A blocking producer call on its own thread, so that the test can move
+ * the producer's clock while it waits. */
+typedef enum call_kind { CALL_ASYNC, CALL_PUBLISH, CALL_FLUSH } call_kind;
+
+typedef struct call {
+    sl_producer *p;
+    call_kind kind;
+    sl_status st;
+    atomic_bool done; /* st is set */
+    pthread_t thread;
+} call;
+
+static void *call_main(void *arg)
+{
+    call *c = arg;
+    if (c->kind == CALL_ASYNC) {
+        c->st = publish_async(c->p);
+    } else if (c->kind == CALL_PUBLISH) {
+        sl_event *ev = new_event();
+        c->st = sl_producer_publish(c->p, CH, ev, NULL);
+        sl_event_unref(ev);
+    } else {
+        c->st = sl_producer_flush(c->p, 50);
+    }
+    atomic_store(&c->done, true);
+    return NULL;
+}
+
+static void call_start(call *c, sl_producer *p, call_kind kind)
+{
+    *c = (call){.p = p, .kind = kind};
+    assert_int_equal(pthread_create(&c->thread, NULL, call_main, c), 0);
+}
+
+/* Move @p mc to @p ms after the start once the call sleeps on it, and
+ * return the call's status. */
+static sl_status call_finish_at(call *c, sl_manual_clock *mc, uint64_t ms)
+{
+    assert_true(ts_clock_advance_when_waiting(mc, 1, ms - 1));
+    sl_manual_clock_advance(mc, 1);
+    pthread_join(c->thread, NULL);
+    return c->st;
+}
+
 static sl_producer *make(sl_engine *eng, const sl_producer_opts *po)
 {
     sl_producer *p = NULL;
@@ -179,6 +224,51 @@ static void rate_limit_refuses_when_the_bucket_is_empty(void **state)
     assert_int_equal(try_publish(p), SL_OK);
     assert_int_equal(try_publish(p), SL_RATE_LIMITED);
     assert_int_equal(stats_of(p).rate_limited, 3);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static void publish_waits_for_the_next_token_on_its_clock(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_producer_opts po = {.rate_per_s = 10, .burst = 1, .clock = &mc.clock};
+    sl_producer *p = make(&fe.base, &po);
+    assert_int_equal(publish_async(p), SL_OK);
+    /* The next token is 100 ms away on the producer's clock. */
+    call c;
+    call_start(&c, p, CALL_ASYNC);
+    assert_int_equal(call_finish_at(&c, &mc, 100), SL_OK);
+    assert_int_equal(fe.published, 2);
+    assert_int_equal(stats_of(p).rate_limited, 0);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
+static bool call_done(void *arg)
+{
+    return atomic_load(&((call *)arg)->done);
+}
+
+static void publish_waits_for_the_next_token_without_a_clock(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    /* The bucket reads the wall clock, the wait the monotonic one: the
+     * wait is still the 20 ms to the next token. */
+    sl_producer_opts po = {.rate_per_s = 50, .burst = 1};
+    sl_producer *p = make(&fe.base, &po);
+    assert_int_equal(publish_async(p), SL_OK);
+    call c;
+    call_start(&c, p, CALL_ASYNC);
+    assert_true(ts_wait_until(call_done, &c, TS_WAIT_MS));
+    pthread_join(c.thread, NULL);
+    assert_int_equal(c.st, SL_OK);
+    assert_int_equal(fe.published, 2);
     fake_fini(&fe);
     sl_producer_destroy(p);
 }
@@ -373,37 +463,11 @@ static void breaker_opens_on_an_engine_that_refuses_as_unavailable(void **state)
 
 /* End to end on the embedded engine: the store's tables vanish under it,
  * so its next commit fails and every confirm in it reports SL_IO. */
-static void rm_rf(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0) {
-        return;
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *dir = opendir(path);
-        struct dirent *de;
-        while (dir != NULL && (de = readdir(dir)) != NULL) {
-            if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
-                char child[1024];
-                snprintf(child, sizeof child, "%s/%s", path, de->d_name);
-                rm_rf(child);
-            }
-        }
-        if (dir != NULL) {
-            closedir(dir);
-        }
-    }
-    remove(path);
-}
-
 static void breaker_opens_when_the_embedded_store_fails(void **state)
 {
     (void)state;
     char dir[256];
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/sluice-producer-test.XXXXXX",
-             tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(dir));
+    assert_true(ts_tempdir(dir, sizeof dir, "producer-test"));
     char url[300];
     snprintf(url, sizeof url, "embedded:%s", dir);
     sl_engine *eng = NULL;
@@ -445,7 +509,7 @@ static void breaker_opens_when_the_embedded_store_fails(void **state)
     assert_false(sl_engine_is_ready(eng));
     sl_producer_destroy(p);
     sl_engine_close(eng);
-    rm_rf(dir);
+    ts_rm_rf(dir);
 }
 
 /* ---- window, flush, timeouts --------------------------------------------- */
@@ -473,14 +537,18 @@ static void publish_async_gives_up_with_full_after_its_timeout(void **state)
     (void)state;
     fake_engine fe;
     fake_init(&fe);
-    sl_producer_opts po = {.max_in_flight = 1, .publish_timeout_ms = 80};
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_producer_opts po = {
+        .max_in_flight = 1, .publish_timeout_ms = 80, .clock = &mc.clock};
     sl_producer *p = make(&fe.base, &po);
     assert_int_equal(publish_async(p), SL_OK);
-    uint64_t t0 = sl_time_mono_ms();
-    assert_int_equal(publish_async(p), SL_FULL);
-    uint64_t waited = sl_time_mono_ms() - t0;
-    assert_true(waited >= 70); /* it did wait for room */
-    assert_true(waited < 5000);
+    /* It waits for room until its timeout on the producer's clock. */
+    call c;
+    call_start(&c, p, CALL_ASYNC);
+    assert_int_equal(call_finish_at(&c, &mc, 80), SL_FULL);
+    assert_int_equal(atomic_load(&mc.now_ms), T0 + 80);
+    assert_int_equal(stats_of(p).full, 1);
     fake_fini(&fe);
     sl_producer_destroy(p);
 }
@@ -490,12 +558,13 @@ static void publish_times_out_when_no_confirm_comes(void **state)
     (void)state;
     fake_engine fe;
     fake_init(&fe);
-    sl_producer_opts po = {.publish_timeout_ms = 50};
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_producer_opts po = {.publish_timeout_ms = 50, .clock = &mc.clock};
     sl_producer *p = make(&fe.base, &po);
-    sl_event *ev = new_event();
-    sl_diag diag = {0};
-    assert_int_equal(sl_producer_publish(p, CH, ev, &diag), SL_TIMEOUT);
-    sl_event_unref(ev);
+    call c;
+    call_start(&c, p, CALL_PUBLISH);
+    assert_int_equal(call_finish_at(&c, &mc, 50), SL_TIMEOUT);
     assert_int_equal(stats_of(p).in_flight, 1);
     /* The late confirm is still counted and frees the slot. */
     fake_confirm(&fe, SL_OK);
@@ -511,11 +580,14 @@ static void flush_times_out_while_a_confirm_is_outstanding(void **state)
     (void)state;
     fake_engine fe;
     fake_init(&fe);
-    sl_producer *p = make(&fe.base, NULL);
+    sl_manual_clock mc;
+    sl_manual_clock_init(&mc, T0);
+    sl_producer_opts po = {.clock = &mc.clock};
+    sl_producer *p = make(&fe.base, &po);
     assert_int_equal(publish_async(p), SL_OK);
-    uint64_t t0 = sl_time_mono_ms();
-    assert_int_equal(sl_producer_flush(p, 50), SL_TIMEOUT);
-    assert_true(sl_time_mono_ms() - t0 >= 40);
+    call c;
+    call_start(&c, p, CALL_FLUSH);
+    assert_int_equal(call_finish_at(&c, &mc, 50), SL_TIMEOUT);
     fake_confirm(&fe, SL_OK);
     assert_int_equal(sl_producer_flush(p, 0), SL_OK);
     fake_fini(&fe);
@@ -670,6 +742,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rate_limit_refuses_when_the_bucket_is_empty),
+        cmocka_unit_test(publish_waits_for_the_next_token_on_its_clock),
+        cmocka_unit_test(publish_waits_for_the_next_token_without_a_clock),
         cmocka_unit_test(retry_after_reports_the_bucket_refill_time),
         cmocka_unit_test(publish_does_not_wait_for_a_token_beyond_its_timeout),
         cmocka_unit_test(breaker_opens_after_failed_confirms),
