@@ -814,7 +814,7 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--warmup") == 0) {
             warmup = atof(v);
         } else if (strcmp(a, "--connections") == 0) {
-            nconn = (unsigned)atoi(v);
+            nconn = (unsigned)strtoul(v, NULL, 10);
         } else if (strcmp(a, "--client") == 0) {
             client = v;
         } else {

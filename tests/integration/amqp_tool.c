@@ -145,7 +145,8 @@ static int cmd_produce(const char *url, const char *channel, uint64_t n,
     char data[512];
     memset(data, 'x', sizeof data);
     const char *pace_env = getenv("AMQP_TOOL_PACE_MS");
-    unsigned pace_ms = pace_env != NULL ? (unsigned)atoi(pace_env) : 0;
+    unsigned pace_ms =
+        pace_env != NULL ? (unsigned)strtoul(pace_env, NULL, 10) : 0;
     time_t give_up = time(NULL) + 120;
     for (;;) {
         pthread_mutex_lock(&ps.mu);

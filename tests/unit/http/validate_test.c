@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
+
 #include <string.h>
 
 /* Validate @p json against @p n rules; returns the violations' count and
@@ -24,7 +26,7 @@ static size_t run(const sl_gateway_field *f, size_t n, const char *json,
     json_decref(root);
     detail[0] = '\0';
     if (nv > 0) {
-        strcpy(detail, v[0].detail);
+        snprintf(detail, 256, "%s", v[0].detail);
     }
     return nv;
 }
