@@ -225,7 +225,8 @@ check_both "memory:// with a path" mem-path.yaml \
 
 service_with nats-param.yaml "nats://127.0.0.1:4222?replicas=many" "$FAILH"
 check_both "NATS URL parameter" nats-param.yaml \
-    "nats-param.yaml:4:8: engine.url:" "'replicas'"
+    "nats-param.yaml:4:8: engine.url:" \
+    "replicas=many: expected a whole number from 1 to 5"
 
 service_with nats-tls.yaml "tls://127.0.0.1:4222?tls_ca=$WORK/no-ca.pem" \
     "$FAILH"

@@ -70,8 +70,8 @@ static sl_status sample_depth(amqp_engine *e, depth_args *a, uint64_t *ready,
     for (asub *s = e->subs; s; s = s->next) {
         if (s->qkey == a->qkey) {
             pthread_mutex_lock(&s->mu);
-            *ready += s->nbuf;
-            *in_flight += s->nflight;
+            *ready += s->buf.n;
+            *in_flight += s->flight.n;
             pthread_mutex_unlock(&s->mu);
         }
     }

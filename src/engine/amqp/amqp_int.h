@@ -54,9 +54,9 @@
  *                   last_return_ms, stop_by_ms), and what the watchdog
  *                   shares with the I/O thread (hb_now_s, io_fd, wd_*);
  *                   cv (calls done, confirms drained) and wd_cv go with it.
- *   asub.mu         guards a subscription's buffer and flight list (buf_*,
- *                   nbuf, flight, nflight, nlimbo), arrived, dead, down and
- *                   gen; cv wakes its fetches.
+ *   asub.mu         guards a subscription's buffer and flight list (buf,
+ *                   flight, their deliveries' links, nlimbo), arrived,
+ *                   dead, down and gen; cv wakes its fetches.
  *   I/O thread      owns the connection (conn: open and close touch it only
  *                   while the thread is not running), the unconfirmed list
  *                   (unconf_*, next_tag), rng, nrebind and each
@@ -78,6 +78,7 @@
 #ifndef SLUICE_ENGINE_AMQP_INT_H
 #define SLUICE_ENGINE_AMQP_INT_H
 
+#include "core/list.h"
 #include "engine/dedup.h"
 #include "engine/driver.h"
 #include "engine/track.h"
@@ -209,8 +210,8 @@ typedef struct adelivery {
     uint64_t uid;
     uint32_t delivery_count;
     uint32_t base_attempts;
-    uint32_t gen; /* connection it came on (asub.gen) */
-    struct adelivery *prev, *next;
+    uint32_t gen;      /* connection it came on (asub.gen) */
+    sl_list_node link; /* in asub.buf or asub.flight, under asub.mu */
 } adelivery;
 
 struct asub {
@@ -226,10 +227,8 @@ struct asub {
     uint32_t max_attempts;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    adelivery *buf_head, *buf_tail; /* received, not fetched */
-    uint32_t nbuf;
-    adelivery *flight; /* fetched, not settled */
-    uint32_t nflight;
+    sl_list buf;    /* adelivery.link: received, not fetched, oldest first */
+    sl_list flight; /* adelivery.link: fetched, not settled */
     /* Deliveries out of the buffer and the flight list whose ack or nack
      * is not sent yet (a fetch dead-lettering them, a retry republishing
      * them): while any exists, ack_many sends no multiple ack. */

@@ -100,15 +100,7 @@ void sl__amqp_on_deliver(amqp_engine *e, uint16_t ch,
     d->tag = tag;
     pthread_mutex_lock(&s->mu);
     d->gen = s->gen;
-    d->next = NULL;
-    d->prev = s->buf_tail;
-    if (s->buf_tail) {
-        s->buf_tail->next = d;
-    } else {
-        s->buf_head = d;
-    }
-    s->buf_tail = d;
-    s->nbuf++;
+    sl__list_push_tail(&s->buf, &d->link);
     s->arrived = true; /* fetch is woken by sl__amqp_wake_fetchers() */
     pthread_mutex_unlock(&s->mu);
 }
@@ -328,31 +320,6 @@ sl_status sl__amqp_subscribe(sl_engine *base, const char *channel,
     return SL_OK;
 }
 
-static void flight_add(asub *s, adelivery *d)
-{
-    d->prev = NULL;
-    d->next = s->flight;
-    if (s->flight) {
-        s->flight->prev = d;
-    }
-    s->flight = d;
-    s->nflight++;
-}
-
-static void flight_remove(asub *s, adelivery *d)
-{
-    if (d->prev) {
-        d->prev->next = d->next;
-    } else {
-        s->flight = d->next;
-    }
-    if (d->next) {
-        d->next->prev = d->prev;
-    }
-    d->prev = d->next = NULL;
-    s->nflight--;
-}
-
 /* A delivery that left the buffer or the flight list had its ack or nack
  * sent (or queued): multiple acks are possible again once none is left. */
 static void limbo_done(asub *s)
@@ -360,22 +327,6 @@ static void limbo_done(asub *s)
     pthread_mutex_lock(&s->mu);
     s->nlimbo--;
     pthread_mutex_unlock(&s->mu);
-}
-
-static adelivery *buf_pop(asub *s)
-{
-    adelivery *d = s->buf_head;
-    if (d != NULL) {
-        s->buf_head = d->next;
-        if (s->buf_head) {
-            s->buf_head->prev = NULL;
-        } else {
-            s->buf_tail = NULL;
-        }
-        d->next = d->prev = NULL;
-        s->nbuf--;
-    }
-    return d;
 }
 
 static void delivery_free(adelivery *d)
@@ -473,25 +424,26 @@ sl_status sl__amqp_fetch(sl_subscription *base, sl_delivery **out, size_t max,
             }
             continue;
         }
-        size_t credit = s->prefetch > s->nflight ? s->prefetch - s->nflight : 0;
+        size_t credit =
+            s->prefetch > s->flight.n ? s->prefetch - s->flight.n : 0;
         if (credit == 0) {
             pthread_mutex_unlock(&s->mu);
             return SL_FULL;
         }
         size_t want = max < credit ? max : credit;
-        if (s->nbuf == 0) {
+        if (sl__list_is_empty(&s->buf)) {
             if (pthread_cond_timedwait(&s->cv, &s->mu, &until) != 0) {
-                if (s->nbuf == 0) {
+                if (sl__list_is_empty(&s->buf)) {
                     pthread_mutex_unlock(&s->mu);
                     return SL_EMPTY;
                 }
             }
             /* The broker sends a burst of deliveries back to back: when
              * the first woke us, give the rest a moment to arrive. */
-            if (s->nbuf < want) {
+            if (s->buf.n < want) {
                 struct timespec linger;
                 sl__deadline_after(&linger, FETCH_LINGER_MS);
-                while (s->nbuf < want && !s->dead &&
+                while (s->buf.n < want && !s->dead &&
                        pthread_cond_timedwait(&s->cv, &s->mu, &linger) == 0) {
                 }
             }
@@ -499,8 +451,9 @@ sl_status sl__amqp_fetch(sl_subscription *base, sl_delivery **out, size_t max,
         }
         adelivery *taken[64];
         size_t k = 0;
-        while (k < want && k < 64 && s->nbuf > 0) {
-            taken[k++] = buf_pop(s);
+        while (k < want && k < 64 && !sl__list_is_empty(&s->buf)) {
+            taken[k++] =
+                SL_LIST_ENTRY(sl__list_pop_head(&s->buf), adelivery, link);
         }
         s->nlimbo += (uint32_t)k; /* until in flight or dead-lettered */
         pthread_mutex_unlock(&s->mu);
@@ -532,7 +485,7 @@ sl_status sl__amqp_fetch(sl_subscription *base, sl_delivery **out, size_t max,
             }
             pthread_mutex_lock(&s->mu);
             s->nlimbo--;
-            flight_add(s, d);
+            sl__list_push_head(&s->flight, &d->link);
             pthread_mutex_unlock(&s->mu);
             out[got++] = &d->base;
         }
@@ -574,7 +527,7 @@ uint32_t sl__amqp_in_flight(const sl_subscription *base)
 {
     asub *s = (asub *)base;
     pthread_mutex_lock(&s->mu);
-    uint32_t n = s->nflight;
+    uint32_t n = (uint32_t)s->flight.n;
     pthread_mutex_unlock(&s->mu);
     return n;
 }
@@ -597,12 +550,12 @@ void sl__amqp_barrier(amqp_engine *e, asub *s)
 void sl__amqp_release_buffered(amqp_engine *e, asub *s)
 {
     pthread_mutex_lock(&s->mu);
-    adelivery *b = s->buf_head;
-    s->buf_head = s->buf_tail = NULL;
-    s->nbuf = 0;
+    sl_list b = s->buf;
+    s->buf = (sl_list){0};
     pthread_mutex_unlock(&s->mu);
-    for (adelivery *d = b, *next; d; d = next) {
-        next = d->next;
+    SL_LIST_FOREACH_SAFE(&b, node, next)
+    {
+        adelivery *d = SL_LIST_ENTRY(node, adelivery, link);
         track_release(e, s->qkey, d->uid);
         delivery_free(d);
     }
@@ -623,14 +576,13 @@ static sl_status do_unsubscribe(amqp_engine *e, void *arg)
     }
     pthread_mutex_lock(&s->mu);
     bool dead = s->dead || s->down; /* down: runs while disconnected */
-    adelivery *fl = s->flight;
-    s->flight = NULL;
-    s->nflight = 0;
+    sl_list fl = s->flight;
+    s->flight = (sl_list){0};
     pthread_mutex_unlock(&s->mu);
     /* Unsettled deliveries count, as after a crash. */
-    for (adelivery *d = fl, *next; d; d = next) {
-        next = d->next;
-        delivery_free(d);
+    SL_LIST_FOREACH_SAFE(&fl, node, next)
+    {
+        delivery_free(SL_LIST_ENTRY(node, adelivery, link));
     }
     if (!dead) {
         /* Stop deliveries, unless the interrupt did; those sent before
@@ -692,13 +644,13 @@ void sl__amqp_unsubscribe(sl_subscription *base)
             }
         }
         pthread_mutex_unlock(&e->mu);
-        for (adelivery *d = s->buf_head, *next; d; d = next) {
-            next = d->next;
-            delivery_free(d);
+        SL_LIST_FOREACH_SAFE(&s->buf, node, next)
+        {
+            delivery_free(SL_LIST_ENTRY(node, adelivery, link));
         }
-        for (adelivery *d = s->flight, *next; d; d = next) {
-            next = d->next;
-            delivery_free(d);
+        SL_LIST_FOREACH_SAFE(&s->flight, node, next)
+        {
+            delivery_free(SL_LIST_ENTRY(node, adelivery, link));
         }
     }
     sub_free(s);
@@ -756,7 +708,7 @@ sl_status sl__amqp_settle(sl_delivery *base, sl_settle_op op, uint64_t delay_ms,
     asub *s = d->sub;
     amqp_engine *e = s->eng;
     pthread_mutex_lock(&s->mu);
-    flight_remove(s, d);
+    sl__list_remove(&s->flight, &d->link);
     s->nlimbo++;
     pthread_mutex_unlock(&s->mu);
     sl_status st = SL_OK;
@@ -805,13 +757,18 @@ sl_status sl__amqp_ack_many(sl_delivery **ds, size_t n)
         pthread_mutex_lock(&s->mu);
         for (size_t k = i; k < j; k++) {
             adelivery *d = (adelivery *)ds[k];
-            flight_remove(s, d);
+            sl__list_remove(&s->flight, &d->link);
             top = d->tag > top ? d->tag : top;
         }
         bool dead = s->dead || s->down || d0->gen != s->gen;
         bool contiguous = s->nlimbo == 0;
-        for (adelivery *o = s->flight; o && contiguous; o = o->next) {
-            contiguous = !(o->gen == d0->gen && o->tag < top);
+        SL_LIST_FOREACH(&s->flight, node)
+        {
+            const adelivery *o = SL_LIST_ENTRY(node, adelivery, link);
+            if (o->gen == d0->gen && o->tag < top) {
+                contiguous = false;
+                break;
+            }
         }
         pthread_mutex_unlock(&s->mu);
         for (size_t k = i; k < j; k++) {

@@ -202,7 +202,7 @@ static sl_status do_check_room(amqp_engine *e, void *arg)
             for (asub *s = e->subs; s; s = s->next) {
                 if (s->qkey == key) {
                     pthread_mutex_lock(&s->mu);
-                    held += s->nbuf + s->nflight;
+                    held += s->buf.n + s->flight.n;
                     pthread_mutex_unlock(&s->mu);
                 }
             }

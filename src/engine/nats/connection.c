@@ -9,6 +9,7 @@
 
 #include "core/secret.h"
 #include "core/waiter.h"
+#include "engine/url_params.h"
 #include "sluice/alloc.h"
 #include "sluice/log.h"
 
@@ -125,11 +126,19 @@ static void nats_close(sl_engine *base);
 
 /* ---- credentials and TLS ----------------------------------------------- */
 
-/* Connection options of the URL that are not the engine's: TLS and
- * credentials. Paths and references, never secrets: a secret is read
- * from its reference at connect time and wiped afterwards. */
+/* What the URL's query says: the engine's own settings, moved to it once
+ * the whole query is checked, and the connection's TLS and credentials.
+ * Paths and references, never secrets: a secret is read from its
+ * reference at connect time and wiped afterwards. */
 typedef struct conn_opts {
-    bool tls;           /* tls:// or ?tls=true */
+    char *ns;                       /* namespace, or NULL */
+    char domain[JS_DOMAIN_MAX + 1]; /* JetStream domain, or "" */
+    uint64_t ack_wait_ms;           /* the engine's value when absent */
+    uint64_t max_ack_pending;       /* ... */
+    uint64_t replicas;              /* ... */
+    uint64_t max_deliver;           /* ... */
+    bool memory;                    /* storage=memory */
+    bool tls;                       /* tls:// or ?tls=true */
     char *tls_ca;       /* PEM file of the CAs that sign the server */
     char *tls_cert;     /* client certificate chain (PEM) ... */
     char *tls_key;      /* ... and its key, for servers that verify clients */
@@ -144,6 +153,7 @@ typedef struct conn_opts {
 
 static void conn_opts_fini(conn_opts *co)
 {
+    sl_free(co->ns);
     sl_free(co->tls_ca);
     sl_free(co->tls_cert);
     sl_free(co->tls_key);
@@ -194,15 +204,140 @@ static const char *last_error(natsStatus s)
     return t;
 }
 
-static bool truthy(const char *v)
+/* ---- URL parameters ------------------------------------------------------ */
+
+/* True when @p s is made of [A-Za-z0-9_-] only. */
+static bool is_name(const char *s)
 {
-    return strcmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
-           strcmp(v, "yes") == 0;
+    for (const char *c = s; *c; c++) {
+        if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_') {
+            return false;
+        }
+    }
+    return true;
 }
 
-/* "nats://host:port?ns=x&ack_wait_ms=N&max_ack_pending=N&replicas=N&
- * storage=memory&tls_ca=PATH&token=env:NAME...". The server URL (without
- * the query) goes to nats.c; TLS and credentials to @p co. */
+/* Store a string parameter in the char * field its table entry points at. */
+static sl_status store_string(void *dst, const sl_url_param *param,
+                              const char *val)
+{
+    char **field = (char **)(void *)((char *)dst + param->offset);
+    char *copy = sl_strdup(val);
+    if (copy == NULL) {
+        return SL_NOMEM;
+    }
+    sl_free(*field);
+    *field = copy;
+    return SL_OK;
+}
+
+/* ns: the prefix of every stream and subject the engine makes (the table
+ * refuses an empty one). */
+static sl_status set_ns(void *dst, const sl_url_param *param,
+                        const sl_url_value *v, sl_diag *diag)
+{
+    if (!is_name(v->s)) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "engine URL: ns must be [A-Za-z0-9_-]");
+    }
+    return store_string(dst, param, v->s);
+}
+
+/* domain: a JetStream domain, part of every API subject. */
+static sl_status set_domain(void *dst, const sl_url_param *param,
+                            const sl_url_value *v, sl_diag *diag)
+{
+    conn_opts *co = dst;
+    (void)param;
+    size_t n = strlen(v->s);
+    if (n == 0 || n > JS_DOMAIN_MAX || !is_name(v->s)) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "engine URL: domain must be 1-%d of "
+                           "[A-Za-z0-9_-]",
+                           JS_DOMAIN_MAX);
+    }
+    memcpy(co->domain, v->s, n + 1);
+    return SL_OK;
+}
+
+/* tls_ca, tls_cert, tls_key, tls_hostname: each one turns TLS on. */
+static sl_status set_tls_string(void *dst, const sl_url_param *param,
+                                const sl_url_value *v, sl_diag *diag)
+{
+    (void)diag;
+    ((conn_opts *)dst)->tls = true;
+    return store_string(dst, param, v->s);
+}
+
+/* password, token: never a literal here, a query string is easily
+ * logged. The message names the parameter only: its value is the
+ * secret. */
+static sl_status set_secret_ref(void *dst, const sl_url_param *param,
+                                const sl_url_value *v, sl_diag *diag)
+{
+    if (!sl__secret_is_ref(v->s)) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "engine URL: %s must be a reference, env:NAME or "
+                           "file:PATH (a secret in the URL would be logged)",
+                           param->name);
+    }
+    return store_string(dst, param, v->s);
+}
+
+/* A string into the conn_opts field @p field, handed to @p set_ (which
+ * stores it with store_string); @p secret_: never shown in a message. */
+#define NATS_URL_STRING(name_, field, set_, secret_, doc_)                     \
+    {                                                                          \
+        .name = (name_), .kind = SL_URL_PARAM_STRING,                          \
+        .offset = offsetof(conn_opts, field),                                  \
+        .size = sizeof(((conn_opts *)0)->field), .set = (set_),                \
+        .secret = (secret_), .not_empty = true, .doc = (doc_)                  \
+    }
+
+static const sl_url_enum storage_values[] = {
+    {"file", 0}, {"memory", 1}, {NULL, 0}};
+
+/* "nats://host:port?ns=x&ack_wait_ms=N&...&tls_ca=PATH&token=env:NAME":
+ * docs/engines/nats.md lists the parameters. */
+static const sl_url_param nats_url_params[] = {
+    NATS_URL_STRING("ns", ns, set_ns, false,
+                    "prefix of every stream and subject ([A-Za-z0-9_-])"),
+    SL_URL_CUSTOM("domain", SL_URL_PARAM_STRING, set_domain,
+                  "JetStream domain (1-64 of [A-Za-z0-9_-])"),
+    SL_URL_UINT("ack_wait_ms", conn_opts, ack_wait_ms, 1, INT64_MAX,
+                "milliseconds before an unsettled delivery is redelivered"),
+    SL_URL_UINT("max_ack_pending", conn_opts, max_ack_pending, 1, INT64_MAX,
+                "most unsettled deliveries of a group"),
+    SL_URL_UINT("max_deliver", conn_opts, max_deliver, 1, 100000,
+                "server's delivery limit (default 2 x max_attempts + 20)"),
+    SL_URL_UINT("replicas", conn_opts, replicas, 1, 5,
+                "replicas of every stream"),
+    SL_URL_ENUM("storage", conn_opts, memory, storage_values,
+                "stream storage: file or memory"),
+    SL_URL_BOOL("tls", conn_opts, tls, "TLS (also tls:// or any tls_*)"),
+    NATS_URL_STRING("tls_ca", tls_ca, set_tls_string, false,
+                    "CA file (PEM) that signs the server's certificate"),
+    NATS_URL_STRING("tls_cert", tls_cert, set_tls_string, false,
+                    "client certificate chain (PEM), with tls_key="),
+    NATS_URL_STRING("tls_key", tls_key, set_tls_string, false,
+                    "client certificate's private key (PEM)"),
+    NATS_URL_STRING("tls_hostname", tls_hostname, set_tls_string, false,
+                    "name expected in the server's certificate"),
+    SL_URL_STRING("user", conn_opts, user, "user name, with password="),
+    NATS_URL_STRING("password", password, set_secret_ref, true,
+                    "password as env:NAME or file:PATH"),
+    NATS_URL_STRING("token", token, set_secret_ref, true,
+                    "token as env:NAME or file:PATH"),
+    SL_URL_STRING("creds", conn_opts, creds,
+                  "credentials file (user JWT and nkey seed)"),
+    SL_URL_STRING("nkey", conn_opts, nkey,
+                  "public nkey of a user (with nkey_seed)"),
+    SL_URL_STRING("nkey_seed", conn_opts, nkey_seed, "file of the nkey's seed"),
+};
+
+/* "nats://host:port?ns=x&...": the server URL (without the query) goes to
+ * nats.c, the engine's settings to @p e (whose defaults are kept for what
+ * the query leaves out), TLS and credentials to @p co. */
 static sl_status parse_url(nats_engine *e, const char *url, char **server,
                            conn_opts *co, sl_diag *diag)
 {
@@ -212,121 +347,16 @@ static sl_status parse_url(nats_engine *e, const char *url, char **server,
         return SL_NOMEM;
     }
     co->tls = strncmp(url, "tls://", 6) == 0;
-    const char *p = q ? q + 1 : NULL;
-    while (p != NULL && *p) {
-        const char *amp = strchr(p, '&');
-        size_t len = amp ? (size_t)(amp - p) : strlen(p);
-        char kv[1024];
-        if (len >= sizeof kv) {
-            return sl_diag_set(diag, SL_INVALID,
-                               "engine URL parameter too "
-                               "long");
-        }
-        memcpy(kv, p, len);
-        kv[len] = '\0';
-        char *eq = strchr(kv, '=');
-        const char *val = eq ? eq + 1 : "";
-        if (eq) {
-            *eq = '\0';
-        }
-        char *end = NULL;
-        long long num = strtoll(val, &end, 10);
-        bool is_num = end != val && *end == '\0' && num > 0;
-        char **str = NULL; /* a string option */
-        if (strcmp(kv, "tls_ca") == 0) {
-            str = &co->tls_ca;
-        } else if (strcmp(kv, "tls_cert") == 0) {
-            str = &co->tls_cert;
-        } else if (strcmp(kv, "tls_key") == 0) {
-            str = &co->tls_key;
-        } else if (strcmp(kv, "tls_hostname") == 0) {
-            str = &co->tls_hostname;
-        } else if (strcmp(kv, "user") == 0) {
-            str = &co->user;
-        } else if (strcmp(kv, "password") == 0) {
-            str = &co->password;
-        } else if (strcmp(kv, "token") == 0) {
-            str = &co->token;
-        } else if (strcmp(kv, "creds") == 0) {
-            str = &co->creds;
-        } else if (strcmp(kv, "nkey") == 0) {
-            str = &co->nkey;
-        } else if (strcmp(kv, "nkey_seed") == 0) {
-            str = &co->nkey_seed;
-        }
-        if (str != NULL) {
-            if (val[0] == '\0') {
-                return sl_diag_set(diag, SL_INVALID,
-                                   "engine URL: %s needs a value", kv);
-            }
-            if ((strcmp(kv, "password") == 0 || strcmp(kv, "token") == 0) &&
-                !sl__secret_is_ref(val)) {
-                /* Name the parameter only: its value is the secret. */
-                return sl_diag_set(diag, SL_INVALID,
-                                   "engine URL: %s must be a reference, "
-                                   "env:NAME or file:PATH (a secret in the "
-                                   "URL would be logged)",
-                                   kv);
-            }
-            sl_free(*str);
-            if ((*str = sl_strdup(val)) == NULL) {
-                return SL_NOMEM;
-            }
-            if (strncmp(kv, "tls_", 4) == 0) {
-                co->tls = true;
-            }
-        } else if (strcmp(kv, "tls") == 0) {
-            co->tls = truthy(val);
-        } else if (strcmp(kv, "ns") == 0 && val[0] != '\0') {
-            for (const char *c = val; *c; c++) {
-                if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_') {
-                    return sl_diag_set(diag, SL_INVALID,
-                                       "engine URL: ns must be "
-                                       "[A-Za-z0-9_-]");
-                }
-            }
-            sl_free(e->ns);
-            if ((e->ns = sl_strdup(val)) == NULL) {
-                return SL_NOMEM;
-            }
-        } else if (strcmp(kv, "domain") == 0 && val[0] != '\0') {
-            size_t n = strlen(val);
-            for (const char *c = val; *c; c++) {
-                if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_') {
-                    n = 0;
-                }
-            }
-            if (n == 0 || n > JS_DOMAIN_MAX) {
-                return sl_diag_set(diag, SL_INVALID,
-                                   "engine URL: domain must be 1-%d of "
-                                   "[A-Za-z0-9_-]",
-                                   JS_DOMAIN_MAX);
-            }
-            memcpy(e->domain, val, n + 1);
-        } else if (strcmp(kv, "ack_wait_ms") == 0 && is_num) {
-            e->ack_wait_ms = num;
-        } else if (strcmp(kv, "max_ack_pending") == 0 && is_num) {
-            e->max_ack_pending = num;
-        } else if (strcmp(kv, "replicas") == 0 && is_num && num <= 5) {
-            e->replicas = num;
-        } else if (strcmp(kv, "max_deliver") == 0 && is_num && num <= 100000) {
-            e->max_deliver = num;
-        } else if (strcmp(kv, "storage") == 0 &&
-                   (strcmp(val, "memory") == 0 || strcmp(val, "file") == 0)) {
-            e->memory = strcmp(val, "memory") == 0;
-        } else {
-            char shown[512];
-            return sl_diag_set(diag, SL_INVALID,
-                               "engine URL '%s': unknown parameter or bad "
-                               "value '%s' (expected ns, domain, "
-                               "ack_wait_ms, "
-                               "max_ack_pending, max_deliver, replicas, "
-                               "storage, tls, tls_ca, tls_cert, tls_key, "
-                               "tls_hostname, user, password, token, creds, "
-                               "nkey, nkey_seed)",
-                               redact_url(*server, shown, sizeof shown), kv);
-        }
-        p += len + (amp ? 1 : 0);
+    co->ack_wait_ms = (uint64_t)e->ack_wait_ms;
+    co->max_ack_pending = (uint64_t)e->max_ack_pending;
+    co->replicas = (uint64_t)e->replicas;
+    co->max_deliver = (uint64_t)e->max_deliver;
+    co->memory = e->memory;
+    sl_status st = sl__url_params_parse(
+        nats_url_params, SL_URL_PARAMS_COUNT(nats_url_params), q ? q + 1 : NULL,
+        co, "engine URL", diag);
+    if (st != SL_OK) {
+        return st;
     }
     if ((co->tls_cert == NULL) != (co->tls_key == NULL)) {
         return sl_diag_set(diag, SL_INVALID,
@@ -348,6 +378,16 @@ static sl_status parse_url(nats_engine *e, const char *url, char **server,
                            "engine URL: give one of user/password, token, "
                            "creds, nkey/nkey_seed");
     }
+    /* The whole query is good: the engine takes its settings. */
+    sl_free(e->ns);
+    e->ns = co->ns;
+    co->ns = NULL;
+    memcpy(e->domain, co->domain, sizeof e->domain);
+    e->ack_wait_ms = (int64_t)co->ack_wait_ms;
+    e->max_ack_pending = (int64_t)co->max_ack_pending;
+    e->replicas = (int64_t)co->replicas;
+    e->max_deliver = (int64_t)co->max_deliver;
+    e->memory = co->memory;
     return SL_OK;
 }
 

@@ -118,31 +118,6 @@ fail:
     return st;
 }
 
-static void flight_add(nats_sub *s, ndelivery *d)
-{
-    d->prev = NULL;
-    d->next = s->flight;
-    if (s->flight) {
-        s->flight->prev = d;
-    }
-    s->flight = d;
-    s->nflight++;
-}
-
-void sl__nats_flight_remove(nats_sub *s, ndelivery *d)
-{
-    if (d->prev) {
-        d->prev->next = d->next;
-    } else {
-        s->flight = d->next;
-    }
-    if (d->next) {
-        d->next->prev = d->prev;
-    }
-    d->prev = d->next = NULL;
-    s->nflight--;
-}
-
 /* A decimal token ending in '.': its value; false when it is not one
  * (strtoull's work without its locale and bases: this runs for every
  * delivery). */
@@ -261,7 +236,7 @@ static void take_message(nats_engine *e, nats_sub *s, natsMsg *m,
         return;
     }
     pthread_mutex_lock(&s->mu);
-    bool room = s->nflight < s->prefetch;
+    bool room = s->flight.n < s->prefetch;
     pthread_mutex_unlock(&s->mu);
     if (!room) {
         /* Only a late answer to an earlier request can bring more than
@@ -327,7 +302,7 @@ static void take_message(nats_engine *e, nats_sub *s, natsMsg *m,
     d->seq = seq;
     d->held_since = sl_time_mono_ms();
     pthread_mutex_lock(&s->mu);
-    flight_add(s, d);
+    sl__list_push_head(&s->flight, &d->link);
     pthread_mutex_unlock(&s->mu);
     out[(*got)++] = &d->base;
 }
@@ -374,7 +349,7 @@ sl_status sl__nats_fetch(sl_subscription *base, sl_delivery **out, size_t max,
             }
             pthread_mutex_lock(&s->mu);
             size_t credit =
-                s->prefetch > s->nflight ? s->prefetch - s->nflight : 0;
+                s->prefetch > s->flight.n ? s->prefetch - s->flight.n : 0;
             pthread_mutex_unlock(&s->mu);
             size_t want = max < credit ? max : credit;
             if (want == 0) {
@@ -474,7 +449,7 @@ uint32_t sl__nats_in_flight(const sl_subscription *base)
 {
     nats_sub *s = (nats_sub *)base;
     pthread_mutex_lock(&s->mu);
-    uint32_t n = s->nflight;
+    uint32_t n = (uint32_t)s->flight.n;
     pthread_mutex_unlock(&s->mu);
     return n;
 }
@@ -494,16 +469,15 @@ void sl__nats_unsubscribe(sl_subscription *base)
     /* Like a consumer that died: its deliveries go to the others at once
      * (not after AckWait), and the attempts they used stay counted. */
     pthread_mutex_lock(&s->mu);
-    ndelivery *d = s->flight;
-    s->flight = NULL;
-    s->nflight = 0;
+    sl_list fl = s->flight;
+    s->flight = (sl_list){0};
     pthread_mutex_unlock(&s->mu);
-    while (d != NULL) {
-        ndelivery *next = d->next;
+    SL_LIST_FOREACH_SAFE(&fl, node, next)
+    {
+        ndelivery *d = SL_LIST_ENTRY(node, ndelivery, link);
         sl__nats_track_nak(e, s->key, d->seq, false, 0);
         sl__nats_settle_sync(e, d->msg, "-NAK");
         sl__nats_delivery_free(d);
-        d = next;
     }
     /* Deliveries that arrived but were never fetched, and what the
      * outstanding pull request still brings until it expires (at most

@@ -58,7 +58,8 @@
  * Locks. Three kinds, never more than two held at once:
  *
  *   nats_engine.mu   the engine's lists and tables (see the struct);
- *   nats_sub.mu      a subscription's deliveries in flight;
+ *   nats_sub.mu      a subscription's deliveries in flight (its flight
+ *                    list and their links);
  *   nats_engine.pub_mu  the publish path alone, a leaf: nothing else is
  *                    taken while it is held, and it is never taken with
  *                    one of the others held.
@@ -75,6 +76,7 @@
 #ifndef SLUICE_ENGINE_NATS_INT_H
 #define SLUICE_ENGINE_NATS_INT_H
 
+#include "core/list.h"
 #include "engine/driver.h"
 #include "engine/track.h"
 #include "sluice/engine.h"
@@ -175,15 +177,15 @@ typedef struct nadv {
 } nadv;
 
 /* A delivery handed to a consumer. Its place in the subscription's flight
- * list (prev, next) and held_since are under the subscription's mu; the
- * rest is immutable until it is settled, by one worker. */
+ * list (link) and held_since are under the subscription's mu; the rest is
+ * immutable until it is settled, by one worker. */
 typedef struct ndelivery {
     sl_delivery base;
     natsMsg *msg;
     nats_sub *sub;
     uint64_t seq;
     uint64_t held_since; /* mono ms; for the heartbeat */
-    struct ndelivery *prev, *next;
+    sl_list_node link;   /* in nats_sub.flight */
 } ndelivery;
 
 /* The last ack ack_many sent for one group (engine->ack_marks, under the
@@ -222,9 +224,8 @@ struct nats_sub {
     uint64_t key;
     uint32_t prefetch;
     uint32_t max_attempts;
-    pthread_mutex_t mu; /* guards flight and nflight */
-    ndelivery *flight;  /* unsettled deliveries */
-    uint32_t nflight;
+    pthread_mutex_t mu;       /* guards flight */
+    sl_list flight;           /* ndelivery.link: unsettled deliveries */
     _Atomic bool interrupted; /* set by any thread, read by the fetcher */
     nats_sub *next;           /* engine's list, under the engine's mu */
 };
@@ -401,9 +402,6 @@ sl_status sl__nats_fetch(sl_subscription *base, sl_delivery **out, size_t max,
 void sl__nats_interrupt(sl_subscription *base);
 uint32_t sl__nats_in_flight(const sl_subscription *base);
 void sl__nats_unsubscribe(sl_subscription *base);
-
-/* Take @p d out of @p s's flight list (s->mu held). */
-void sl__nats_flight_remove(nats_sub *s, ndelivery *d);
 
 /* ---- settle.c -------------------------------------------------------- */
 

@@ -130,7 +130,7 @@ sl_status sl__nats_settle(sl_delivery *base, sl_settle_op op, uint64_t delay_ms,
     nats_sub *s = d->sub;
     nats_engine *e = s->eng;
     pthread_mutex_lock(&s->mu);
-    sl__nats_flight_remove(s, d);
+    sl__list_remove(&s->flight, &d->link);
     pthread_mutex_unlock(&s->mu);
     sl_status st = SL_OK;
     switch (op) {
@@ -306,7 +306,7 @@ sl_status sl__nats_ack_many(sl_delivery **ds, size_t n)
             locked = d->sub;
             pthread_mutex_lock(&locked->mu);
         }
-        sl__nats_flight_remove(d->sub, d);
+        sl__list_remove(&d->sub->flight, &d->link);
     }
     if (locked != NULL) {
         pthread_mutex_unlock(&locked->mu);
@@ -381,7 +381,9 @@ void *sl__nats_hb_main(void *arg)
         uint64_t now = sl_time_mono_ms();
         for (nats_sub *s = e->subs; s; s = s->next) {
             pthread_mutex_lock(&s->mu);
-            for (ndelivery *d = s->flight; d; d = d->next) {
+            SL_LIST_FOREACH(&s->flight, node)
+            {
+                ndelivery *d = SL_LIST_ENTRY(node, ndelivery, link);
                 if (now - d->held_since >= period) {
                     natsConnection_PublishString(
                         e->nc, natsMsg_GetReply(d->msg), "+WPI");

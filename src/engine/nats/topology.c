@@ -6,6 +6,7 @@
 
 #include "engine/nats/nats_kv.h"
 
+#include "core/hash.h"
 #include "sluice/alloc.h"
 
 #include <inttypes.h>
@@ -16,14 +17,11 @@
 
 uint64_t sl__nats_hash(const char *a, const char *b)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *p = a; *p; p++) {
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    }
-    h = (h ^ '/') * 1099511628211ULL;
-    for (const char *p = b; *p; p++) {
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    }
+    /* Inbox subjects of durable consumers are made from this digest: the
+     * seed, the separator and the order of the strings never change. */
+    uint64_t h = sl__hash_fnv1a_str(a, SL_HASH_FNV1A_SEED);
+    h = sl__hash_fnv1a_byte('/', h);
+    h = sl__hash_fnv1a_str(b, h);
     return h ? h : 1;
 }
 
@@ -234,12 +232,6 @@ sl_status sl__nats_declare_channel(sl_engine *base, const sl_channel_opts *opts,
                       opts->max_bytes, diag);
 }
 
-static bool is_dlq_channel(const char *name)
-{
-    size_t n = strlen(name);
-    return n > 4 && strcmp(name + n - 4, ".dlq") == 0;
-}
-
 /* The server's delivery limit for a group with @p max_attempts: the
  * URL's max_deliver, else a backstop above the engine's own count (which
  * does not count releases): 2 x max_attempts + 20, as the RabbitMQ
@@ -333,7 +325,7 @@ sl_status sl__nats_declare_group(sl_engine *base, const sl_group_opts *opts,
     nats_engine *e = (nats_engine *)base;
     uint32_t max_attempts =
         opts->max_attempts ? opts->max_attempts : DEFAULT_MAX_ATTEMPTS;
-    bool keeper = is_dlq_channel(opts->channel);
+    bool keeper = sl__is_dlq_channel(opts->channel);
     sl_status st = put_consumer(
         e, opts->channel, opts->name, keeper ? UINT32_MAX : max_attempts,
         keeper ? NULL : opts->backoff_ms, keeper ? 0 : opts->backoff_len, diag);
