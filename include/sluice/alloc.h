@@ -7,6 +7,8 @@
 #ifndef SLUICE_ALLOC_H
 #define SLUICE_ALLOC_H
 
+#include "sluice/export.h"
+
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -21,14 +23,14 @@ typedef struct sl_allocator {
 
 /** Install an allocator (NULL restores the C library's). Call before any
  * other libsluice function; not thread-safe against concurrent allocation. */
-void sl_alloc_set(const sl_allocator *alloc);
+SL_API void sl_alloc_set(const sl_allocator *alloc);
 
-void *sl_malloc(size_t size);
-void *sl_calloc(size_t n, size_t size); /* overflow-checked, zeroed */
-void *sl_realloc(void *ptr, size_t size);
-void sl_free(void *ptr);
-char *sl_strdup(const char *s);              /* NULL in, NULL out */
-char *sl_strndup(const char *s, size_t len); /* copies len bytes + NUL */
+SL_API void *sl_malloc(size_t size);
+SL_API void *sl_calloc(size_t n, size_t size); /* overflow-checked, zeroed */
+SL_API void *sl_realloc(void *ptr, size_t size);
+SL_API void sl_free(void *ptr);
+SL_API char *sl_strdup(const char *s);              /* NULL in, NULL out */
+SL_API char *sl_strndup(const char *s, size_t len); /* copies len bytes + NUL */
 
 #ifdef __cplusplus
 }

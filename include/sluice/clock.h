@@ -7,6 +7,8 @@
 #ifndef SLUICE_CLOCK_H
 #define SLUICE_CLOCK_H
 
+#include "sluice/export.h"
+
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -15,13 +17,13 @@ extern "C" {
 #endif
 
 /** Milliseconds since the Unix epoch (wall clock; deadlines use it). */
-uint64_t sl_time_wall_ms(void);
+SL_API uint64_t sl_time_wall_ms(void);
 
 /** Milliseconds of a monotonic clock (intervals, timeouts). */
-uint64_t sl_time_mono_ms(void);
+SL_API uint64_t sl_time_mono_ms(void);
 
 /** Nanoseconds of a monotonic clock (latency measurement). */
-uint64_t sl_time_mono_ns(void);
+SL_API uint64_t sl_time_mono_ns(void);
 
 /** A source of time. `now_ms` returns wall-clock milliseconds. */
 typedef struct sl_clock {
@@ -30,10 +32,10 @@ typedef struct sl_clock {
 } sl_clock;
 
 /** The system wall clock. */
-const sl_clock *sl_clock_system(void);
+SL_API const sl_clock *sl_clock_system(void);
 
 /** Read a clock; NULL reads the system clock. */
-uint64_t sl_clock_now_ms(const sl_clock *clk);
+SL_API uint64_t sl_clock_now_ms(const sl_clock *clk);
 
 /** A clock that only moves when told; for tests. */
 typedef struct sl_manual_clock {
@@ -41,7 +43,7 @@ typedef struct sl_manual_clock {
     _Atomic uint64_t now_ms; /* set or advance it from any thread */
 } sl_manual_clock;
 
-void sl_manual_clock_init(sl_manual_clock *mc, uint64_t start_ms);
+SL_API void sl_manual_clock_init(sl_manual_clock *mc, uint64_t start_ms);
 
 #ifdef __cplusplus
 }

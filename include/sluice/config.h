@@ -10,6 +10,7 @@
 #define SLUICE_CONFIG_H
 
 #include "sluice/engine.h"
+#include "sluice/export.h"
 #include "sluice/status.h"
 
 #include <stdbool.h>
@@ -186,16 +187,18 @@ typedef struct sl_config {
  *
  * Thread-safety: callable from any thread.
  */
-sl_status sl_config_load_file(const char *path, sl_config **out, sl_diag *diag);
+SL_API sl_status sl_config_load_file(const char *path, sl_config **out,
+                                     sl_diag *diag);
 
 /** Same from memory (@p yaml need not be NUL-terminated); @p name stands
  * for the file in messages and in the result's `path` (NULL: "<string>").
  * Returns as sl_config_load_file, without SL_IO. */
-sl_status sl_config_load_string(const char *yaml, size_t len, const char *name,
-                                sl_config **out, sl_diag *diag);
+SL_API sl_status sl_config_load_string(const char *yaml, size_t len,
+                                       const char *name, sl_config **out,
+                                       sl_diag *diag);
 
 /** NULL is a no-op. */
-void sl_config_free(sl_config *cfg);
+SL_API void sl_config_free(sl_config *cfg);
 
 /**
  * Where the value stored at @p field came from.
@@ -207,7 +210,7 @@ void sl_config_free(sl_config *cfg);
  * @return its position in the file; {0, 0} for a default or an unknown
  *         address.
  */
-sl_config_pos sl_config_pos_of(const sl_config *cfg, const void *field);
+SL_API sl_config_pos sl_config_pos_of(const sl_config *cfg, const void *field);
 
 /**
  * Report a problem with one configuration value found after loading (when
@@ -217,15 +220,15 @@ sl_config_pos sl_config_pos_of(const sl_config *cfg, const void *field);
  *
  * @return @p st, so that call sites read `return sl_config_fail(...);`.
  */
-sl_status sl_config_fail(const sl_config *cfg, const void *field,
-                         sl_config_pos fallback, const char *key, sl_status st,
-                         sl_diag *diag, const char *fmt, ...)
-    __attribute__((format(printf, 7, 8)));
+SL_API sl_status sl_config_fail(const sl_config *cfg, const void *field,
+                                sl_config_pos fallback, const char *key,
+                                sl_status st, sl_diag *diag, const char *fmt,
+                                ...) __attribute__((format(printf, 7, 8)));
 
 /** Write the reference of every option (key, type, default, bounds, doc) as
  * Markdown, generated from the option tables (docs/configuration.md embeds
  * it). NULL is a no-op. */
-void sl_config_write_reference(FILE *out);
+SL_API void sl_config_write_reference(FILE *out);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,7 @@
 #define SLUICE_CONSUMER_H
 
 #include "sluice/engine.h"
+#include "sluice/export.h"
 #include "sluice/metrics.h"
 #include "sluice/producer.h"
 
@@ -32,41 +33,41 @@ typedef enum sl_outcome {
 } sl_outcome;
 
 /** "ack", "retry", "reject". */
-const char *sl_outcome_str(sl_outcome outcome);
+SL_API const char *sl_outcome_str(sl_outcome outcome);
 
 /** The handler's view of one delivery; valid only during the call. */
 typedef struct sl_handler_ctx sl_handler_ctx;
 
-const sl_event *sl_handler_event(const sl_handler_ctx *ctx);
+SL_API const sl_event *sl_handler_event(const sl_handler_ctx *ctx);
 /** 1-based attempt number, crashed attempts included. */
-uint32_t sl_handler_attempt(const sl_handler_ctx *ctx);
+SL_API uint32_t sl_handler_attempt(const sl_handler_ctx *ctx);
 /** Milliseconds left before the handler timeout or the event's deadline,
  * whichever is sooner. */
-uint64_t sl_handler_remaining_ms(const sl_handler_ctx *ctx);
+SL_API uint64_t sl_handler_remaining_ms(const sl_handler_ctx *ctx);
 /** The group's name and channel. */
-const char *sl_handler_group(const sl_handler_ctx *ctx);
-const char *sl_handler_channel(const sl_handler_ctx *ctx);
+SL_API const char *sl_handler_group(const sl_handler_ctx *ctx);
+SL_API const char *sl_handler_channel(const sl_handler_ctx *ctx);
 /** Error text recorded with a RETRY or REJECT (dead letters carry it). */
-void sl_handler_set_error(sl_handler_ctx *ctx, const char *fmt, ...)
+SL_API void sl_handler_set_error(sl_handler_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /** Ask for a specific delay before the next attempt (e.g. Retry-After). */
-void sl_handler_retry_after(sl_handler_ctx *ctx, uint64_t delay_ms);
+SL_API void sl_handler_retry_after(sl_handler_ctx *ctx, uint64_t delay_ms);
 /**
  * Publish an event caused by this one: it becomes the child of the current
  * event (trace, deadline, correlation), then is published through the
  * consumer's producer and confirmed before return.
  * @return SL_UNSUPPORTED when the consumer has no producer; publish errors.
  */
-sl_status sl_handler_publish(sl_handler_ctx *ctx, const char *channel,
-                             sl_event *ev, sl_diag *diag);
+SL_API sl_status sl_handler_publish(sl_handler_ctx *ctx, const char *channel,
+                                    sl_event *ev, sl_diag *diag);
 /** The inbox database (an sqlite3 *) with a transaction open, for handlers
  * declared transactional: their writes commit with the inbox record, so
  * their effects happen exactly once. NULL otherwise. */
-void *sl_handler_db(sl_handler_ctx *ctx);
+SL_API void *sl_handler_db(sl_handler_ctx *ctx);
 /** The metrics registry of the consumer (its service's), for a handler's
  * own domain metrics: declaring a family again with the same definition
  * returns the same family. NULL when the consumer has none. */
-sl_metrics *sl_handler_metrics(sl_handler_ctx *ctx);
+SL_API sl_metrics *sl_handler_metrics(sl_handler_ctx *ctx);
 
 /** A handler: runs on a worker thread; @p user is the consumer's
  * handler_ctx. Must be thread-safe if concurrency > 1. */
@@ -127,16 +128,17 @@ typedef struct sl_consumer_stats {
 } sl_consumer_stats;
 
 /** Declares the group if needed, opens the inbox. Does not start. */
-sl_status sl_consumer_create(sl_engine *eng, const sl_consumer_opts *opts,
-                             sl_consumer **out, sl_diag *diag);
+SL_API sl_status sl_consumer_create(sl_engine *eng,
+                                    const sl_consumer_opts *opts,
+                                    sl_consumer **out, sl_diag *diag);
 
 /** Start the worker threads. */
-sl_status sl_consumer_start(sl_consumer *c);
+SL_API sl_status sl_consumer_start(sl_consumer *c);
 
 /** First half of a stop: stop fetching now, without waiting. A host with
  * several consumers calls this on all of them, then sl_consumer_stop on
  * each, so that they drain in parallel. */
-void sl_consumer_signal_stop(sl_consumer *c);
+SL_API void sl_consumer_signal_stop(sl_consumer *c);
 
 /**
  * Graceful stop: stop fetching, let running handlers finish within
@@ -146,13 +148,13 @@ void sl_consumer_signal_stop(sl_consumer *c);
  * @return SL_OK when every handler finished; SL_TIMEOUT when some were still
  *         running (destroy then waits for them to return).
  */
-sl_status sl_consumer_stop(sl_consumer *c, uint64_t drain_timeout_ms);
+SL_API sl_status sl_consumer_stop(sl_consumer *c, uint64_t drain_timeout_ms);
 
-void sl_consumer_get_stats(sl_consumer *c, sl_consumer_stats *out);
+SL_API void sl_consumer_get_stats(sl_consumer *c, sl_consumer_stats *out);
 
 /** Stop (if running) with the default drain, wait for every worker, free.
  * NULL is a no-op. */
-void sl_consumer_destroy(sl_consumer *c);
+SL_API void sl_consumer_destroy(sl_consumer *c);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,7 @@
 
 #include "sluice/clock.h"
 #include "sluice/event.h"
+#include "sluice/export.h"
 #include "sluice/status.h"
 
 #include <stdbool.h>
@@ -62,8 +63,8 @@ typedef struct sl_engine_opts {
  *         store cannot be opened; SL_EXISTS when another process holds an
  *         embedded store.
  */
-sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
-                         sl_engine **out, sl_diag *diag);
+SL_API sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
+                                sl_engine **out, sl_diag *diag);
 
 /**
  * Check an engine URL without opening anything: its scheme is one this
@@ -73,17 +74,17 @@ sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
  * @return SL_OK; SL_INVALID for an unknown scheme or a bad URL; SL_CONFIG
  *         for a file the URL names that cannot be read.
  */
-sl_status sl_engine_check_url(const char *url, sl_diag *diag);
+SL_API sl_status sl_engine_check_url(const char *url, sl_diag *diag);
 
 /** Close: pending publishes are committed first. Open subscriptions must be
  * closed before. NULL is a no-op. */
-void sl_engine_close(sl_engine *eng);
+SL_API void sl_engine_close(sl_engine *eng);
 
 /** Short engine name ("embedded"). */
-const char *sl_engine_name(const sl_engine *eng);
+SL_API const char *sl_engine_name(const sl_engine *eng);
 
 /** True while the engine is connected and usable (readiness). */
-bool sl_engine_is_ready(const sl_engine *eng);
+SL_API bool sl_engine_is_ready(const sl_engine *eng);
 
 /** A channel: a named stream of events. */
 typedef struct sl_channel_opts {
@@ -97,8 +98,9 @@ typedef struct sl_channel_opts {
 } sl_channel_opts;
 
 /** Declare (or re-declare identically) a channel. */
-sl_status sl_engine_declare_channel(sl_engine *eng, const sl_channel_opts *opts,
-                                    sl_diag *diag);
+SL_API sl_status sl_engine_declare_channel(sl_engine *eng,
+                                           const sl_channel_opts *opts,
+                                           sl_diag *diag);
 
 /** A group: a durable subscription on a channel that gets every event. */
 typedef struct sl_group_opts {
@@ -115,8 +117,9 @@ typedef struct sl_group_opts {
 
 /** Declare a group; declares its dead-letter channel
  * "<channel>.<group>.dlq" too, which keeps its events in the group "dlq". */
-sl_status sl_engine_declare_group(sl_engine *eng, const sl_group_opts *opts,
-                                  sl_diag *diag);
+SL_API sl_status sl_engine_declare_group(sl_engine *eng,
+                                         const sl_group_opts *opts,
+                                         sl_diag *diag);
 
 /* ---- publishing -------------------------------------------------------- */
 
@@ -141,15 +144,15 @@ typedef void (*sl_publish_cb)(sl_status st, void *ctx);
  *         id, source or type; SL_CLOSED. On a non-OK return @p cb is not
  *         called.
  */
-sl_status sl_engine_publish_async(sl_engine *eng, const char *channel,
-                                  sl_event *ev, unsigned flags,
-                                  sl_publish_cb cb, void *ctx);
+SL_API sl_status sl_engine_publish_async(sl_engine *eng, const char *channel,
+                                         sl_event *ev, unsigned flags,
+                                         sl_publish_cb cb, void *ctx);
 
 /** Publish and wait up to @p timeout_ms for the confirm (SL_TIMEOUT: the
  * outcome is unknown). */
-sl_status sl_engine_publish(sl_engine *eng, const char *channel, sl_event *ev,
-                            unsigned flags, uint64_t timeout_ms,
-                            sl_diag *diag);
+SL_API sl_status sl_engine_publish(sl_engine *eng, const char *channel,
+                                   sl_event *ev, unsigned flags,
+                                   uint64_t timeout_ms, sl_diag *diag);
 
 /* ---- consuming ------------------------------------------------------- */
 
@@ -160,9 +163,10 @@ typedef struct sl_subscribe_opts {
 
 /** Subscribe to a declared group. Each subscription is one consumer; closing
  * it without settling its deliveries redelivers them (counted). */
-sl_status sl_engine_subscribe(sl_engine *eng, const char *channel,
-                              const char *group, const sl_subscribe_opts *opts,
-                              sl_subscription **out, sl_diag *diag);
+SL_API sl_status sl_engine_subscribe(sl_engine *eng, const char *channel,
+                                     const char *group,
+                                     const sl_subscribe_opts *opts,
+                                     sl_subscription **out, sl_diag *diag);
 
 /**
  * Take up to @p max deliveries, never more than the free prefetch credit;
@@ -171,19 +175,20 @@ sl_status sl_engine_subscribe(sl_engine *eng, const char *channel,
  * @return SL_OK with *n >= 1; SL_EMPTY when nothing came in time;
  *         SL_FULL when no credit is free; SL_CLOSED.
  */
-sl_status sl_subscription_fetch(sl_subscription *sub, sl_delivery **out,
-                                size_t max, uint64_t timeout_ms, size_t *n);
+SL_API sl_status sl_subscription_fetch(sl_subscription *sub, sl_delivery **out,
+                                       size_t max, uint64_t timeout_ms,
+                                       size_t *n);
 
 /** Wake every fetch waiting on @p sub (they return SL_CLOSED) and refuse
  * new fetches; settling deliveries still works. */
-void sl_subscription_interrupt(sl_subscription *sub);
+SL_API void sl_subscription_interrupt(sl_subscription *sub);
 
 /** Unsettled deliveries of @p sub. */
-uint32_t sl_subscription_in_flight(const sl_subscription *sub);
+SL_API uint32_t sl_subscription_in_flight(const sl_subscription *sub);
 
 /** Close: unsettled deliveries are redelivered as after a crash (the
  * attempt counts). NULL is a no-op. */
-void sl_subscription_close(sl_subscription *sub);
+SL_API void sl_subscription_close(sl_subscription *sub);
 
 /** Why an event was dead-lettered. */
 typedef enum sl_dead_reason {
@@ -196,40 +201,40 @@ typedef enum sl_dead_reason {
 } sl_dead_reason;
 
 /** "rejected", "max_attempts", "expired", "max_deliveries". */
-const char *sl_dead_reason_str(sl_dead_reason reason);
+SL_API const char *sl_dead_reason_str(sl_dead_reason reason);
 
 /* The event of a delivery: valid until the delivery is settled. */
-const sl_event *sl_delivery_event(const sl_delivery *d);
+SL_API const sl_event *sl_delivery_event(const sl_delivery *d);
 /** 1-based attempt number, crashes included. */
-uint32_t sl_delivery_attempt(const sl_delivery *d);
-const char *sl_delivery_channel(const sl_delivery *d);
-const char *sl_delivery_group(const sl_delivery *d);
+SL_API uint32_t sl_delivery_attempt(const sl_delivery *d);
+SL_API const char *sl_delivery_channel(const sl_delivery *d);
+SL_API const char *sl_delivery_group(const sl_delivery *d);
 
 /* Settling. Each takes ownership of *d and sets it to NULL, whatever the
  * status. SL_CLOSED: the engine lost the delivery (it will be redelivered). */
 
 /** Done: the event leaves the group. */
-sl_status sl_delivery_ack(sl_delivery **d);
+SL_API sl_status sl_delivery_ack(sl_delivery **d);
 
 /** Ack @p n deliveries in one go (one lock or one round trip where the
  * engine can). Takes every ds[i] and sets it to NULL. Returns the first
  * failure, after trying all. */
-sl_status sl_delivery_ack_many(sl_delivery **ds, size_t n);
+SL_API sl_status sl_delivery_ack_many(sl_delivery **ds, size_t n);
 
 /** Redeliver after @p delay_ms without holding prefetch credit meanwhile.
  * The caller decides when attempts are exhausted (then: dead_letter). */
-sl_status sl_delivery_retry(sl_delivery **d, uint64_t delay_ms,
-                            const char *error);
+SL_API sl_status sl_delivery_retry(sl_delivery **d, uint64_t delay_ms,
+                                   const char *error);
 
 /** Move to the group's dead-letter channel with reason, attempt count,
  * @p error text and origin (extensions dlqreason, dlqattempts, dlqerror,
  * dlqchannel, dlqgroup, dlqtime, and dlqid: the dead letter's own id). */
-sl_status sl_delivery_dead_letter(sl_delivery **d, sl_dead_reason reason,
-                                  const char *error);
+SL_API sl_status sl_delivery_dead_letter(sl_delivery **d, sl_dead_reason reason,
+                                         const char *error);
 
 /** Give back unprocessed (graceful shutdown): redelivered at once and the
  * attempt is not counted. */
-sl_status sl_delivery_release(sl_delivery **d);
+SL_API sl_status sl_delivery_release(sl_delivery **d);
 
 /* ---- inspection ---------------------------------------------------------- */
 
@@ -240,8 +245,8 @@ typedef struct sl_depth {
     uint64_t in_flight; /* delivered, not settled */
 } sl_depth;
 
-sl_status sl_engine_depth(sl_engine *eng, const char *channel,
-                          const char *group, sl_depth *out);
+SL_API sl_status sl_engine_depth(sl_engine *eng, const char *channel,
+                                 const char *group, sl_depth *out);
 
 /** Called for each event of a browse; return false to stop. */
 typedef bool (*sl_browse_fn)(const sl_event *ev, uint32_t attempts,
@@ -249,9 +254,9 @@ typedef bool (*sl_browse_fn)(const sl_event *ev, uint32_t attempts,
 
 /** Visit up to @p max of a group's pending events in order, without
  * delivering them (dead-letter listing). */
-sl_status sl_engine_browse(sl_engine *eng, const char *channel,
-                           const char *group, size_t max, sl_browse_fn fn,
-                           void *ctx);
+SL_API sl_status sl_engine_browse(sl_engine *eng, const char *channel,
+                                  const char *group, size_t max,
+                                  sl_browse_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
 #ifndef SLUICE_EVENT_H
 #define SLUICE_EVENT_H
 
+#include "sluice/export.h"
 #include "sluice/status.h"
 
 #include <stddef.h>
@@ -47,36 +48,36 @@ typedef enum sl_attr {
 typedef struct sl_event sl_event;
 
 /** Create an empty event with specversion "1.0" and refcount 1. */
-sl_status sl_event_create(sl_event **out);
+SL_API sl_status sl_event_create(sl_event **out);
 
 /** Create an event with a fresh UUIDv7 id, the given source and type, and
  * time = now. */
-sl_status sl_event_create_new(const char *source, const char *type,
-                              sl_event **out);
+SL_API sl_status sl_event_create_new(const char *source, const char *type,
+                                     sl_event **out);
 
 /** Take a reference; returns @p ev. */
-sl_event *sl_event_ref(sl_event *ev);
+SL_API sl_event *sl_event_ref(sl_event *ev);
 
 /** Drop a reference; frees at zero. NULL is a no-op. */
-void sl_event_unref(sl_event *ev);
+SL_API void sl_event_unref(sl_event *ev);
 
 /** A deep copy with refcount 1 (modifiable). */
-sl_status sl_event_clone(const sl_event *ev, sl_event **out);
+SL_API sl_status sl_event_clone(const sl_event *ev, sl_event **out);
 
 /** Set a string attribute (copied). NULL removes it. SL_INVALID if @p ev is
  * shared. */
-sl_status sl_event_set(sl_event *ev, sl_attr attr, const char *value);
-sl_status sl_event_setn(sl_event *ev, sl_attr attr, const char *value,
-                        size_t len);
+SL_API sl_status sl_event_set(sl_event *ev, sl_attr attr, const char *value);
+SL_API sl_status sl_event_setn(sl_event *ev, sl_attr attr, const char *value,
+                               size_t len);
 
 /** A string attribute, or NULL when absent. Valid while the event lives. */
-const char *sl_event_get(const sl_event *ev, sl_attr attr);
+SL_API const char *sl_event_get(const sl_event *ev, sl_attr attr);
 
 /** Lower-case CloudEvents name of an attribute ("datacontenttype"). */
-const char *sl_attr_name(sl_attr attr);
+SL_API const char *sl_attr_name(sl_attr attr);
 
 /** Attribute by CloudEvents name; SL_NOT_FOUND if not a known one. */
-sl_status sl_attr_from_name(const char *name, sl_attr *out);
+SL_API sl_status sl_attr_from_name(const char *name, sl_attr *out);
 
 static inline const char *sl_event_id(const sl_event *ev)
 {
@@ -88,49 +89,51 @@ static inline const char *sl_event_type(const sl_event *ev)
 }
 
 /** Event time in ms since the epoch; 0 = absent. */
-uint64_t sl_event_time_ms(const sl_event *ev);
-sl_status sl_event_set_time_ms(sl_event *ev, uint64_t time_ms);
+SL_API uint64_t sl_event_time_ms(const sl_event *ev);
+SL_API sl_status sl_event_set_time_ms(sl_event *ev, uint64_t time_ms);
 
 /** Absolute deadline in ms since the epoch; 0 = none. */
-uint64_t sl_event_deadline_ms(const sl_event *ev);
-sl_status sl_event_set_deadline_ms(sl_event *ev, uint64_t deadline_ms);
+SL_API uint64_t sl_event_deadline_ms(const sl_event *ev);
+SL_API sl_status sl_event_set_deadline_ms(sl_event *ev, uint64_t deadline_ms);
 
 /** Data bytes (copied). */
-sl_status sl_event_set_data(sl_event *ev, const void *data, size_t len);
-const void *sl_event_data(const sl_event *ev, size_t *len);
+SL_API sl_status sl_event_set_data(sl_event *ev, const void *data, size_t len);
+SL_API const void *sl_event_data(const sl_event *ev, size_t *len);
 
 /** Other extension attributes (lower-case a-z0-9, at most 20 characters, as
  * CloudEvents requires). Known names are routed to their slots. NULL value
  * removes. SL_FULL beyond SL_EVENT_MAX_EXTENSIONS. */
-sl_status sl_event_set_ext(sl_event *ev, const char *name, const char *value);
-const char *sl_event_get_ext(const sl_event *ev, const char *name);
-size_t sl_event_ext_count(const sl_event *ev);
+SL_API sl_status sl_event_set_ext(sl_event *ev, const char *name,
+                                  const char *value);
+SL_API const char *sl_event_get_ext(const sl_event *ev, const char *name);
+SL_API size_t sl_event_ext_count(const sl_event *ev);
 /** The i-th extension (0 <= i < count); name/value valid while ev lives. */
-void sl_event_ext_at(const sl_event *ev, size_t i, const char **name,
-                     const char **value);
+SL_API void sl_event_ext_at(const sl_event *ev, size_t i, const char **name,
+                            const char **value);
 
 /** Check that id, source, type and specversion are present and well-formed
  * and that the encoded size is within @p max_size (0 = default). */
-sl_status sl_event_validate(const sl_event *ev, size_t max_size,
-                            sl_diag *diag);
+SL_API sl_status sl_event_validate(const sl_event *ev, size_t max_size,
+                                   sl_diag *diag);
 
 /** Make @p child a child of @p parent: inherit traceparent (new span id,
  * same trace), tracestate, deadline and correlationid; causationid = parent
  * id. */
-sl_status sl_event_derive(sl_event *child, const sl_event *parent);
+SL_API sl_status sl_event_derive(sl_event *child, const sl_event *parent);
 
 /* ---- wire encoding --------------------------------------------------- */
 
 /** Encode to sluice's compact binary form (what the embedded engine stores).
  * *out is allocated with sl_malloc; the caller frees it with sl_free. */
-sl_status sl_event_encode(const sl_event *ev, uint8_t **out, size_t *len);
+SL_API sl_status sl_event_encode(const sl_event *ev, uint8_t **out,
+                                 size_t *len);
 
 /** Decode the compact binary form; rejects truncated or malformed input. */
-sl_status sl_event_decode(const uint8_t *buf, size_t len, sl_event **out,
-                          sl_diag *diag);
+SL_API sl_status sl_event_decode(const uint8_t *buf, size_t len, sl_event **out,
+                                 sl_diag *diag);
 
 /** Encoded size without encoding. */
-size_t sl_event_encoded_size(const sl_event *ev);
+SL_API size_t sl_event_encoded_size(const sl_event *ev);
 
 /* ---- CloudEvents binary mode: one mapping for every protocol ---------- */
 
@@ -144,46 +147,47 @@ typedef sl_status (*sl_ce_header_fn)(const char *name, const char *value,
  * integer. datacontenttype goes out as "ce-datacontenttype" too; HTTP maps
  * it to Content-Type itself.
  */
-sl_status sl_ce_to_headers(const sl_event *ev, const char *prefix,
-                           sl_ce_header_fn fn, void *ctx);
+SL_API sl_status sl_ce_to_headers(const sl_event *ev, const char *prefix,
+                                  sl_ce_header_fn fn, void *ctx);
 
 /**
  * Apply one header to @p ev if its name starts with @p prefix
  * (case-insensitive); other headers return SL_NOT_FOUND and leave @p ev
  * alone. Bad values (an unparsable time) return SL_INVALID with detail.
  */
-sl_status sl_ce_from_header(sl_event *ev, const char *prefix, const char *name,
-                            const char *value, sl_diag *diag);
+SL_API sl_status sl_ce_from_header(sl_event *ev, const char *prefix,
+                                   const char *name, const char *value,
+                                   sl_diag *diag);
 
 /* ---- CloudEvents structured mode (JSON) ------------------------------ */
 
 /** Encode as a CloudEvents JSON object ("data" as JSON when the content type
  * is JSON and the bytes parse, else "data_base64"). *out freed with sl_free.
  */
-sl_status sl_event_to_json(const sl_event *ev, char **out);
+SL_API sl_status sl_event_to_json(const sl_event *ev, char **out);
 
 /** Decode a CloudEvents JSON object. */
-sl_status sl_event_from_json(const char *json, size_t len, sl_event **out,
-                             sl_diag *diag);
+SL_API sl_status sl_event_from_json(const char *json, size_t len,
+                                    sl_event **out, sl_diag *diag);
 
 /* ---- ids and times ----------------------------------------------------- */
 
 /** Write a UUIDv7 (RFC 9562) for @p now_ms into @p buf (37 bytes). */
-void sl_uuid7(char buf[37], uint64_t now_ms);
+SL_API void sl_uuid7(char buf[37], uint64_t now_ms);
 
 /** Format ms since the epoch as RFC 3339 UTC with milliseconds
  * ("2026-11-27T12:00:00.123Z"); buf of 32 bytes. */
-void sl_time_format_rfc3339(uint64_t ms, char buf[32]);
+SL_API void sl_time_format_rfc3339(uint64_t ms, char buf[32]);
 
 /** Parse RFC 3339 (any offset, optional fraction) to ms since the epoch. */
-sl_status sl_time_parse_rfc3339(const char *s, uint64_t *out_ms);
+SL_API sl_status sl_time_parse_rfc3339(const char *s, uint64_t *out_ms);
 
 /** W3C traceparent: a new root ("00-<32 hex>-<16 hex>-01"); buf of 56. */
-void sl_traceparent_new(char buf[56]);
+SL_API void sl_traceparent_new(char buf[56]);
 
 /** Validate a traceparent and copy its trace id (33 bytes with NUL). */
-sl_status sl_traceparent_parse(const char *tp, char trace_id[33],
-                               char span_id[17]);
+SL_API sl_status sl_traceparent_parse(const char *tp, char trace_id[33],
+                                      char span_id[17]);
 
 #ifdef __cplusplus
 }

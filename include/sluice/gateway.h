@@ -23,6 +23,7 @@
 
 #include "sluice/clock.h"
 #include "sluice/engine.h"
+#include "sluice/export.h"
 #include "sluice/metrics.h"
 #include "sluice/producer.h"
 #include "sluice/status.h"
@@ -50,11 +51,11 @@ typedef enum sl_json_type {
 } sl_json_type;
 
 /** Lower-case name of a type ("integer"; "any" for SL_JSON_ANY). */
-const char *sl_json_type_name(sl_json_type type);
+SL_API const char *sl_json_type_name(sl_json_type type);
 
 /** Type by name ("string", "integer", "number", "boolean", "object",
  * "array", "any"). @return SL_OK or SL_NOT_FOUND. */
-sl_status sl_json_type_from_name(const char *name, sl_json_type *out);
+SL_API sl_status sl_json_type_from_name(const char *name, sl_json_type *out);
 
 /**
  * One validation rule on a field of a JSON body. A field that is absent or
@@ -142,12 +143,12 @@ typedef struct sl_gateway_state_opts {
  * @return SL_OK; SL_INVALID for a NULL argument; SL_IO when the file cannot
  *         be opened or is not a database; SL_NOMEM.
  */
-sl_status sl_gateway_state_open(const char *path,
-                                const sl_gateway_state_opts *opts,
-                                sl_gateway_state **out, sl_diag *diag);
+SL_API sl_status sl_gateway_state_open(const char *path,
+                                       const sl_gateway_state_opts *opts,
+                                       sl_gateway_state **out, sl_diag *diag);
 
 /** Close. No call may be using @p gs. NULL is a no-op. */
-void sl_gateway_state_close(sl_gateway_state *gs);
+SL_API void sl_gateway_state_close(sl_gateway_state *gs);
 
 /** The statuses a projection row may hold. */
 #define SL_GATEWAY_STATUS_PENDING "pending"
@@ -166,8 +167,8 @@ void sl_gateway_state_close(sl_gateway_state *gs);
  *         (> 256 bytes) id; SL_IO.
  * Thread safety: any thread.
  */
-sl_status sl_gateway_status_set(sl_gateway_state *gs, const char *id,
-                                const char *status, const char *detail);
+SL_API sl_status sl_gateway_status_set(sl_gateway_state *gs, const char *id,
+                                       const char *status, const char *detail);
 
 /** A status row, as read by sl_gateway_status_get. */
 typedef struct sl_gateway_status_row {
@@ -178,8 +179,8 @@ typedef struct sl_gateway_status_row {
 
 /** Read the status of event @p id.
  * @return SL_OK; SL_NOT_FOUND; SL_IO. */
-sl_status sl_gateway_status_get(sl_gateway_state *gs, const char *id,
-                                sl_gateway_status_row *out);
+SL_API sl_status sl_gateway_status_get(sl_gateway_state *gs, const char *id,
+                                       sl_gateway_status_row *out);
 
 /* ---- the gateway ------------------------------------------------------- */
 
@@ -258,7 +259,8 @@ typedef struct sl_gateway_opts {
  * rules consistent (min <= max, enums only on strings, ...).
  * @return SL_OK or SL_CONFIG with the offending route and field in @p diag.
  */
-sl_status sl_gateway_opts_check(const sl_gateway_opts *opts, sl_diag *diag);
+SL_API sl_status sl_gateway_opts_check(const sl_gateway_opts *opts,
+                                       sl_diag *diag);
 
 /**
  * Start serving. The producer's channels must be declared by the caller.
@@ -266,19 +268,19 @@ sl_status sl_gateway_opts_check(const sl_gateway_opts *opts, sl_diag *diag);
  *         NULL producer or out; SL_IO when the address cannot be bound or
  *         the state cannot be opened; SL_NOMEM.
  */
-sl_status sl_gateway_start(const sl_gateway_opts *opts, sl_gateway **out,
-                           sl_diag *diag);
+SL_API sl_status sl_gateway_start(const sl_gateway_opts *opts, sl_gateway **out,
+                                  sl_diag *diag);
 
 /** The port actually bound (useful with port 0). */
-uint16_t sl_gateway_port(const sl_gateway *gw);
+SL_API uint16_t sl_gateway_port(const sl_gateway *gw);
 
 /** The state the gateway uses (its own or the borrowed one), for
  * sl_gateway_status_set. Valid until sl_gateway_stop. */
-sl_gateway_state *sl_gateway_get_state(sl_gateway *gw);
+SL_API sl_gateway_state *sl_gateway_get_state(sl_gateway *gw);
 
 /** Stop accepting, wait for running requests, free (closing the state if
  * the gateway opened it). NULL is a no-op. */
-void sl_gateway_stop(sl_gateway *gw);
+SL_API void sl_gateway_stop(sl_gateway *gw);
 
 #ifdef __cplusplus
 }

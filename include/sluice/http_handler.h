@@ -33,6 +33,7 @@
 
 #include "sluice/breaker.h"
 #include "sluice/consumer.h"
+#include "sluice/export.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -102,25 +103,26 @@ typedef struct sl_http_handler sl_http_handler;
  *         header; SL_NOMEM; SL_INTERNAL when libcurl or the thread cannot
  *         be set up.
  */
-sl_status sl_http_handler_create(const sl_http_handler_opts *opts,
-                                 sl_http_handler **out, sl_diag *diag);
+SL_API sl_status sl_http_handler_create(const sl_http_handler_opts *opts,
+                                        sl_http_handler **out, sl_diag *diag);
 
 /**
  * The handler function: pass it as sl_consumer_opts.handler with the
  * sl_http_handler as handler_ctx. Runs on the consumer's worker threads,
  * concurrently; blocks until the request completes or times out.
  */
-sl_outcome sl_http_handler_handle(sl_handler_ctx *ctx, void *user);
+SL_API sl_outcome sl_http_handler_handle(sl_handler_ctx *ctx, void *user);
 
 /** Read the counters. Thread-safety: any thread. */
-void sl_http_handler_get_stats(sl_http_handler *hh, sl_http_handler_stats *out);
+SL_API void sl_http_handler_get_stats(sl_http_handler *hh,
+                                      sl_http_handler_stats *out);
 
 /**
  * Stop the I/O thread and free. Requests still in flight are abandoned and
  * their workers answered with RETRY; no handler call may start afterwards.
  * NULL is a no-op.
  */
-void sl_http_handler_destroy(sl_http_handler *hh);
+SL_API void sl_http_handler_destroy(sl_http_handler *hh);
 
 #ifdef __cplusplus
 }

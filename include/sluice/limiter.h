@@ -26,6 +26,7 @@
 #ifndef SLUICE_LIMITER_H
 #define SLUICE_LIMITER_H
 
+#include "sluice/export.h"
 #include "sluice/status.h"
 
 #include <stdbool.h>
@@ -75,7 +76,8 @@ typedef struct sl_limiter sl_limiter;
  * Thread-safety: every sl_limiter function may be called from any thread
  * concurrently; an internal mutex serialises them.
  */
-sl_status sl_limiter_create(const sl_limiter_opts *opts, sl_limiter **out);
+SL_API sl_status sl_limiter_create(const sl_limiter_opts *opts,
+                                   sl_limiter **out);
 
 /**
  * Take a slot if fewer than limit calls are in flight; never blocks.
@@ -84,7 +86,7 @@ sl_status sl_limiter_create(const sl_limiter_opts *opts, sl_limiter **out);
  *
  * Thread-safety: internally locked.
  */
-bool sl_limiter_try_acquire(sl_limiter *lim);
+SL_API bool sl_limiter_try_acquire(sl_limiter *lim);
 
 /**
  * Give back a slot taken by sl_limiter_try_acquire() and, for an adaptive
@@ -98,17 +100,17 @@ bool sl_limiter_try_acquire(sl_limiter *lim);
  *
  * Thread-safety: internally locked.
  */
-void sl_limiter_release(sl_limiter *lim, sl_limiter_outcome outcome,
-                        uint64_t rtt_ms, uint64_t now_ms);
+SL_API void sl_limiter_release(sl_limiter *lim, sl_limiter_outcome outcome,
+                               uint64_t rtt_ms, uint64_t now_ms);
 
 /** The current limit (0 for NULL). Thread-safety: internally locked. */
-uint32_t sl_limiter_limit(sl_limiter *lim);
+SL_API uint32_t sl_limiter_limit(sl_limiter *lim);
 
 /** Calls in flight now (0 for NULL). Thread-safety: internally locked. */
-uint32_t sl_limiter_in_flight(sl_limiter *lim);
+SL_API uint32_t sl_limiter_in_flight(sl_limiter *lim);
 
 /** Destroy a limiter. NULL is a no-op. No other call may be using @p lim. */
-void sl_limiter_destroy(sl_limiter *lim);
+SL_API void sl_limiter_destroy(sl_limiter *lim);
 
 #ifdef __cplusplus
 }

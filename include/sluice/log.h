@@ -7,6 +7,8 @@
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H
 
+#include "sluice/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,25 +45,27 @@ typedef struct sl_log_record {
 typedef void (*sl_log_sink_fn)(const sl_log_record *rec, void *ctx);
 
 /** Install a sink with a minimum level (NULL restores the default). */
-void sl_log_set_sink(sl_log_sink_fn fn, void *ctx, sl_log_level min_level);
+SL_API void sl_log_set_sink(sl_log_sink_fn fn, void *ctx,
+                            sl_log_level min_level);
 
 /** True when a record at @p level would reach the sink. */
-int sl_log_enabled(sl_log_level level);
+SL_API int sl_log_enabled(sl_log_level level);
 
 /** Log a formatted message without fields. */
-void sl_logf(sl_log_level level, const char *component, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+SL_API void sl_logf(sl_log_level level, const char *component, const char *fmt,
+                    ...) __attribute__((format(printf, 3, 4)));
 
 /** Log a message with fields. */
-void sl_log_fields(sl_log_level level, const char *component, const char *msg,
-                   const sl_log_field *fields, size_t nfields);
+SL_API void sl_log_fields(sl_log_level level, const char *component,
+                          const char *msg, const sl_log_field *fields,
+                          size_t nfields);
 
 /** A sink writing one JSON object per line to the FILE * in @p ctx
  * (keys: ts, level, component, msg, then the fields). */
-void sl_log_json_sink(const sl_log_record *rec, void *ctx);
+SL_API void sl_log_json_sink(const sl_log_record *rec, void *ctx);
 
 /** Lower-case name of a level ("warn"). */
-const char *sl_log_level_str(sl_log_level level);
+SL_API const char *sl_log_level_str(sl_log_level level);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,7 @@
 
 #include "sluice/breaker.h"
 #include "sluice/engine.h"
+#include "sluice/export.h"
 #include "sluice/metrics.h"
 
 #ifdef __cplusplus
@@ -47,8 +48,9 @@ typedef struct sl_producer_stats {
 } sl_producer_stats;
 
 /** Create a producer on @p eng (borrowed; must outlive the producer). */
-sl_status sl_producer_create(sl_engine *eng, const sl_producer_opts *opts,
-                             sl_producer **out);
+SL_API sl_status sl_producer_create(sl_engine *eng,
+                                    const sl_producer_opts *opts,
+                                    sl_producer **out);
 
 /**
  * Publish and wait for the confirm, all within the publish timeout.
@@ -58,8 +60,8 @@ sl_status sl_producer_create(sl_engine *eng, const sl_producer_opts *opts,
  *         when the confirm did not come in time (outcome unknown:
  *         republish the same id, duplicates are absorbed); engine errors.
  */
-sl_status sl_producer_publish(sl_producer *p, const char *channel,
-                              sl_event *ev, sl_diag *diag);
+SL_API sl_status sl_producer_publish(sl_producer *p, const char *channel,
+                                     sl_event *ev, sl_diag *diag);
 
 /**
  * Publish without waiting for the confirm; waits for room in the window at
@@ -68,27 +70,28 @@ sl_status sl_producer_publish(sl_producer *p, const char *channel,
  * a thread inside a later publish call to the same engine (as
  * sl_publish_cb allows); it must not block.
  */
-sl_status sl_producer_publish_async(sl_producer *p, const char *channel,
-                                    sl_event *ev, sl_publish_cb cb,
-                                    void *ctx);
+SL_API sl_status sl_producer_publish_async(sl_producer *p, const char *channel,
+                                           sl_event *ev, sl_publish_cb cb,
+                                           void *ctx);
 
 /** Like publish_async, but never waits: SL_FULL at once when the window is
  * full or the channel is at max_length; SL_RATE_LIMITED when no token. */
-sl_status sl_producer_try_publish(sl_producer *p, const char *channel,
-                                  sl_event *ev, sl_publish_cb cb, void *ctx);
+SL_API sl_status sl_producer_try_publish(sl_producer *p, const char *channel,
+                                         sl_event *ev, sl_publish_cb cb,
+                                         void *ctx);
 
 /** Wait up to @p timeout_ms until no publish is unconfirmed.
  * @return SL_OK or SL_TIMEOUT. */
-sl_status sl_producer_flush(sl_producer *p, uint64_t timeout_ms);
+SL_API sl_status sl_producer_flush(sl_producer *p, uint64_t timeout_ms);
 
 /** Milliseconds until a publish could be admitted (bucket refill, breaker
  * half-open); 0 when it could now. For Retry-After. */
-uint64_t sl_producer_retry_after_ms(sl_producer *p);
+SL_API uint64_t sl_producer_retry_after_ms(sl_producer *p);
 
-void sl_producer_get_stats(sl_producer *p, sl_producer_stats *out);
+SL_API void sl_producer_get_stats(sl_producer *p, sl_producer_stats *out);
 
 /** Flush with the publish timeout, then free. NULL is a no-op. */
-void sl_producer_destroy(sl_producer *p);
+SL_API void sl_producer_destroy(sl_producer *p);
 
 #ifdef __cplusplus
 }
