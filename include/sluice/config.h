@@ -179,7 +179,7 @@ typedef struct sl_config {
  * "FILE:LINE:COL: problem".
  *
  * @param[in]  path the file; also copied into the result's `path`.
- * @param[out] out  the configuration, owned by the caller (sl_config_free);
+ * @param[out] out  the configuration, owned by the caller (sl_config_destroy);
  *                  written only on SL_OK.
  * @param[out] diag optional detail.
  * @return SL_OK; SL_CONFIG for an invalid file; SL_IO when it cannot be
@@ -198,7 +198,7 @@ SL_API sl_status sl_config_load_string(const char *yaml, size_t len,
                                        sl_diag *diag);
 
 /** NULL is a no-op. */
-SL_API void sl_config_free(sl_config *cfg);
+SL_API void sl_config_destroy(sl_config *cfg);
 
 /**
  * Where the value stored at @p field came from.

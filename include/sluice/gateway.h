@@ -15,7 +15,7 @@
  * Nothing is published for any 4xx answer. docs/gateway.md has the status
  * code table and the Retry-After rules.
  *
- * Thread safety: sl_gateway_start/stop from one controlling thread; the
+ * Thread safety: sl_gateway_create/destroy from one controlling thread; the
  * state functions from any thread.
  */
 #ifndef SLUICE_GATEWAY_H
@@ -60,7 +60,7 @@ SL_API sl_status sl_json_type_from_name(const char *name, sl_json_type *out);
 /**
  * One validation rule on a field of a JSON body. A field that is absent or
  * null passes unless `required`. Every string is borrowed until
- * sl_gateway_start() returns (the gateway copies the rules).
+ * sl_gateway_create() returns (the gateway copies the rules).
  */
 typedef struct sl_gateway_field {
     const char *name;    /* top-level member, or a dotted path into nested
@@ -268,19 +268,19 @@ SL_API sl_status sl_gateway_opts_check(const sl_gateway_opts *opts,
  *         NULL producer or out; SL_IO when the address cannot be bound or
  *         the state cannot be opened; SL_NOMEM.
  */
-SL_API sl_status sl_gateway_start(const sl_gateway_opts *opts, sl_gateway **out,
-                                  sl_diag *diag);
+SL_API sl_status sl_gateway_create(const sl_gateway_opts *opts,
+                                   sl_gateway **out, sl_diag *diag);
 
 /** The port actually bound (useful with port 0). */
 SL_API uint16_t sl_gateway_port(const sl_gateway *gw);
 
 /** The state the gateway uses (its own or the borrowed one), for
- * sl_gateway_status_set. Valid until sl_gateway_stop. */
+ * sl_gateway_status_set. Valid until sl_gateway_destroy. */
 SL_API sl_gateway_state *sl_gateway_get_state(sl_gateway *gw);
 
 /** Stop accepting, wait for running requests, free (closing the state if
  * the gateway opened it). NULL is a no-op. */
-SL_API void sl_gateway_stop(sl_gateway *gw);
+SL_API void sl_gateway_destroy(sl_gateway *gw);
 
 #ifdef __cplusplus
 }

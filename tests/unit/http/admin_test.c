@@ -104,7 +104,7 @@ static int teardown(void **state)
     fx *f = *state;
     sl__admin_stop(f->adm);
     sl_service_destroy(f->svc);
-    sl_config_free(f->cfg);
+    sl_config_destroy(f->cfg);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
     assert_int_equal(system(cmd), 0);
