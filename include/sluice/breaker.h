@@ -26,6 +26,10 @@
  * ignored.
  *
  * Time is passed in as `now_ms` from one monotonic millisecond clock.
+ *
+ * Thread safety: every function may be called from any thread,
+ * concurrently (an internal mutex serialises them), except
+ * sl_breaker_destroy; sl_breaker_state_str is a pure function.
  */
 #ifndef SLUICE_BREAKER_H
 #define SLUICE_BREAKER_H
@@ -90,7 +94,8 @@ typedef struct sl_breaker sl_breaker;
  *
  * @param[in]  opts options (NULL selects the defaults: open after 5
  *                  consecutive failures, half-open after 30 s, 1 probe).
- * @param[out] out  the new breaker; written only on SL_OK.
+ * @param[out] out  the new breaker, owned by the caller
+ *                  (sl_breaker_destroy); written only on SL_OK.
  * @return SL_OK; SL_INVALID when @p out is NULL, failure_rate is outside
  *         [0, 1] or NaN, or min_calls > window_size with a window;
  *         SL_NOMEM.

@@ -3,6 +3,9 @@
  * Time is a parameter: every primitive that depends on time takes `now_ms`
  * as an argument. Components that need to read the time themselves hold an
  * sl_clock, which tests replace with a manual one.
+ *
+ * Thread safety: every function may be called from any thread. A clock is
+ * borrowed by whoever holds it and must outlive them.
  */
 #ifndef SLUICE_CLOCK_H
 #define SLUICE_CLOCK_H
@@ -31,18 +34,22 @@ typedef struct sl_clock {
     void *ctx;
 } sl_clock;
 
-/** The system wall clock. */
+/** The system wall clock: static, never NULL. */
 SL_API const sl_clock *sl_clock_system(void);
 
 /** Read a clock; NULL reads the system clock. */
 SL_API uint64_t sl_clock_now_ms(const sl_clock *clk);
 
-/** A clock that only moves when told; for tests. */
+/** A clock that only moves when told; for tests. An embedded struct: the
+ * caller owns it and initialises it with sl_manual_clock_init; nothing to
+ * free. */
 typedef struct sl_manual_clock {
     sl_clock clock; /* pass &mc.clock where an sl_clock is wanted */
     _Atomic uint64_t now_ms; /* set or advance it from any thread */
 } sl_manual_clock;
 
+/** Initialise @p mc (caller-owned) at @p start_ms. Call before sharing it;
+ * afterwards any thread may store or add to mc->now_ms. */
 SL_API void sl_manual_clock_init(sl_manual_clock *mc, uint64_t start_ms);
 
 #ifdef __cplusplus

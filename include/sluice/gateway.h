@@ -15,8 +15,20 @@
  * Nothing is published for any 4xx answer. docs/gateway.md has the status
  * code table and the Retry-After rules.
  *
+ * Lifecycle: sl_gateway_create checks the options, binds the address and
+ * starts serving; sl_gateway_destroy stops serving and frees. There is no
+ * separate start: a gateway that exists but does not listen would be one
+ * more state with no use (sl_http_handler_create starts its thread the
+ * same way).
+ *
+ * Ownership: options are copied (routes and rules too); the producer,
+ * engine, state, metrics registry and clock they point to are borrowed and
+ * must outlive the gateway.
+ *
  * Thread safety: sl_gateway_create/destroy from one controlling thread; the
- * state functions from any thread.
+ * state functions, sl_gateway_port and sl_gateway_get_state from any
+ * thread. The callbacks of sl_gateway_opts run on server threads,
+ * concurrently.
  */
 #ifndef SLUICE_GATEWAY_H
 #define SLUICE_GATEWAY_H
@@ -50,11 +62,13 @@ typedef enum sl_json_type {
     SL_JSON_ARRAY,   /* an array */
 } sl_json_type;
 
-/** Lower-case name of a type ("integer"; "any" for SL_JSON_ANY). */
+/** Lower-case name of a type ("integer"; "any" for SL_JSON_ANY); static
+ * text. Any thread. */
 SL_API const char *sl_json_type_name(sl_json_type type);
 
 /** Type by name ("string", "integer", "number", "boolean", "object",
- * "array", "any"). @return SL_OK or SL_NOT_FOUND. */
+ * "array", "any"). Any thread.
+ * @return SL_OK; SL_NOT_FOUND for another name; SL_INVALID for NULL. */
 SL_API sl_status sl_json_type_from_name(const char *name, sl_json_type *out);
 
 /**
@@ -140,14 +154,21 @@ typedef struct sl_gateway_state_opts {
 /**
  * Open (creating tables as needed) the state at @p path, a SQLite file or
  * ":memory:" (private to this handle).
+ * @param[in]  opts options, NULL for the defaults; copied (the clock is
+ *                  borrowed and must outlive the state).
+ * @param[out] out  the state, owned by the caller (sl_gateway_state_close);
+ *                  written only on SL_OK.
  * @return SL_OK; SL_INVALID for a NULL argument; SL_IO when the file cannot
  *         be opened or is not a database; SL_NOMEM.
+ *
+ * Thread safety: any thread; the handle is then usable from any thread.
  */
 SL_API sl_status sl_gateway_state_open(const char *path,
                                        const sl_gateway_state_opts *opts,
                                        sl_gateway_state **out, sl_diag *diag);
 
-/** Close. No call may be using @p gs. NULL is a no-op. */
+/** Close and free. No call may be using @p gs, and no gateway that
+ * borrows it may still run. NULL is a no-op. */
 SL_API void sl_gateway_state_close(sl_gateway_state *gs);
 
 /** The statuses a projection row may hold. */
@@ -177,8 +198,9 @@ typedef struct sl_gateway_status_row {
     uint64_t updated_ms; /* wall clock */
 } sl_gateway_status_row;
 
-/** Read the status of event @p id.
- * @return SL_OK; SL_NOT_FOUND; SL_IO. */
+/** Read the status of event @p id into @p out (caller-owned).
+ * @return SL_OK; SL_NOT_FOUND; SL_INVALID for NULL arguments; SL_IO.
+ * Thread safety: any thread. */
 SL_API sl_status sl_gateway_status_get(sl_gateway_state *gs, const char *id,
                                        sl_gateway_status_row *out);
 
@@ -257,29 +279,44 @@ typedef struct sl_gateway_opts {
  * Check options without starting anything (for `sluice config check`):
  * routes present, paths and methods valid and unique, channels named,
  * rules consistent (min <= max, enums only on strings, ...).
- * @return SL_OK or SL_CONFIG with the offending route and field in @p diag.
+ * @return SL_OK or SL_CONFIG with the offending route and field in @p diag;
+ *         SL_INVALID for NULL options.
+ *
+ * Thread safety: any thread; nothing is changed.
  */
 SL_API sl_status sl_gateway_opts_check(const sl_gateway_opts *opts,
                                        sl_diag *diag);
 
 /**
- * Start serving. The producer's channels must be declared by the caller.
+ * Create a gateway: check the options, open the state if the gateway owns
+ * it, bind the listen address and start serving. The producer's channels
+ * must be declared by the caller.
+ *
+ * @param[in]  opts options; copied (what they point to is borrowed, see
+ *                  sl_gateway_opts).
+ * @param[out] out  the gateway, owned by the caller (sl_gateway_destroy);
+ *                  written only on SL_OK.
+ * @param[out] diag optional detail on failure.
  * @return SL_OK; SL_CONFIG (see sl_gateway_opts_check); SL_INVALID for a
  *         NULL producer or out; SL_IO when the address cannot be bound or
  *         the state cannot be opened; SL_NOMEM.
+ *
+ * Thread safety: the controlling thread.
  */
 SL_API sl_status sl_gateway_create(const sl_gateway_opts *opts,
                                    sl_gateway **out, sl_diag *diag);
 
-/** The port actually bound (useful with port 0). */
+/** The port actually bound (useful with port 0). Any thread. */
 SL_API uint16_t sl_gateway_port(const sl_gateway *gw);
 
 /** The state the gateway uses (its own or the borrowed one), for
- * sl_gateway_status_set. Valid until sl_gateway_destroy. */
+ * sl_gateway_status_set; borrowed, valid until sl_gateway_destroy. Any
+ * thread. */
 SL_API sl_gateway_state *sl_gateway_get_state(sl_gateway *gw);
 
 /** Stop accepting, wait for running requests, free (closing the state if
- * the gateway opened it). NULL is a no-op. */
+ * the gateway opened it). NULL is a no-op. The controlling thread, once no
+ * other call on @p gw runs. */
 SL_API void sl_gateway_destroy(sl_gateway *gw);
 
 #ifdef __cplusplus

@@ -22,6 +22,10 @@
  *
  * The consumer uses an adaptive limiter for its prefetch (default 10,
  * within [1, 1000]).
+ *
+ * Thread safety: every function may be called from any thread,
+ * concurrently (an internal mutex serialises them), except
+ * sl_limiter_destroy.
  */
 #ifndef SLUICE_LIMITER_H
 #define SLUICE_LIMITER_H
@@ -68,7 +72,8 @@ typedef struct sl_limiter sl_limiter;
  * Create a limiter.
  *
  * @param[in]  opts options (NULL selects a fixed limit of 10).
- * @param[out] out  the new limiter; written only on SL_OK.
+ * @param[out] out  the new limiter, owned by the caller
+ *                  (sl_limiter_destroy); written only on SL_OK.
  * @return SL_OK; SL_INVALID when @p out is NULL, the kind is unknown,
  *         min_limit > max_limit, the start limit is outside them (adaptive),
  *         backoff is not in (0, 1) or tolerance is below 1; SL_NOMEM.

@@ -15,8 +15,12 @@
  * with sl_metrics_add_collector run first, on the rendering thread, to set
  * gauges from stats (queue depth, in-flight work, breaker state).
  *
- * Thread safety: every function may be called from any thread. Families and
- * series are never freed before sl_metrics_destroy.
+ * Ownership: the registry owns its families and series; pointers to them
+ * are borrowed and stay valid until sl_metrics_destroy. Options are copied.
+ *
+ * Thread safety: every function may be called from any thread,
+ * concurrently, except sl_metrics_destroy. Families and series are never
+ * freed before sl_metrics_destroy.
  */
 #ifndef SLUICE_METRICS_H
 #define SLUICE_METRICS_H
@@ -64,7 +68,8 @@ typedef struct sl_metric_opts {
     size_t max_series; /* 0 = SL_METRICS_MAX_SERIES_DEFAULT */
 } sl_metric_opts;
 
-/** Create an empty registry. @return SL_OK or SL_NOMEM. */
+/** Create an empty registry, owned by the caller (sl_metrics_destroy).
+ * @return SL_OK; SL_INVALID for a NULL @p out; SL_NOMEM. */
 SL_API sl_status sl_metrics_create(sl_metrics **out);
 
 /** Free the registry, its families and series. Collectors are not called.
@@ -85,7 +90,8 @@ SL_API sl_status sl_metrics_family(sl_metrics *reg, sl_metric_type type,
                                    const sl_metric_opts *opts,
                                    sl_metric_family **out, sl_diag *diag);
 
-/** Shorthands for sl_metrics_family. */
+/** Shorthands for sl_metrics_family with the type in the name; same
+ * statuses and ownership. */
 SL_API sl_status sl_metrics_counter(sl_metrics *reg, const sl_metric_opts *opts,
                                     sl_metric_family **out, sl_diag *diag);
 SL_API sl_status sl_metrics_gauge(sl_metrics *reg, const sl_metric_opts *opts,
@@ -105,6 +111,8 @@ SL_API sl_status sl_metrics_histogram(sl_metrics *reg,
 SL_API sl_metric *sl_metric_get(sl_metric_family *fam,
                                 const char *const *values);
 
+/* Updates: lock-free, any thread; a NULL series is ignored. */
+
 /** Counter: add @p v (>= 0; negative and NaN are ignored). */
 SL_API void sl_counter_add(sl_metric *m, double v);
 /** Counter: add 1. */
@@ -120,12 +128,13 @@ SL_API void sl_gauge_add(sl_metric *m, double v);
 /** Histogram: record one observation (seconds for durations). */
 SL_API void sl_histogram_observe(sl_metric *m, double v);
 
-/** Current value of a counter or gauge; for a histogram, its sum. */
+/** Current value of a counter or gauge; for a histogram, its sum. 0 for
+ * NULL. */
 SL_API double sl_metric_value(const sl_metric *m);
 /** Observations of a histogram (0 for other types). */
 SL_API uint64_t sl_metric_count(const sl_metric *m);
 
-/** Series in @p fam, the overflow series included. */
+/** Series in @p fam, the overflow series included; 0 for NULL. */
 SL_API size_t sl_metric_family_size(const sl_metric_family *fam);
 
 /**
@@ -136,7 +145,7 @@ SL_API size_t sl_metric_family_size(const sl_metric_family *fam);
 typedef void (*sl_metrics_collect_fn)(sl_metrics *reg, void *ctx);
 
 /** Add a collector; @p ctx is borrowed until it is removed.
- * @return SL_OK or SL_NOMEM. */
+ * @return SL_OK; SL_INVALID for a NULL registry or function; SL_NOMEM. */
 SL_API sl_status sl_metrics_add_collector(sl_metrics *reg,
                                           sl_metrics_collect_fn fn, void *ctx);
 

@@ -48,7 +48,8 @@ typedef struct sl_queue sl_queue;
  * Create an empty, open queue.
  *
  * @param[in]  opts options (NULL selects the defaults).
- * @param[out] out  the new queue; written only on SL_OK.
+ * @param[out] out  the new queue, owned by the caller (sl_queue_destroy);
+ *                  written only on SL_OK.
  * @return SL_OK; SL_INVALID when @p out is NULL or the overflow policy is
  *         unknown; SL_NOMEM (also when a lock or condition variable cannot
  *         be created).

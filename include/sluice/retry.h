@@ -43,7 +43,8 @@ typedef struct sl_retry_schedule sl_retry_schedule;
  * Create a retry schedule.
  *
  * @param[in]  opts  options (NULL selects all defaults); copied.
- * @param[out] out   the new schedule; written only on SL_OK.
+ * @param[out] out   the new schedule, owned by the caller
+ *                   (sl_retry_destroy); written only on SL_OK.
  * @return SL_OK; SL_INVALID when @p out is NULL, the kind is unknown, or
  *         ladder_len > 0 with a NULL ladder_ms; SL_NOMEM.
  *

@@ -3,6 +3,9 @@
  * Every fallible call in libsluice returns an sl_status. Out-parameters are
  * written only when the call returns SL_OK. Callers that want detail pass an
  * optional, caller-owned sl_diag.
+ *
+ * Thread safety: every function here may be called from any thread; an
+ * sl_diag belongs to the one call it is passed to.
  */
 #ifndef SLUICE_STATUS_H
 #define SLUICE_STATUS_H

@@ -14,6 +14,10 @@
  * key that comes back starts with a full bucket again, so the bound should
  * exceed the number of keys active within one refill period (burst /
  * rate_per_s), or a key cycling through eviction gets more than its rate.
+ *
+ * Thread safety: an sl_token_bucket is not locked: one thread at a time
+ * per bucket. An sl_keyed_bucket is: any thread, concurrently, except
+ * sl_keyed_bucket_destroy.
  */
 #ifndef SLUICE_TOKEN_BUCKET_H
 #define SLUICE_TOKEN_BUCKET_H
@@ -43,7 +47,8 @@ typedef struct sl_token_bucket sl_token_bucket;
  *
  * @param[in]  opts   options (NULL selects the defaults: 20/s, burst 40).
  * @param[in]  now_ms the current time in ms.
- * @param[out] out    the new bucket; written only on SL_OK.
+ * @param[out] out    the new bucket, owned by the caller
+ *                    (sl_token_bucket_destroy); written only on SL_OK.
  * @return SL_OK; SL_INVALID when @p out is NULL or a rate or burst is
  *         negative, infinite or NaN; SL_NOMEM.
  *
@@ -93,7 +98,7 @@ SL_API uint64_t sl_token_bucket_wait_ms(const sl_token_bucket *tb, double n,
 SL_API double sl_token_bucket_tokens(const sl_token_bucket *tb,
                                      uint64_t now_ms);
 
-/** Destroy a bucket. NULL is a no-op. */
+/** Destroy a bucket. NULL is a no-op. No other call may be using @p tb. */
 SL_API void sl_token_bucket_destroy(sl_token_bucket *tb);
 
 /** Options of a keyed bucket; zero-is-default, copied at creation. */
@@ -119,7 +124,8 @@ typedef struct sl_keyed_bucket sl_keyed_bucket;
  * Create a keyed bucket. Keys get their bucket (full) when first seen.
  *
  * @param[in]  opts options (NULL selects the defaults).
- * @param[out] out  the new keyed bucket; written only on SL_OK.
+ * @param[out] out  the new keyed bucket, owned by the caller
+ *                  (sl_keyed_bucket_destroy); written only on SL_OK.
  * @return SL_OK; SL_INVALID when @p out is NULL or a rate or burst is
  *         negative, infinite or NaN; SL_NOMEM.
  *
