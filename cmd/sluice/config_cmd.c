@@ -26,14 +26,14 @@ static int check(const char *path)
     if (sl_config_load_file(path, &cfg, &diag) != SL_OK ||
         sl_service_check(cfg, &diag) != SL_OK) {
         cli_error("%s", diag.msg);
-        sl_config_free(cfg);
+        sl_config_destroy(cfg);
         return CLI_USAGE;
     }
     char shown[256]; /* the URL may hold credentials */
     sl_log_redact_url(cfg->engine_url, shown, sizeof shown);
     printf("%s: ok (%zu channel(s), %zu consumer group(s), engine %s)\n", path,
            cfg->nchannels, cfg->nconsumers, shown);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
     return CLI_OK;
 }
 

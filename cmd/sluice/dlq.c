@@ -337,12 +337,12 @@ int cmd_dlq(int argc, char **argv)
     sl_status st = sl_engine_open(url, &eo, &eng, &diag);
     if (st == SL_NOT_FOUND) {
         rc = no_group(&a, url, cfg, diag.msg);
-        sl_config_free(cfg);
+        sl_config_destroy(cfg);
         return rc;
     }
     if (st != SL_OK) {
         cli_error("%s", diag.msg);
-        sl_config_free(cfg);
+        sl_config_destroy(cfg);
         return st == SL_INVALID ? CLI_USAGE : CLI_ERROR;
     }
     if (strcmp(sub, "replay") == 0) {
@@ -365,6 +365,6 @@ int cmd_dlq(int argc, char **argv)
         }
     }
     sl_engine_close(eng);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
     return rc;
 }

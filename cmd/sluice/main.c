@@ -69,7 +69,7 @@ int cli_engine_url(const char *engine, const char *config_path,
             /* The URL points into cfg: keep it alive for the process. */
             return CLI_OK;
         } else {
-            sl_config_free(cfg);
+            sl_config_destroy(cfg);
         }
         return CLI_OK;
     }

@@ -265,7 +265,7 @@ int cmd_publish(int argc, char **argv)
     sl_engine *eng = NULL;
     if ((rc = cli_open_engine(url, &eng)) != CLI_OK) {
         free(buf);
-        sl_config_free(cfg);
+        sl_config_destroy(cfg);
         return rc;
     }
     sl_producer *p = NULL;
@@ -318,7 +318,7 @@ int cmd_publish(int argc, char **argv)
 done:
     sl_producer_destroy(p);
     sl_engine_close(eng);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
     free(buf);
     return rc;
 }

@@ -165,13 +165,13 @@ int cmd_run(int argc, char **argv)
     sl_status st = sl_service_create(cfg, &svc, &diag);
     if (st != SL_OK) {
         cli_error("%s", diag.msg[0] ? diag.msg : sl_status_str(st));
-        sl_config_free(cfg);
+        sl_config_destroy(cfg);
         return st == SL_CONFIG || st == SL_INVALID ? CLI_USAGE : CLI_ERROR;
     }
     if ((st = sl_service_start(svc, &diag)) != SL_OK) {
         cli_error("%s", diag.msg);
         sl_service_destroy(svc);
-        sl_config_free(cfg);
+        sl_config_destroy(cfg);
         return CLI_ERROR;
     }
     if (!quiet) {
@@ -189,6 +189,6 @@ int cmd_run(int argc, char **argv)
         _exit(CLI_OK);
     }
     sl_service_destroy(svc);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
     return CLI_OK;
 }

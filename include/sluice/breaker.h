@@ -26,10 +26,15 @@
  * ignored.
  *
  * Time is passed in as `now_ms` from one monotonic millisecond clock.
+ *
+ * Thread safety: every function may be called from any thread,
+ * concurrently (an internal mutex serialises them), except
+ * sl_breaker_destroy; sl_breaker_state_str is a pure function.
  */
 #ifndef SLUICE_BREAKER_H
 #define SLUICE_BREAKER_H
 
+#include "sluice/export.h"
 #include "sluice/status.h"
 
 #include <stdbool.h>
@@ -89,7 +94,8 @@ typedef struct sl_breaker sl_breaker;
  *
  * @param[in]  opts options (NULL selects the defaults: open after 5
  *                  consecutive failures, half-open after 30 s, 1 probe).
- * @param[out] out  the new breaker; written only on SL_OK.
+ * @param[out] out  the new breaker, owned by the caller
+ *                  (sl_breaker_destroy); written only on SL_OK.
  * @return SL_OK; SL_INVALID when @p out is NULL, failure_rate is outside
  *         [0, 1] or NaN, or min_calls > window_size with a window;
  *         SL_NOMEM.
@@ -97,7 +103,8 @@ typedef struct sl_breaker sl_breaker;
  * Thread-safety: every sl_breaker function may be called from any thread
  * concurrently; an internal mutex serialises them.
  */
-sl_status sl_breaker_create(const sl_breaker_opts *opts, sl_breaker **out);
+SL_API sl_status sl_breaker_create(const sl_breaker_opts *opts,
+                                   sl_breaker **out);
 
 /**
  * Ask whether a call may go ahead now.
@@ -112,7 +119,7 @@ sl_status sl_breaker_create(const sl_breaker_opts *opts, sl_breaker **out);
  *
  * Thread-safety: internally locked.
  */
-bool sl_breaker_allow(sl_breaker *brk, uint64_t now_ms);
+SL_API bool sl_breaker_allow(sl_breaker *brk, uint64_t now_ms);
 
 /**
  * Record the outcome of a call that sl_breaker_allow() admitted.
@@ -124,8 +131,8 @@ bool sl_breaker_allow(sl_breaker *brk, uint64_t now_ms);
  *
  * Thread-safety: internally locked.
  */
-void sl_breaker_record(sl_breaker *brk, bool ok, uint64_t duration_ms,
-                       uint64_t now_ms);
+SL_API void sl_breaker_record(sl_breaker *brk, bool ok, uint64_t duration_ms,
+                              uint64_t now_ms);
 
 /**
  * Give back a call that sl_breaker_allow() admitted but that was not made
@@ -137,14 +144,14 @@ void sl_breaker_record(sl_breaker *brk, bool ok, uint64_t duration_ms,
  *
  * Thread-safety: internally locked.
  */
-void sl_breaker_cancel(sl_breaker *brk, uint64_t now_ms);
+SL_API void sl_breaker_cancel(sl_breaker *brk, uint64_t now_ms);
 
 /**
  * The state at @p now_ms (OPEN turns HALF_OPEN here too once due).
  *
  * Thread-safety: internally locked.
  */
-sl_breaker_state sl_breaker_state_at(sl_breaker *brk, uint64_t now_ms);
+SL_API sl_breaker_state sl_breaker_state_at(sl_breaker *brk, uint64_t now_ms);
 
 /**
  * Time until the breaker lets a probe through, for a Retry-After hint.
@@ -155,7 +162,7 @@ sl_breaker_state sl_breaker_state_at(sl_breaker *brk, uint64_t now_ms);
  *
  * Thread-safety: internally locked.
  */
-uint64_t sl_breaker_retry_after_ms(sl_breaker *brk, uint64_t now_ms);
+SL_API uint64_t sl_breaker_retry_after_ms(sl_breaker *brk, uint64_t now_ms);
 
 /**
  * Read the counters and the state at @p now_ms.
@@ -166,15 +173,15 @@ uint64_t sl_breaker_retry_after_ms(sl_breaker *brk, uint64_t now_ms);
  *
  * Thread-safety: internally locked.
  */
-void sl_breaker_get_stats(sl_breaker *brk, uint64_t now_ms,
-                          sl_breaker_stats *out);
+SL_API void sl_breaker_get_stats(sl_breaker *brk, uint64_t now_ms,
+                                 sl_breaker_stats *out);
 
 /** Static lower-case name of a state ("closed", "open", "half_open"), for
  * logs and metric labels; "unknown" if out of range. Never NULL. */
-const char *sl_breaker_state_str(sl_breaker_state state);
+SL_API const char *sl_breaker_state_str(sl_breaker_state state);
 
 /** Destroy a breaker. NULL is a no-op. No other call may be using @p brk. */
-void sl_breaker_destroy(sl_breaker *brk);
+SL_API void sl_breaker_destroy(sl_breaker *brk);
 
 #ifdef __cplusplus
 }

@@ -5,11 +5,19 @@
  * section drives parsing, defaults, validation (errors cite
  * file:line:column and the key) and the reference documentation
  * (sl_config_write_reference).
+ *
+ * Ownership: a loaded sl_config is owned by the caller and freed with
+ * sl_config_destroy, which frees every string and array in it.
+ *
+ * Thread safety: loading and writing the reference are reentrant (any
+ * thread); a loaded configuration is read-only and may be read from any
+ * thread.
  */
 #ifndef SLUICE_CONFIG_H
 #define SLUICE_CONFIG_H
 
 #include "sluice/engine.h"
+#include "sluice/export.h"
 #include "sluice/status.h"
 
 #include <stdbool.h>
@@ -178,24 +186,28 @@ typedef struct sl_config {
  * "FILE:LINE:COL: problem".
  *
  * @param[in]  path the file; also copied into the result's `path`.
- * @param[out] out  the configuration, owned by the caller (sl_config_free);
- *                  written only on SL_OK.
+ * @param[out] out  the configuration, owned by the caller
+ *                  (sl_config_destroy); written only on SL_OK.
  * @param[out] diag optional detail.
  * @return SL_OK; SL_CONFIG for an invalid file; SL_IO when it cannot be
  *         read; SL_NOMEM; SL_INVALID for NULL arguments.
  *
  * Thread-safety: callable from any thread.
  */
-sl_status sl_config_load_file(const char *path, sl_config **out, sl_diag *diag);
+SL_API sl_status sl_config_load_file(const char *path, sl_config **out,
+                                     sl_diag *diag);
 
-/** Same from memory (@p yaml need not be NUL-terminated); @p name stands
- * for the file in messages and in the result's `path` (NULL: "<string>").
- * Returns as sl_config_load_file, without SL_IO. */
-sl_status sl_config_load_string(const char *yaml, size_t len, const char *name,
-                                sl_config **out, sl_diag *diag);
+/** Same from memory (@p yaml need not be NUL-terminated; borrowed for the
+ * call); @p name stands for the file in messages and in the result's `path`
+ * (NULL: "<string>"). Returns as sl_config_load_file, without SL_IO. Any
+ * thread. */
+SL_API sl_status sl_config_load_string(const char *yaml, size_t len,
+                                       const char *name, sl_config **out,
+                                       sl_diag *diag);
 
-/** NULL is a no-op. */
-void sl_config_free(sl_config *cfg);
+/** Free a configuration and everything in it. NULL is a no-op. No other
+ * thread may be reading it. */
+SL_API void sl_config_destroy(sl_config *cfg);
 
 /**
  * Where the value stored at @p field came from.
@@ -205,9 +217,9 @@ void sl_config_free(sl_config *cfg);
  *                  elements (`&cfg->gateway_listen`,
  *                  `&cfg->consumers[0].handler.path`).
  * @return its position in the file; {0, 0} for a default or an unknown
- *         address.
+ *         address. Any thread.
  */
-sl_config_pos sl_config_pos_of(const sl_config *cfg, const void *field);
+SL_API sl_config_pos sl_config_pos_of(const sl_config *cfg, const void *field);
 
 /**
  * Report a problem with one configuration value found after loading (when
@@ -216,11 +228,12 @@ sl_config_pos sl_config_pos_of(const sl_config *cfg, const void *field);
  * else "FILE: KEY: message" for a default value.
  *
  * @return @p st, so that call sites read `return sl_config_fail(...);`.
+ *         Any thread.
  */
-sl_status sl_config_fail(const sl_config *cfg, const void *field,
-                         sl_config_pos fallback, const char *key, sl_status st,
-                         sl_diag *diag, const char *fmt, ...)
-    __attribute__((format(printf, 7, 8)));
+SL_API sl_status sl_config_fail(const sl_config *cfg, const void *field,
+                                sl_config_pos fallback, const char *key,
+                                sl_status st, sl_diag *diag, const char *fmt,
+                                ...) __attribute__((format(printf, 7, 8)));
 
 /**
  * "Did you mean": the declared channel closest to @p name, for a user who
@@ -232,19 +245,19 @@ sl_status sl_config_fail(const sl_config *cfg, const void *field,
  *
  * Thread-safety: any thread.
  */
-const char *sl_config_suggest_channel(const sl_config *cfg, const char *name);
+SL_API const char *sl_config_suggest_channel(const sl_config *cfg, const char *name);
 
 /**
  * Same for a consumer group: the group of @p channel in @p cfg closest to
  * @p group, or NULL (also when @p group is one of them).
  */
-const char *sl_config_suggest_group(const sl_config *cfg, const char *channel,
+SL_API const char *sl_config_suggest_group(const sl_config *cfg, const char *channel,
                                     const char *group);
 
 /** Write the reference of every option (key, type, default, bounds, doc) as
  * Markdown, generated from the option tables (docs/configuration.md embeds
- * it). NULL is a no-op. */
-void sl_config_write_reference(FILE *out);
+ * it) to @p out (borrowed). NULL is a no-op. Any thread. */
+SL_API void sl_config_write_reference(FILE *out);
 
 #ifdef __cplusplus
 }

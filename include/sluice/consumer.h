@@ -8,14 +8,22 @@
  * expired and never reaches the handler. With idempotency on, processed ids
  * are recorded (after ACK) in an SQLite inbox and skipped when seen again.
  *
+ * Ownership: the consumer borrows its engine, producer and metrics
+ * registry (they must outlive it) and copies its options. Deliveries stay
+ * with the consumer: a handler sees its event through an sl_handler_ctx
+ * that is valid only during the call.
+ *
  * Thread safety: create/start/stop/destroy from one controlling thread;
- * handlers run on the consumer's worker threads.
+ * sl_consumer_signal_stop and sl_consumer_get_stats from any thread;
+ * handlers run on the consumer's worker threads, and the sl_handler_*
+ * functions are called only from inside a handler, on its thread.
  */
 #ifndef SLUICE_CONSUMER_H
 #define SLUICE_CONSUMER_H
 
 #include "sluice/clock.h"
 #include "sluice/engine.h"
+#include "sluice/export.h"
 #include "sluice/metrics.h"
 #include "sluice/producer.h"
 
@@ -32,45 +40,59 @@ typedef enum sl_outcome {
     SL_OUTCOME_REJECT,
 } sl_outcome;
 
-/** "ack", "retry", "reject". */
-const char *sl_outcome_str(sl_outcome outcome);
+/** "ack", "retry", "reject": static text; "unknown" out of range. Any
+ * thread. */
+SL_API const char *sl_outcome_str(sl_outcome outcome);
+
+/* ---- inside a handler ------------------------------------------------
+ *
+ * The sl_handler_* functions take the handler's ctx, are called on the
+ * handler's thread during the handler call, and return pointers borrowed
+ * from the delivery: valid until the handler returns. */
 
 /** The handler's view of one delivery; valid only during the call. */
 typedef struct sl_handler_ctx sl_handler_ctx;
 
-const sl_event *sl_handler_event(const sl_handler_ctx *ctx);
+/** The delivered event; borrowed (sl_event_ref to keep it longer). Never
+ * NULL. */
+SL_API const sl_event *sl_handler_event(const sl_handler_ctx *ctx);
 /** 1-based attempt number, crashed attempts included. */
-uint32_t sl_handler_attempt(const sl_handler_ctx *ctx);
+SL_API uint32_t sl_handler_attempt(const sl_handler_ctx *ctx);
 /** Milliseconds left before the handler timeout or the event's deadline,
  * whichever is sooner. */
-uint64_t sl_handler_remaining_ms(const sl_handler_ctx *ctx);
-/** The group's name and channel. */
-const char *sl_handler_group(const sl_handler_ctx *ctx);
-const char *sl_handler_channel(const sl_handler_ctx *ctx);
-/** Error text recorded with a RETRY or REJECT (dead letters carry it). */
-void sl_handler_set_error(sl_handler_ctx *ctx, const char *fmt, ...)
+SL_API uint64_t sl_handler_remaining_ms(const sl_handler_ctx *ctx);
+/** The group's name and channel; borrowed from the consumer. */
+SL_API const char *sl_handler_group(const sl_handler_ctx *ctx);
+SL_API const char *sl_handler_channel(const sl_handler_ctx *ctx);
+/** Error text recorded with a RETRY or REJECT (dead letters carry it);
+ * formatted into a copy. */
+SL_API void sl_handler_set_error(sl_handler_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/** Ask for a specific delay before the next attempt (e.g. Retry-After). */
-void sl_handler_retry_after(sl_handler_ctx *ctx, uint64_t delay_ms);
+/** Ask for a specific delay before the next attempt (e.g. Retry-After),
+ * instead of the group's backoff, when the handler returns RETRY. */
+SL_API void sl_handler_retry_after(sl_handler_ctx *ctx, uint64_t delay_ms);
 /**
  * Publish an event caused by this one: it becomes the child of the current
  * event (trace, deadline, correlation), then is published through the
- * consumer's producer and confirmed before return.
- * @return SL_UNSUPPORTED when the consumer has no producer; publish errors.
+ * consumer's producer and confirmed before return. @p ev is borrowed (the
+ * caller keeps its reference) and is modified, so it must not be shared.
+ * @return SL_OK; SL_UNSUPPORTED when the consumer has no producer; the
+ *         statuses of sl_producer_publish.
  */
-sl_status sl_handler_publish(sl_handler_ctx *ctx, const char *channel,
-                             sl_event *ev, sl_diag *diag);
+SL_API sl_status sl_handler_publish(sl_handler_ctx *ctx, const char *channel,
+                                    sl_event *ev, sl_diag *diag);
 /** The inbox database (an sqlite3 *) with a transaction open, for handlers
  * declared transactional: their writes commit with the inbox record, so
  * their effects happen exactly once. NULL otherwise. */
-void *sl_handler_db(sl_handler_ctx *ctx);
+SL_API void *sl_handler_db(sl_handler_ctx *ctx);
 /** The metrics registry of the consumer (its service's), for a handler's
  * own domain metrics: declaring a family again with the same definition
  * returns the same family. NULL when the consumer has none. */
-sl_metrics *sl_handler_metrics(sl_handler_ctx *ctx);
+SL_API sl_metrics *sl_handler_metrics(sl_handler_ctx *ctx);
 
 /** A handler: runs on a worker thread; @p user is the consumer's
- * handler_ctx. Must be thread-safe if concurrency > 1. */
+ * handler_ctx (borrowed). Must be thread-safe if concurrency > 1. Its
+ * return value settles the delivery; @p ctx is invalid once it returns. */
 typedef sl_outcome (*sl_handler_fn)(sl_handler_ctx *ctx, void *user);
 
 /** Reports a status for the request behind an event (status projection):
@@ -132,17 +154,40 @@ typedef struct sl_consumer_stats {
     uint32_t in_flight;    /* handlers running now */
 } sl_consumer_stats;
 
-/** Declares the group if needed, opens the inbox. Does not start. */
-sl_status sl_consumer_create(sl_engine *eng, const sl_consumer_opts *opts,
-                             sl_consumer **out, sl_diag *diag);
+/**
+ * Create a consumer: declares the group if needed and opens the inbox. Does
+ * not start.
+ *
+ * @param[in]  eng  the engine; borrowed, must outlive the consumer.
+ * @param[in]  opts options; copied (producer and metrics are borrowed).
+ * @param[out] out  the consumer, owned by the caller (sl_consumer_destroy);
+ *                  written only on SL_OK.
+ * @param[out] diag optional detail on failure.
+ * @return SL_OK; SL_INVALID for a missing channel, group or handler,
+ *         concurrency above prefetch, or an inbox the engine cannot serve;
+ *         the statuses of sl_engine_declare_group and of opening the inbox
+ *         (SL_IO, SL_UNAVAILABLE); SL_NOMEM.
+ *
+ * Thread safety: the controlling thread.
+ */
+SL_API sl_status sl_consumer_create(sl_engine *eng,
+                                    const sl_consumer_opts *opts,
+                                    sl_consumer **out, sl_diag *diag);
 
-/** Start the worker threads. */
-sl_status sl_consumer_start(sl_consumer *c);
+/**
+ * Start the worker threads.
+ * @return SL_OK; SL_INVALID when already started; SL_INTERNAL when a thread
+ *         cannot be created (the consumer is then stopping; destroy it).
+ *
+ * Thread safety: the controlling thread.
+ */
+SL_API sl_status sl_consumer_start(sl_consumer *c);
 
 /** First half of a stop: stop fetching now, without waiting. A host with
  * several consumers calls this on all of them, then sl_consumer_stop on
- * each, so that they drain in parallel. */
-void sl_consumer_signal_stop(sl_consumer *c);
+ * each, so that they drain in parallel. Idempotent. Any thread, but not
+ * from a signal handler (it takes the engine's locks). */
+SL_API void sl_consumer_signal_stop(sl_consumer *c);
 
 /**
  * Graceful stop: stop fetching, let running handlers finish within
@@ -151,10 +196,13 @@ void sl_consumer_signal_stop(sl_consumer *c);
  * discarded).
  * @return SL_OK when every handler finished; SL_TIMEOUT when some were still
  *         running (destroy then waits for them to return).
+ *
+ * Thread safety: the controlling thread.
  */
-sl_status sl_consumer_stop(sl_consumer *c, uint64_t drain_timeout_ms);
+SL_API sl_status sl_consumer_stop(sl_consumer *c, uint64_t drain_timeout_ms);
 
-void sl_consumer_get_stats(sl_consumer *c, sl_consumer_stats *out);
+/** Copy the counters into @p out. Any thread. */
+SL_API void sl_consumer_get_stats(sl_consumer *c, sl_consumer_stats *out);
 
 /** Distinct channels a consumer remembers having published to. */
 #define SL_CONSUMER_MAX_EMITS 16
@@ -169,11 +217,12 @@ void sl_consumer_get_stats(sl_consumer *c, sl_consumer_stats *out);
  *                  is destroyed.
  * @return how many were written. Any thread.
  */
-size_t sl_consumer_emits(sl_consumer *c, const char **out, size_t max);
+SL_API size_t sl_consumer_emits(sl_consumer *c, const char **out, size_t max);
 
 /** Stop (if running) with the default drain, wait for every worker, free.
- * NULL is a no-op. */
-void sl_consumer_destroy(sl_consumer *c);
+ * NULL is a no-op. The controlling thread, once no other call on @p c
+ * runs. */
+SL_API void sl_consumer_destroy(sl_consumer *c);
 
 #ifdef __cplusplus
 }

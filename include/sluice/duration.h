@@ -6,6 +6,7 @@
 #ifndef SLUICE_DURATION_H
 #define SLUICE_DURATION_H
 
+#include "sluice/export.h"
 #include "sluice/status.h"
 
 #include <stdint.h>
@@ -31,7 +32,7 @@ extern "C" {
  *
  * Thread-safety: pure function, callable from any thread.
  */
-sl_status sl_duration_parse_ms(const char *text, uint64_t *out);
+SL_API sl_status sl_duration_parse_ms(const char *text, uint64_t *out);
 
 #ifdef __cplusplus
 }

@@ -15,14 +15,27 @@
  * Nothing is published for any 4xx answer. docs/gateway.md has the status
  * code table and the Retry-After rules.
  *
- * Thread safety: sl_gateway_start/stop from one controlling thread; the
- * state functions from any thread.
+ * Lifecycle: sl_gateway_create checks the options, binds the address and
+ * starts serving; sl_gateway_destroy stops serving and frees. There is no
+ * separate start: a gateway that exists but does not listen would be one
+ * more state with no use (sl_http_handler_create starts its thread the
+ * same way).
+ *
+ * Ownership: options are copied (routes and rules too); the producer,
+ * engine, state, metrics registry and clock they point to are borrowed and
+ * must outlive the gateway.
+ *
+ * Thread safety: sl_gateway_create/destroy from one controlling thread; the
+ * state functions, sl_gateway_port and sl_gateway_get_state from any
+ * thread. The callbacks of sl_gateway_opts run on server threads,
+ * concurrently.
  */
 #ifndef SLUICE_GATEWAY_H
 #define SLUICE_GATEWAY_H
 
 #include "sluice/clock.h"
 #include "sluice/engine.h"
+#include "sluice/export.h"
 #include "sluice/metrics.h"
 #include "sluice/producer.h"
 #include "sluice/status.h"
@@ -49,17 +62,19 @@ typedef enum sl_json_type {
     SL_JSON_ARRAY,   /* an array */
 } sl_json_type;
 
-/** Lower-case name of a type ("integer"; "any" for SL_JSON_ANY). */
-const char *sl_json_type_name(sl_json_type type);
+/** Lower-case name of a type ("integer"; "any" for SL_JSON_ANY); static
+ * text. Any thread. */
+SL_API const char *sl_json_type_name(sl_json_type type);
 
 /** Type by name ("string", "integer", "number", "boolean", "object",
- * "array", "any"). @return SL_OK or SL_NOT_FOUND. */
-sl_status sl_json_type_from_name(const char *name, sl_json_type *out);
+ * "array", "any"). Any thread.
+ * @return SL_OK; SL_NOT_FOUND for another name; SL_INVALID for NULL. */
+SL_API sl_status sl_json_type_from_name(const char *name, sl_json_type *out);
 
 /**
  * One validation rule on a field of a JSON body. A field that is absent or
  * null passes unless `required`. Every string is borrowed until
- * sl_gateway_start() returns (the gateway copies the rules).
+ * sl_gateway_create() returns (the gateway copies the rules).
  */
 typedef struct sl_gateway_field {
     const char *name;    /* top-level member, or a dotted path into nested
@@ -139,15 +154,22 @@ typedef struct sl_gateway_state_opts {
 /**
  * Open (creating tables as needed) the state at @p path, a SQLite file or
  * ":memory:" (private to this handle).
+ * @param[in]  opts options, NULL for the defaults; copied (the clock is
+ *                  borrowed and must outlive the state).
+ * @param[out] out  the state, owned by the caller (sl_gateway_state_close);
+ *                  written only on SL_OK.
  * @return SL_OK; SL_INVALID for a NULL argument; SL_IO when the file cannot
  *         be opened or is not a database; SL_NOMEM.
+ *
+ * Thread safety: any thread; the handle is then usable from any thread.
  */
-sl_status sl_gateway_state_open(const char *path,
-                                const sl_gateway_state_opts *opts,
-                                sl_gateway_state **out, sl_diag *diag);
+SL_API sl_status sl_gateway_state_open(const char *path,
+                                       const sl_gateway_state_opts *opts,
+                                       sl_gateway_state **out, sl_diag *diag);
 
-/** Close. No call may be using @p gs. NULL is a no-op. */
-void sl_gateway_state_close(sl_gateway_state *gs);
+/** Close and free. No call may be using @p gs, and no gateway that
+ * borrows it may still run. NULL is a no-op. */
+SL_API void sl_gateway_state_close(sl_gateway_state *gs);
 
 /** The statuses a projection row may hold. */
 #define SL_GATEWAY_STATUS_PENDING "pending"
@@ -166,8 +188,8 @@ void sl_gateway_state_close(sl_gateway_state *gs);
  *         (> 256 bytes) id; SL_IO.
  * Thread safety: any thread.
  */
-sl_status sl_gateway_status_set(sl_gateway_state *gs, const char *id,
-                                const char *status, const char *detail);
+SL_API sl_status sl_gateway_status_set(sl_gateway_state *gs, const char *id,
+                                       const char *status, const char *detail);
 
 /** A status row, as read by sl_gateway_status_get. */
 typedef struct sl_gateway_status_row {
@@ -176,10 +198,11 @@ typedef struct sl_gateway_status_row {
     uint64_t updated_ms; /* wall clock */
 } sl_gateway_status_row;
 
-/** Read the status of event @p id.
- * @return SL_OK; SL_NOT_FOUND; SL_IO. */
-sl_status sl_gateway_status_get(sl_gateway_state *gs, const char *id,
-                                sl_gateway_status_row *out);
+/** Read the status of event @p id into @p out (caller-owned).
+ * @return SL_OK; SL_NOT_FOUND; SL_INVALID for NULL arguments; SL_IO.
+ * Thread safety: any thread. */
+SL_API sl_status sl_gateway_status_get(sl_gateway_state *gs, const char *id,
+                                       sl_gateway_status_row *out);
 
 /* ---- the gateway ------------------------------------------------------- */
 
@@ -256,29 +279,45 @@ typedef struct sl_gateway_opts {
  * Check options without starting anything (for `sluice config check`):
  * routes present, paths and methods valid and unique, channels named,
  * rules consistent (min <= max, enums only on strings, ...).
- * @return SL_OK or SL_CONFIG with the offending route and field in @p diag.
+ * @return SL_OK or SL_CONFIG with the offending route and field in @p diag;
+ *         SL_INVALID for NULL options.
+ *
+ * Thread safety: any thread; nothing is changed.
  */
-sl_status sl_gateway_opts_check(const sl_gateway_opts *opts, sl_diag *diag);
+SL_API sl_status sl_gateway_opts_check(const sl_gateway_opts *opts,
+                                       sl_diag *diag);
 
 /**
- * Start serving. The producer's channels must be declared by the caller.
+ * Create a gateway: check the options, open the state if the gateway owns
+ * it, bind the listen address and start serving. The producer's channels
+ * must be declared by the caller.
+ *
+ * @param[in]  opts options; copied (what they point to is borrowed, see
+ *                  sl_gateway_opts).
+ * @param[out] out  the gateway, owned by the caller (sl_gateway_destroy);
+ *                  written only on SL_OK.
+ * @param[out] diag optional detail on failure.
  * @return SL_OK; SL_CONFIG (see sl_gateway_opts_check); SL_INVALID for a
  *         NULL producer or out; SL_IO when the address cannot be bound or
  *         the state cannot be opened; SL_NOMEM.
+ *
+ * Thread safety: the controlling thread.
  */
-sl_status sl_gateway_start(const sl_gateway_opts *opts, sl_gateway **out,
-                           sl_diag *diag);
+SL_API sl_status sl_gateway_create(const sl_gateway_opts *opts,
+                                   sl_gateway **out, sl_diag *diag);
 
-/** The port actually bound (useful with port 0). */
-uint16_t sl_gateway_port(const sl_gateway *gw);
+/** The port actually bound (useful with port 0). Any thread. */
+SL_API uint16_t sl_gateway_port(const sl_gateway *gw);
 
 /** The state the gateway uses (its own or the borrowed one), for
- * sl_gateway_status_set. Valid until sl_gateway_stop. */
-sl_gateway_state *sl_gateway_get_state(sl_gateway *gw);
+ * sl_gateway_status_set; borrowed, valid until sl_gateway_destroy. Any
+ * thread. */
+SL_API sl_gateway_state *sl_gateway_get_state(sl_gateway *gw);
 
 /** Stop accepting, wait for running requests, free (closing the state if
- * the gateway opened it). NULL is a no-op. */
-void sl_gateway_stop(sl_gateway *gw);
+ * the gateway opened it). NULL is a no-op. The controlling thread, once no
+ * other call on @p gw runs. */
+SL_API void sl_gateway_destroy(sl_gateway *gw);
 
 #ifdef __cplusplus
 }

@@ -33,6 +33,7 @@
 
 #include "sluice/breaker.h"
 #include "sluice/consumer.h"
+#include "sluice/export.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -95,32 +96,39 @@ typedef struct sl_http_handler sl_http_handler;
 /**
  * Create a handler and start its I/O thread.
  *
- * @param[in]  opts options; url is required.
- * @param[out] out  the new handler; written only on SL_OK.
+ * @param[in]  opts options; url is required; copied.
+ * @param[out] out  the new handler, owned by the caller
+ *                  (sl_http_handler_destroy); written only on SL_OK.
  * @param[out] diag optional detail on failure.
  * @return SL_OK; SL_INVALID for a missing or non-HTTP url or a malformed
  *         header; SL_NOMEM; SL_INTERNAL when libcurl or the thread cannot
  *         be set up.
+ *
+ * Thread safety: the controlling thread.
  */
-sl_status sl_http_handler_create(const sl_http_handler_opts *opts,
-                                 sl_http_handler **out, sl_diag *diag);
+SL_API sl_status sl_http_handler_create(const sl_http_handler_opts *opts,
+                                        sl_http_handler **out, sl_diag *diag);
 
 /**
  * The handler function: pass it as sl_consumer_opts.handler with the
  * sl_http_handler as handler_ctx. Runs on the consumer's worker threads,
- * concurrently; blocks until the request completes or times out.
+ * concurrently; blocks until the request completes or times out. @p user
+ * is the sl_http_handler, borrowed. Returns the outcome (no status: a
+ * failure is a RETRY or REJECT with its error text set on @p ctx).
  */
-sl_outcome sl_http_handler_handle(sl_handler_ctx *ctx, void *user);
+SL_API sl_outcome sl_http_handler_handle(sl_handler_ctx *ctx, void *user);
 
 /** Read the counters. Thread-safety: any thread. */
-void sl_http_handler_get_stats(sl_http_handler *hh, sl_http_handler_stats *out);
+SL_API void sl_http_handler_get_stats(sl_http_handler *hh,
+                                      sl_http_handler_stats *out);
 
 /**
  * Stop the I/O thread and free. Requests still in flight are abandoned and
  * their workers answered with RETRY; no handler call may start afterwards.
- * NULL is a no-op.
+ * NULL is a no-op. The controlling thread, after the consumer that uses
+ * the handler has stopped.
  */
-void sl_http_handler_destroy(sl_http_handler *hh);
+SL_API void sl_http_handler_destroy(sl_http_handler *hh);
 
 #ifdef __cplusplus
 }

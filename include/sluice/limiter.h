@@ -22,10 +22,15 @@
  *
  * The consumer uses an adaptive limiter for its prefetch (default 10,
  * within [1, 1000]).
+ *
+ * Thread safety: every function may be called from any thread,
+ * concurrently (an internal mutex serialises them), except
+ * sl_limiter_destroy.
  */
 #ifndef SLUICE_LIMITER_H
 #define SLUICE_LIMITER_H
 
+#include "sluice/export.h"
 #include "sluice/status.h"
 
 #include <stdbool.h>
@@ -67,7 +72,8 @@ typedef struct sl_limiter sl_limiter;
  * Create a limiter.
  *
  * @param[in]  opts options (NULL selects a fixed limit of 10).
- * @param[out] out  the new limiter; written only on SL_OK.
+ * @param[out] out  the new limiter, owned by the caller
+ *                  (sl_limiter_destroy); written only on SL_OK.
  * @return SL_OK; SL_INVALID when @p out is NULL, the kind is unknown,
  *         min_limit > max_limit, the start limit is outside them (adaptive),
  *         backoff is not in (0, 1) or tolerance is below 1; SL_NOMEM.
@@ -75,7 +81,8 @@ typedef struct sl_limiter sl_limiter;
  * Thread-safety: every sl_limiter function may be called from any thread
  * concurrently; an internal mutex serialises them.
  */
-sl_status sl_limiter_create(const sl_limiter_opts *opts, sl_limiter **out);
+SL_API sl_status sl_limiter_create(const sl_limiter_opts *opts,
+                                   sl_limiter **out);
 
 /**
  * Take a slot if fewer than limit calls are in flight; never blocks.
@@ -84,7 +91,7 @@ sl_status sl_limiter_create(const sl_limiter_opts *opts, sl_limiter **out);
  *
  * Thread-safety: internally locked.
  */
-bool sl_limiter_try_acquire(sl_limiter *lim);
+SL_API bool sl_limiter_try_acquire(sl_limiter *lim);
 
 /**
  * Give back a slot taken by sl_limiter_try_acquire() and, for an adaptive
@@ -98,17 +105,17 @@ bool sl_limiter_try_acquire(sl_limiter *lim);
  *
  * Thread-safety: internally locked.
  */
-void sl_limiter_release(sl_limiter *lim, sl_limiter_outcome outcome,
-                        uint64_t rtt_ms, uint64_t now_ms);
+SL_API void sl_limiter_release(sl_limiter *lim, sl_limiter_outcome outcome,
+                               uint64_t rtt_ms, uint64_t now_ms);
 
 /** The current limit (0 for NULL). Thread-safety: internally locked. */
-uint32_t sl_limiter_limit(sl_limiter *lim);
+SL_API uint32_t sl_limiter_limit(sl_limiter *lim);
 
 /** Calls in flight now (0 for NULL). Thread-safety: internally locked. */
-uint32_t sl_limiter_in_flight(sl_limiter *lim);
+SL_API uint32_t sl_limiter_in_flight(sl_limiter *lim);
 
 /** Destroy a limiter. NULL is a no-op. No other call may be using @p lim. */
-void sl_limiter_destroy(sl_limiter *lim);
+SL_API void sl_limiter_destroy(sl_limiter *lim);
 
 #ifdef __cplusplus
 }

@@ -15,12 +15,17 @@
  * with sl_metrics_add_collector run first, on the rendering thread, to set
  * gauges from stats (queue depth, in-flight work, breaker state).
  *
- * Thread safety: every function may be called from any thread. Families and
- * series are never freed before sl_metrics_destroy.
+ * Ownership: the registry owns its families and series; pointers to them
+ * are borrowed and stay valid until sl_metrics_destroy. Options are copied.
+ *
+ * Thread safety: every function may be called from any thread,
+ * concurrently, except sl_metrics_destroy. Families and series are never
+ * freed before sl_metrics_destroy.
  */
 #ifndef SLUICE_METRICS_H
 #define SLUICE_METRICS_H
 
+#include "sluice/export.h"
 #include "sluice/status.h"
 
 #include <stddef.h>
@@ -63,12 +68,13 @@ typedef struct sl_metric_opts {
     size_t max_series; /* 0 = SL_METRICS_MAX_SERIES_DEFAULT */
 } sl_metric_opts;
 
-/** Create an empty registry. @return SL_OK or SL_NOMEM. */
-sl_status sl_metrics_create(sl_metrics **out);
+/** Create an empty registry, owned by the caller (sl_metrics_destroy).
+ * @return SL_OK; SL_INVALID for a NULL @p out; SL_NOMEM. */
+SL_API sl_status sl_metrics_create(sl_metrics **out);
 
 /** Free the registry, its families and series. Collectors are not called.
  * NULL is a no-op. No other call on @p reg may be running. */
-void sl_metrics_destroy(sl_metrics *reg);
+SL_API void sl_metrics_destroy(sl_metrics *reg);
 
 /**
  * Get or create a family. Asking again for a name with the same type,
@@ -80,17 +86,19 @@ void sl_metrics_destroy(sl_metrics *reg);
  *         SL_EXISTS when the name is taken with another definition;
  *         SL_NOMEM.
  */
-sl_status sl_metrics_family(sl_metrics *reg, sl_metric_type type,
-                            const sl_metric_opts *opts, sl_metric_family **out,
-                            sl_diag *diag);
+SL_API sl_status sl_metrics_family(sl_metrics *reg, sl_metric_type type,
+                                   const sl_metric_opts *opts,
+                                   sl_metric_family **out, sl_diag *diag);
 
-/** Shorthands for sl_metrics_family. */
-sl_status sl_metrics_counter(sl_metrics *reg, const sl_metric_opts *opts,
-                             sl_metric_family **out, sl_diag *diag);
-sl_status sl_metrics_gauge(sl_metrics *reg, const sl_metric_opts *opts,
-                           sl_metric_family **out, sl_diag *diag);
-sl_status sl_metrics_histogram(sl_metrics *reg, const sl_metric_opts *opts,
-                               sl_metric_family **out, sl_diag *diag);
+/** Shorthands for sl_metrics_family with the type in the name; same
+ * statuses and ownership. */
+SL_API sl_status sl_metrics_counter(sl_metrics *reg, const sl_metric_opts *opts,
+                                    sl_metric_family **out, sl_diag *diag);
+SL_API sl_status sl_metrics_gauge(sl_metrics *reg, const sl_metric_opts *opts,
+                                  sl_metric_family **out, sl_diag *diag);
+SL_API sl_status sl_metrics_histogram(sl_metrics *reg,
+                                      const sl_metric_opts *opts,
+                                      sl_metric_family **out, sl_diag *diag);
 
 /**
  * Get or create the series of @p fam for @p values (one per label name, in
@@ -100,30 +108,34 @@ sl_status sl_metrics_histogram(sl_metrics *reg, const sl_metric_opts *opts,
  *         or memory ran out. Every update function accepts NULL and does
  *         nothing, so a missing series never crashes a hot path.
  */
-sl_metric *sl_metric_get(sl_metric_family *fam, const char *const *values);
+SL_API sl_metric *sl_metric_get(sl_metric_family *fam,
+                                const char *const *values);
+
+/* Updates: lock-free, any thread; a NULL series is ignored. */
 
 /** Counter: add @p v (>= 0; negative and NaN are ignored). */
-void sl_counter_add(sl_metric *m, double v);
+SL_API void sl_counter_add(sl_metric *m, double v);
 /** Counter: add 1. */
-void sl_counter_inc(sl_metric *m);
+SL_API void sl_counter_inc(sl_metric *m);
 /** Counter: set the total from a monotonic source (stats copied by a
  * collector). */
-void sl_counter_set(sl_metric *m, double v);
+SL_API void sl_counter_set(sl_metric *m, double v);
 
 /** Gauge: set / add (negative to subtract). */
-void sl_gauge_set(sl_metric *m, double v);
-void sl_gauge_add(sl_metric *m, double v);
+SL_API void sl_gauge_set(sl_metric *m, double v);
+SL_API void sl_gauge_add(sl_metric *m, double v);
 
 /** Histogram: record one observation (seconds for durations). */
-void sl_histogram_observe(sl_metric *m, double v);
+SL_API void sl_histogram_observe(sl_metric *m, double v);
 
-/** Current value of a counter or gauge; for a histogram, its sum. */
-double sl_metric_value(const sl_metric *m);
+/** Current value of a counter or gauge; for a histogram, its sum. 0 for
+ * NULL. */
+SL_API double sl_metric_value(const sl_metric *m);
 /** Observations of a histogram (0 for other types). */
-uint64_t sl_metric_count(const sl_metric *m);
+SL_API uint64_t sl_metric_count(const sl_metric *m);
 
-/** Series in @p fam, the overflow series included. */
-size_t sl_metric_family_size(const sl_metric_family *fam);
+/** Series in @p fam, the overflow series included; 0 for NULL. */
+SL_API size_t sl_metric_family_size(const sl_metric_family *fam);
 
 /**
  * Called at the start of every render, on the rendering thread, to bring
@@ -133,15 +145,15 @@ size_t sl_metric_family_size(const sl_metric_family *fam);
 typedef void (*sl_metrics_collect_fn)(sl_metrics *reg, void *ctx);
 
 /** Add a collector; @p ctx is borrowed until it is removed.
- * @return SL_OK or SL_NOMEM. */
-sl_status sl_metrics_add_collector(sl_metrics *reg, sl_metrics_collect_fn fn,
-                                   void *ctx);
+ * @return SL_OK; SL_INVALID for a NULL registry or function; SL_NOMEM. */
+SL_API sl_status sl_metrics_add_collector(sl_metrics *reg,
+                                          sl_metrics_collect_fn fn, void *ctx);
 
 /** Remove the collector added with the same @p fn and @p ctx; once this
  * returns it is not running and will not run again. Unknown pairs are
  * ignored. */
-void sl_metrics_remove_collector(sl_metrics *reg, sl_metrics_collect_fn fn,
-                                 void *ctx);
+SL_API void sl_metrics_remove_collector(sl_metrics *reg,
+                                        sl_metrics_collect_fn fn, void *ctx);
 
 /**
  * Run the collectors and render every family in the text exposition format
@@ -151,7 +163,8 @@ void sl_metrics_remove_collector(sl_metrics *reg, sl_metrics_collect_fn fn,
  * @param[out] len its length without the NUL.
  * @return SL_OK or SL_NOMEM.
  */
-sl_status sl_metrics_render_text(sl_metrics *reg, char **out, size_t *len);
+SL_API sl_status sl_metrics_render_text(sl_metrics *reg, char **out,
+                                        size_t *len);
 
 #ifdef __cplusplus
 }

@@ -16,7 +16,9 @@
  * (`handler.symbol`, `handler.init`). sluice_handle runs on the consumer's
  * worker threads, concurrently when the group's concurrency is above 1, and
  * uses the handler API of sluice/consumer.h (sl_handler_event, ...). The
- * object links against libsluice.
+ * object links against libsluice. A plugin built with -fvisibility=hidden
+ * marks the functions above SL_API (sluice/export.h) so that dlsym finds
+ * them; SLUICE_PLUGIN_DECLARE does so for sluice_plugin_abi.
  */
 #ifndef SLUICE_PLUGIN_H
 #define SLUICE_PLUGIN_H
@@ -28,8 +30,8 @@
 
 /** Put this once in a plugin to export sluice_plugin_abi(). */
 #define SLUICE_PLUGIN_DECLARE()                                                \
-    int sluice_plugin_abi(void);                                               \
-    int sluice_plugin_abi(void)                                                \
+    SL_API int sluice_plugin_abi(void);                                        \
+    SL_API int sluice_plugin_abi(void)                                         \
     {                                                                          \
         return SLUICE_PLUGIN_ABI;                                              \
     }

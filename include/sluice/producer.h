@@ -6,13 +6,20 @@
  * waits. An optional token bucket limits the rate and an optional circuit
  * breaker stops publishing to an engine that keeps failing.
  *
- * Thread safety: every function may be called from any thread.
+ * Ownership: the producer borrows its engine, clock and metrics registry
+ * (they must outlive it) and copies its options. Publishing borrows the
+ * event: the engine takes its own reference, the caller keeps and unrefs
+ * its own, and must not modify the event afterwards.
+ *
+ * Thread safety: every function may be called from any thread,
+ * concurrently, except sl_producer_destroy (no other call may be running).
  */
 #ifndef SLUICE_PRODUCER_H
 #define SLUICE_PRODUCER_H
 
 #include "sluice/breaker.h"
 #include "sluice/engine.h"
+#include "sluice/export.h"
 #include "sluice/metrics.h"
 
 #ifdef __cplusplus
@@ -49,9 +56,19 @@ typedef struct sl_producer_stats {
     uint32_t in_flight;    /* unconfirmed now */
 } sl_producer_stats;
 
-/** Create a producer on @p eng (borrowed; must outlive the producer). */
-sl_status sl_producer_create(sl_engine *eng, const sl_producer_opts *opts,
-                             sl_producer **out);
+/**
+ * Create a producer on @p eng (borrowed; must outlive the producer).
+ *
+ * @param[in]  opts options, NULL for the defaults; copied (the breaker
+ *                  options too).
+ * @param[out] out  the producer, owned by the caller (sl_producer_destroy);
+ *                  written only on SL_OK.
+ * @return SL_OK; SL_INVALID for a NULL engine or out, or bad breaker
+ *         options; SL_NOMEM.
+ */
+SL_API sl_status sl_producer_create(sl_engine *eng,
+                                    const sl_producer_opts *opts,
+                                    sl_producer **out);
 
 /**
  * Publish and wait for the confirm, all within the publish timeout.
@@ -59,39 +76,46 @@ sl_status sl_producer_create(sl_engine *eng, const sl_producer_opts *opts,
  *         the window stayed full or the channel stayed at max_length for
  *         the whole timeout; SL_RATE_LIMITED; SL_BREAKER_OPEN; SL_TIMEOUT
  *         when the confirm did not come in time (outcome unknown:
- *         republish the same id, duplicates are absorbed); engine errors.
+ *         republish the same id, duplicates are absorbed); SL_INVALID;
+ *         the statuses of sl_engine_publish_async.
  */
-sl_status sl_producer_publish(sl_producer *p, const char *channel,
-                              sl_event *ev, sl_diag *diag);
+SL_API sl_status sl_producer_publish(sl_producer *p, const char *channel,
+                                     sl_event *ev, sl_diag *diag);
 
 /**
  * Publish without waiting for the confirm; waits for room in the window at
  * most the publish timeout. @p cb (may be NULL) is called exactly once with
  * the outcome, if and only if SL_OK is returned: on an engine thread, or on
  * a thread inside a later publish call to the same engine (as
- * sl_publish_cb allows); it must not block.
+ * sl_publish_cb allows); it must not block. @p ctx is borrowed until
+ * @p cb has run.
+ * @return SL_OK; else as sl_producer_publish, without SL_TIMEOUT for the
+ *         confirm.
  */
-sl_status sl_producer_publish_async(sl_producer *p, const char *channel,
-                                    sl_event *ev, sl_publish_cb cb,
-                                    void *ctx);
+SL_API sl_status sl_producer_publish_async(sl_producer *p, const char *channel,
+                                           sl_event *ev, sl_publish_cb cb,
+                                           void *ctx);
 
 /** Like publish_async, but never waits: SL_FULL at once when the window is
  * full or the channel is at max_length; SL_RATE_LIMITED when no token. */
-sl_status sl_producer_try_publish(sl_producer *p, const char *channel,
-                                  sl_event *ev, sl_publish_cb cb, void *ctx);
+SL_API sl_status sl_producer_try_publish(sl_producer *p, const char *channel,
+                                         sl_event *ev, sl_publish_cb cb,
+                                         void *ctx);
 
 /** Wait up to @p timeout_ms until no publish is unconfirmed.
  * @return SL_OK or SL_TIMEOUT. */
-sl_status sl_producer_flush(sl_producer *p, uint64_t timeout_ms);
+SL_API sl_status sl_producer_flush(sl_producer *p, uint64_t timeout_ms);
 
 /** Milliseconds until a publish could be admitted (bucket refill, breaker
  * half-open); 0 when it could now. For Retry-After. */
-uint64_t sl_producer_retry_after_ms(sl_producer *p);
+SL_API uint64_t sl_producer_retry_after_ms(sl_producer *p);
 
-void sl_producer_get_stats(sl_producer *p, sl_producer_stats *out);
+/** Copy the counters into @p out. */
+SL_API void sl_producer_get_stats(sl_producer *p, sl_producer_stats *out);
 
-/** Flush with the publish timeout, then free. NULL is a no-op. */
-void sl_producer_destroy(sl_producer *p);
+/** Wait until every publish is confirmed (each callback has run), then
+ * free. NULL is a no-op. No other call on @p p may be running or start. */
+SL_API void sl_producer_destroy(sl_producer *p);
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,7 @@
 #ifndef SLUICE_QUEUE_H
 #define SLUICE_QUEUE_H
 
+#include "sluice/export.h"
 #include "sluice/status.h"
 
 #include <stddef.h>
@@ -47,12 +48,13 @@ typedef struct sl_queue sl_queue;
  * Create an empty, open queue.
  *
  * @param[in]  opts options (NULL selects the defaults).
- * @param[out] out  the new queue; written only on SL_OK.
+ * @param[out] out  the new queue, owned by the caller (sl_queue_destroy);
+ *                  written only on SL_OK.
  * @return SL_OK; SL_INVALID when @p out is NULL or the overflow policy is
  *         unknown; SL_NOMEM (also when a lock or condition variable cannot
  *         be created).
  */
-sl_status sl_queue_create(const sl_queue_opts *opts, sl_queue **out);
+SL_API sl_status sl_queue_create(const sl_queue_opts *opts, sl_queue **out);
 
 /**
  * Append @p item (NULL is a valid item).
@@ -69,7 +71,7 @@ sl_status sl_queue_create(const sl_queue_opts *opts, sl_queue **out);
  *         REJECT at once); SL_CLOSED once the queue is closed (also for a
  *         push waiting when it is closed); SL_INVALID when @p q is NULL.
  */
-sl_status sl_queue_push(sl_queue *q, void *item, uint64_t timeout_ms);
+SL_API sl_status sl_queue_push(sl_queue *q, void *item, uint64_t timeout_ms);
 
 /**
  * Remove the oldest item, waiting up to @p timeout_ms for one (0 = do not
@@ -81,7 +83,7 @@ sl_status sl_queue_push(sl_queue *q, void *item, uint64_t timeout_ms);
  * @return SL_OK; SL_EMPTY on timeout; SL_CLOSED once the queue is closed
  *         and drained; SL_INVALID when @p q or @p item is NULL.
  */
-sl_status sl_queue_pop(sl_queue *q, void **item, uint64_t timeout_ms);
+SL_API sl_status sl_queue_pop(sl_queue *q, void **item, uint64_t timeout_ms);
 
 /**
  * Remove up to @p max items in order, waiting up to @p timeout_ms for the
@@ -94,31 +96,31 @@ sl_status sl_queue_pop(sl_queue *q, void **item, uint64_t timeout_ms);
  * @return the number of items taken n; 0 on timeout, when the queue is
  *         closed and empty, or for NULL arguments or @p max == 0.
  */
-size_t sl_queue_pop_many(sl_queue *q, void **items, size_t max,
-                         uint64_t timeout_ms);
+SL_API size_t sl_queue_pop_many(sl_queue *q, void **items, size_t max,
+                                uint64_t timeout_ms);
 
 /**
  * Close the queue: wake every waiter; later pushes fail with SL_CLOSED;
  * pops still return what is left, then SL_CLOSED. Idempotent; NULL is a
  * no-op.
  */
-void sl_queue_close(sl_queue *q);
+SL_API void sl_queue_close(sl_queue *q);
 
 /** Number of items in the queue now (0 for NULL). */
-size_t sl_queue_len(const sl_queue *q);
+SL_API size_t sl_queue_len(const sl_queue *q);
 
 /** Capacity given at creation (0 for NULL). */
-size_t sl_queue_capacity(const sl_queue *q);
+SL_API size_t sl_queue_capacity(const sl_queue *q);
 
 /** Number of items dropped by DROP_OLDEST so far (0 for NULL). */
-uint64_t sl_queue_dropped(const sl_queue *q);
+SL_API uint64_t sl_queue_dropped(const sl_queue *q);
 
 /**
  * Destroy the queue. NULL is a no-op. Items still queued are not freed
  * (pop them first if they own memory). No other thread may be using @p q,
  * or waiting in it: close it and join its users first.
  */
-void sl_queue_destroy(sl_queue *q);
+SL_API void sl_queue_destroy(sl_queue *q);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,7 @@
 #ifndef SLUICE_RETRY_H
 #define SLUICE_RETRY_H
 
+#include "sluice/export.h"
 #include "sluice/status.h"
 
 #include <stddef.h>
@@ -42,13 +43,15 @@ typedef struct sl_retry_schedule sl_retry_schedule;
  * Create a retry schedule.
  *
  * @param[in]  opts  options (NULL selects all defaults); copied.
- * @param[out] out   the new schedule; written only on SL_OK.
+ * @param[out] out   the new schedule, owned by the caller
+ *                   (sl_retry_destroy); written only on SL_OK.
  * @return SL_OK; SL_INVALID when @p out is NULL, the kind is unknown, or
  *         ladder_len > 0 with a NULL ladder_ms; SL_NOMEM.
  *
  * Thread-safety: callable from any thread.
  */
-sl_status sl_retry_create(const sl_retry_opts *opts, sl_retry_schedule **out);
+SL_API sl_status sl_retry_create(const sl_retry_opts *opts,
+                                 sl_retry_schedule **out);
 
 /**
  * Delay to wait after the @p attempt-th failure.
@@ -65,14 +68,14 @@ sl_status sl_retry_create(const sl_retry_opts *opts, sl_retry_schedule **out);
  * advances atomically); the sequence seen by each thread then depends on
  * the interleaving.
  */
-uint64_t sl_retry_delay_ms(sl_retry_schedule *sched, uint32_t attempt);
+SL_API uint64_t sl_retry_delay_ms(sl_retry_schedule *sched, uint32_t attempt);
 
 /**
  * Destroy a schedule. NULL is a no-op.
  *
  * Thread-safety: no other call may be using @p sched.
  */
-void sl_retry_destroy(sl_retry_schedule *sched);
+SL_API void sl_retry_destroy(sl_retry_schedule *sched);
 
 /**
  * Parse a ladder such as "1s, 5s, 10s" or "250ms,2s,1m".
@@ -90,8 +93,8 @@ void sl_retry_destroy(sl_retry_schedule *sched);
  *
  * Thread-safety: callable from any thread.
  */
-sl_status sl_retry_parse_ladder(const char *text, uint64_t **out,
-                                size_t *out_len, sl_diag *diag);
+SL_API sl_status sl_retry_parse_ladder(const char *text, uint64_t **out,
+                                       size_t *out_len, sl_diag *diag);
 
 #ifdef __cplusplus
 }

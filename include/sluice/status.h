@@ -3,9 +3,14 @@
  * Every fallible call in libsluice returns an sl_status. Out-parameters are
  * written only when the call returns SL_OK. Callers that want detail pass an
  * optional, caller-owned sl_diag.
+ *
+ * Thread safety: every function here may be called from any thread; an
+ * sl_diag belongs to the one call it is passed to.
  */
 #ifndef SLUICE_STATUS_H
 #define SLUICE_STATUS_H
+
+#include "sluice/export.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -45,13 +50,13 @@ typedef enum sl_status {
 } sl_status;
 
 /** Static text for a status; never NULL ("unknown status" if out of range). */
-const char *sl_status_str(sl_status st);
+SL_API const char *sl_status_str(sl_status st);
 
 /** Static upper-case name ("FULL"); never NULL. */
-const char *sl_status_name(sl_status st);
+SL_API const char *sl_status_name(sl_status st);
 
 /** True when repeating the same call later may succeed. */
-bool sl_status_is_retryable(sl_status st);
+SL_API bool sl_status_is_retryable(sl_status st);
 
 /** Caller-owned detail for a failed call. Zero-initialise before use. */
 typedef struct sl_diag {
@@ -63,7 +68,7 @@ typedef struct sl_diag {
  * Record a failure in @p diag (which may be NULL) and return @p st, so that
  * call sites read `return sl_diag_set(diag, SL_CONFIG, "...", ...);`.
  */
-sl_status sl_diag_set(sl_diag *diag, sl_status st, const char *fmt, ...)
+SL_API sl_status sl_diag_set(sl_diag *diag, sl_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #ifdef __cplusplus

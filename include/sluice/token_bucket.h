@@ -14,10 +14,15 @@
  * key that comes back starts with a full bucket again, so the bound should
  * exceed the number of keys active within one refill period (burst /
  * rate_per_s), or a key cycling through eviction gets more than its rate.
+ *
+ * Thread safety: an sl_token_bucket is not locked: one thread at a time
+ * per bucket. An sl_keyed_bucket is: any thread, concurrently, except
+ * sl_keyed_bucket_destroy.
  */
 #ifndef SLUICE_TOKEN_BUCKET_H
 #define SLUICE_TOKEN_BUCKET_H
 
+#include "sluice/export.h"
 #include "sluice/status.h"
 
 #include <stdbool.h>
@@ -42,15 +47,16 @@ typedef struct sl_token_bucket sl_token_bucket;
  *
  * @param[in]  opts   options (NULL selects the defaults: 20/s, burst 40).
  * @param[in]  now_ms the current time in ms.
- * @param[out] out    the new bucket; written only on SL_OK.
+ * @param[out] out    the new bucket, owned by the caller
+ *                    (sl_token_bucket_destroy); written only on SL_OK.
  * @return SL_OK; SL_INVALID when @p out is NULL or a rate or burst is
  *         negative, infinite or NaN; SL_NOMEM.
  *
  * Thread-safety: a bucket is not locked; use it from one thread at a time
  * (sl_keyed_bucket is the locked variant).
  */
-sl_status sl_token_bucket_create(const sl_token_bucket_opts *opts,
-                                 uint64_t now_ms, sl_token_bucket **out);
+SL_API sl_status sl_token_bucket_create(const sl_token_bucket_opts *opts,
+                                        uint64_t now_ms, sl_token_bucket **out);
 
 /**
  * Take @p n tokens if they are available at @p now_ms; never blocks.
@@ -64,7 +70,8 @@ sl_status sl_token_bucket_create(const sl_token_bucket_opts *opts,
  *
  * Thread-safety: not locked, see sl_token_bucket_create().
  */
-bool sl_token_bucket_try_take(sl_token_bucket *tb, double n, uint64_t now_ms);
+SL_API bool sl_token_bucket_try_take(sl_token_bucket *tb, double n,
+                                     uint64_t now_ms);
 
 /**
  * Time until @p n tokens will be available, taking nothing.
@@ -80,18 +87,19 @@ bool sl_token_bucket_try_take(sl_token_bucket *tb, double n, uint64_t now_ms);
  *
  * Thread-safety: not locked, see sl_token_bucket_create().
  */
-uint64_t sl_token_bucket_wait_ms(const sl_token_bucket *tb, double n,
-                                 uint64_t now_ms);
+SL_API uint64_t sl_token_bucket_wait_ms(const sl_token_bucket *tb, double n,
+                                        uint64_t now_ms);
 
 /**
  * Tokens available at @p now_ms (for metrics and tests).
  *
  * Thread-safety: not locked, see sl_token_bucket_create().
  */
-double sl_token_bucket_tokens(const sl_token_bucket *tb, uint64_t now_ms);
+SL_API double sl_token_bucket_tokens(const sl_token_bucket *tb,
+                                     uint64_t now_ms);
 
-/** Destroy a bucket. NULL is a no-op. */
-void sl_token_bucket_destroy(sl_token_bucket *tb);
+/** Destroy a bucket. NULL is a no-op. No other call may be using @p tb. */
+SL_API void sl_token_bucket_destroy(sl_token_bucket *tb);
 
 /** Options of a keyed bucket; zero-is-default, copied at creation. */
 typedef struct sl_keyed_bucket_opts {
@@ -116,15 +124,16 @@ typedef struct sl_keyed_bucket sl_keyed_bucket;
  * Create a keyed bucket. Keys get their bucket (full) when first seen.
  *
  * @param[in]  opts options (NULL selects the defaults).
- * @param[out] out  the new keyed bucket; written only on SL_OK.
+ * @param[out] out  the new keyed bucket, owned by the caller
+ *                  (sl_keyed_bucket_destroy); written only on SL_OK.
  * @return SL_OK; SL_INVALID when @p out is NULL or a rate or burst is
  *         negative, infinite or NaN; SL_NOMEM.
  *
  * Thread-safety: every sl_keyed_bucket function may be called from any
  * thread concurrently; an internal mutex serialises them.
  */
-sl_status sl_keyed_bucket_create(const sl_keyed_bucket_opts *opts,
-                                 sl_keyed_bucket **out);
+SL_API sl_status sl_keyed_bucket_create(const sl_keyed_bucket_opts *opts,
+                                        sl_keyed_bucket **out);
 
 /**
  * Take @p n tokens from the bucket of @p key; never blocks.
@@ -143,8 +152,9 @@ sl_status sl_keyed_bucket_create(const sl_keyed_bucket_opts *opts,
  *
  * Thread-safety: internally locked.
  */
-bool sl_keyed_bucket_try_take(sl_keyed_bucket *kb, const char *key, double n,
-                              uint64_t now_ms, uint64_t *retry_after_ms);
+SL_API bool sl_keyed_bucket_try_take(sl_keyed_bucket *kb, const char *key,
+                                     double n, uint64_t now_ms,
+                                     uint64_t *retry_after_ms);
 
 /**
  * Read the counters.
@@ -154,11 +164,12 @@ bool sl_keyed_bucket_try_take(sl_keyed_bucket *kb, const char *key, double n,
  *
  * Thread-safety: internally locked.
  */
-void sl_keyed_bucket_get_stats(sl_keyed_bucket *kb, sl_keyed_bucket_stats *out);
+SL_API void sl_keyed_bucket_get_stats(sl_keyed_bucket *kb,
+                                      sl_keyed_bucket_stats *out);
 
 /** Destroy a keyed bucket and all its keys. NULL is a no-op. No other call
  * may be using @p kb. */
-void sl_keyed_bucket_destroy(sl_keyed_bucket *kb);
+SL_API void sl_keyed_bucket_destroy(sl_keyed_bucket *kb);
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,7 @@
  *
  *   config_options.c    the option tables, and how a type and range read
  *   config_load.c       the YAML loader: the generic walker, scalar parsing,
- *                       positions of values, sl_config_free
+ *                       positions of values, sl_config_destroy
  *   config_check.c      checks across options and derived defaults, once
  *                       the walk is done
  *   config_reference.c  the Markdown reference, from the same tables

@@ -502,7 +502,7 @@ static sl_status apply_list(parse_ctx *ctx, const opt_desc *o,
     if (arr == NULL) {
         return sl__config_fail_nomem(ctx);
     }
-    /* The array is handed to the config at once, so that sl_config_free
+    /* The array is handed to the config at once, so that sl_config_destroy
      * cleans up whatever a failure below leaves half-filled. */
     memcpy(field_at(base, o->offset), &arr, sizeof arr);
     *(size_t *)field_at(base, o->count_offset) = n;
@@ -597,7 +597,7 @@ static sl_status apply_string_list(parse_ctx *ctx, const opt_desc *o,
     if (arr == NULL) {
         return sl__config_fail_nomem(ctx);
     }
-    /* Handed over at once: sl_config_free cleans up a half-filled list. */
+    /* Handed over at once: sl_config_destroy cleans up a half-filled list. */
     char ***slot = field_at(base, o->offset);
     *slot = arr;
     *(size_t *)field_at(base, o->count_offset) = n;
@@ -949,7 +949,7 @@ sl_status sl_config_load_string(const char *yaml, size_t len, const char *name,
     }
 
 cleanup_cfg:
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
     sl_free(ctx.pos);
 cleanup_doc:
     yaml_document_delete(&doc);
@@ -1049,7 +1049,7 @@ static void free_table(const opt_table *tab, void *base)
     }
 }
 
-void sl_config_free(sl_config *cfg)
+void sl_config_destroy(sl_config *cfg)
 {
     if (cfg == NULL) {
         return;

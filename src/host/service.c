@@ -542,7 +542,7 @@ sl_status sl_service_start(sl_service *svc, sl_diag *diag)
             .metrics = svc->metrics,
         };
         sl_diag d = {0};
-        if ((st = sl_gateway_start(&go, &svc->gw, &d)) != SL_OK) {
+        if ((st = sl_gateway_create(&go, &svc->gw, &d)) != SL_OK) {
             return sl_config_fail(cfg, &cfg->gateway_listen,
                                   (sl_config_pos){0, 0}, "gateway.listen", st,
                                   diag, "%s", d.msg);
@@ -638,7 +638,7 @@ sl_status sl_service_stop(sl_service *svc)
     /* The gateway goes last, before the engine closes: stopping it waits
      * (bounded by its stop grace) for the requests already publishing to
      * be confirmed and answered. */
-    sl_gateway_stop(svc->gw);
+    sl_gateway_destroy(svc->gw);
     svc->gw = NULL;
     svc->stuck = result != SL_OK;
     sl_logf(result == SL_OK ? SL_LOG_INFO : SL_LOG_WARN, "service",
@@ -701,7 +701,7 @@ void sl_service_destroy(sl_service *svc)
         sl_service_stop(svc);
     }
     sl__admin_stop(svc->admin); /* borrows the service: first to go */
-    sl_gateway_stop(svc->gw);
+    sl_gateway_destroy(svc->gw);
     sl__drain_destroy(svc->drain); /* reads the consumers and the engine */
     for (size_t i = 0; i < svc->nconsumers; i++) {
         sl_consumer_destroy(svc->consumers[i].consumer);

@@ -1728,8 +1728,8 @@ static sl_status copy_route(route_rt *dst, const sl_gateway_route *src)
     return SL_OK;
 }
 
-sl_status sl_gateway_start(const sl_gateway_opts *opts, sl_gateway **out,
-                           sl_diag *diag)
+sl_status sl_gateway_create(const sl_gateway_opts *opts, sl_gateway **out,
+                            sl_diag *diag)
 {
     if (opts == NULL || out == NULL || opts->producer == NULL) {
         return sl_diag_set(diag, SL_INVALID,
@@ -1843,7 +1843,7 @@ sl_status sl_gateway_start(const sl_gateway_opts *opts, sl_gateway **out,
     *out = gw;
     return SL_OK;
 fail:
-    sl_gateway_stop(gw);
+    sl_gateway_destroy(gw);
     return st;
 }
 
@@ -1868,7 +1868,7 @@ sl_gateway_state *sl_gateway_get_state(sl_gateway *gw)
     return gw ? gw->state : NULL;
 }
 
-void sl_gateway_stop(sl_gateway *gw)
+void sl_gateway_destroy(sl_gateway *gw)
 {
     if (gw == NULL) {
         return;

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             n += strlen(cfg->consumers[i].handler.kind);
         }
         (void)n;
-        sl_config_free(cfg);
+        sl_config_destroy(cfg);
     } else if (strncmp(diag.msg, "fuzz.yaml", 9) != 0) {
         __builtin_trap(); /* every error names the file */
     }

@@ -171,7 +171,7 @@ static void config_full_file_sets_every_field(void **state)
     assert_int_equal(c->handler.pos.line, 43);
     assert_int_equal(c->handler.pos.column, 14);
 
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 static void config_channel_max_bytes_is_read(void **state)
@@ -182,7 +182,7 @@ static void config_channel_max_bytes_is_read(void **state)
                              "    max_bytes: 67108864\n");
     assert_int_equal(cfg->channels[0].max_bytes, 64 * 1024 * 1024);
     assert_int_equal(cfg->channels[0].max_length, 0);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 static void config_omitted_keys_take_defaults(void **state)
@@ -227,7 +227,7 @@ static void config_omitted_keys_take_defaults(void **state)
     assert_string_equal(c->handler.symbol, "sluice_handle");
     assert_null(c->handler.init);
     assert_null(c->handler.config);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 static void config_empty_mapping_is_a_valid_service(void **state)
@@ -238,7 +238,7 @@ static void config_empty_mapping_is_a_valid_service(void **state)
     assert_null(cfg->channels);
     assert_int_equal(cfg->nconsumers, 0);
     assert_null(cfg->consumers);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 static void config_empty_sections_take_defaults(void **state)
@@ -249,7 +249,7 @@ static void config_empty_sections_take_defaults(void **state)
     assert_int_equal(cfg->max_in_flight, 1000);
     assert_int_equal(cfg->breaker_open_ms, 30000);
     assert_int_equal(cfg->nchannels, 0);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 static void config_concurrency_defaults_to_prefetch(void **state)
@@ -261,7 +261,7 @@ static void config_concurrency_defaults_to_prefetch(void **state)
                                            "    prefetch: 64\n"
                                            "    handler: {kind: record}\n");
     assert_int_equal(cfg->consumers[0].concurrency, 64);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 static void config_burst_defaults_to_twice_rate(void **state)
@@ -269,11 +269,11 @@ static void config_burst_defaults_to_twice_rate(void **state)
     (void)state;
     sl_config *cfg = load_ok("producer:\n  rate: 20\n");
     assert_int_equal(cfg->burst, 40);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 
     cfg = load_ok("producer:\n  rate: 0.25\n");
     assert_int_equal(cfg->burst, 1); /* rounded up: a bucket holds >= 1 */
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 static void config_inbox_follows_embedded_directory(void **state)
@@ -282,7 +282,7 @@ static void config_inbox_follows_embedded_directory(void **state)
     sl_config *cfg =
         load_ok("engine: {url: \"embedded:/var/lib/x/?sync=off\"}");
     assert_string_equal(cfg->inbox_path, "/var/lib/x/inbox.db");
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 static void config_inbox_in_memory_for_memory_engine(void **state)
@@ -290,7 +290,7 @@ static void config_inbox_in_memory_for_memory_engine(void **state)
     (void)state;
     sl_config *cfg = load_ok("engine: {url: \"embedded::memory:\"}");
     assert_string_equal(cfg->inbox_path, ":memory:");
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 static void config_inbox_in_working_directory_for_brokers(void **state)
@@ -298,7 +298,7 @@ static void config_inbox_in_working_directory_for_brokers(void **state)
     (void)state;
     sl_config *cfg = load_ok("engine: {url: \"amqp://guest@localhost\"}");
     assert_string_equal(cfg->inbox_path, "./sluice-inbox.db");
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 static void config_inbox_nats_kv_with_nats_engine(void **state)
@@ -307,11 +307,11 @@ static void config_inbox_nats_kv_with_nats_engine(void **state)
     sl_config *cfg = load_ok("engine: {url: \"nats://127.0.0.1:4222\"}\n"
                              "inbox: nats-kv\n");
     assert_string_equal(cfg->inbox_path, "nats-kv");
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
     cfg = load_ok("engine: {url: \"tls://127.0.0.1:4222\"}\n"
                   "inbox: \"nats-kv:orders-inbox\"\n");
     assert_string_equal(cfg->inbox_path, "nats-kv:orders-inbox");
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 static void config_inbox_nats_kv_needs_nats_engine(void **state)
@@ -365,11 +365,11 @@ static void config_accepts_every_duration_and_size_form(void **state)
     assert_int_equal(cfg->max_event_size, 512 * 1024);
     assert_int_equal(cfg->publish_timeout_ms, 250);
     assert_int_equal(cfg->drain_timeout_ms, 0);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 
     cfg = load_ok("engine: {max_event_size: 1048576}\n");
     assert_int_equal(cfg->max_event_size, 1048576);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 /* ---- errors: shape of the file ----------------------------------------- */
@@ -650,7 +650,7 @@ static void config_keeps_value_positions_for_later_checks(void **state)
     sl_config_fail(cfg, &cfg->admin_listen, (sl_config_pos){0, 0},
                    "admin.listen", SL_IO, &diag, "in use");
     assert_string_equal(diag.msg, "service.yaml: admin.listen: in use");
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 /* "memory://" is the in-memory engine's spelling that YAML takes without
@@ -662,7 +662,7 @@ static void config_memory_url_loads_unquoted(void **state)
     assert_string_equal(cfg->engine_url, "memory://");
     assert_string_equal(cfg->inbox_path, ":memory:");
     assert_string_equal(cfg->gateway_state, ":memory:");
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
     /* The old spelling unquoted is a YAML error, which says what to do. */
     assert_config_error("engine:\n  url: embedded::memory:\n",
                         "service.yaml:2:24: syntax error: mapping values are "
@@ -671,7 +671,7 @@ static void config_memory_url_loads_unquoted(void **state)
                         "memory://, or quote it)");
     cfg = load_ok("engine:\n  url: \"embedded::memory:\"\n");
     assert_string_equal(cfg->inbox_path, ":memory:");
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 /* ---- errors: relations between options --------------------------------- */
@@ -730,7 +730,7 @@ static void config_same_group_on_two_channels_is_allowed(void **state)
                              "  - {channel: b, group: g, handler: {kind: "
                              "record}}\n");
     assert_int_equal(cfg->nconsumers, 2);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 static void config_concurrency_above_prefetch_is_refused(void **state)
@@ -854,7 +854,7 @@ static void config_load_file_cites_the_file_name(void **state)
     assert_int_equal(sl_config_load_file(path, &cfg, &diag), SL_OK);
     assert_string_equal(cfg->path, path);
     assert_int_equal(cfg->nconsumers, 3);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
     unlink(path);
 }
 
@@ -880,7 +880,7 @@ static void config_null_arguments_are_invalid(void **state)
                      SL_INVALID);
     assert_int_equal(sl_config_load_file(NULL, &cfg, NULL), SL_INVALID);
     assert_null(cfg);
-    sl_config_free(NULL);
+    sl_config_destroy(NULL);
 }
 
 /* ---- memory ------------------------------------------------------------- */
@@ -914,7 +914,7 @@ static void config_every_allocation_failure_is_reported(void **state)
                                    "service.yaml", &cfg, &diag);
         sl_alloc_set(NULL);
         if (st == SL_OK) {
-            sl_config_free(cfg);
+            sl_config_destroy(cfg);
         } else {
             assert_int_equal(st, SL_NOMEM);
             assert_string_equal(diag.msg, "service.yaml: out of memory");
@@ -1022,7 +1022,7 @@ static void config_suggests_the_closest_channel_and_group(void **state)
     assert_null(sl_config_suggest_group(cfg, "orders.audit", "archive"));
     assert_null(sl_config_suggest_channel(NULL, "x"));
     assert_null(sl_config_suggest_group(cfg, NULL, "x"));
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 /* The path of a file in the source tree, found from this file's path. */
@@ -1063,7 +1063,7 @@ static void config_docs_examples_load(void **state)
         char *close_fence = strstr(p, "```");
         assert_non_null(close_fence);
         *close_fence = '\0';
-        sl_config_free(load_ok(p));
+        sl_config_destroy(load_ok(p));
         p = close_fence + 1;
         examples++;
     }
@@ -1128,7 +1128,7 @@ static void config_gateway_routes_carry_their_validation_rules(void **state)
     assert_string_equal(cfg->admin_listen, "127.0.0.1:19090");
     assert_true(cfg->admin_enabled);
     assert_string_equal(cfg->gateway_state, "./data/gateway.db");
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 static void config_route_to_undeclared_channel_is_refused(void **state)
@@ -1175,7 +1175,7 @@ static void config_http_handler_needs_a_url(void **state)
     assert_int_equal(cfg->consumers[0].handler.timeout_ms, 2000);
     assert_int_equal(cfg->consumers[0].handler.max_concurrency, 16);
     assert_int_equal(cfg->consumers[0].handler.breaker_failures, 5);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 int main(void)

@@ -65,7 +65,7 @@ static void channel_max_bytes_from_config_bounds_publishing(void **state)
     assert_int_equal(taken, 2); /* a third 4 000-byte event would pass it */
     assert_int_equal(try_publish(svc, 100), SL_OK); /* a small one fits */
     sl_service_destroy(svc);
-    sl_config_free(cfg);
+    sl_config_destroy(cfg);
 }
 
 int main(void)

@@ -105,7 +105,7 @@ static int teardown(void **state)
     fx *f = *state;
     sl__admin_stop(f->adm);
     sl_service_destroy(f->svc);
-    sl_config_free(f->cfg);
+    sl_config_destroy(f->cfg);
     ts_rm_rf(f->dir);
     sl_free(f);
     return 0;

@@ -102,9 +102,9 @@ static fixture *start_on(const char *url, const sl_engine_opts *eo,
         tweak(&o);
     }
     sl_diag diag = {0};
-    sl_status st = sl_gateway_start(&o, &fx->gw, &diag);
+    sl_status st = sl_gateway_create(&o, &fx->gw, &diag);
     if (st != SL_OK) {
-        fail_msg("gateway_start: %s", diag.msg);
+        fail_msg("gateway_create: %s", diag.msg);
     }
     snprintf(fx->base, sizeof fx->base, "http://127.0.0.1:%u",
              (unsigned)sl_gateway_port(fx->gw));
@@ -124,7 +124,7 @@ static fixture *start(uint64_t max_length, const sl_producer_opts *popts,
 static void stop(fixture *fx)
 {
     curl_easy_cleanup(fx->curl);
-    sl_gateway_stop(fx->gw);
+    sl_gateway_destroy(fx->gw);
     sl_producer_destroy(fx->producer);
     sl_engine_close(fx->eng);
     sl_free(fx);
@@ -1273,7 +1273,7 @@ gateway_confirm_timeout_is_504_and_late_confirm_ignored(void **state)
     pthread_join(a.thread, NULL);
     assert_problem(&r, 504, NULL);
     done(&r);
-    sl_gateway_stop(fx->gw); /* the confirms come in the producer's flush */
+    sl_gateway_destroy(fx->gw); /* the confirms come in the producer's flush */
     fx->gw = NULL;
     curl_easy_cleanup(fx->curl);
     sl_producer_destroy(fx->producer);
@@ -1291,7 +1291,7 @@ typedef struct stopper {
 static void *stop_gateway(void *arg)
 {
     stopper *s = arg;
-    sl_gateway_stop(s->fx->gw);
+    sl_gateway_destroy(s->fx->gw);
     s->stopped_at = atomic_load(&s->fx->clock.now_ms);
     return NULL;
 }
