@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -967,13 +968,22 @@ static uint64_t run_workers(fx *f, id_log *l, int want)
     for (int i = 0; i < FOREIGN_WORKERS; i++) {
         assert_int_equal(sl_consumer_start(c[i]), SL_OK);
     }
-    for (int i = 0; i < 2000; i++) {
-        sl_depth d = depth_of(f, CH, GROUP);
+    /* Up to 30 s: a shared broker may be slow, the case is not timed. */
+    sl_depth d = {0};
+    for (int i = 0; i < 6000; i++) {
+        d = depth_of(f, CH, GROUP);
         if (atomic_load(&l->calls) >= want &&
             d.ready + d.delayed + d.in_flight == 0) {
             break;
         }
         sleep_ms(5);
+    }
+    if (atomic_load(&l->calls) < want) {
+        print_message(
+            "handled %d of %d; group depth ready %" PRIu64 " delayed %" PRIu64
+            " in flight %" PRIu64 "; dead letters %d\n",
+            atomic_load(&l->calls), want, (uint64_t)d.ready,
+            (uint64_t)d.delayed, (uint64_t)d.in_flight, dead_letters(f).count);
     }
     uint64_t skipped = 0;
     for (int i = 0; i < FOREIGN_WORKERS; i++) {
