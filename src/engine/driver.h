@@ -111,8 +111,7 @@ struct sl_driver {
     /* Optional: the inbox store of kind @p kind this engine offers
      * (engine/inbox_store.h), or NULL. With @p eng NULL: whether engines
      * of this driver offer the kind at all. */
-    const sl_inbox_store_ops *(*inbox_store)(sl_engine *eng,
-                                             const char *kind);
+    const sl_inbox_store_ops *(*inbox_store)(sl_engine *eng, const char *kind);
 };
 
 /** SL_OK when engine.c can use @p drv (its abi_version is this build's

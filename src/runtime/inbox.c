@@ -310,8 +310,8 @@ static sl_status store_of(sl_engine *eng, const char *spec,
     const char *owner = sl__engine_inbox_store_owner(kind);
     if (owner != NULL) {
         return sl_diag_set(diag, SL_INVALID,
-                           "inbox %s needs the %s engine, not %s", spec,
-                           owner, eng != NULL ? sl_engine_name(eng) : "none");
+                           "inbox %s needs the %s engine, not %s", spec, owner,
+                           eng != NULL ? sl_engine_name(eng) : "none");
     }
     return SL_OK;
 }
@@ -324,9 +324,8 @@ sl_status sl__inbox_open_for(sl_engine *eng, const char *spec,
     const char *arg = NULL;
     sl_status st = store_of(eng, spec, &ops, &arg, diag);
     sl_inbox_store *store = NULL;
-    if (st != SL_OK ||
-        (st = ops->open(eng, arg, channel, group, ttl_ms, &store, diag)) !=
-            SL_OK) {
+    if (st != SL_OK || (st = ops->open(eng, arg, channel, group, ttl_ms, &store,
+                                       diag)) != SL_OK) {
         return st;
     }
     if (ops == &sqlite_store) {

@@ -355,8 +355,8 @@ static sl_status publish(sl_producer *p, const char *channel, sl_event *ev,
                          ? SL__PUBLISH_HINT_CB_ANY_THREAD
                          : 0;
     for (;;) {
-        st = sl__engine_publish_async_ex(p->eng, channel, ev, 0, hints,
-                                         confirm, confirm_ctx);
+        st = sl__engine_publish_async_ex(p->eng, channel, ev, 0, hints, confirm,
+                                         confirm_ctx);
         /* A channel at max_length drains as consumers ack: poll it until
          * the deadline rather than fail at once. */
         uint64_t now = now_ms(p);

@@ -5,7 +5,6 @@
  */
 #include "engine/nats/nats_int.h"
 
-
 #include "core/secret.h"
 #include "core/waiter.h"
 #include "sluice/alloc.h"

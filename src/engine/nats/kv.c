@@ -191,8 +191,7 @@ static sl_status kv_open(sl_engine *eng, const char *bucket,
                 goto fail;
             }
             sl_logf(SL_LOG_INFO, KV_LOG,
-                    "idempotency bucket %s: TTL %" PRId64 " -> %" PRIu64
-                    " ms",
+                    "idempotency bucket %s: TTL %" PRId64 " -> %" PRIu64 " ms",
                     in->bucket, have, ttl_ms);
         }
     }
@@ -217,8 +216,8 @@ static void kv_close(sl_inbox_store *in)
 /* The table's claim: the id for a delivery whose handler may run until
  * @p lease_ms from @p now_ms (wall clock); the token is the claim's
  * revision. The group is in the key's prefix already. */
-static sl_status kv_claim(sl_inbox_store *in, const char *group,
-                          const char *id, uint64_t lease_ms, uint64_t now_ms,
+static sl_status kv_claim(sl_inbox_store *in, const char *group, const char *id,
+                          uint64_t lease_ms, uint64_t now_ms,
                           sl_inbox_claim *claim, uint64_t *token,
                           uint64_t *retry_ms)
 {
@@ -344,6 +343,5 @@ const sl_inbox_store_ops *sl__nats_inbox_store(sl_engine *base,
                                                const char *kind)
 {
     (void)base; /* every NATS engine has JetStream, so KV */
-    return kind != NULL && strcmp(kind, kv_store.kind) == 0 ? &kv_store
-                                                            : NULL;
+    return kind != NULL && strcmp(kind, kv_store.kind) == 0 ? &kv_store : NULL;
 }

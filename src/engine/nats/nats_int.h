@@ -395,7 +395,8 @@ void sl__nats_on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa,
 void *sl__nats_confirm_main(void *arg);
 
 sl_status sl__nats_publish(sl_engine *base, const char *channel, sl_event *ev,
-    unsigned flags, unsigned hints, sl_publish_cb cb, void *ctx);
+                           unsigned flags, unsigned hints, sl_publish_cb cb,
+                           void *ctx);
 
 /* ---- kv.c: the idempotency store on JetStream KV ---------------------- */
 
