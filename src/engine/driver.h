@@ -8,9 +8,19 @@
 #ifndef SLUICE_ENGINE_DRIVER_H
 #define SLUICE_ENGINE_DRIVER_H
 
+#include "engine/inbox_store.h"
 #include "sluice/engine.h"
 
+#include <stdint.h>
+
 typedef struct sl_driver sl_driver;
+
+/** The version of sl_driver's layout, first in every driver table and
+ * checked by engine.c before it uses a driver. Bump it when a member is
+ * added, removed, reordered or changes meaning or signature, so that a
+ * driver built against another layout is refused, not called through the
+ * wrong slots. */
+#define SL_DRIVER_ABI_VERSION 1u
 
 /** Common head of every engine's engine struct. */
 struct sl_engine {
@@ -32,12 +42,22 @@ struct sl_delivery {
     const char *group;
 };
 
-/** A publish flag that only sluice's own code sets (never part of the
- * public API): the callback is sluice's, short and never blocking, so an
- * engine may call it on any thread, a client library's private threads
- * included. The producer sets it when the caller gave no callback of its
- * own; engines that do not look at it lose nothing. */
-#define SL__PUBLISH_CB_ANY_THREAD (1u << 31)
+/** Publish hints: what sluice's own code tells an engine about a publish,
+ * apart from the public SL_PUBLISH_* flags (sluice/engine.h), which carry
+ * only what users may set. Engines that do not look at a hint lose
+ * nothing. */
+enum {
+    /* The callback is sluice's, short and never blocking, so an engine may
+     * call it on any thread, a client library's private threads included.
+     * The producer gives it when the caller gave no callback of its own. */
+    SL__PUBLISH_HINT_CB_ANY_THREAD = 1u << 0,
+};
+
+/** sl_engine_publish_async with internal @p hints (SL__PUBLISH_HINT_*). */
+sl_status sl__engine_publish_async_ex(sl_engine *eng, const char *channel,
+                                      sl_event *ev, unsigned flags,
+                                      unsigned hints, sl_publish_cb cb,
+                                      void *ctx);
 
 /** How a delivery is settled. */
 typedef enum sl_settle_op {
@@ -48,6 +68,9 @@ typedef enum sl_settle_op {
 } sl_settle_op;
 
 struct sl_driver {
+    /* SL_DRIVER_ABI_VERSION, first so that it is read at the same place
+     * in every layout. */
+    uint32_t abi_version;
     const char *name;
     /* URL prefix this driver serves ("embedded:"). */
     const char *scheme;
@@ -64,8 +87,11 @@ struct sl_driver {
                                  sl_diag *diag);
     sl_status (*declare_group)(sl_engine *eng, const sl_group_opts *opts,
                                sl_diag *diag);
+    /* @p flags are the public SL_PUBLISH_* flags, @p hints the internal
+     * SL__PUBLISH_HINT_* ones. */
     sl_status (*publish)(sl_engine *eng, const char *channel, sl_event *ev,
-                         unsigned flags, sl_publish_cb cb, void *ctx);
+                         unsigned flags, unsigned hints, sl_publish_cb cb,
+                         void *ctx);
     sl_status (*subscribe)(sl_engine *eng, const char *channel,
                            const char *group, const sl_subscribe_opts *opts,
                            sl_subscription **out, sl_diag *diag);
@@ -82,7 +108,15 @@ struct sl_driver {
                        sl_depth *out);
     sl_status (*browse)(sl_engine *eng, const char *channel, const char *group,
                         size_t max, sl_browse_fn fn, void *ctx);
+    /* Optional: the inbox store of kind @p kind this engine offers
+     * (engine/inbox_store.h), or NULL. With @p eng NULL: whether engines
+     * of this driver offer the kind at all. */
+    const sl_inbox_store_ops *(*inbox_store)(sl_engine *eng, const char *kind);
 };
+
+/** SL_OK when engine.c can use @p drv (its abi_version is this build's
+ * SL_DRIVER_ABI_VERSION); SL_INTERNAL with a message naming it otherwise. */
+sl_status sl__driver_check(const sl_driver *drv, sl_diag *diag);
 
 extern const sl_driver sl__embedded_driver;
 #ifdef SLUICE_HAVE_NATS

@@ -39,6 +39,19 @@ static const sl_driver *find_driver(const char *url)
     return NULL;
 }
 
+sl_status sl__driver_check(const sl_driver *drv, sl_diag *diag)
+{
+    if (drv->abi_version != SL_DRIVER_ABI_VERSION) {
+        return sl_diag_set(diag, SL_INTERNAL,
+                           "engine driver %s has table version %" PRIu32
+                           ", this library %u: rebuild it against this "
+                           "library",
+                           drv->name ? drv->name : "(unnamed)",
+                           drv->abi_version, SL_DRIVER_ABI_VERSION);
+    }
+    return SL_OK;
+}
+
 static sl_status unknown_engine(const char *url, sl_diag *diag)
 {
     char shown[256]; /* the URL may hold credentials */
@@ -65,6 +78,10 @@ sl_status sl_engine_check_url(const char *url, sl_diag *diag)
     if (drv == NULL) {
         return unknown_engine(url, diag);
     }
+    sl_status st = sl__driver_check(drv, diag);
+    if (st != SL_OK) {
+        return st;
+    }
     return drv->check_url != NULL ? drv->check_url(url, diag) : SL_OK;
 }
 
@@ -81,6 +98,10 @@ sl_status sl_engine_open(const char *url, const sl_engine_opts *opts,
     const sl_driver *drv = find_driver(url);
     if (drv == NULL) {
         return unknown_engine(url, diag);
+    }
+    sl_status st = sl__driver_check(drv, diag);
+    if (st != SL_OK) {
+        return st;
     }
     return drv->open(url, opts, out, diag);
 }
@@ -128,10 +149,18 @@ sl_status sl_engine_publish_async(sl_engine *eng, const char *channel,
                                   sl_event *ev, unsigned flags,
                                   sl_publish_cb cb, void *ctx)
 {
+    return sl__engine_publish_async_ex(eng, channel, ev, flags, 0, cb, ctx);
+}
+
+sl_status sl__engine_publish_async_ex(sl_engine *eng, const char *channel,
+                                      sl_event *ev, unsigned flags,
+                                      unsigned hints, sl_publish_cb cb,
+                                      void *ctx)
+{
     if (channel == NULL || ev == NULL) {
         return SL_INVALID;
     }
-    return eng->drv->publish(eng, channel, ev, flags, cb, ctx);
+    return eng->drv->publish(eng, channel, ev, flags, hints, cb, ctx);
 }
 
 sl_status sl_engine_publish(sl_engine *eng, const char *channel, sl_event *ev,
@@ -395,4 +424,27 @@ sl_status sl__dead_letter_event(const sl_event *ev, sl_dead_reason reason,
     sl_event_set_deadline_ms(dead, 0);
     *out = dead;
     return SL_OK;
+}
+
+/* ---- inbox stores offered by engines (engine/inbox_store.h) ------------- */
+
+const sl_inbox_store_ops *sl__engine_inbox_store(sl_engine *eng,
+                                                 const char *kind)
+{
+    if (eng == NULL || kind == NULL || eng->drv->inbox_store == NULL) {
+        return NULL;
+    }
+    return eng->drv->inbox_store(eng, kind);
+}
+
+const char *sl__engine_inbox_store_owner(const char *kind)
+{
+    for (size_t i = 0; kind != NULL && i < sizeof drivers / sizeof drivers[0];
+         i++) {
+        if (drivers[i]->inbox_store != NULL &&
+            drivers[i]->inbox_store(NULL, kind) != NULL) {
+            return drivers[i]->name;
+        }
+    }
+    return NULL;
 }

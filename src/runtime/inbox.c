@@ -1,9 +1,7 @@
 #include "runtime/inbox.h"
 
 #include "core/sqlite_util.h"
-#ifdef SLUICE_HAVE_NATS
-#include "engine/nats/nats_kv.h"
-#endif
+#include "engine/inbox_store.h"
 #include "sluice/alloc.h"
 #include "sluice/log.h"
 
@@ -13,8 +11,17 @@
 
 /* Purge expired ids every this many records. */
 #define PURGE_EVERY 4096
+/* Longer than this before a ':', a spec names a file, not a store kind. */
+#define KIND_MAX 64
 
+static const sl_inbox_store_ops sqlite_store;
+
+/* An inbox is its store's table and handle. The SQLite store's handle is
+ * the inbox itself (its fields below, shared by path); an engine's store
+ * has a handle of its own, and none of the SQLite fields are used. */
 struct sl_inbox {
+    const sl_inbox_store_ops *ops;
+    sl_inbox_store *store;
     sl_inbox *next; /* open inboxes of this process */
     char *path;
     int refs;
@@ -25,9 +32,6 @@ struct sl_inbox {
     sqlite3_stmt *purge;
     pthread_mutex_t mu; /* held from begin to commit/rollback */
     uint64_t since_purge;
-#ifdef SLUICE_HAVE_NATS
-    sl_kv_inbox *kv; /* a JetStream KV inbox: none of the above is used */
-#endif
 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -64,6 +68,8 @@ sl_status sl__inbox_open(const char *path, uint64_t ttl_ms, sl_inbox **out,
         return SL_NOMEM;
     }
     pthread_mutex_init(&in->mu, NULL);
+    in->ops = &sqlite_store;
+    in->store = (sl_inbox_store *)in;
     in->refs = 1;
     in->ttl_ms = ttl_ms;
     sl_sqlite_opts so = {.shared = true, .what = "idempotency inbox"};
@@ -106,13 +112,11 @@ void sl__inbox_close(sl_inbox *in)
     if (in == NULL) {
         return;
     }
-#ifdef SLUICE_HAVE_NATS
-    if (in->kv != NULL) {
-        sl__kv_inbox_close(in->kv);
+    if (in->ops != &sqlite_store) {
+        in->ops->close(in->store);
         sl_free(in);
         return;
     }
-#endif
     pthread_mutex_lock(&registry_mu);
     if (--in->refs == 0) {
         for (sl_inbox **pp = &registry; *pp; pp = &(*pp)->next) {
@@ -225,45 +229,120 @@ void sl__inbox_rollback(sl_inbox *in)
     pthread_mutex_unlock(&in->mu);
 }
 
+/* ---- the SQLite store's table ------------------------------------------ */
+
+static sl_status sqlite_open(sl_engine *eng, const char *path,
+                             const char *channel, const char *group,
+                             uint64_t ttl_ms, sl_inbox_store **out,
+                             sl_diag *diag)
+{
+    (void)eng;
+    (void)channel;
+    (void)group;
+    sl_inbox *in = NULL;
+    sl_status st = sl__inbox_open(path, ttl_ms, &in, diag);
+    if (st == SL_OK) {
+        *out = in->store;
+    }
+    return st;
+}
+
+static void sqlite_close(sl_inbox_store *st)
+{
+    sl__inbox_close((sl_inbox *)st);
+}
+
+/* A local store claims nothing: one process handles each of its ids. */
+static sl_status sqlite_claim(sl_inbox_store *st, const char *group,
+                              const char *id, uint64_t lease_ms,
+                              uint64_t now_ms, sl_inbox_claim *out,
+                              uint64_t *token, uint64_t *retry_ms)
+{
+    (void)lease_ms;
+    (void)token;
+    (void)retry_ms;
+    *out = sl__inbox_seen((sl_inbox *)st, group, id, now_ms) ? SL_INBOX_DONE
+                                                             : SL_INBOX_NEW;
+    return SL_OK;
+}
+
+static sl_status sqlite_record(sl_inbox_store *st, const char *group,
+                               const char *id, uint64_t token, uint64_t now_ms)
+{
+    (void)token;
+    return sl__inbox_record((sl_inbox *)st, group, id, now_ms);
+}
+
+static const sl_inbox_store_ops sqlite_store = {
+    .kind = "sqlite",
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .claim = sqlite_claim,
+    .record = sqlite_record,
+    .release = NULL, /* nothing was claimed */
+};
+
 /* ---- the store chosen by spec ------------------------------------------- */
 
-bool sl__inbox_spec_is_kv(const char *spec)
+/* The store @p spec names for @p eng: a kind the engine offers ("KIND" or
+ * "KIND:ARG", *arg then ARG or NULL), else an SQLite file (*arg the path).
+ * A kind that another engine offers is an error, not a file name. */
+static sl_status store_of(sl_engine *eng, const char *spec,
+                          const sl_inbox_store_ops **ops, const char **arg,
+                          sl_diag *diag)
 {
-    return spec != NULL && strncmp(spec, "nats-kv", 7) == 0 &&
-           (spec[7] == '\0' || spec[7] == ':');
+    const char *colon = strchr(spec, ':');
+    size_t n = colon != NULL ? (size_t)(colon - spec) : strlen(spec);
+    *ops = &sqlite_store;
+    *arg = spec;
+    if (n == 0 || n >= KIND_MAX) {
+        return SL_OK;
+    }
+    char kind[KIND_MAX];
+    memcpy(kind, spec, n);
+    kind[n] = '\0';
+    const sl_inbox_store_ops *offered = sl__engine_inbox_store(eng, kind);
+    if (offered != NULL) {
+        *ops = offered;
+        *arg = colon != NULL ? colon + 1 : NULL;
+        return SL_OK;
+    }
+    const char *owner = sl__engine_inbox_store_owner(kind);
+    if (owner != NULL) {
+        return sl_diag_set(diag, SL_INVALID,
+                           "inbox %s needs the %s engine, not %s", spec, owner,
+                           eng != NULL ? sl_engine_name(eng) : "none");
+    }
+    return SL_OK;
 }
 
 sl_status sl__inbox_open_for(sl_engine *eng, const char *spec,
                              const char *channel, const char *group,
                              uint64_t ttl_ms, sl_inbox **out, sl_diag *diag)
 {
-    if (!sl__inbox_spec_is_kv(spec)) {
-        return sl__inbox_open(spec, ttl_ms, out, diag);
-    }
-#ifdef SLUICE_HAVE_NATS
-    sl_inbox *in = sl_calloc(1, sizeof *in);
-    if (in == NULL) {
-        return SL_NOMEM;
-    }
-    in->refs = 1;
-    in->ttl_ms = ttl_ms;
-    sl_status st = sl__kv_inbox_open(eng, spec[7] == ':' ? spec + 8 : NULL,
-                                     channel, group, ttl_ms, &in->kv, diag);
-    if (st != SL_OK) {
-        sl_free(in);
+    const sl_inbox_store_ops *ops = NULL;
+    const char *arg = NULL;
+    sl_status st = store_of(eng, spec, &ops, &arg, diag);
+    sl_inbox_store *store = NULL;
+    if (st != SL_OK || (st = ops->open(eng, arg, channel, group, ttl_ms, &store,
+                                       diag)) != SL_OK) {
         return st;
     }
+    if (ops == &sqlite_store) {
+        *out = (sl_inbox *)store;
+        return SL_OK;
+    }
+    sl_inbox *in = sl_calloc(1, sizeof *in);
+    if (in == NULL) {
+        ops->close(store);
+        return SL_NOMEM;
+    }
+    in->ops = ops;
+    in->store = store;
+    in->refs = 1;
+    in->ttl_ms = ttl_ms;
     *out = in;
     return SL_OK;
-#else
-    (void)eng;
-    (void)channel;
-    (void)group;
-    (void)ttl_ms;
-    (void)out;
-    return sl_diag_set(diag, SL_UNSUPPORTED,
-                       "inbox %s: built without the NATS engine", spec);
-#endif
 }
 
 bool sl__inbox_has_db(const sl_inbox *in)
@@ -278,33 +357,17 @@ sl_status sl__inbox_claim(sl_inbox *in, const char *group, const char *id,
 {
     *token = 0;
     *retry_ms = 0;
-#ifdef SLUICE_HAVE_NATS
-    if (in->kv != NULL) {
-        sl_kv_claim c = SL_KV_BUSY;
-        sl_status st = sl__kv_inbox_claim(in->kv, id, lease_ms, now_ms, &c,
-                                          token, retry_ms);
-        if (st == SL_OK) {
-            *out = c == SL_KV_CLAIMED ? SL_INBOX_NEW
-                   : c == SL_KV_DONE  ? SL_INBOX_DONE
-                                      : SL_INBOX_BUSY;
-        }
-        return st;
-    }
-#endif
-    (void)lease_ms;
-    *out = sl__inbox_seen(in, group, id, now_ms) ? SL_INBOX_DONE
-                                                 : SL_INBOX_NEW;
-    return SL_OK;
+    return in->ops->claim(in->store, group, id, lease_ms, now_ms, out, token,
+                          retry_ms);
 }
 
 sl_status sl__inbox_finish(sl_inbox *in, const char *group, const char *id,
                            uint64_t token, bool done, uint64_t now_ms)
 {
-#ifdef SLUICE_HAVE_NATS
-    if (in->kv != NULL) {
-        return sl__kv_inbox_finish(in->kv, id, token, done, now_ms);
+    if (done) {
+        return in->ops->record(in->store, group, id, token, now_ms);
     }
-#endif
-    (void)token;
-    return done ? sl__inbox_record(in, group, id, now_ms) : SL_OK;
+    return in->ops->release != NULL
+               ? in->ops->release(in->store, group, id, token)
+               : SL_OK;
 }

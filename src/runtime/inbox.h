@@ -1,20 +1,24 @@
 /* The idempotency inbox: ids of events a group has processed.
  *
  * An id is recorded only after the handler's ACK and is kept for a TTL.
- * Two stores:
+ * A store is a table of operations (engine/inbox_store.h); the spec picks
+ * it:
  *
  *  - SQLite (a file path, or ":memory:"): local to the process. Several
  *    consumers of one process share an inbox; a mutex serialises them
  *    because one SQLite connection is used by one thread at a time. A
  *    transactional handler writes in the inbox's transaction.
- *  - JetStream KV ("nats-kv", "nats-kv:BUCKET"; engine/nats/nats_kv.h):
- *    shared by every process of a group. A delivery claims its id before
- *    the handler runs (create-only, so of two deliveries of one id racing
- *    in two processes exactly one runs its handler); no transactions.
+ *  - a store an engine offers through its driver ("KIND" or
+ *    "KIND:ARG"; the NATS engine's JetStream KV, "nats-kv" and
+ *    "nats-kv:BUCKET"): shared by every process of a group. A delivery
+ *    claims its id before the handler runs (create-only, so of two
+ *    deliveries of one id racing in two processes exactly one runs its
+ *    handler); no transactions.
  */
 #ifndef SLUICE_RUNTIME_INBOX_H
 #define SLUICE_RUNTIME_INBOX_H
 
+#include "engine/inbox_store.h"
 #include "sluice/engine.h"
 #include "sluice/status.h"
 
@@ -23,16 +27,13 @@
 
 typedef struct sl_inbox sl_inbox;
 
-/** True for a JetStream KV inbox spec: "nats-kv" or "nats-kv:BUCKET". */
-bool sl__inbox_spec_is_kv(const char *spec);
-
 /**
- * Open the inbox @p spec names for group @p group on @p channel: a
- * JetStream KV store of @p eng (which must outlive the inbox), or an
- * SQLite file as sl__inbox_open.
- * @return SL_OK; SL_INVALID (KV without the NATS engine, bad bucket name,
- *         a TTL that differs from a shared bucket's); SL_UNAVAILABLE;
- *         SL_IO; SL_NOMEM.
+ * Open the inbox @p spec names for group @p group on @p channel: a store
+ * of a kind @p eng offers (@p eng then outlives the inbox), or an SQLite
+ * file as sl__inbox_open.
+ * @return SL_OK; SL_INVALID (a kind only another engine offers, a bad
+ *         bucket name, a TTL that differs from a shared bucket's);
+ *         SL_UNAVAILABLE; SL_IO; SL_NOMEM.
  */
 sl_status sl__inbox_open_for(sl_engine *eng, const char *spec,
                              const char *channel, const char *group,
@@ -40,13 +41,6 @@ sl_status sl__inbox_open_for(sl_engine *eng, const char *spec,
 
 /** True when the inbox has an SQLite database (transactions). */
 bool sl__inbox_has_db(const sl_inbox *in);
-
-/** What sl__inbox_claim found. */
-typedef enum sl_inbox_claim {
-    SL_INBOX_NEW,  /* not handled yet: this delivery handles it */
-    SL_INBOX_DONE, /* recorded already: a duplicate */
-    SL_INBOX_BUSY, /* another delivery of the id is being handled (KV) */
-} sl_inbox_claim;
 
 /**
  * Before the handler: is (group, id) recorded? A shared store also claims

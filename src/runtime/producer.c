@@ -351,12 +351,12 @@ static sl_status publish(sl_producer *p, const char *channel, sl_event *ev,
     /* Without a callback of the caller's (or with sl_producer_publish's
      * waiter), the confirm is all sluice's own: counters, breaker,
      * metrics, the window, a condition signal. */
-    unsigned flags = cb == NULL || cb == sl__waiter_signal
-                         ? SL__PUBLISH_CB_ANY_THREAD
+    unsigned hints = cb == NULL || cb == sl__waiter_signal
+                         ? SL__PUBLISH_HINT_CB_ANY_THREAD
                          : 0;
     for (;;) {
-        st = sl_engine_publish_async(p->eng, channel, ev, flags, confirm,
-                                     confirm_ctx);
+        st = sl__engine_publish_async_ex(p->eng, channel, ev, 0, hints, confirm,
+                                         confirm_ctx);
         /* A channel at max_length drains as consumers ack: poll it until
          * the deadline rather than fail at once. */
         uint64_t now = now_ms(p);

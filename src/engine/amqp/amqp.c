@@ -392,6 +392,7 @@ static void amqp_close(sl_engine *base)
 }
 
 const sl_driver sl__amqp_driver = {
+    .abi_version = SL_DRIVER_ABI_VERSION,
     .name = "rabbitmq",
     .scheme = "amqp", /* amqp:// and amqps:// */
     .check_url = amqp_check_url,

@@ -454,7 +454,8 @@ void sl__amqp_on_return(amqp_engine *e);
 void sl__amqp_note_return(amqp_engine *e);
 sl_status sl__amqp_submit_sync(amqp_engine *e, apub *p);
 sl_status sl__amqp_publish(sl_engine *base, const char *channel, sl_event *ev,
-                           unsigned flags, sl_publish_cb cb, void *ctx);
+                           unsigned flags, unsigned hints, sl_publish_cb cb,
+                           void *ctx);
 
 /* ---- consume.c */
 

@@ -265,8 +265,10 @@ sl_status sl__amqp_submit_sync(amqp_engine *e, apub *p)
 }
 
 sl_status sl__amqp_publish(sl_engine *base, const char *channel, sl_event *ev,
-                           unsigned flags, sl_publish_cb cb, void *ctx)
+                           unsigned flags, unsigned hints, sl_publish_cb cb,
+                           void *ctx)
 {
+    (void)hints; /* confirms are always called on the I/O thread */
     amqp_engine *e = (amqp_engine *)base;
     sl_status st = sl_event_validate(ev, e->opts.max_event_size, NULL);
     if (st != SL_OK) {

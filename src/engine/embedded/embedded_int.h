@@ -233,7 +233,8 @@ sl_status sl__emb_enqueue_locked(emb_engine *e, emb_channel *ch, sl_event *ev,
                                  uint8_t **body, size_t body_len,
                                  sl_publish_cb cb, void *cb_ctx);
 sl_status sl__emb_publish(sl_engine *base, const char *channel, sl_event *ev,
-                          unsigned flags, sl_publish_cb cb, void *ctx);
+                          unsigned flags, unsigned hints, sl_publish_cb cb,
+                          void *ctx);
 
 /* ---- consume.c ---------------------------------------------------------- */
 

@@ -536,6 +536,7 @@ size_t sl__embedded_resident_bytes(sl_engine *base)
 }
 
 const sl_driver sl__embedded_driver = {
+    .abi_version = SL_DRIVER_ABI_VERSION,
     .name = "embedded",
     .scheme = "embedded:",
     .alias = MEMORY_SCHEME,

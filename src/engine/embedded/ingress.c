@@ -186,7 +186,7 @@ void *sl__emb_ingress_main(void *arg)
             pthread_mutex_unlock(&w.mu);
             sl_status st =
                 sl__emb_publish(&e->base, rows[done].channel, ev,
-                                rows[done].flags, ingress_confirm, &w);
+                                rows[done].flags, 0, ingress_confirm, &w);
             sl_event_unref(ev);
             if (st != SL_OK) {
                 pthread_mutex_lock(&w.mu);
@@ -345,9 +345,10 @@ static sl_status client_declare_group(sl_engine *base,
 }
 
 static sl_status client_publish(sl_engine *base, const char *channel,
-                                sl_event *ev, unsigned flags, sl_publish_cb cb,
-                                void *ctx)
+                                sl_event *ev, unsigned flags, unsigned hints,
+                                sl_publish_cb cb, void *ctx)
 {
+    (void)hints; /* no hint changes how a client publishes */
     client *c = (client *)base;
     sl_status st = sl_event_validate(ev, c->opts.max_event_size, NULL);
     if (st != SL_OK) {
@@ -478,6 +479,7 @@ static sl_status client_browse(sl_engine *base, const char *channel,
 }
 
 const sl_driver sl__embedded_client_driver = {
+    .abi_version = SL_DRIVER_ABI_VERSION,
     .name = "embedded-client",
     .scheme = "embedded:",
     .close = client_close,

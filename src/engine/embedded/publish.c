@@ -140,8 +140,10 @@ sl_status sl__emb_enqueue_locked(emb_engine *e, emb_channel *ch, sl_event *ev,
 }
 
 sl_status sl__emb_publish(sl_engine *base, const char *channel, sl_event *ev,
-                          unsigned flags, sl_publish_cb cb, void *ctx)
+                          unsigned flags, unsigned hints, sl_publish_cb cb,
+                          void *ctx)
 {
+    (void)hints; /* the callback runs on the committing thread anyway */
     emb_engine *e = (emb_engine *)base;
     sl_status st = sl_event_validate(ev, e->opts.max_event_size, NULL);
     if (st != SL_OK) {

@@ -5,8 +5,6 @@
  */
 #include "engine/nats/nats_int.h"
 
-#include "engine/nats/nats_kv.h"
-
 #include "core/secret.h"
 #include "core/waiter.h"
 #include "engine/url_params.h"
@@ -775,17 +773,19 @@ static void nats_close(sl_engine *base)
     .interrupt = sl__nats_interrupt, .in_flight = sl__nats_in_flight,          \
     .unsubscribe = sl__nats_unsubscribe, .settle = sl__nats_settle,            \
     .ack_many = sl__nats_ack_many, .depth = sl__nats_depth,                    \
-    .browse = sl__nats_browse
+    .browse = sl__nats_browse, .inbox_store = sl__nats_inbox_store
 
 /* "tls://..." opens the same engine with TLS on (its engine, subscriptions
  * and deliveries then use sl__nats_driver). */
 const sl_driver sl__nats_tls_driver = {
+    .abi_version = SL_DRIVER_ABI_VERSION,
     .name = "nats",
     .scheme = "tls://",
     NATS_DRIVER_OPS,
 };
 
 const sl_driver sl__nats_driver = {
+    .abi_version = SL_DRIVER_ABI_VERSION,
     .name = "nats",
     .scheme = "nats://",
     .check_url = nats_check_url,
@@ -804,4 +804,5 @@ const sl_driver sl__nats_driver = {
     .ack_many = sl__nats_ack_many,
     .depth = sl__nats_depth,
     .browse = sl__nats_browse,
+    .inbox_store = sl__nats_inbox_store,
 };

@@ -1,6 +1,8 @@
-/* The idempotency store on JetStream KV (nats_kv.h). */
-#include "engine/nats/nats_kv.h"
+/* The idempotency store on JetStream KV, inbox kind "nats-kv" (nats_int.h,
+ * "kv.c"), offered to the runtime through sl_driver.inbox_store. */
+#include "engine/nats/nats_int.h"
 
+#include "core/hash.h"
 #include "sluice/alloc.h"
 #include "sluice/clock.h"
 #include "sluice/event.h"
@@ -11,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LOG "inbox.nats-kv"
+#define KV_LOG "inbox.nats-kv"
 #define KEY_MAX 400       /* escaped ids longer than this are hashed */
 #define CLAIM_TRIES 4     /* lost races before giving up (BUSY) */
 #define BUSY_RETRY_MS 100 /* ... and when to look again then */
 
-struct sl_kv_inbox {
+struct sl_inbox_store {
     kvStore *kv;
     char *bucket;
     char *prefix;   /* "g<base64url(channel/group)>." */
@@ -49,30 +51,25 @@ static void b64url(const unsigned char *in, size_t n, char *out)
     out[o] = '\0';
 }
 
-static uint64_t fnv64(const char *s, uint64_t h)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        h = (h ^ *p) * 1099511628211ULL;
-    }
-    return h;
-}
+/* The second half of a long id's digest starts here; with
+ * SL_HASH_FNV1A_SEED for the first, it makes the keys already in buckets:
+ * neither may change. */
+#define KEY_SEED2 0x9e3779b97f4a7c15ULL
 
-/* The key of @p id: prefix, then "e" and the id in base64url, or "h" and
- * a 128-bit digest of an id too long for a subject token. */
-static char *key_of(const sl_kv_inbox *in, const char *id)
+char *sl__nats_kv_key(const char *prefix, const char *id)
 {
     size_t n = strlen(id);
     size_t enc = (n + 2) / 3 * 4;
-    size_t size = strlen(in->prefix) + 2 + (enc > KEY_MAX ? 33 : enc) + 1;
+    size_t size = strlen(prefix) + 2 + (enc > KEY_MAX ? 33 : enc) + 1;
     char *key = sl_malloc(size);
     if (key == NULL) {
         return NULL;
     }
-    size_t p = (size_t)snprintf(key, size, "%s", in->prefix);
+    size_t p = (size_t)snprintf(key, size, "%s", prefix);
     if (enc > KEY_MAX) {
         snprintf(key + p, size - p, "h%016" PRIx64 "%016" PRIx64,
-                 fnv64(id, 1469598103934665603ULL),
-                 fnv64(id, 0x9e3779b97f4a7c15ULL));
+                 sl__hash_fnv1a_str(id, SL_HASH_FNV1A_SEED),
+                 sl__hash_fnv1a_str(id, KEY_SEED2));
     } else {
         key[p] = 'e';
         b64url((const unsigned char *)id, n, key + p + 1);
@@ -80,15 +77,22 @@ static char *key_of(const sl_kv_inbox *in, const char *id)
     return key;
 }
 
-sl_status sl__kv_inbox_open(sl_engine *eng, const char *bucket,
-                            const char *channel, const char *group,
-                            uint64_t ttl_ms, sl_kv_inbox **out,
-                            sl_diag *diag)
+static void kv_close(sl_inbox_store *in);
+
+/* The table's open: bind (creating it if needed) the bucket of group
+ * @p group on @p channel, @p bucket or NULL for the group's own. The
+ * group's own bucket takes @p ttl_ms as its TTL (and is updated to it); a
+ * named bucket shared with other groups must already have that TTL if it
+ * exists. */
+static sl_status kv_open(sl_engine *eng, const char *bucket,
+                         const char *channel, const char *group,
+                         uint64_t ttl_ms, sl_inbox_store **out, sl_diag *diag)
 {
-    if (!sl__nats_is(eng)) {
+    if (eng == NULL || eng->drv != &sl__nats_driver) {
         return sl_diag_set(diag, SL_INVALID,
                            "inbox nats-kv needs the NATS engine (nats://)");
     }
+    nats_engine *e = (nats_engine *)eng;
     if (bucket != NULL) {
         for (const char *c = bucket; *c; c++) {
             if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
@@ -104,17 +108,18 @@ sl_status sl__kv_inbox_open(sl_engine *eng, const char *bucket,
                                "inbox nats-kv: empty bucket name");
         }
     }
-    sl_kv_inbox *in = sl_calloc(1, sizeof *in);
+    sl_inbox_store *in = sl_calloc(1, sizeof *in);
     if (in == NULL) {
         return SL_NOMEM;
     }
     sl_status st = SL_NOMEM;
     size_t gl = strlen(channel) + 1 + strlen(group);
+    size_t prefix_size = (gl + 2) / 3 * 4 + 3; /* 'g', base64url, '.', NUL */
     char *cg = sl_malloc(gl + 1);
     if (cg == NULL ||
-        (in->bucket = sl__nats_bucket_name(eng, bucket, channel, group)) ==
+        (in->bucket = sl__nats_bucket_name(e, bucket, channel, group)) ==
             NULL ||
-        (in->prefix = sl_malloc((gl + 2) / 3 * 4 + 3)) == NULL) {
+        (in->prefix = sl_malloc(prefix_size)) == NULL) {
         sl_free(cg);
         goto fail;
     }
@@ -122,11 +127,12 @@ sl_status sl__kv_inbox_open(sl_engine *eng, const char *bucket,
     snprintf(cg, gl + 1, "%s/%s", channel, group);
     in->prefix[0] = 'g';
     b64url((const unsigned char *)cg, gl, in->prefix + 1);
-    strcat(in->prefix, ".");
+    size_t pl = strlen(in->prefix);
+    snprintf(in->prefix + pl, prefix_size - pl, ".");
     sl_free(cg);
     sl_uuid7(in->owner, sl_time_wall_ms());
 
-    jsCtx *js = sl__nats_js(eng);
+    jsCtx *js = e->js;
     natsStatus ns = js_KeyValue(&in->kv, js, in->bucket);
     if (ns == NATS_NOT_FOUND) {
         kvConfig kc;
@@ -135,9 +141,8 @@ sl_status sl__kv_inbox_open(sl_engine *eng, const char *bucket,
         kc.Description = "sluice idempotency records";
         kc.History = 1;
         kc.TTL = (int64_t)ttl_ms * 1000000; /* nanoseconds */
-        kc.StorageType =
-            sl__nats_memory_storage(eng) ? js_MemoryStorage : js_FileStorage;
-        kc.Replicas = sl__nats_replicas(eng);
+        kc.StorageType = e->memory ? js_MemoryStorage : js_FileStorage;
+        kc.Replicas = (int)e->replicas;
         ns = js_CreateKeyValue(&in->kv, js, &kc);
         if (ns != NATS_OK) {
             /* Another process may have created it meanwhile. */
@@ -185,20 +190,19 @@ sl_status sl__kv_inbox_open(sl_engine *eng, const char *bucket,
                                  in->bucket, ttl_ms, natsStatus_GetText(ns));
                 goto fail;
             }
-            sl_logf(SL_LOG_INFO, LOG,
-                    "idempotency bucket %s: TTL %" PRId64 " -> %" PRIu64
-                    " ms",
+            sl_logf(SL_LOG_INFO, KV_LOG,
+                    "idempotency bucket %s: TTL %" PRId64 " -> %" PRIu64 " ms",
                     in->bucket, have, ttl_ms);
         }
     }
     *out = in;
     return SL_OK;
 fail:
-    sl__kv_inbox_close(in);
+    kv_close(in);
     return st;
 }
 
-void sl__kv_inbox_close(sl_kv_inbox *in)
+static void kv_close(sl_inbox_store *in)
 {
     if (in == NULL) {
         return;
@@ -209,12 +213,16 @@ void sl__kv_inbox_close(sl_kv_inbox *in)
     sl_free(in);
 }
 
-sl_status sl__kv_inbox_claim(sl_kv_inbox *in, const char *id,
-                             uint64_t lease_ms, uint64_t now_ms,
-                             sl_kv_claim *claim, uint64_t *token,
-                             uint64_t *retry_ms)
+/* The table's claim: the id for a delivery whose handler may run until
+ * @p lease_ms from @p now_ms (wall clock); the token is the claim's
+ * revision. The group is in the key's prefix already. */
+static sl_status kv_claim(sl_inbox_store *in, const char *group, const char *id,
+                          uint64_t lease_ms, uint64_t now_ms,
+                          sl_inbox_claim *claim, uint64_t *token,
+                          uint64_t *retry_ms)
 {
-    char *key = key_of(in, id);
+    (void)group;
+    char *key = sl__nats_kv_key(in->prefix, id);
     if (key == NULL) {
         return SL_NOMEM;
     }
@@ -222,14 +230,14 @@ sl_status sl__kv_inbox_claim(sl_kv_inbox *in, const char *id,
     snprintf(value, sizeof value, "claim %" PRIu64 " %s", now_ms + lease_ms,
              in->owner);
     sl_status st = SL_OK;
-    *claim = SL_KV_BUSY;
+    *claim = SL_INBOX_BUSY;
     *retry_ms = BUSY_RETRY_MS;
     for (int tries = 0; tries < CLAIM_TRIES; tries++) {
         uint64_t rev = 0;
         /* Create-only: of two processes racing here, one succeeds. */
         natsStatus ns = kvStore_CreateString(&rev, in->kv, key, value);
         if (ns == NATS_OK) {
-            *claim = SL_KV_CLAIMED;
+            *claim = SL_INBOX_NEW;
             *token = rev;
             break;
         }
@@ -255,11 +263,11 @@ sl_status sl__kv_inbox_claim(sl_kv_inbox *in, const char *id,
                     sscanf(v, "claim %" SCNu64, &until) == 1 && until > now_ms;
         kvEntry_Destroy(ent);
         if (done) {
-            *claim = SL_KV_DONE;
+            *claim = SL_INBOX_DONE;
             break;
         }
         if (held) {
-            *claim = SL_KV_BUSY;
+            *claim = SL_INBOX_BUSY;
             *retry_ms = until - now_ms;
             break;
         }
@@ -267,7 +275,7 @@ sl_status sl__kv_inbox_claim(sl_kv_inbox *in, const char *id,
          * take it over at the revision read, unless someone was faster. */
         ns = kvStore_UpdateString(&rev, in->kv, key, value, at);
         if (ns == NATS_OK) {
-            *claim = SL_KV_CLAIMED;
+            *claim = SL_INBOX_NEW;
             *token = rev;
             break;
         }
@@ -280,35 +288,60 @@ sl_status sl__kv_inbox_claim(sl_kv_inbox *in, const char *id,
     return st;
 }
 
-sl_status sl__kv_inbox_finish(sl_kv_inbox *in, const char *id,
-                              uint64_t token, bool done, uint64_t now_ms)
+/* The table's record: handled, whatever became of the claim meanwhile (a
+ * lease that ran out and was taken over is logged; its new holder is then
+ * handling the id a second time). */
+static sl_status kv_record(sl_inbox_store *in, const char *group,
+                           const char *id, uint64_t token, uint64_t now_ms)
 {
-    char *key = key_of(in, id);
+    (void)group;
+    char *key = sl__nats_kv_key(in->prefix, id);
     if (key == NULL) {
         return SL_NOMEM;
     }
-    natsStatus ns;
-    if (done) {
-        /* Handled: recorded whatever became of the claim (a lease that
-         * ran out and was taken over is logged; its new holder is then
-         * handling the id a second time). */
-        char value[40];
-        snprintf(value, sizeof value, "done %" PRIu64, now_ms);
-        ns = kvStore_UpdateString(NULL, in->kv, key, value, token);
-        if (ns == NATS_ERR) {
-            sl_logf(SL_LOG_WARN, LOG,
-                    "event %s was handled past its claim's lease; another "
-                    "delivery may be handling it too",
-                    id);
-            ns = kvStore_PutString(NULL, in->kv, key, value);
-        }
-    } else {
-        /* Given back: only if the claim is still this one. */
-        ns = kvStore_UpdateString(NULL, in->kv, key, "free", token);
-        if (ns == NATS_ERR) {
-            ns = NATS_OK; /* taken over meanwhile: nothing to give back */
-        }
+    char value[40];
+    snprintf(value, sizeof value, "done %" PRIu64, now_ms);
+    natsStatus ns = kvStore_UpdateString(NULL, in->kv, key, value, token);
+    if (ns == NATS_ERR) {
+        sl_logf(SL_LOG_WARN, KV_LOG,
+                "event %s was handled past its claim's lease; another "
+                "delivery may be handling it too",
+                id);
+        ns = kvStore_PutString(NULL, in->kv, key, value);
     }
     sl_free(key);
     return sl__nats_status(ns);
+}
+
+/* The table's release: given back, only if the claim is still this one. */
+static sl_status kv_release(sl_inbox_store *in, const char *group,
+                            const char *id, uint64_t token)
+{
+    (void)group;
+    char *key = sl__nats_kv_key(in->prefix, id);
+    if (key == NULL) {
+        return SL_NOMEM;
+    }
+    natsStatus ns = kvStore_UpdateString(NULL, in->kv, key, "free", token);
+    if (ns == NATS_ERR) {
+        ns = NATS_OK; /* taken over meanwhile: nothing to give back */
+    }
+    sl_free(key);
+    return sl__nats_status(ns);
+}
+
+static const sl_inbox_store_ops kv_store = {
+    .kind = "nats-kv",
+    .open = kv_open,
+    .close = kv_close,
+    .claim = kv_claim,
+    .record = kv_record,
+    .release = kv_release,
+};
+
+const sl_inbox_store_ops *sl__nats_inbox_store(sl_engine *base,
+                                               const char *kind)
+{
+    (void)base; /* every NATS engine has JetStream, so KV */
+    return kind != NULL && strcmp(kind, kv_store.kind) == 0 ? &kv_store : NULL;
 }

@@ -1,8 +1,8 @@
 /* The NATS JetStream engine ("nats://host:port"), on nats.c: its private
  * structs, constants, locks and the functions its files share. Nothing
  * outside src/engine/nats/ includes this header: the rest of the library
- * sees the engine through sl__nats_driver (engine/driver.h) alone, and the
- * inbox through nats_kv.h.
+ * sees the engine through sl__nats_driver (engine/driver.h) alone, the
+ * inbox included (sl_driver.inbox_store, engine/inbox_store.h).
  *
  * Mapping (docs/engines/nats.md):
  *
@@ -32,7 +32,7 @@
  *   consume.c     subscribe, pull requests, fetch, unsubscribe
  *   settle.c      settle, ack batches, +WPI heartbeats, dead letters and
  *                 the max-deliveries advisory
- *   kv.c          the idempotency store on JetStream KV (nats_kv.h)
+ *   kv.c          the idempotency store on JetStream KV ("nats-kv")
  *
  * Connections: TLS and credentials from the URL (tls_ca, creds, token=
  * env:NAME, ...); secrets are read from references and never printed.
@@ -145,7 +145,7 @@ typedef struct npub {
     /* Monotonic ms after which the publish is reported SL_TIMEOUT; 0 once
      * it was: the entry stays while nats.c still holds the message. */
     uint64_t deadline_ms;
-    bool cb_any_thread; /* SL__PUBLISH_CB_ANY_THREAD: called on the PubAck */
+    bool cb_any_thread; /* SL__PUBLISH_HINT_CB_ANY_THREAD: on the PubAck */
 } npub;
 
 /* A PubAck's outcome on its way from nats.c's thread to the confirm
@@ -312,7 +312,7 @@ struct nats_engine {
 
 /* ---- connection.c ---------------------------------------------------- */
 
-/* nats.c's status in sluice's (declared for kv.c in nats_kv.h too). */
+/* nats.c's status in sluice's. */
 sl_status sl__nats_status(natsStatus s);
 
 /* Subscribe @p cb (in queue group @p queue, or none) so that close can
@@ -335,6 +335,12 @@ char *sl__nats_escape_name(const char *ns, const char *name);
 /* The channel @p name, looking its stream up on the server when another
  * process declared it. *out lives as long as the engine. Any thread. */
 sl_status sl__nats_chan_get(nats_engine *e, const char *name, nchan **out);
+
+/* The bucket of the idempotency store of group @p group on @p channel:
+ * the bucket @p name with the namespace in front, or (NULL) the group's
+ * own. Heap; NULL when out of memory. */
+char *sl__nats_bucket_name(const nats_engine *e, const char *name,
+                           const char *channel, const char *group);
 
 /* A copy of the subject of channel @p name (heap). */
 sl_status sl__nats_chan_lookup(nats_engine *e, const char *name,
@@ -390,7 +396,35 @@ void sl__nats_on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa,
 void *sl__nats_confirm_main(void *arg);
 
 sl_status sl__nats_publish(sl_engine *base, const char *channel, sl_event *ev,
-                           unsigned flags, sl_publish_cb cb, void *ctx);
+                           unsigned flags, unsigned hints, sl_publish_cb cb,
+                           void *ctx);
+
+/* ---- kv.c: the idempotency store on JetStream KV ---------------------- */
+
+/* The inbox store "nats-kv" ("nats-kv:BUCKET"), shared by every process of
+ * a consumer group (docs/engines/nats.md, "Idempotency store on JetStream
+ * KV"). A key per (channel, group, event id) holds one of
+ *
+ *   "claim <until_ms> <owner>"  a delivery of the id is being handled, by
+ *                               process <owner>, until <until_ms> at the
+ *                               latest (the lease; wall clock)
+ *   "done <at_ms>"              handled and acknowledged
+ *   "free"                      given back unhandled (RETRY, REJECT)
+ *
+ * A claim is taken with kvStore_Create (create-only: of two processes
+ * racing on one id exactly one succeeds) or, over an expired claim or a
+ * "free", with kvStore_Update at the revision read (compare and set).
+ * Records expire with the bucket's TTL (the group's idempotency_ttl).
+ * Keys outlive processes: what sl__nats_kv_key makes must never change.
+ *
+ * sl_driver.inbox_store: the table for kind "nats-kv", NULL for others. */
+const sl_inbox_store_ops *sl__nats_inbox_store(sl_engine *base,
+                                               const char *kind);
+
+/* The key of event @p id under @p prefix: "e" and the id in base64url, or
+ * "h" and a 128-bit FNV-1a digest of an id too long for a key. Heap; NULL
+ * when out of memory. */
+char *sl__nats_kv_key(const char *prefix, const char *id);
 
 /* ---- consume.c ------------------------------------------------------- */
 

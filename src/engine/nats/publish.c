@@ -363,7 +363,8 @@ static void publish_leave(nats_engine *e)
 }
 
 static sl_status publish_one(nats_engine *e, const char *channel, sl_event *ev,
-                             unsigned flags, sl_publish_cb cb, void *ctx)
+                             unsigned flags, unsigned hints, sl_publish_cb cb,
+                             void *ctx)
 {
     sl_status st = sl_event_validate(ev, e->opts.max_event_size, NULL);
     if (st != SL_OK) {
@@ -389,7 +390,7 @@ static sl_status publish_one(nats_engine *e, const char *channel, sl_event *ev,
                                                   : SL_OK;
     if (st == SL_OK) {
         pub_insert(e, m, cb, ctx, deadline,
-                   (flags & SL__PUBLISH_CB_ANY_THREAD) != 0);
+                   (hints & SL__PUBLISH_HINT_CB_ANY_THREAD) != 0);
     }
     pthread_mutex_unlock(&e->pub_mu);
     if (st != SL_OK) {
@@ -425,14 +426,15 @@ static sl_status publish_one(nats_engine *e, const char *channel, sl_event *ev,
 }
 
 sl_status sl__nats_publish(sl_engine *base, const char *channel, sl_event *ev,
-                           unsigned flags, sl_publish_cb cb, void *ctx)
+                           unsigned flags, unsigned hints, sl_publish_cb cb,
+                           void *ctx)
 {
     nats_engine *e = (nats_engine *)base;
     if (tl_in_callbacks) {
-        return publish_one(e, channel, ev, flags, cb, ctx);
+        return publish_one(e, channel, ev, flags, hints, cb, ctx);
     }
     atomic_fetch_add(&e->publishing, 1);
-    sl_status st = publish_one(e, channel, ev, flags, cb, ctx);
+    sl_status st = publish_one(e, channel, ev, flags, hints, cb, ctx);
     publish_leave(e);
     return st;
 }

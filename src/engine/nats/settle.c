@@ -145,7 +145,7 @@ sl_status sl__nats_settle(sl_delivery *base, sl_settle_op op, uint64_t delay_ms,
     case SL_SETTLE_RELEASE:
     case SL_SETTLE_RETRY: {
         /* A release is not an attempt; a delayed one (an id another
-         * process is handling, nats_kv.h) waits like a retry. */
+         * process is handling, kv.c) waits like a retry. */
         sl__nats_track_nak(e, s->key, d->seq, op == SL_SETTLE_RELEASE,
                            delay_ms);
         char body[64];

@@ -4,8 +4,6 @@
  */
 #include "engine/nats/nats_int.h"
 
-#include "engine/nats/nats_kv.h"
-
 #include "core/hash.h"
 #include "sluice/alloc.h"
 
@@ -345,23 +343,12 @@ sl_status sl__nats_declare_group(sl_engine *base, const sl_group_opts *opts,
 
 /* ---- for the idempotency store on JetStream KV (kv.c) ------------------ */
 
-bool sl__nats_is(const sl_engine *eng)
-{
-    return eng != NULL && eng->drv == &sl__nats_driver;
-}
-
-jsCtx *sl__nats_js(sl_engine *eng)
-{
-    return ((nats_engine *)eng)->js;
-}
-
 /* The per-group bucket's name, "inbox-<stream>-g<consumer>"
  * (sl__nats_escape_name never writes "-g", so distinct groups never share one),
  * or a named bucket with the namespace in front. */
-char *sl__nats_bucket_name(const sl_engine *eng, const char *name,
+char *sl__nats_bucket_name(const nats_engine *e, const char *name,
                            const char *channel, const char *group)
 {
-    const nats_engine *e = (const nats_engine *)eng;
     if (name != NULL) {
         size_t n = (e->ns ? strlen(e->ns) + 1 : 0) + strlen(name) + 1;
         char *b = sl_malloc(n);
@@ -388,16 +375,6 @@ char *sl__nats_bucket_name(const sl_engine *eng, const char *name,
     sl_free(stream);
     sl_free(durable);
     return b;
-}
-
-int sl__nats_replicas(const sl_engine *eng)
-{
-    return (int)((const nats_engine *)eng)->replicas;
-}
-
-bool sl__nats_memory_storage(const sl_engine *eng)
-{
-    return ((const nats_engine *)eng)->memory;
 }
 
 /* ---- inspection ---------------------------------------------------------- */

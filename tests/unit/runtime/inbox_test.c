@@ -1,7 +1,9 @@
 /* The idempotency inbox: processed ids in SQLite, with a TTL, shared by
- * path within a process. */
+ * path within a process; and a store an engine offers through its driver
+ * table, reached by the kind its spec names. */
 #include "runtime/inbox.h"
 
+#include "engine/driver.h"
 #include "support.h"
 
 #include <setjmp.h>
@@ -214,6 +216,192 @@ static void inbox_close_null_is_noop(void **state)
     sl__inbox_close(NULL);
 }
 
+/* ---- a store an engine offers (engine/inbox_store.h) -------------------- */
+
+/* What the fake store was asked, and what its claim answers. */
+static struct {
+    char arg[64];
+    char channel[64];
+    uint64_t ttl_ms;
+    int opens, claims, records, releases, closes;
+    uint64_t token; /* the last record's or release's */
+} fake;
+
+struct sl_inbox_store {
+    int unused;
+};
+static struct sl_inbox_store fake_handle;
+
+static sl_status fake_open(sl_engine *eng, const char *arg, const char *channel,
+                           const char *group, uint64_t ttl_ms,
+                           sl_inbox_store **out, sl_diag *diag)
+{
+    (void)eng;
+    (void)group;
+    (void)diag;
+    fake.opens++;
+    snprintf(fake.arg, sizeof fake.arg, "%s", arg ? arg : "(null)");
+    snprintf(fake.channel, sizeof fake.channel, "%s", channel);
+    fake.ttl_ms = ttl_ms;
+    *out = &fake_handle;
+    return SL_OK;
+}
+
+static void fake_close(sl_inbox_store *st)
+{
+    assert_ptr_equal(st, &fake_handle);
+    fake.closes++;
+}
+
+static sl_status fake_claim(sl_inbox_store *st, const char *group,
+                            const char *id, uint64_t lease_ms, uint64_t now_ms,
+                            sl_inbox_claim *out, uint64_t *token,
+                            uint64_t *retry_ms)
+{
+    (void)st;
+    (void)group;
+    (void)id;
+    (void)now_ms;
+    fake.claims++;
+    *out = SL_INBOX_BUSY;
+    *token = 7;
+    *retry_ms = lease_ms / 2;
+    return SL_OK;
+}
+
+static sl_status fake_record(sl_inbox_store *st, const char *group,
+                             const char *id, uint64_t token, uint64_t now_ms)
+{
+    (void)st;
+    (void)group;
+    (void)id;
+    (void)now_ms;
+    fake.records++;
+    fake.token = token;
+    return SL_OK;
+}
+
+static sl_status fake_release(sl_inbox_store *st, const char *group,
+                              const char *id, uint64_t token)
+{
+    (void)st;
+    (void)group;
+    (void)id;
+    fake.releases++;
+    fake.token = token;
+    return SL_OK;
+}
+
+static const sl_inbox_store_ops fake_store = {
+    .kind = "fake-kv",
+    .open = fake_open,
+    .close = fake_close,
+    .claim = fake_claim,
+    .record = fake_record,
+    .release = fake_release,
+};
+
+static const sl_inbox_store_ops *fake_inbox_store(sl_engine *eng,
+                                                  const char *kind)
+{
+    (void)eng;
+    return strcmp(kind, fake_store.kind) == 0 ? &fake_store : NULL;
+}
+
+static const sl_driver fake_driver = {
+    .abi_version = SL_DRIVER_ABI_VERSION,
+    .name = "fake",
+    .inbox_store = fake_inbox_store,
+};
+
+static void
+inbox_of_a_kind_the_engine_offers_goes_through_its_table(void **state)
+{
+    (void)state;
+    memset(&fake, 0, sizeof fake);
+    sl_engine eng = {.drv = &fake_driver};
+    sl_inbox *in = NULL;
+    assert_int_equal(sl__inbox_open_for(&eng, "fake-kv:shared", "orders",
+                                        "billing", TTL, &in, NULL),
+                     SL_OK);
+    assert_int_equal(fake.opens, 1);
+    assert_string_equal(fake.arg, "shared");
+    assert_string_equal(fake.channel, "orders");
+    assert_int_equal(fake.ttl_ms, TTL);
+    assert_false(sl__inbox_has_db(in));
+
+    sl_inbox_claim c = SL_INBOX_NEW;
+    uint64_t token = 0, retry_ms = 0;
+    assert_int_equal(sl__inbox_claim(in, "billing", "evt-1", 1000, T0, &c,
+                                     &token, &retry_ms),
+                     SL_OK);
+    assert_int_equal(c, SL_INBOX_BUSY);
+    assert_int_equal(token, 7);
+    assert_int_equal(retry_ms, 500);
+    assert_int_equal(sl__inbox_finish(in, "billing", "evt-1", 7, true, T0),
+                     SL_OK);
+    assert_int_equal(sl__inbox_finish(in, "billing", "evt-1", 8, false, T0),
+                     SL_OK);
+    assert_int_equal(fake.records, 1);
+    assert_int_equal(fake.releases, 1);
+    assert_int_equal(fake.token, 8);
+    sl__inbox_close(in);
+    assert_int_equal(fake.closes, 1);
+
+    /* The kind alone: no argument. */
+    assert_int_equal(sl__inbox_open_for(&eng, "fake-kv", "orders", "billing",
+                                        TTL, &in, NULL),
+                     SL_OK);
+    assert_string_equal(fake.arg, "(null)");
+    sl__inbox_close(in);
+}
+
+static void inbox_spec_that_names_no_store_is_an_sqlite_file(void **state)
+{
+    fx *f = *state;
+    memset(&fake, 0, sizeof fake);
+    sl_engine eng = {.drv = &fake_driver};
+    sl_inbox *in = NULL;
+    assert_int_equal(
+        sl__inbox_open_for(&eng, f->path, "orders", "billing", TTL, &in, NULL),
+        SL_OK);
+    assert_true(sl__inbox_has_db(in));
+    assert_int_equal(fake.opens, 0);
+    sl_inbox_claim c = SL_INBOX_BUSY;
+    uint64_t token = 1, retry_ms = 1;
+    assert_int_equal(sl__inbox_claim(in, "billing", "evt-1", 1000, T0, &c,
+                                     &token, &retry_ms),
+                     SL_OK);
+    assert_int_equal(c, SL_INBOX_NEW);
+    assert_int_equal(sl__inbox_finish(in, "billing", "evt-1", token, true, T0),
+                     SL_OK);
+    assert_int_equal(sl__inbox_claim(in, "billing", "evt-1", 1000, T0, &c,
+                                     &token, &retry_ms),
+                     SL_OK);
+    assert_int_equal(c, SL_INBOX_DONE);
+    sl__inbox_close(in);
+}
+
+/* A kind another engine of this build offers is refused, not taken for a
+ * file name (only with that engine built: "nats-kv" needs NATS). */
+static void inbox_of_a_kind_only_another_engine_offers_is_refused(void **state)
+{
+    (void)state;
+    const char *owner = sl__engine_inbox_store_owner("nats-kv");
+    if (owner == NULL) {
+        skip();
+    }
+    assert_string_equal(owner, "nats");
+    sl_engine eng = {.drv = &fake_driver};
+    sl_inbox *in = NULL;
+    sl_diag diag = {0};
+    assert_int_equal(sl__inbox_open_for(&eng, "nats-kv:b", "orders", "billing",
+                                        TTL, &in, &diag),
+                     SL_INVALID);
+    assert_null(in);
+    assert_non_null(strstr(diag.msg, "needs the nats engine"));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -228,6 +416,9 @@ int main(void)
         T(inbox_commit_records_the_id_with_the_handlers_writes),
         T(inbox_rollback_discards_the_handlers_writes),
         T(inbox_close_null_is_noop),
+        T(inbox_of_a_kind_the_engine_offers_goes_through_its_table),
+        T(inbox_spec_that_names_no_store_is_an_sqlite_file),
+        T(inbox_of_a_kind_only_another_engine_offers_is_refused),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

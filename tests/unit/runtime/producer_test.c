@@ -41,16 +41,20 @@ typedef struct fake_engine {
     size_t npending;
     size_t published; /* calls that were accepted */
     sl_status refuse; /* SL_OK: accept; else refuse publishes at once */
+    unsigned last_flags; /* what the last publish was given */
+    unsigned last_hints;
 } fake_engine;
 
 static sl_status fake_publish(sl_engine *eng, const char *channel, sl_event *ev,
-                              unsigned flags, sl_publish_cb cb, void *ctx)
+                              unsigned flags, unsigned hints, sl_publish_cb cb,
+                              void *ctx)
 {
     (void)channel;
     (void)ev;
-    (void)flags;
     fake_engine *fe = (fake_engine *)eng;
     pthread_mutex_lock(&fe->mu);
+    fe->last_flags = flags;
+    fe->last_hints = hints;
     sl_status st = fe->refuse;
     if (st == SL_OK && fe->npending == MAX_PENDING) {
         st = SL_INTERNAL;
@@ -72,6 +76,7 @@ static bool fake_is_ready(const sl_engine *eng)
 }
 
 static const sl_driver fake_driver = {
+    .abi_version = SL_DRIVER_ABI_VERSION,
     .name = "fake",
     .scheme = "fake:",
     .is_ready = fake_is_ready,
@@ -726,6 +731,33 @@ static void callback_runs_once_with_the_confirm_status(void **state)
     sl_producer_destroy(p);
 }
 
+/* Whether the engine may call the confirm on any thread is an internal
+ * hint, given apart from the public flags, which stay the caller's. */
+static void any_thread_hint_travels_apart_from_public_flags(void **state)
+{
+    (void)state;
+    fake_engine fe;
+    fake_init(&fe);
+    sl_producer *p = make(&fe.base, NULL);
+    sl_event *ev = new_event();
+    /* No callback of the caller's: the confirm is all sluice's own. */
+    assert_int_equal(sl_producer_try_publish(p, CH, ev, NULL, NULL), SL_OK);
+    assert_int_equal(fe.last_hints, SL__PUBLISH_HINT_CB_ANY_THREAD);
+    assert_int_equal(fe.last_flags, 0);
+    fake_confirm(&fe, SL_OK);
+    /* The caller's callback may block or need its own thread: no hint. */
+    outcome ok = {0};
+    assert_int_equal(sl_producer_try_publish(p, CH, ev, record_outcome, &ok),
+                     SL_OK);
+    assert_int_equal(fe.last_hints, 0);
+    assert_int_equal(fe.last_flags, 0);
+    fake_confirm(&fe, SL_OK);
+    assert_int_equal(ok.calls, 1);
+    sl_event_unref(ev);
+    fake_fini(&fe);
+    sl_producer_destroy(p);
+}
+
 static void create_refuses_a_negative_rate(void **state)
 {
     (void)state;
@@ -763,6 +795,7 @@ int main(void)
         cmocka_unit_test(window_refusal_costs_no_token),
         cmocka_unit_test(callback_runs_once_with_the_confirm_status),
         cmocka_unit_test(create_refuses_a_negative_rate),
+        cmocka_unit_test(any_thread_hint_travels_apart_from_public_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
