@@ -95,7 +95,8 @@ static char g_ns[64];
 static char g_exchange[256];
 static char g_queue[256];
 
-/* ---- raw rabbitmq-c -------------------------------------------------------- */
+/* ---- raw rabbitmq-c --------------------------------------------------------
+ */
 
 static void raw_die_reply(amqp_rpc_reply_t r, const char *what)
 {
@@ -237,9 +238,9 @@ static void raw_pub_send(raw_pub *p, raw_msg *m)
         raw_pub_read(p, NULL);
     }
     amqp_bytes_t body = {.len = sizeof m->body, .bytes = m->body};
-    int rc = amqp_basic_publish(p->conn, 1, amqp_cstring_bytes(g_exchange),
-                                amqp_cstring_bytes(CHANNEL), 0, 0, &m->props,
-                                body);
+    int rc =
+        amqp_basic_publish(p->conn, 1, amqp_cstring_bytes(g_exchange),
+                           amqp_cstring_bytes(CHANNEL), 0, 0, &m->props, body);
     if (rc != AMQP_STATUS_OK) {
         bench_die("basic.publish: %s", amqp_error_string2(rc));
     }
@@ -273,8 +274,7 @@ static double raw_publish(const bench_opts *o)
     raw_pub_drain(&p);
     uint64_t span = sl_time_mono_ns() - t0;
     if (p.nacked) {
-        fprintf(stderr, "bench: raw: %" PRIu64 " publishes nacked\n",
-                p.nacked);
+        fprintf(stderr, "bench: raw: %" PRIu64 " publishes nacked\n", p.nacked);
     }
     raw_close(conn);
     return (double)o->events * 1e9 / (double)span;
@@ -294,8 +294,7 @@ static bool raw_idle(amqp_connection_state_t conn)
  * sequence number below @p nlat. Returns the span in ns from basic.consume
  * to the last delivery. */
 static uint64_t raw_consume_n(amqp_connection_state_t conn, uint64_t n,
-                              uint64_t *lat, uint64_t nlat,
-                              _Atomic bool *stop)
+                              uint64_t *lat, uint64_t nlat, _Atomic bool *stop)
 {
     amqp_basic_qos(conn, 1, 0, PREFETCH, 0);
     raw_die_reply(amqp_get_rpc_reply(conn), "basic.qos");
@@ -365,7 +364,8 @@ static double raw_consume(const bench_opts *o)
     return (double)o->events * 1e9 / (double)span;
 }
 
-/* ---- sluice ---------------------------------------------------------------- */
+/* ---- sluice ----------------------------------------------------------------
+ */
 
 static void sluice_url(const bench_opts *o, char *buf, size_t size)
 {
@@ -448,8 +448,7 @@ static sl_consumer *sluice_consumer(sl_engine *eng, sl_count *c)
         .handler_ctx = c,
         .service = "bench",
     };
-    bench_check(sl_consumer_create(eng, &co, &cons, &diag), "consumer",
-                &diag);
+    bench_check(sl_consumer_create(eng, &co, &cons, &diag), "consumer", &diag);
     return cons;
 }
 
@@ -483,7 +482,8 @@ static double sluice_consume(const bench_opts *o)
     return (double)o->events * 1e9 / (double)span;
 }
 
-/* ---- latency at a fixed rate ------------------------------------------------- */
+/* ---- latency at a fixed rate
+ * ------------------------------------------------- */
 
 typedef struct lat_run {
     const bench_opts *o;
@@ -609,7 +609,8 @@ static void sluice_latency(const bench_opts *o, sample *s)
     free(r.lat);
 }
 
-/* ---- children ----------------------------------------------------------------- */
+/* ---- children
+ * ----------------------------------------------------------------- */
 
 enum client { RAW, SLUICE, AIO, PIKA, NCLIENTS };
 static const char *client_name[NCLIENTS] = {"raw rabbitmq-c", "sluice",
@@ -763,16 +764,16 @@ static sample run_python(const bench_opts *o, enum client c, bool latency)
     return s;
 }
 
-/* ---- main ---------------------------------------------------------------------- */
+/* ---- main
+ * ---------------------------------------------------------------------- */
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: amqp_bench [--quick] [--url URL] [--rounds N] "
-            "[--events N]\n"
-            "                  [--python-events N] [--latency-rate R]\n"
-            "                  [--latency-seconds S] [--pika PATH] "
-            "[--summary FILE]\n");
+    fprintf(stderr, "usage: amqp_bench [--quick] [--url URL] [--rounds N] "
+                    "[--events N]\n"
+                    "                  [--python-events N] [--latency-rate R]\n"
+                    "                  [--latency-seconds S] [--pika PATH] "
+                    "[--summary FILE]\n");
     exit(2);
 }
 
@@ -784,8 +785,8 @@ static double ratio(double a, double b)
 int main(int argc, char **argv)
 {
     bench_opts o = {
-        .url = getenv("SLUICE_AMQP_URL") ? getenv("SLUICE_AMQP_URL")
-                                         : DEFAULT_URL,
+        .url =
+            getenv("SLUICE_AMQP_URL") ? getenv("SLUICE_AMQP_URL") : DEFAULT_URL,
         .rounds = 3,
         .events = 30000,
         .py_events = 6000,
@@ -911,7 +912,8 @@ int main(int argc, char **argv)
                "target >= 10x); sluice / pika: publish %.0fx, consume "
                "%.1fx\n",
                ratio(mpub[SLUICE], mpub[AIO]), aio_ratio,
-               ratio(mpub[SLUICE], mpub[PIKA]), ratio(mcon[SLUICE], mcon[PIKA]));
+               ratio(mpub[SLUICE], mpub[PIKA]),
+               ratio(mcon[SLUICE], mcon[PIKA]));
     }
 
     printf("\n== latency at %.0f events/s for %.1f s (first fifth not "

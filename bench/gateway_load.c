@@ -283,8 +283,8 @@ static int run_paced_curl(const char *url, double rate, double seconds,
         unsigned nwfd = 0;
         int timeout_ms = 100;
         if (next < total && nidle > 0) {
-            if (!arm_due_timer(tfd, start + (uint64_t)((double)next *
-                                                       interval_ns))) {
+            if (!arm_due_timer(
+                    tfd, start + (uint64_t)((double)next * interval_ns))) {
                 continue;
             }
             nwfd = 1;
@@ -611,8 +611,8 @@ static int run_paced_epoll(const char *url, double rate, double seconds,
          * does. */
         int timeout_ms = 100;
         if (next < total && nidle > 0) {
-            if (!arm_due_timer(tfd, start + (uint64_t)((double)next *
-                                                       interval_ns))) {
+            if (!arm_due_timer(
+                    tfd, start + (uint64_t)((double)next * interval_ns))) {
                 continue;
             }
             timeout_ms = -1;

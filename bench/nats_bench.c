@@ -211,7 +211,8 @@ static uint64_t lat_slot(const void *data, int len, uint64_t n, uint64_t now,
     return 1;
 }
 
-/* ---- raw nats.c ------------------------------------------------------------ */
+/* ---- raw nats.c ------------------------------------------------------------
+ */
 
 typedef struct raw_rig {
     bool bare; /* the reference side: no headers but the id, no handler */
@@ -316,8 +317,8 @@ static natsStatus raw_publish_event(raw_rig *r, const unsigned char *data,
     sl_uuid7(id, now);
     sl_time_format_rfc3339(now, time);
     natsMsg *m = NULL;
-    natsStatus s = natsMsg_Create(&m, r->subject, NULL, (const char *)data,
-                                  (int)len);
+    natsStatus s =
+        natsMsg_Create(&m, r->subject, NULL, (const char *)data, (int)len);
     if (s == NATS_OK) {
         s = natsMsgHeader_Set(m, "ce-id", id);
     }
@@ -411,9 +412,9 @@ static natsStatus raw_consume(raw_rig *r, uint64_t n, uint64_t *lat,
                 /* What a consumer of these events learns of each: its
                  * attributes, from the ce- headers (nats.c parses the header
                  * block on the first get), as sluice's consumer must. */
-                static const char *const attrs[] = {
-                    "ce-id", "ce-source", "ce-type", "ce-specversion",
-                    "ce-time"};
+                static const char *const attrs[] = {"ce-id", "ce-source",
+                                                    "ce-type", "ce-specversion",
+                                                    "ce-time"};
                 for (size_t a = 0; a < sizeof attrs / sizeof *attrs; a++) {
                     const char *v = NULL;
                     if (natsMsgHeader_Get(m, attrs[a], &v) != NATS_OK ||
@@ -432,7 +433,8 @@ static natsStatus raw_consume(raw_rig *r, uint64_t n, uint64_t *lat,
     return NATS_OK;
 }
 
-/* ---- sluice ------------------------------------------------------------------ */
+/* ---- sluice
+ * ------------------------------------------------------------------ */
 
 typedef struct sluice_rig {
     sl_engine *eng;
@@ -468,7 +470,7 @@ static sl_outcome sluice_handler(sl_handler_ctx *ctx, void *user)
 }
 
 static sl_status sluice_open(sluice_rig *r, const char *url, const char *tag,
-                         sl_diag *diag)
+                             sl_diag *diag)
 {
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
@@ -517,7 +519,7 @@ static void sluice_close(sluice_rig *r)
 }
 
 static sl_status sluice_publish_n(sluice_rig *r, uint64_t n, uint64_t period_ns,
-                              uint64_t start_ns)
+                                  uint64_t start_ns)
 {
     for (uint64_t i = 0; i < n; i++) {
         uint64_t sched = 0;
@@ -565,7 +567,8 @@ static bool sluice_wait_handled(sluice_rig *r, uint64_t n)
     return true;
 }
 
-/* ---- the children -------------------------------------------------------------- */
+/* ---- the children
+ * -------------------------------------------------------------- */
 
 /* Throughput: publish N, then consume N (unless publish-only). */
 static void child_throughput(int impl, const bench_opts *o, unsigned round,
@@ -587,10 +590,10 @@ static void child_throughput(int impl, const bench_opts *o, unsigned round,
         uint64_t t1 = sl_time_mono_ns();
         uint64_t c1 = process_cpu_ns();
         if (s != NATS_OK) {
-            child_fail(res, "raw publish: %s (%" PRIu64 " acked, %" PRIu64
-                       " failed)",
-                       natsStatus_GetText(s), atomic_load(&r.acked),
-                       atomic_load(&r.failed));
+            child_fail(
+                res, "raw publish: %s (%" PRIu64 " acked, %" PRIu64 " failed)",
+                natsStatus_GetText(s), atomic_load(&r.acked),
+                atomic_load(&r.failed));
             raw_close(&r);
             return;
         }
@@ -800,8 +803,8 @@ static child_result run_child(int kind, int impl, const bench_opts *o,
     int status = 0;
     waitpid(pid, &status, 0);
     if (got != (ssize_t)sizeof res) {
-        bench_die("%s run ended without a result (status %d)",
-                  impl_name[impl], status);
+        bench_die("%s run ended without a result (status %d)", impl_name[impl],
+                  status);
     }
     if (res.error[0] != '\0') {
         bench_die("%s: %s (is nats-server with JetStream running at %s?)",
@@ -810,7 +813,8 @@ static child_result run_child(int kind, int impl, const bench_opts *o,
     return res;
 }
 
-/* ---- main ------------------------------------------------------------------------ */
+/* ---- main
+ * ------------------------------------------------------------------------ */
 
 static void usage(void)
 {
@@ -845,8 +849,8 @@ static void print_paired(const char *name, const double *a, const double *b,
     }
 }
 
-static void add_ratio_row(bench_summary *sum, const char *figure,
-                          double sluice, double raw)
+static void add_ratio_row(bench_summary *sum, const char *figure, double sluice,
+                          double raw)
 {
     char v[32], r[16];
     bench_fmt_count(sluice, v);
@@ -877,9 +881,8 @@ static void print_cells(const bench_opts *o, const double *v, bool consume,
     }
 }
 
-static void print_row(const bench_opts *o, const char *label,
-                      const double *pub, const double *con,
-                      const double *pcpu, const double *ccpu,
+static void print_row(const bench_opts *o, const char *label, const double *pub,
+                      const double *con, const double *pcpu, const double *ccpu,
                       const double *scpu)
 {
     printf("%-7s", label);
@@ -1086,8 +1089,8 @@ int main(int argc, char **argv)
         bench_summary_add(&sum, "nats publish sluice / raw", v, ">= 0.90", "");
         if (both_consumed) {
             snprintf(v, sizeof v, "%.2f", mcon[SLUICE] / mcon[RAW]);
-            bench_summary_add(&sum, "nats consume sluice / raw", v,
-                              ">= 0.90", "");
+            bench_summary_add(&sum, "nats consume sluice / raw", v, ">= 0.90",
+                              "");
         }
         snprintf(v, sizeof v, "%s / %s", bench_fmt_count(mpub[BARE], a),
                  bench_fmt_count(mcon[BARE], b));
@@ -1109,14 +1112,13 @@ int main(int argc, char **argv)
             snprintf(v, sizeof v, "%.2f", mccpu[impl]);
             bench_summary_add(&sum, fig, v, "", "");
             snprintf(fig, sizeof fig, "nats latency %s p50 / p99 (us)", who);
-            snprintf(v, sizeof v, "%.0f / %.0f",
-                     (double)lat[impl].p50_ns / 1e3,
+            snprintf(v, sizeof v, "%.0f / %.0f", (double)lat[impl].p50_ns / 1e3,
                      (double)lat[impl].p99_ns / 1e3);
             bench_summary_add(&sum, fig, v, "", "");
         }
         snprintf(fig, sizeof fig, "nats peak RSS %s (KiB)", who);
-        bench_summary_add(&sum, fig, bench_fmt_count((double)hwm[impl], a),
-                          "", "");
+        bench_summary_add(&sum, fig, bench_fmt_count((double)hwm[impl], a), "",
+                          "");
     }
     bench_summary_finish(&sum, o.summary_path);
     return 0;

@@ -311,8 +311,7 @@ static int run_parent(const overload_opts *o)
     snprintf(name, sizeof name, "peak RSS 10x / 1x, max_length %llu", ml);
     bench_summary_add(&sum, name, v, "<= 1.10", r);
     snprintf(v, sizeof v, "%.0f", per_event);
-    snprintf(name, sizeof name, "bytes per queued event, max_length %llu",
-             ml);
+    snprintf(name, sizeof name, "bytes per queued event, max_length %llu", ml);
     bench_summary_add(&sum, name, v, "", "");
     bench_summary_finish(&sum, o->summary_path);
     return 0;

@@ -3,7 +3,8 @@
 # Idempotent: installs only what is missing, so it is cheap to re-run.
 set -eu
 
-# clang and libclang-rt-14-dev: the libFuzzer targets; sqlite3: the crash
+# clang and libclang-rt-14-dev: the libFuzzer targets; clang-format: the
+# style check of make test; sqlite3: the crash
 # test reads the inbox; libmicrohttpd and libcurl: the HTTP server and
 # client; prometheus: promtool checks /metrics; wrk: the gateway benchmark;
 # time and procps: benchmarks and scripts; nats-server and libnats-dev: the
@@ -14,7 +15,7 @@ set -eu
 # openssl: brokers.sh makes the RabbitMQ TLS listener's test certificates,
 # and the NATS security test its own; python3-cryptography: that test's
 # nkeys and JWT credentials (nsc and nk are not packaged).
-PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
+PACKAGES="build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
 libsqlite3-dev sqlite3 libyaml-dev libjansson-dev libcmocka-dev
 libmicrohttpd-dev libcurl4-openssl-dev prometheus wrk
 time procps nats-server libnats-dev rabbitmq-server librabbitmq-dev

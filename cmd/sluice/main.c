@@ -16,7 +16,8 @@ static const char usage[] =
     "Resilient event-driven services with backpressure from end to end.\n"
     "\n"
     "commands:\n"
-    "  run CONFIG        host the service CONFIG declares until SIGTERM/SIGINT\n"
+    "  run CONFIG        host the service CONFIG declares until "
+    "SIGTERM/SIGINT\n"
     "  publish           publish events to a channel\n"
     "  dlq list|show|replay\n"
     "                    inspect and replay a group's dead letters\n"
@@ -91,8 +92,7 @@ int cli_open_engine(const char *url, sl_engine **out)
 int cli_duration(const char *opt, const char *text, uint64_t *out_ms)
 {
     if (sl_duration_parse_ms(text, out_ms) != SL_OK) {
-        cli_error("%s: '%s' is not a duration (e.g. 250ms, 5s, 1m)", opt,
-                  text);
+        cli_error("%s: '%s' is not a duration (e.g. 250ms, 5s, 1m)", opt, text);
         return CLI_USAGE;
     }
     return CLI_OK;
@@ -125,8 +125,8 @@ int main(int argc, char **argv)
     const char *lvl = getenv("SLUICE_LOG");
     sl_log_level level = SL_LOG_INFO;
     if (lvl != NULL) {
-        level = strcmp(lvl, "debug") == 0  ? SL_LOG_DEBUG
-                : strcmp(lvl, "warn") == 0 ? SL_LOG_WARN
+        level = strcmp(lvl, "debug") == 0   ? SL_LOG_DEBUG
+                : strcmp(lvl, "warn") == 0  ? SL_LOG_WARN
                 : strcmp(lvl, "error") == 0 ? SL_LOG_ERROR
                                             : SL_LOG_INFO;
     }

@@ -12,10 +12,10 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 SLUICE_PLUGIN_DECLARE()
 
@@ -99,8 +99,8 @@ sl_outcome sluice_handle(sl_handler_ctx *ctx, void *user)
     char *body = json_dumps(out, JSON_COMPACT);
     json_decref(out);
     sl_event *child = NULL;
-    sl_status st = sl_event_create_new("/examples/hello", "hello.greeted",
-                                       &child);
+    sl_status st =
+        sl_event_create_new("/examples/hello", "hello.greeted", &child);
     if (st == SL_OK) {
         sl_event_set(child, SL_ATTR_DATACONTENTTYPE, "application/json");
         st = sl_event_set_data(child, body, strlen(body));

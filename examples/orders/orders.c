@@ -176,8 +176,8 @@ static sl_outcome publish_json(sl_handler_ctx *ctx, const char *channel,
     char *body = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     sl_event *ev = NULL;
-    sl_status st = body ? sl_event_create_new("/examples/orders", type, &ev)
-                        : SL_NOMEM;
+    sl_status st =
+        body ? sl_event_create_new("/examples/orders", type, &ev) : SL_NOMEM;
     if (st == SL_OK) {
         char id[128];
         snprintf(id, sizeof id, "%s.%s", order_id_of(sl_handler_event(ctx)),
@@ -254,8 +254,8 @@ sl_outcome orders_validate(sl_handler_ctx *ctx, void *user)
     json_object_set_new(
         doc, "created_ms",
         json_integer((json_int_t)sl_event_time_ms(sl_handler_event(ctx))));
-    return publish_json(ctx, "orders.validated", "order.validated",
-                        "validated", doc);
+    return publish_json(ctx, "orders.validated", "order.validated", "validated",
+                        doc);
 }
 
 sl_outcome orders_ship(sl_handler_ctx *ctx, void *user)
@@ -268,11 +268,9 @@ sl_outcome orders_ship(sl_handler_ctx *ctx, void *user)
     /* The payment answer carries the charge; the order's creation time
      * rides along from the validated order. */
     json_t *out = json_pack("{s:s,s:O}", "order_id",
-                            order_id_of(sl_handler_event(ctx)), "charge",
-                            doc);
+                            order_id_of(sl_handler_event(ctx)), "charge", doc);
     json_decref(doc);
-    return publish_json(ctx, "orders.shipped", "order.shipped", "shipped",
-                        out);
+    return publish_json(ctx, "orders.shipped", "order.shipped", "shipped", out);
 }
 
 sl_outcome orders_notify(sl_handler_ctx *ctx, void *user)

@@ -202,8 +202,7 @@ static enum MHD_Result post_charge(sim *s, struct MHD_Connection *conn,
         s->declines++;
         pthread_mutex_unlock(&s->mu);
         json_decref(body);
-        return answer(conn, 402, "{\"error\":\"card declined\"}", NULL,
-                      false);
+        return answer(conn, 402, "{\"error\":\"card declined\"}", NULL, false);
     }
 
     pthread_mutex_lock(&s->mu);

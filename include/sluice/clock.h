@@ -44,7 +44,7 @@ SL_API uint64_t sl_clock_now_ms(const sl_clock *clk);
  * caller owns it and initialises it with sl_manual_clock_init; nothing to
  * free. */
 typedef struct sl_manual_clock {
-    sl_clock clock; /* pass &mc.clock where an sl_clock is wanted */
+    sl_clock clock;          /* pass &mc.clock where an sl_clock is wanted */
     _Atomic uint64_t now_ms; /* set or advance it from any thread */
 } sl_manual_clock;
 

@@ -166,11 +166,11 @@ typedef struct sl_config {
     uint32_t scale_min;    /* default 2 */
     uint32_t scale_max;    /* default 20 */
     /* lifecycle: */
-    uint64_t drain_timeout_ms;   /* default 25 s */
-    char *inbox_path;            /* idempotency store; never NULL. Default
-                                    "DIR/inbox.db" for "embedded:DIR",
-                                    ":memory:" for "memory://",
-                                    "./sluice-inbox.db" otherwise */
+    uint64_t drain_timeout_ms; /* default 25 s */
+    char *inbox_path;          /* idempotency store; never NULL. Default
+                                  "DIR/inbox.db" for "embedded:DIR",
+                                  ":memory:" for "memory://",
+                                  "./sluice-inbox.db" otherwise */
     /* private: where each value read from the file came from, keyed by
      * the address of the field that holds it (sl_config_pos_of). */
     sl_config_value_pos *value_pos;
@@ -245,14 +245,16 @@ SL_API sl_status sl_config_fail(const sl_config *cfg, const void *field,
  *
  * Thread-safety: any thread.
  */
-SL_API const char *sl_config_suggest_channel(const sl_config *cfg, const char *name);
+SL_API const char *sl_config_suggest_channel(const sl_config *cfg,
+                                             const char *name);
 
 /**
  * Same for a consumer group: the group of @p channel in @p cfg closest to
  * @p group, or NULL (also when @p group is one of them).
  */
-SL_API const char *sl_config_suggest_group(const sl_config *cfg, const char *channel,
-                                    const char *group);
+SL_API const char *sl_config_suggest_group(const sl_config *cfg,
+                                           const char *channel,
+                                           const char *group);
 
 /** Write the reference of every option (key, type, default, bounds, doc) as
  * Markdown, generated from the option tables (docs/configuration.md embeds

@@ -103,15 +103,15 @@ typedef void (*sl_status_report_fn)(const char *key, const char *status,
 
 /** Options; zero is default. Copied (strings and arrays too). */
 typedef struct sl_consumer_opts {
-    const char *channel; /* required */
-    const char *group;   /* required */
-    uint32_t prefetch;   /* 0 = 10 */
-    uint32_t concurrency; /* worker threads; 0 = prefetch; <= prefetch */
+    const char *channel;         /* required */
+    const char *group;           /* required */
+    uint32_t prefetch;           /* 0 = 10 */
+    uint32_t concurrency;        /* worker threads; 0 = prefetch; <= prefetch */
     uint64_t handler_timeout_ms; /* 0 = 30000 */
     uint32_t max_attempts;       /* 0 = 5 */
     const uint64_t *backoff_ms;  /* NULL = 1000, 5000, 10000 (last repeats) */
     size_t backoff_len;
-    sl_handler_fn handler;       /* required */
+    sl_handler_fn handler; /* required */
     void *handler_ctx;
     /* Idempotency: an SQLite inbox at this path (":memory:" allowed), or
      * with the NATS engine "nats-kv" / "nats-kv:BUCKET" (JetStream KV,
@@ -120,7 +120,7 @@ typedef struct sl_consumer_opts {
      * off. */
     const char *inbox_path;
     uint64_t idempotency_ttl_ms; /* 0 = 24 h */
-    bool transactional; /* run the handler inside the inbox transaction */
+    bool transactional;    /* run the handler inside the inbox transaction */
     sl_producer *producer; /* for sl_handler_publish; borrowed; optional */
     const char *service;   /* for logs; NULL = "sluice" */
     /* Metrics (docs/observability.md): deliveries by outcome, handler
@@ -145,13 +145,13 @@ typedef struct sl_consumer_opts {
 typedef struct sl_consumer_stats {
     uint64_t acked;
     uint64_t retried;
-    uint64_t rejected;     /* dead-lettered by REJECT */
-    uint64_t exhausted;    /* dead-lettered after max_attempts */
-    uint64_t expired;      /* dead-lettered for the deadline */
-    uint64_t timed_out;    /* handler overran its timeout */
-    uint64_t duplicates;   /* skipped by the inbox */
-    uint64_t released;     /* given back at shutdown */
-    uint32_t in_flight;    /* handlers running now */
+    uint64_t rejected;   /* dead-lettered by REJECT */
+    uint64_t exhausted;  /* dead-lettered after max_attempts */
+    uint64_t expired;    /* dead-lettered for the deadline */
+    uint64_t timed_out;  /* handler overran its timeout */
+    uint64_t duplicates; /* skipped by the inbox */
+    uint64_t released;   /* given back at shutdown */
+    uint32_t in_flight;  /* handlers running now */
 } sl_consumer_stats;
 
 /**

@@ -213,8 +213,8 @@ SL_API sl_status sl_engine_declare_group(sl_engine *eng,
  *
  * Thread-safety: any thread; touches no engine.
  */
-SL_API sl_status sl_dlq_channel_name(const char *channel, const char *group, char *buf,
-                              size_t size);
+SL_API sl_status sl_dlq_channel_name(const char *channel, const char *group,
+                                     char *buf, size_t size);
 
 /* ---- publishing -------------------------------------------------------- */
 
@@ -479,8 +479,7 @@ SL_API sl_status sl_engine_depth(sl_engine *eng, const char *channel,
 
 /** Called for each event of a browse, on the browsing thread; @p ev is
  * borrowed for the call. Return false to stop. */
-typedef bool (*sl_browse_fn)(const sl_event *ev, uint32_t attempts,
-                             void *ctx);
+typedef bool (*sl_browse_fn)(const sl_event *ev, uint32_t attempts, void *ctx);
 
 /**
  * Visit up to @p max of a group's pending events in order, without

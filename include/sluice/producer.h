@@ -30,10 +30,10 @@ typedef struct sl_producer sl_producer;
 
 /** Options; zero is default. Copied. */
 typedef struct sl_producer_opts {
-    uint32_t max_in_flight;      /* unconfirmed publishes; 0 = 1000 */
-    uint64_t publish_timeout_ms; /* 0 = 5000 */
-    double rate_per_s;           /* token bucket; 0 = no limit */
-    double burst;                /* 0 = 2 x rate */
+    uint32_t max_in_flight;         /* unconfirmed publishes; 0 = 1000 */
+    uint64_t publish_timeout_ms;    /* 0 = 5000 */
+    double rate_per_s;              /* token bucket; 0 = no limit */
+    double burst;                   /* 0 = 2 x rate */
     const sl_breaker_opts *breaker; /* NULL = no breaker; copied */
     /* For the bucket and the breaker; also the publish timeout and flush
      * (NULL: the monotonic clock), whose waits a manual clock's advance

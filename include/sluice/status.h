@@ -25,7 +25,7 @@ extern "C" {
     X(OK, "ok", false)                                                         \
     X(INVALID, "invalid argument", false)                                      \
     X(NOMEM, "out of memory", true)                                            \
-    X(FULL, "full: window, queue or channel at capacity", true)               \
+    X(FULL, "full: window, queue or channel at capacity", true)                \
     X(TIMEOUT, "timed out; the outcome is unknown", true)                      \
     X(EMPTY, "nothing available", true)                                        \
     X(NOT_FOUND, "not found", false)                                           \

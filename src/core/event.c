@@ -76,18 +76,18 @@ static const char specversion_1_0[] = "1.0";
 
 /* Attribute names, and their lengths: every attribute read from a header
  * is looked up here, by length first. */
-#define ATTR_NAMES(X)                                                        \
-    X(SL_ATTR_ID, "id")                                                      \
-    X(SL_ATTR_SOURCE, "source")                                              \
-    X(SL_ATTR_TYPE, "type")                                                  \
-    X(SL_ATTR_SPECVERSION, "specversion")                                    \
-    X(SL_ATTR_SUBJECT, "subject")                                            \
-    X(SL_ATTR_DATACONTENTTYPE, "datacontenttype")                            \
-    X(SL_ATTR_DATASCHEMA, "dataschema")                                      \
-    X(SL_ATTR_TRACEPARENT, "traceparent")                                    \
-    X(SL_ATTR_TRACESTATE, "tracestate")                                      \
-    X(SL_ATTR_PARTITIONKEY, "partitionkey")                                  \
-    X(SL_ATTR_CORRELATIONID, "correlationid")                                \
+#define ATTR_NAMES(X)                                                          \
+    X(SL_ATTR_ID, "id")                                                        \
+    X(SL_ATTR_SOURCE, "source")                                                \
+    X(SL_ATTR_TYPE, "type")                                                    \
+    X(SL_ATTR_SPECVERSION, "specversion")                                      \
+    X(SL_ATTR_SUBJECT, "subject")                                              \
+    X(SL_ATTR_DATACONTENTTYPE, "datacontenttype")                              \
+    X(SL_ATTR_DATASCHEMA, "dataschema")                                        \
+    X(SL_ATTR_TRACEPARENT, "traceparent")                                      \
+    X(SL_ATTR_TRACESTATE, "tracestate")                                        \
+    X(SL_ATTR_PARTITIONKEY, "partitionkey")                                    \
+    X(SL_ATTR_CORRELATIONID, "correlationid")                                  \
     X(SL_ATTR_CAUSATIONID, "causationid")
 
 #define ATTR_NAME(attr, lit) [attr] = lit,

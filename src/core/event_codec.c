@@ -98,8 +98,7 @@ sl_status sl_ce_to_headers(const sl_event *ev, const char *prefix,
 /* The attribute of header @p name (whose prefix ends at @p rest) =
  * @p value, of @p value_len bytes. */
 static sl_status from_header(sl_event *ev, const char *name, const char *rest,
-                             const char *value, size_t value_len,
-                             sl_diag *diag)
+                             const char *value, size_t value_len, sl_diag *diag)
 {
     char attr[ATTR_NAME_MAX + 1];
 

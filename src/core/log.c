@@ -58,7 +58,7 @@ void sl_log_fields(sl_log_level level, const char *component, const char *msg,
     if (!sl_log_enabled(level)) {
         return;
     }
-    sl_log_record rec = {level, sl_time_wall_ms(), component, msg, fields,
+    sl_log_record rec = {level,  sl_time_wall_ms(), component, msg, fields,
                          nfields};
     sink.fn(&rec, sink.ctx);
 }

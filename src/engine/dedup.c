@@ -22,7 +22,7 @@ typedef struct slot {
 
 struct sl_dedup {
     slot *ring;
-    size_t cap; /* max_ids */
+    size_t cap;  /* max_ids */
     size_t head; /* oldest */
     size_t count;
     uint32_t *index; /* ring position + 1; 0 = empty */
@@ -123,8 +123,7 @@ bool sl__dedup_contains(sl_dedup *dd, const void *scope, const char *id,
     expire(dd, now_ms);
     uint64_t h1, h2;
     hash_id(scope, id, &h1, &h2);
-    for (size_t i = h1 & dd->mask; dd->index[i] != 0;
-         i = (i + 1) & dd->mask) {
+    for (size_t i = h1 & dd->mask; dd->index[i] != 0; i = (i + 1) & dd->mask) {
         const slot *s = &dd->ring[dd->index[i] - 1];
         if (s->h1 == h1 && s->h2 == h2 && s->scope == scope) {
             return true;

@@ -16,8 +16,7 @@
 
 typedef struct sl_dedup sl_dedup;
 
-sl_status sl__dedup_create(size_t max_ids, uint64_t window_ms,
-                           sl_dedup **out);
+sl_status sl__dedup_create(size_t max_ids, uint64_t window_ms, sl_dedup **out);
 void sl__dedup_destroy(sl_dedup *dd);
 
 /** True if (@p scope, @p id) was recorded within the window. */

@@ -164,15 +164,14 @@ sl_status sl__engine_publish_async_ex(sl_engine *eng, const char *channel,
 }
 
 sl_status sl_engine_publish(sl_engine *eng, const char *channel, sl_event *ev,
-                            unsigned flags, uint64_t timeout_ms,
-                            sl_diag *diag)
+                            unsigned flags, uint64_t timeout_ms, sl_diag *diag)
 {
     sl_waiter *w = NULL;
     if (sl__waiter_create(&w) != SL_OK) {
         return sl_diag_set(diag, SL_NOMEM, "out of memory");
     }
-    sl_status st = sl_engine_publish_async(eng, channel, ev, flags,
-                                           sl__waiter_signal, w);
+    sl_status st =
+        sl_engine_publish_async(eng, channel, ev, flags, sl__waiter_signal, w);
     if (st != SL_OK) {
         sl__waiter_destroy(w);
         return sl_diag_set(diag, st, "publish to '%s' refused: %s", channel,

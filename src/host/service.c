@@ -283,8 +283,8 @@ sl_status sl_service_create(const sl_config *cfg, sl_service **out,
         goto fail;
     }
     if (wants_status(cfg)) {
-        sl_gateway_state_opts so = {
-            .idempotency_ttl_ms = cfg->gateway_idempotency_ttl_ms};
+        sl_gateway_state_opts so = {.idempotency_ttl_ms =
+                                        cfg->gateway_idempotency_ttl_ms};
         d = (sl_diag){0};
         if ((st = sl_gateway_state_open(cfg->gateway_state, &so, &svc->gstate,
                                         &d)) != SL_OK) {

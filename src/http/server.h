@@ -24,9 +24,9 @@ typedef struct sl_http_server sl_http_server;
 
 /** One request; every pointer is valid only during the handler call. */
 typedef struct sl_http_request {
-    const char *method;      /* "GET", "POST", ... */
-    const char *path;        /* without the query string */
-    const uint8_t *body;     /* NULL when empty */
+    const char *method;  /* "GET", "POST", ... */
+    const char *path;    /* without the query string */
+    const uint8_t *body; /* NULL when empty */
     size_t body_len;
     const char *remote_addr; /* "127.0.0.1" or "::1" */
     void *impl;              /* the server's; for the lookups below */
@@ -102,10 +102,10 @@ sl_http_pending *sl__http_defer(const sl_http_request *req,
 void sl__http_resume(sl_http_pending *p);
 
 typedef struct sl_http_server_opts {
-    const char *listen;    /* "127.0.0.1:8080"; port 0 = any free port */
-    size_t max_body;       /* bytes; 0 = 1 MiB; larger bodies get 413 */
-    unsigned threads;      /* worker threads; 0 = 4 */
-    unsigned max_conns;    /* 0 = 1024; beyond it connections are refused */
+    const char *listen; /* "127.0.0.1:8080"; port 0 = any free port */
+    size_t max_body;    /* bytes; 0 = 1 MiB; larger bodies get 413 */
+    unsigned threads;   /* worker threads; 0 = 4 */
+    unsigned max_conns; /* 0 = 1024; beyond it connections are refused */
     sl_http_handler_fn handler;
     void *ctx;
     /* Longest wait at stop for the requests already read (deferred ones

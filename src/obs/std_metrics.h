@@ -12,7 +12,6 @@
 #include "sluice/clock.h"
 #include "sluice/metrics.h"
 
-
 typedef struct sl_std_metrics {
     /* counter {channel, outcome}: ok, failed, full, rate_limited,
      * breaker_open */

@@ -83,7 +83,7 @@ struct worker {
     pthread_t thread;
     bool started;
     sl_subscription *sub;
-    uint32_t share; /* of the prefetch */
+    uint32_t share;     /* of the prefetch */
     pthread_mutex_t mu; /* cur / abandoned, shared with the watchdog */
     sl_delivery *cur;
     uint64_t cur_timeout_at; /* mono ms */
@@ -160,7 +160,8 @@ const char *sl_outcome_str(sl_outcome outcome)
     return "unknown";
 }
 
-/* ---- the handler's view ---------------------------------------------------- */
+/* ---- the handler's view ----------------------------------------------------
+ */
 
 const sl_event *sl_handler_event(const sl_handler_ctx *ctx)
 {
@@ -278,7 +279,8 @@ sl_metrics *sl_handler_metrics(sl_handler_ctx *ctx)
     return ctx->c->reg;
 }
 
-/* ---- settling ----------------------------------------------------------------- */
+/* ---- settling
+ * ----------------------------------------------------------------- */
 
 /* The log line of one delivery; @p suppressed (when not 0) counts the
  * lines of the same kind a sampler left out before this one. */
@@ -300,10 +302,14 @@ static void log_delivery_n(sl_consumer *c, sl_log_level level, const char *msg,
         sl_traceparent_parse(tp, trace, span);
     }
     sl_log_field f[] = {
-        {"service", c->service},  {"group", c->group},
-        {"channel", c->channel},  {"event_id", sl_event_id(ev)},
-        {"type", sl_event_type(ev)}, {"trace_id", trace[0] ? trace : NULL},
-        {"attempt", att},         {"duration_ms", dur},
+        {"service", c->service},
+        {"group", c->group},
+        {"channel", c->channel},
+        {"event_id", sl_event_id(ev)},
+        {"type", sl_event_type(ev)},
+        {"trace_id", trace[0] ? trace : NULL},
+        {"attempt", att},
+        {"duration_ms", dur},
         {"error", error && error[0] ? error : NULL},
         {"suppressed", suppressed ? sup : NULL},
     };
@@ -383,8 +389,8 @@ static void report(sl_consumer *c, const sl_event *ev, const char *status,
         snprintf(detail, sizeof detail, "%s in %s: %s", reason, c->group,
                  error ? error : "");
     }
-    c->report(key ? key : sl_event_id(ev), status,
-              reason ? detail : NULL, c->report_ctx);
+    c->report(key ? key : sl_event_id(ev), status, reason ? detail : NULL,
+              c->report_ctx);
 }
 
 /* RETRY, or the dead letter when attempts are used up. */
@@ -394,8 +400,7 @@ static void settle_retry(sl_consumer *c, sl_delivery **d, uint32_t attempt,
     if (attempt >= c->max_attempts) {
         atomic_fetch_add(&c->exhausted, 1);
         sl_counter_inc(c->m.exhausted);
-        report(c, sl_delivery_event(*d), c->status_dead, "max_attempts",
-               error);
+        report(c, sl_delivery_event(*d), c->status_dead, "max_attempts", error);
         sl_delivery_dead_letter(d, SL_DEAD_MAX_ATTEMPTS, error);
         return;
     }
@@ -458,16 +463,16 @@ static void process(worker *w, sl_delivery *d)
     if (c->inbox != NULL && !c->transactional) {
         sl_inbox_claim seen = SL_INBOX_NEW;
         uint64_t retry_ms = 0;
-        sl_status ist = sl__inbox_claim(
-            c->inbox, c->group, sl_event_id(dev),
-            c->handler_timeout_ms + INBOX_LEASE_MARGIN_MS, now, &seen,
-            &claim_token, &retry_ms);
+        sl_status ist =
+            sl__inbox_claim(c->inbox, c->group, sl_event_id(dev),
+                            c->handler_timeout_ms + INBOX_LEASE_MARGIN_MS, now,
+                            &seen, &claim_token, &retry_ms);
         if (ist != SL_OK) {
             char err[128];
             snprintf(err, sizeof err, "idempotency inbox unavailable: %s",
                      sl_status_str(ist));
-            log_delivery(c, SL_LOG_WARN, "idempotency inbox unavailable",
-                         dev, attempt, err, 0);
+            log_delivery(c, SL_LOG_WARN, "idempotency inbox unavailable", dev,
+                         attempt, err, 0);
             settle_retry(c, &d, attempt, NULL, err);
             return;
         }
@@ -588,8 +593,8 @@ static void process(worker *w, sl_delivery *d)
                          took);
             break;
         case SL_OUTCOME_RETRY:
-            log_sampled(c, &c->retries_logged, "handler asked to retry",
-                        ctx.ev, attempt, ctx.error, took);
+            log_sampled(c, &c->retries_logged, "handler asked to retry", ctx.ev,
+                        attempt, ctx.error, took);
             settle_retry(c, &d, attempt, &ctx,
                          ctx.error[0] ? ctx.error : "handler returned RETRY");
             break;
@@ -703,7 +708,8 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
-/* ---- lifecycle ------------------------------------------------------------------ */
+/* ---- lifecycle
+ * ------------------------------------------------------------------ */
 
 static void collect(sl_metrics *reg, void *ctx)
 {
@@ -728,11 +734,9 @@ static sl_status bind_metrics(sl_consumer *c, sl_metrics *reg, sl_diag *diag)
     c->m.expired = sl_metric_get(out, SL_LABELS(ch, g, "expired"));
     c->m.duplicates = sl_metric_get(out, SL_LABELS(ch, g, "duplicate"));
     c->m.released = sl_metric_get(out, SL_LABELS(ch, g, "released"));
-    c->m.timed_out =
-        sl_metric_get(c->sm.handler_timeouts, SL_LABELS(ch, g));
+    c->m.timed_out = sl_metric_get(c->sm.handler_timeouts, SL_LABELS(ch, g));
     c->m.duration = sl_metric_get(c->sm.handler_seconds, SL_LABELS(ch, g));
-    c->m.in_flight =
-        sl_metric_get(c->sm.handlers_in_flight, SL_LABELS(ch, g));
+    c->m.in_flight = sl_metric_get(c->sm.handlers_in_flight, SL_LABELS(ch, g));
     if ((st = sl_metrics_add_collector(reg, collect, c)) != SL_OK) {
         return st;
     }
@@ -819,12 +823,11 @@ sl_status sl_consumer_create(sl_engine *eng, const sl_consumer_opts *opts,
         goto fail;
     }
     if (opts->inbox_path != NULL &&
-        (st = sl__inbox_open_for(eng, opts->inbox_path, opts->channel,
-                                 opts->group,
-                                 opts->idempotency_ttl_ms
-                                     ? opts->idempotency_ttl_ms
-                                     : DEFAULT_IDEMPOTENCY_TTL_MS,
-                                 &c->inbox, diag)) != SL_OK) {
+        (st = sl__inbox_open_for(
+             eng, opts->inbox_path, opts->channel, opts->group,
+             opts->idempotency_ttl_ms ? opts->idempotency_ttl_ms
+                                      : DEFAULT_IDEMPOTENCY_TTL_MS,
+             &c->inbox, diag)) != SL_OK) {
         goto fail;
     }
     if (c->inbox != NULL && c->transactional && !sl__inbox_has_db(c->inbox)) {

@@ -84,7 +84,7 @@ struct job {
 
 struct sl_http_handler {
     char *url;
-    char *reply_to;   /* NULL = no reply */
+    char *reply_to; /* NULL = no reply */
     char *reply_type;
     char *service;  /* for logs */
     char *agent;    /* User-Agent */
@@ -628,8 +628,8 @@ static void judge(sl_http_handler *hh, job *j, uint64_t took_ms,
         } else if (hh->reply_to != NULL) {
             res->outcome = SL_OUTCOME_REJECT;
             snprintf(res->error, sizeof res->error,
-                     "POST %s: answer longer than %d bytes: no reply",
-                     hh->url, REPLY_MAX);
+                     "POST %s: answer longer than %d bytes: no reply", hh->url,
+                     REPLY_MAX);
         }
         return;
     }
@@ -938,8 +938,8 @@ sl_status sl_http_handler_create(const sl_http_handler_opts *opts,
     hh->url = sl_strdup(opts->url);
     if (opts->reply_to != NULL) {
         hh->reply_to = sl_strdup(opts->reply_to);
-        hh->reply_type = sl_strdup(opts->reply_type ? opts->reply_type
-                                                    : "http.response");
+        hh->reply_type =
+            sl_strdup(opts->reply_type ? opts->reply_type : "http.response");
         if (hh->reply_to == NULL || hh->reply_type == NULL) {
             goto fail;
         }

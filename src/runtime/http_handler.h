@@ -20,8 +20,8 @@ typedef struct sl__http_result {
     int status; /* HTTP status; 0 when there was no answer */
     bool sent;  /* a request went out */
     char error[SL_HTTP_HANDLER_ERROR_MAX]; /* empty on ACK */
-    char *reply;      /* ACK with reply_to: the answer's body, sl_malloc'd;
-                         the caller frees it (NULL otherwise) */
+    char *reply; /* ACK with reply_to: the answer's body, sl_malloc'd;
+                    the caller frees it (NULL otherwise) */
     size_t reply_len;
 } sl__http_result;
 

@@ -80,8 +80,7 @@ static void count_refusal(sl_producer *p, const char *channel, sl_status st)
                           : st == SL_RATE_LIMITED ? "rate_limited"
                           : st == SL_BREAKER_OPEN ? "breaker_open"
                                                   : "failed";
-    sl_counter_inc(
-        sl_metric_get(p->sm.published, SL_LABELS(channel, outcome)));
+    sl_counter_inc(sl_metric_get(p->sm.published, SL_LABELS(channel, outcome)));
     if (st == SL_RATE_LIMITED) {
         sl_counter_inc(
             sl_metric_get(p->sm.rate_limited, SL_LABELS("producer")));
@@ -100,8 +99,8 @@ sl_status sl_producer_create(sl_engine *eng, const sl_producer_opts *opts,
         return SL_NOMEM;
     }
     p->eng = eng;
-    p->max_in_flight = o.max_in_flight ? o.max_in_flight
-                                       : DEFAULT_MAX_IN_FLIGHT;
+    p->max_in_flight =
+        o.max_in_flight ? o.max_in_flight : DEFAULT_MAX_IN_FLIGHT;
     p->timeout_ms = o.publish_timeout_ms ? o.publish_timeout_ms
                                          : DEFAULT_PUBLISH_TIMEOUT_MS;
     p->clock = o.clock;
@@ -113,8 +112,7 @@ sl_status sl_producer_create(sl_engine *eng, const sl_producer_opts *opts,
             .rate_per_s = o.rate_per_s,
             .burst = o.burst > 0 ? o.burst : 2 * o.rate_per_s,
         };
-        st = sl_token_bucket_create(&bo, sl_clock_now_ms(p->clock),
-                                    &p->bucket);
+        st = sl_token_bucket_create(&bo, sl_clock_now_ms(p->clock), &p->bucket);
     }
     if (st == SL_OK && o.metrics != NULL) {
         st = sl__std_metrics_declare(o.metrics, &p->sm, NULL);
@@ -130,8 +128,8 @@ sl_status sl_producer_create(sl_engine *eng, const sl_producer_opts *opts,
             p->user_on_change_ctx = bo.on_change_ctx;
             bo.on_change = on_breaker_change;
             bo.on_change_ctx = p;
-            sl__std_metrics_breaker(&p->sm, "producer",
-                                    SL_BREAKER_STATE_CLOSED, false);
+            sl__std_metrics_breaker(&p->sm, "producer", SL_BREAKER_STATE_CLOSED,
+                                    false);
         }
         st = sl_breaker_create(&bo, &p->brk);
     }
@@ -303,8 +301,7 @@ static sl_status admit(sl_producer *p, bool wait, uint64_t deadline_ms)
         release_slot(p);
         return SL_BREAKER_OPEN;
     }
-    if (p->bucket != NULL &&
-        (st = take_token(p, wait, deadline_ms)) != SL_OK) {
+    if (p->bucket != NULL && (st = take_token(p, wait, deadline_ms)) != SL_OK) {
         if (p->brk != NULL) {
             sl_breaker_cancel(p->brk, sl_clock_now_ms(p->clock));
         }
@@ -405,8 +402,8 @@ sl_status sl_producer_try_publish(sl_producer *p, const char *channel,
     return publish(p, channel, ev, cb, ctx, false, 0);
 }
 
-sl_status sl_producer_publish(sl_producer *p, const char *channel,
-                              sl_event *ev, sl_diag *diag)
+sl_status sl_producer_publish(sl_producer *p, const char *channel, sl_event *ev,
+                              sl_diag *diag)
 {
     uint64_t deadline = now_ms(p) + p->timeout_ms;
     sl_waiter *w = NULL;

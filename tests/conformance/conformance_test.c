@@ -102,8 +102,8 @@ static void declare(fx *f, uint64_t max_length, uint32_t max_attempts)
     sl_diag diag = {0};
     sl_channel_opts co = {.name = CH, .max_length = max_length};
     assert_int_equal(sl_engine_declare_channel(f->eng, &co, &diag), SL_OK);
-    sl_group_opts go = {.channel = CH, .name = GROUP,
-                        .max_attempts = max_attempts};
+    sl_group_opts go = {
+        .channel = CH, .name = GROUP, .max_attempts = max_attempts};
     assert_int_equal(sl_engine_declare_group(f->eng, &go, &diag), SL_OK);
 }
 
@@ -164,8 +164,8 @@ static sl_subscription *subscribe(fx *f, uint32_t prefetch)
 {
     sl_subscription *sub = NULL;
     sl_subscribe_opts so = {.prefetch = prefetch};
-    assert_int_equal(
-        sl_engine_subscribe(f->eng, CH, GROUP, &so, &sub, NULL), SL_OK);
+    assert_int_equal(sl_engine_subscribe(f->eng, CH, GROUP, &so, &sub, NULL),
+                     SL_OK);
     return sub;
 }
 
@@ -262,8 +262,8 @@ static void publish_to_undeclared_channel_fails(void **state)
 {
     fx *f = *state;
     sl_event *ev = new_event(NULL);
-    sl_status st = sl_engine_publish(f->eng, "no.such.channel", ev, 0, 1000,
-                                     NULL);
+    sl_status st =
+        sl_engine_publish(f->eng, "no.such.channel", ev, 0, 1000, NULL);
     assert_int_equal(st, SL_NOT_FOUND);
     sl_event_unref(ev);
 }
@@ -414,7 +414,8 @@ static void producer_window_bounds_unconfirmed_publishes(void **state)
     sl_producer_destroy(wp.p);
 }
 
-/* ---- 3. consumers hold bounded work ---------------------------------------- */
+/* ---- 3. consumers hold bounded work ----------------------------------------
+ */
 
 static void fetch_never_exceeds_prefetch(void **state)
 {
@@ -438,8 +439,7 @@ static void fetch_never_exceeds_prefetch(void **state)
     }
     assert_int_equal(n, 3);
     size_t more = 0;
-    assert_int_equal(sl_subscription_fetch(sub, ds + 3, 10, 0, &more),
-                     SL_FULL);
+    assert_int_equal(sl_subscription_fetch(sub, ds + 3, 10, 0, &more), SL_FULL);
     assert_int_equal(depth_of(f, CH, GROUP).in_flight, 3);
     assert_int_equal(sl_delivery_ack(&ds[0]), SL_OK);
     assert_int_equal(sl_subscription_fetch(sub, ds + 3, 10, 1000, &more),
@@ -495,8 +495,11 @@ static void handler_concurrency_never_exceeds_prefetch(void **state)
     }
     busy b = {0};
     sl_consumer *c = NULL;
-    sl_consumer_opts co = {.channel = CH, .group = GROUP, .prefetch = 4,
-                           .concurrency = 4, .handler = busy_handler,
+    sl_consumer_opts co = {.channel = CH,
+                           .group = GROUP,
+                           .prefetch = 4,
+                           .concurrency = 4,
+                           .handler = busy_handler,
                            .handler_ctx = &b};
     assert_int_equal(sl_consumer_create(f->eng, &co, &c, NULL), SL_OK);
     assert_int_equal(sl_consumer_start(c), SL_OK);
@@ -509,7 +512,8 @@ static void handler_concurrency_never_exceeds_prefetch(void **state)
     assert_int_equal(d.ready + d.in_flight + d.delayed, 0);
 }
 
-/* ---- 4. at-least-once, retries that do not block, dead letters --------------- */
+/* ---- 4. at-least-once, retries that do not block, dead letters
+ * --------------- */
 
 static void retry_does_not_hold_prefetch(void **state)
 {
@@ -577,9 +581,13 @@ static void exhausted_retries_dead_letter_with_max_attempts(void **state)
     _Atomic int calls = 0;
     uint64_t backoff[] = {10, 20};
     sl_consumer *c = NULL;
-    sl_consumer_opts co = {.channel = CH, .group = GROUP, .prefetch = 2,
-                           .max_attempts = 3, .backoff_ms = backoff,
-                           .backoff_len = 2, .handler = always_retry,
+    sl_consumer_opts co = {.channel = CH,
+                           .group = GROUP,
+                           .prefetch = 2,
+                           .max_attempts = 3,
+                           .backoff_ms = backoff,
+                           .backoff_len = 2,
+                           .handler = always_retry,
                            .handler_ctx = (void *)&calls};
     assert_int_equal(sl_consumer_create(f->eng, &co, &c, NULL), SL_OK);
     assert_int_equal(sl_consumer_start(c), SL_OK);
@@ -597,10 +605,11 @@ static void exhausted_retries_dead_letter_with_max_attempts(void **state)
     assert_string_equal(dl.error, "downstream unavailable (attempt 3)");
 }
 
-/* ---- 5. crashes redeliver ---------------------------------------------------- */
+/* ---- 5. crashes redeliver
+ * ---------------------------------------------------- */
 
-static void closed_consumer_redelivers_to_another_counting_the_attempt(
-    void **state)
+static void
+closed_consumer_redelivers_to_another_counting_the_attempt(void **state)
 {
     fx *f = *state;
     declare(f, 0, 5);
@@ -707,7 +716,8 @@ static void held_delivery_stays_with_its_live_holder(void **state)
     sl_subscription_close(a);
 }
 
-/* ---- 6. deadlines ------------------------------------------------------------- */
+/* ---- 6. deadlines
+ * ------------------------------------------------------------- */
 
 static void expired_event_is_dead_lettered_not_delivered(void **state)
 {
@@ -750,8 +760,8 @@ static sl_outcome deadline_handler(sl_handler_ctx *ctx, void *user)
     return SL_OUTCOME_ACK;
 }
 
-static void handler_sees_remaining_time_and_children_inherit_deadline(
-    void **state)
+static void
+handler_sees_remaining_time_and_children_inherit_deadline(void **state)
 {
     fx *f = *state;
     declare(f, 0, 5);
@@ -768,9 +778,12 @@ static void handler_sees_remaining_time_and_children_inherit_deadline(
     deadline_probe dp = {0};
     assert_int_equal(sl_producer_create(f->eng, NULL, &dp.p), SL_OK);
     sl_consumer *c = NULL;
-    sl_consumer_opts co = {.channel = CH, .group = GROUP, .prefetch = 1,
+    sl_consumer_opts co = {.channel = CH,
+                           .group = GROUP,
+                           .prefetch = 1,
                            .handler_timeout_ms = 60000,
-                           .handler = deadline_handler, .handler_ctx = &dp,
+                           .handler = deadline_handler,
+                           .handler_ctx = &dp,
                            .producer = dp.p};
     assert_int_equal(sl_consumer_create(f->eng, &co, &c, NULL), SL_OK);
     assert_int_equal(sl_consumer_start(c), SL_OK);
@@ -785,7 +798,8 @@ static void handler_sees_remaining_time_and_children_inherit_deadline(
     assert_int_equal(depth_of(f, "conf.children", "sink").ready, 1);
 }
 
-/* ---- 7. idempotent consumers ---------------------------------------------------- */
+/* ---- 7. idempotent consumers
+ * ---------------------------------------------------- */
 
 typedef struct counter {
     _Atomic int calls;
@@ -835,9 +849,13 @@ static void run_idempotent_consumer(fx *f, counter *k, int want_calls,
     const char *inbox = inbox_of(f);
     uint64_t backoff[] = {10};
     sl_consumer *c = NULL;
-    sl_consumer_opts co = {.channel = CH, .group = GROUP, .prefetch = 1,
-                           .backoff_ms = backoff, .backoff_len = 1,
-                           .handler = counting_handler, .handler_ctx = k,
+    sl_consumer_opts co = {.channel = CH,
+                           .group = GROUP,
+                           .prefetch = 1,
+                           .backoff_ms = backoff,
+                           .backoff_len = 1,
+                           .handler = counting_handler,
+                           .handler_ctx = k,
                            .inbox_path = inbox};
     assert_int_equal(sl_consumer_create(f->eng, &co, &c, NULL), SL_OK);
     assert_int_equal(sl_consumer_start(c), SL_OK);
@@ -1084,7 +1102,8 @@ static void foreign_message_keeps_its_id_on_redelivery(void **state)
     }
 }
 
-/* ---- 8. graceful shutdown -------------------------------------------------------- */
+/* ---- 8. graceful shutdown
+ * -------------------------------------------------------- */
 
 typedef struct slow {
     unsigned ms;
@@ -1111,8 +1130,11 @@ static void shutdown_drains_in_flight_and_releases_the_rest(void **state)
     }
     slow s = {.ms = 150};
     sl_consumer *c = NULL;
-    sl_consumer_opts co = {.channel = CH, .group = GROUP, .prefetch = 8,
-                           .concurrency = 2, .handler = slow_handler,
+    sl_consumer_opts co = {.channel = CH,
+                           .group = GROUP,
+                           .prefetch = 8,
+                           .concurrency = 2,
+                           .handler = slow_handler,
                            .handler_ctx = &s};
     assert_int_equal(sl_consumer_create(f->eng, &co, &c, NULL), SL_OK);
     assert_int_equal(sl_consumer_start(c), SL_OK);
@@ -1142,8 +1164,11 @@ static void shutdown_past_drain_timeout_releases_unfinished(void **state)
     assert_int_equal(publish_id(f, "stuck", 0), SL_OK);
     slow s = {.ms = 1500};
     sl_consumer *c = NULL;
-    sl_consumer_opts co = {.channel = CH, .group = GROUP, .prefetch = 1,
-                           .handler = slow_handler, .handler_ctx = &s};
+    sl_consumer_opts co = {.channel = CH,
+                           .group = GROUP,
+                           .prefetch = 1,
+                           .handler = slow_handler,
+                           .handler_ctx = &s};
     assert_int_equal(sl_consumer_create(f->eng, &co, &c, NULL), SL_OK);
     assert_int_equal(sl_consumer_start(c), SL_OK);
     assert_true(wait_for_int(&s.started, 1, 5000));

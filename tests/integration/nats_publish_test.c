@@ -31,9 +31,9 @@
 #include <unistd.h>
 
 #define CH "acks"
-#define WINDOW 4096         /* publishes the engine allows outstanding */
-#define ACK_WAIT_MS 5000    /* the engine's PubAck wait */
-#define GIVE_UP_MS 15000    /* a bound on each wait below, not a timing */
+#define WINDOW 4096      /* publishes the engine allows outstanding */
+#define ACK_WAIT_MS 5000 /* the engine's PubAck wait */
+#define GIVE_UP_MS 15000 /* a bound on each wait below, not a timing */
 
 typedef struct outcomes {
     _Atomic uint32_t calls, timeouts;

@@ -49,11 +49,10 @@ static int publish(const char *url, const char *channel, const char *prefix,
                 sl_event_set(ev, SL_ATTR_ID, id) != SL_OK ||
                 sl_event_set_data(ev, "{\"k\":1}", 7) != SL_OK) {
                 rc = 1;
-            } else if (sl_engine_publish(eng, channel, ev,
-                                         c == 0 && !nodedup
-                                             ? 0
-                                             : SL_PUBLISH_NO_DEDUP,
-                                         10000, &diag) != SL_OK) {
+            } else if (sl_engine_publish(
+                           eng, channel, ev,
+                           c == 0 && !nodedup ? 0 : SL_PUBLISH_NO_DEDUP, 10000,
+                           &diag) != SL_OK) {
                 fprintf(stderr, "nats_tool: publish %s: %s\n", id, diag.msg);
                 rc = 1;
             }
@@ -183,8 +182,7 @@ static int stream_msgs(const char *url, const char *channel)
 int main(int argc, char **argv)
 {
     if ((argc == 7 || argc == 8) && strcmp(argv[1], "publish") == 0) {
-        return publish(argv[2], argv[3], argv[4], atol(argv[5]),
-                       atol(argv[6]),
+        return publish(argv[2], argv[3], argv[4], atol(argv[5]), atol(argv[6]),
                        argc == 8 && strcmp(argv[7], "nodedup") == 0);
     }
     if (argc == 3 && strcmp(argv[1], "roundtrip") == 0) {

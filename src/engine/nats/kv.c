@@ -259,8 +259,8 @@ static sl_status kv_claim(sl_inbox_store *in, const char *group, const char *id,
         uint64_t at = kvEntry_Revision(ent);
         uint64_t until = 0;
         bool done = v != NULL && strncmp(v, "done ", 5) == 0;
-        bool held = v != NULL &&
-                    sscanf(v, "claim %" SCNu64, &until) == 1 && until > now_ms;
+        bool held = v != NULL && sscanf(v, "claim %" SCNu64, &until) == 1 &&
+                    until > now_ms;
         kvEntry_Destroy(ent);
         if (done) {
             *claim = SL_INBOX_DONE;

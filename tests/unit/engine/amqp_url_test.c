@@ -38,14 +38,13 @@ static void heartbeat_must_be_seconds_up_to_65535(void **state)
     assert_non_null(strstr(diag.msg, "heartbeat"));
     expect_open_fails("amqp://g:g@127.0.0.1:1?heartbeat=65536", SL_INVALID,
                       &diag);
-    expect_open_fails("amqp://g:g@127.0.0.1:1?heartbeat=-1", SL_INVALID,
-                      &diag);
+    expect_open_fails("amqp://g:g@127.0.0.1:1?heartbeat=-1", SL_INVALID, &diag);
     expect_open_fails("amqp://g:g@127.0.0.1:1?heartbeat=", SL_INVALID, &diag);
     /* Valid values get as far as connecting. */
     expect_open_fails("amqp://g:g@127.0.0.1:1?heartbeat=0", SL_UNAVAILABLE,
                       &diag);
-    expect_open_fails("amqp://g:g@127.0.0.1:1?heartbeat=65535",
-                      SL_UNAVAILABLE, &diag);
+    expect_open_fails("amqp://g:g@127.0.0.1:1?heartbeat=65535", SL_UNAVAILABLE,
+                      &diag);
 }
 
 static void unknown_parameter_suggests_the_closest_or_lists_them(void **state)
@@ -104,8 +103,8 @@ static void password_in_user_info_and_parameter_is_ambiguous(void **state)
 {
     (void)state;
     sl_diag diag;
-    expect_open_fails("amqp://g:s3cr3t@127.0.0.1:1?password=env:X",
-                      SL_INVALID, &diag);
+    expect_open_fails("amqp://g:s3cr3t@127.0.0.1:1?password=env:X", SL_INVALID,
+                      &diag);
     assert_non_null(strstr(diag.msg, "both"));
     assert_null(strstr(diag.msg, "s3cr3t"));
 }
@@ -138,8 +137,7 @@ static void tls_parameters_need_amqps(void **state)
 {
     (void)state;
     sl_diag diag;
-    expect_open_fails("amqp://g:g@127.0.0.1:1?verify=none", SL_INVALID,
-                      &diag);
+    expect_open_fails("amqp://g:g@127.0.0.1:1?verify=none", SL_INVALID, &diag);
     assert_non_null(strstr(diag.msg, "amqps://"));
     expect_open_fails("amqps://g:g@127.0.0.1:1?verify=maybe", SL_INVALID,
                       &diag);

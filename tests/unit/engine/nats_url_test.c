@@ -54,8 +54,8 @@ static void unknown_parameter_suggests_the_closest_name(void **state)
             "unknown parameter 'replica'", "did you mean 'replicas'?", NULL);
     refused("nats://127.0.0.1:1?ack_wiat_ms=500", SL_INVALID,
             "did you mean 'ack_wait_ms'?", NULL);
-    refused("nats://127.0.0.1:1?tls_cs=x", SL_INVALID,
-            "did you mean 'tls_ca'?", NULL);
+    refused("nats://127.0.0.1:1?tls_cs=x", SL_INVALID, "did you mean 'tls_ca'?",
+            NULL);
 }
 
 static void unknown_parameter_far_from_all_lists_them(void **state)

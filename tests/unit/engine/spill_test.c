@@ -29,8 +29,7 @@ static int setup(void **state)
     static int n;
     fx *f = calloc(1, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "%s/sluice-spill-%d-%d",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid(),
-             ++n);
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid(), ++n);
     char url[300];
     snprintf(url, sizeof url, "embedded:%s", f->dir);
     /* A budget of one byte: everything committed and waiting spills. */
@@ -132,8 +131,8 @@ static void spilled_events_can_be_browsed_and_dead_lettered(void **state)
     fx *f = *state;
     publish_all(f);
     browsed = 0;
-    assert_int_equal(
-        sl_engine_browse(f->eng, CH, "a", 0, count_browsed, NULL), SL_OK);
+    assert_int_equal(sl_engine_browse(f->eng, CH, "a", 0, count_browsed, NULL),
+                     SL_OK);
     assert_int_equal(browsed, N);
 
     sl_subscription *sub = NULL;
@@ -148,9 +147,9 @@ static void spilled_events_can_be_browsed_and_dead_lettered(void **state)
                      SL_OK);
     sl_subscription_close(sub);
     browsed = 0;
-    assert_int_equal(sl_engine_browse(f->eng, CH ".b.dlq", "dlq", 0,
-                                      count_browsed, NULL),
-                     SL_OK);
+    assert_int_equal(
+        sl_engine_browse(f->eng, CH ".b.dlq", "dlq", 0, count_browsed, NULL),
+        SL_OK);
     assert_int_equal(browsed, 1);
 }
 
@@ -158,8 +157,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
-            spilled_events_are_delivered_intact_and_in_order, setup,
-            teardown),
+            spilled_events_are_delivered_intact_and_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(
             spilled_events_can_be_browsed_and_dead_lettered, setup, teardown),
     };

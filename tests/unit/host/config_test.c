@@ -1166,12 +1166,12 @@ static void config_http_handler_needs_a_url(void **state)
                                       "    handler: {kind: http}\n",
                         "service.yaml:6:14: consumers[0].handler.url: "
                         "missing required key (kind http needs it)");
-    sl_config *cfg = load_ok(BASE_CHANNELS
-                             "consumers:\n"
-                             "  - channel: orders.created\n"
-                             "    group: billing\n"
-                             "    handler: {kind: http, url: "
-                             "\"http://127.0.0.1:1/x\", timeout: 2s}\n");
+    sl_config *cfg =
+        load_ok(BASE_CHANNELS "consumers:\n"
+                              "  - channel: orders.created\n"
+                              "    group: billing\n"
+                              "    handler: {kind: http, url: "
+                              "\"http://127.0.0.1:1/x\", timeout: 2s}\n");
     assert_int_equal(cfg->consumers[0].handler.timeout_ms, 2000);
     assert_int_equal(cfg->consumers[0].handler.max_concurrency, 16);
     assert_int_equal(cfg->consumers[0].handler.breaker_failures, 5);

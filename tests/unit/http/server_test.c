@@ -689,9 +689,8 @@ static void server_stop_cancels_suspended_requests_with_503(void **state)
     for (int i = 0; i < 2; i++) {
         snprintf(bg[i].url, sizeof bg[i].url, "http://127.0.0.1:%u/never",
                  (unsigned)sl__http_server_port(srv));
-        assert_int_equal(pthread_create(&t[i], NULL, request_in_background,
-                                        &bg[i]),
-                         0);
+        assert_int_equal(
+            pthread_create(&t[i], NULL, request_in_background, &bg[i]), 0);
         /* One at a time, so that g_def.kept is each one's in turn. */
         assert_true(ts_wait_until(one_kept, NULL, TS_WAIT_MS));
         pthread_mutex_lock(&g_def.mu);

@@ -66,8 +66,8 @@ static sl_event *event(void)
     return ev;
 }
 
-static void producer_metrics_count_confirms_and_refusals_by_channel(
-    void **state)
+static void
+producer_metrics_count_confirms_and_refusals_by_channel(void **state)
 {
     fx *f = *state;
     sl_manual_clock mc;
@@ -146,9 +146,8 @@ static void consumer_metrics_count_outcomes_and_durations(void **state)
     /* Created (so the group exists) before the events arrive. */
     for (int i = 0; i < 5; i++) {
         sl_event *ev = NULL;
-        assert_int_equal(sl_event_create_new("/test", i < 3 ? "ok" : "bad",
-                                             &ev),
-                         SL_OK);
+        assert_int_equal(
+            sl_event_create_new("/test", i < 3 ? "ok" : "bad", &ev), SL_OK);
         assert_int_equal(
             sl_engine_publish(f->eng, "orders", ev, 0, 10000, NULL), SL_OK);
         sl_event_unref(ev);
@@ -172,8 +171,8 @@ static void consumer_metrics_count_outcomes_and_durations(void **state)
     sl_consumer_destroy(c);
 }
 
-static void metrics_declared_differently_by_the_application_are_refused(
-    void **state)
+static void
+metrics_declared_differently_by_the_application_are_refused(void **state)
 {
     fx *f = *state;
     sl_metric_family *fam = NULL;

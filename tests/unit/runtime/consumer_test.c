@@ -2,8 +2,8 @@
  * the error text of a REJECT, a handler's own retry delay, option checks,
  * the log lines of expected outcomes, and the transactional inbox.
  */
-#include "sluice/consumer.h"
 #include "sluice/alloc.h"
+#include "sluice/consumer.h"
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 
@@ -381,8 +381,8 @@ static void collect_report(const char *key, const char *status,
     reports *r = ctx;
     pthread_mutex_lock(&r->mu);
     if (r->n < 8) {
-        snprintf(r->lines[r->n++], sizeof r->lines[0], "%s %s %s", key,
-                 status, detail ? detail : "-");
+        snprintf(r->lines[r->n++], sizeof r->lines[0], "%s %s %s", key, status,
+                 detail ? detail : "-");
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -457,10 +457,10 @@ static void capture_log(const sl_log_record *rec, void *ctx)
     pthread_mutex_lock(&lp->mu);
     for (size_t i = 0; i < rec->nfields; i++) {
         const sl_log_field *f = &rec->fields[i];
-        char *dst = strcmp(f->key, "trace_id") == 0     ? lp->trace_id
-                    : strcmp(f->key, "event_id") == 0   ? lp->event_id
-                    : strcmp(f->key, "type") == 0       ? lp->type
-                    : strcmp(f->key, "service") == 0    ? lp->service
+        char *dst = strcmp(f->key, "trace_id") == 0      ? lp->trace_id
+                    : strcmp(f->key, "event_id") == 0    ? lp->event_id
+                    : strcmp(f->key, "type") == 0        ? lp->type
+                    : strcmp(f->key, "service") == 0     ? lp->service
                     : strcmp(f->key, "duration_ms") == 0 ? lp->duration
                                                          : NULL;
         if (dst != NULL && f->value != NULL) {
@@ -492,8 +492,8 @@ static void logs_carry_trace_event_type_service_and_duration(void **state)
                  "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     assert_int_equal(sl_engine_publish(f->eng, CH, ev, 0, 5000, NULL), SL_OK);
     sl_event_unref(ev);
-    sl_consumer_opts co = {.prefetch = 1, .handler = scripted,
-                           .service = "shop"};
+    sl_consumer_opts co = {
+        .prefetch = 1, .handler = scripted, .service = "shop"};
     start(f, &co);
     bool seen = ts_wait_until(log_seen, &lp, WAIT_MS);
     stop(f);

@@ -930,8 +930,7 @@ static void answer_is_published_as_a_child_with_reply_to(void **state)
     const sl_event *reply = sl_delivery_event(d);
     assert_string_equal(sl_event_type(reply), "charge.created");
     assert_string_equal(sl_event_get(reply, SL_ATTR_CAUSATIONID), "order-7");
-    assert_string_equal(sl_event_get(reply, SL_ATTR_CORRELATIONID),
-                        "order-7");
+    assert_string_equal(sl_event_get(reply, SL_ATTR_CORRELATIONID), "order-7");
     size_t len = 0;
     const char *data = sl_event_data(reply, &len);
     assert_int_equal(len, strlen("{\"charge_id\":\"c-1\"}"));

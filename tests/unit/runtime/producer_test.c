@@ -39,8 +39,8 @@ typedef struct fake_engine {
     sl_publish_cb cbs[MAX_PENDING];
     void *ctxs[MAX_PENDING];
     size_t npending;
-    size_t published; /* calls that were accepted */
-    sl_status refuse; /* SL_OK: accept; else refuse publishes at once */
+    size_t published;    /* calls that were accepted */
+    sl_status refuse;    /* SL_OK: accept; else refuse publishes at once */
     unsigned last_flags; /* what the last publish was given */
     unsigned last_hints;
 } fake_engine;
