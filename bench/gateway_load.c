@@ -799,7 +799,7 @@ int main(int argc, char **argv)
     double rate = 0, seconds = 2, warmup = 0;
     unsigned nconn = 64;
     const char *client = "epoll";
-    for (int i = 2; i < argc; i++) {
+    for (int i = 2; i < argc; i += 2) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v == NULL) {
@@ -820,7 +820,6 @@ int main(int argc, char **argv)
         } else {
             usage();
         }
-        i++;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (strcmp(argv[1], "paced") == 0) {

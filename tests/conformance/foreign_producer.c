@@ -18,6 +18,9 @@
 #include <string.h>
 
 static sl_status failed(char *err, size_t err_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static sl_status failed(char *err, size_t err_size, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
