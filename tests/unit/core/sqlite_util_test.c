@@ -1,6 +1,7 @@
 /* Every sluice database is opened the same way: WAL, the durability level
  * asked for, a busy timeout, a bounded cache; errors name the database. */
 #include "core/sqlite_util.h"
+#include "support.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,8 +16,8 @@
 #include <unistd.h>
 
 typedef struct fx {
-    char dir[64];
-    char path[128];
+    char dir[256];
+    char path[300];
 } fx;
 
 static int setup(void **state)
@@ -25,8 +26,7 @@ static int setup(void **state)
     if (f == NULL) {
         return -1;
     }
-    snprintf(f->dir, sizeof f->dir, "/tmp/sluice-sqlite-XXXXXX");
-    if (mkdtemp(f->dir) == NULL) {
+    if (!ts_tempdir(f->dir, sizeof f->dir, "sqlite")) {
         free(f);
         return -1;
     }
@@ -38,11 +38,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
+    ts_rm_rf(f->dir);
     free(f);
-    return rc == 0 ? 0 : -1;
+    return 0;
 }
 
 static long long pragma(sqlite3 *db, const char *name)
@@ -111,7 +109,7 @@ static void read_only_connection_cannot_write(void **state)
 static void failure_names_the_database_and_leaves_out_alone(void **state)
 {
     fx *f = *state;
-    char path[160];
+    char path[300];
     snprintf(path, sizeof path, "%s/missing/dir/test.db", f->dir);
     sqlite3 *db = (sqlite3 *)(uintptr_t)1; /* must stay as it is */
     sl_diag diag = {0};

@@ -4,6 +4,7 @@
  * recovery of delayed retries.
  */
 #include "sluice/engine.h"
+#include "support.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,40 +35,13 @@ typedef struct fx {
     sl_engine *eng;
 } fx;
 
-/* Remove a directory tree (the test's own files only). */
-static void rm_rf(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0) {
-        return;
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *dir = opendir(path);
-        struct dirent *de;
-        while (dir != NULL && (de = readdir(dir)) != NULL) {
-            if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
-                char child[1024];
-                snprintf(child, sizeof child, "%s/%s", path, de->d_name);
-                rm_rf(child);
-            }
-        }
-        if (dir != NULL) {
-            closedir(dir);
-        }
-    }
-    remove(path);
-}
-
 static int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
     if (f == NULL) {
         return -1;
     }
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof f->dir, "%s/sluice-embedded-test.XXXXXX",
-             tmp ? tmp : "/tmp");
-    if (mkdtemp(f->dir) == NULL) {
+    if (!ts_tempdir(f->dir, sizeof f->dir, "embedded-test")) {
         free(f);
         return -1;
     }
@@ -81,7 +55,7 @@ static int teardown(void **state)
 {
     fx *f = *state;
     sl_engine_close(f->eng);
-    rm_rf(f->dir);
+    ts_rm_rf(f->dir);
     free(f);
     return 0;
 }
